@@ -1,0 +1,2 @@
+//! banger-agent binary entry point.
+fn main() {}

@@ -1,0 +1,164 @@
+//! Frames on the wire: one JSON document per line, in either direction.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The protocol version this build speaks. A request with another version is answered
+/// with `bad_version`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame (one line, newline excluded) either side accepts. Larger frames are
+/// answered with `bad_request` and discarded; the connection keeps serving.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// A request from the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Protocol version, [`PROTOCOL_VERSION`].
+    pub v: u32,
+    /// Client-chosen id echoed in every response frame.
+    pub id: u64,
+    /// Method name, e.g. `vm.create`.
+    pub method: String,
+    /// Method parameters; `null` and `{}` both mean "no parameters".
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// One answer frame from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// The id of the request this frame answers; 0 when the request could not be parsed
+    /// far enough to know its id.
+    pub id: u64,
+    #[serde(flatten)]
+    pub body: ResponseBody,
+}
+
+/// What a response frame carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseBody {
+    /// An intermediate event; more frames follow.
+    Event { event: Event },
+    /// The final, successful answer.
+    Result { value: serde_json::Value },
+    /// The final, failed answer.
+    Error { error: ApiError },
+}
+
+impl ResponseBody {
+    /// True for the frame that ends a request.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, ResponseBody::Event { .. })
+    }
+}
+
+/// Where a long operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    Started,
+    Done,
+}
+
+/// Which stream a chunk of output belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Events streamed before the final frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A long operation has an id; the client may print it.
+    OpStarted { op: String },
+    /// A stage of a long operation started or finished.
+    Stage {
+        op: String,
+        stage: String,
+        state: StageState,
+        /// Milliseconds since the operation started.
+        elapsed_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// Bytes from a guest command or a log, base64 on the wire.
+    Output {
+        stream: OutputStream,
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+    },
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_frames_round_trip() {
+        let frames = [
+            ResponseFrame {
+                id: 3,
+                body: ResponseBody::Event {
+                    event: Event::Output {
+                        stream: OutputStream::Stdout,
+                        data: b"hi\n".to_vec(),
+                    },
+                },
+            },
+            ResponseFrame {
+                id: 3,
+                body: ResponseBody::Result {
+                    value: serde_json::json!({"ok": true}),
+                },
+            },
+            ResponseFrame {
+                id: 4,
+                body: ResponseBody::Error {
+                    error: ApiError::not_found("no VM named web").with_op("op-1"),
+                },
+            },
+        ];
+        for frame in frames {
+            let line = serde_json::to_string(&frame).unwrap();
+            assert!(!line.contains('\n'));
+            let back: ResponseFrame = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, frame);
+        }
+    }
+
+    #[test]
+    fn output_data_is_base64_on_the_wire() {
+        let frame = ResponseFrame {
+            id: 1,
+            body: ResponseBody::Event {
+                event: Event::Output {
+                    stream: OutputStream::Stderr,
+                    data: vec![0, 255],
+                },
+            },
+        };
+        let line = serde_json::to_string(&frame).unwrap();
+        assert!(line.contains("\"data\":\"AP8=\""), "{line}");
+    }
+}

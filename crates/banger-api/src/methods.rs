@@ -1,0 +1,269 @@
+//! Every method the daemon serves, each as a type tying its wire name to its parameter and
+//! output types. The daemon's dispatch `match` and the CLI's calls both go through these,
+//! so a renamed field or method breaks the build rather than the protocol.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, VmInfo, VmStats};
+
+/// A protocol method: its wire name, parameters and successful output.
+pub trait Method {
+    const NAME: &'static str;
+    type Params: Serialize + DeserializeOwned + Send + 'static;
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+}
+
+/// No parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// Parameters naming one VM by name, unique name prefix, or id prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRef {
+    pub vm: String,
+}
+
+macro_rules! methods {
+    ($( $(#[$doc:meta])* $ty:ident = $name:literal : $params:ty => $output:ty; )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+            impl Method for $ty {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Output = $output;
+            }
+        )*
+        /// Every method name the daemon knows, for `unknown_method` and completion.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+methods! {
+    /// Liveness and protocol check.
+    Ping = "ping": Empty => Pong;
+    /// Daemon version, uptime, store and driver status.
+    HealthCheck = "health": Empty => Health;
+
+    /// Create (and boot) a VM. Long operation with stages.
+    VmCreate = "vm.create": VmCreateParams => VmInfo;
+    /// Boot a stopped VM. Long operation.
+    VmStart = "vm.start": VmRef => VmInfo;
+    /// Graceful stop with a timeout, then forced.
+    VmStop = "vm.stop": VmStopParams => VmInfo;
+    /// Stop then start; the guest gets a new boot id.
+    VmRestart = "vm.restart": VmStopParams => VmInfo;
+    /// Send a signal to the VMM process.
+    VmKill = "vm.kill": VmKillParams => VmInfo;
+    /// Delete a VM and its disk.
+    VmDelete = "vm.delete": VmDeleteParams => VmInfo;
+    /// Delete every VM that is not running.
+    VmPrune = "vm.prune": Empty => PruneOutput;
+    VmList = "vm.list": Empty => Vec<VmInfo>;
+    VmShow = "vm.show": VmRef => VmInfo;
+    /// Run a command in the guest through the agent; output streams as events.
+    VmExec = "vm.exec": VmExecParams => ExecOutput;
+    /// The VM's serial console log; with `follow`, streams until the client leaves.
+    VmLogs = "vm.logs": VmLogsParams => Empty;
+    VmStatsGet = "vm.stats": VmRef => VmStats;
+    VmPorts = "vm.ports": VmRef => Vec<PortInfo>;
+    /// Change vCPUs, memory or disk of a stopped VM.
+    VmSet = "vm.set": VmSetParams => VmInfo;
+    /// How to reach the guest with ssh (address, user, key, known_hosts).
+    VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
+    WorkspacePrepare = "vm.workspace.prepare": WorkspacePrepareParams => VmInfo;
+    WorkspaceExport = "vm.workspace.export": WorkspaceExportParams => WorkspaceExportOutput;
+
+    ImageList = "image.list": Empty => Vec<ImageInfo>;
+    ImageCatalog = "image.catalog": Empty => Vec<CatalogEntry>;
+    ImageShow = "image.show": NameRef => ImageInfo;
+    /// Build or download a catalog image. Long operation.
+    ImagePull = "image.pull": NameRef => ImageInfo;
+    ImageImport = "image.import": ImageImportParams => ImageInfo;
+    ImageRegister = "image.register": ImageRegisterParams => ImageInfo;
+    ImagePromote = "image.promote": ImagePromoteParams => ImageInfo;
+    ImageDelete = "image.delete": NameRef => ImageInfo;
+    ImageCachePrune = "image.cache_prune": Empty => CachePruneOutput;
+
+    KernelCatalog = "kernel.catalog": Empty => Vec<CatalogEntry>;
+    KernelList = "kernel.list": Empty => Vec<KernelInfo>;
+    KernelShow = "kernel.show": NameRef => KernelInfo;
+    /// Fetch and unpack a catalog kernel, build its initramfs. Long operation.
+    KernelPull = "kernel.pull": NameRef => KernelInfo;
+    KernelDelete = "kernel.delete": NameRef => KernelInfo;
+
+    /// Names for shell completion.
+    CompleteNames = "complete.names": CompleteParams => Vec<String>;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCreateParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mib: Option<u64>,
+    #[serde(default)]
+    pub nat: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStopParams {
+    pub vm: String,
+    /// Seconds to wait for a graceful shutdown before forcing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmKillParams {
+    pub vm: String,
+    /// Signal name, e.g. `KILL`, `TERM` (with or without `SIG`).
+    pub signal: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmDeleteParams {
+    pub vm: String,
+    /// Delete even if running (the VM is killed first).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneOutput {
+    pub deleted: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmExecParams {
+    pub vm: String,
+    /// argv; the agent runs it without a shell.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmLogsParams {
+    pub vm: String,
+    #[serde(default)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_lines: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSetParams {
+    pub vm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mib: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshTarget {
+    pub name: String,
+    pub address: String,
+    pub user: String,
+    pub identity_file: String,
+    pub known_hosts_file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspacePrepareParams {
+    pub vm: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceExportParams {
+    pub vm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceExportOutput {
+    /// The guest's edits as a `git apply`-able patch.
+    pub patch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRef {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageImportParams {
+    /// OCI reference, e.g. `localhost:5000/app:latest`.
+    pub reference: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRegisterParams {
+    pub name: String,
+    /// Host path of an ext4 root filesystem.
+    pub rootfs: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePromoteParams {
+    pub vm: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachePruneOutput {
+    pub removed: Vec<String>,
+    pub freed_bytes: u64,
+}
+
+/// What to complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompleteKind {
+    Vm,
+    Image,
+    Kernel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteParams {
+    pub kind: CompleteKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_are_unique() {
+        let mut names = ALL.to_vec();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
+}

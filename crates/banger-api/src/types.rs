@@ -1,0 +1,214 @@
+//! Records the daemon returns: VMs, images, kernels, health. Sizes travel as MiB or bytes
+//! in plain integers and names as strings; validation lives in `banger-model`, applied by
+//! both the CLI and the daemon.
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of a VM as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// Name reserved, disks and boot in progress.
+    Creating,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    /// The last operation failed; `last_error` says why.
+    Error,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Creating => "creating",
+            VmState::Starting => "starting",
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+            VmState::Stopped => "stopped",
+            VmState::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A repository workspace imported into a VM (`vm run ./repo`, `vm workspace prepare`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceInfo {
+    /// Host path of the repository.
+    pub source: String,
+    /// Commit the import was based on.
+    pub base_commit: String,
+    /// Path of the checkout inside the guest.
+    pub guest_path: String,
+}
+
+/// Everything `vm show` prints about one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub id: String,
+    pub name: String,
+    pub state: VmState,
+    pub image: String,
+    pub kernel: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub nat: bool,
+    /// VMM driver (`qemu` or `firecracker`).
+    pub driver: String,
+    /// `kvm` or `tcg` while running (QEMU); `kvm` for Firecracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// Guest IPv4 address, once networking has assigned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The guest's `/proc/sys/kernel/random/boot_id` as the agent last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// VMM process id while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceInfo>,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Why the VM is in `error`, or why it stopped when it stopped by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Host paths of the VM's files (disk, serial log, sockets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+/// Resource use of a running VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStats {
+    pub name: String,
+    pub state: VmState,
+    /// Resident set size of the VMM process, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_rss_bytes: Option<u64>,
+    /// User + system CPU time of the VMM process, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_cpu_ms: Option<u64>,
+    /// Bytes the root disk occupies on the host.
+    pub disk_allocated_bytes: u64,
+    /// The root disk's virtual size, bytes.
+    pub disk_size_bytes: u64,
+}
+
+/// One listening socket in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub port: u16,
+    /// Guest address it is bound to (`0.0.0.0`, `::`, `127.0.0.1`...).
+    pub bind: String,
+    /// How to reach it from the host, `<name>.vm:<port>`.
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+/// Where an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    /// Built or downloaded from the built-in catalog.
+    Catalog,
+    /// Imported from an OCI registry.
+    Oci,
+    /// A local ext4 file registered by the user.
+    Registered,
+    /// A VM's disk promoted to an image.
+    Promoted,
+}
+
+/// A local image record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub source: ImageSource,
+    /// `sha256:<hex>` of the rootfs file.
+    pub digest: String,
+    pub size_bytes: u64,
+    pub path: String,
+    /// Kernel this image boots with by default.
+    pub kernel: String,
+    pub created_at: String,
+}
+
+/// An entry of the built-in image or kernel catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub description: String,
+    /// `build` (made locally from Debian packages) or `bundle` (downloaded, sha256-checked).
+    pub kind: String,
+    /// True when a local copy exists.
+    pub pulled: bool,
+    /// True for the image used when `--image` is omitted.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// A local kernel record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    pub name: String,
+    /// Kernel release, e.g. `6.1.0-28-cloud-amd64`.
+    pub version: String,
+    /// ELF vmlinux (Firecracker, QEMU via PVH).
+    pub vmlinux: String,
+    pub initramfs: String,
+    pub created_at: String,
+}
+
+/// State of the SQLite store as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub ok: bool,
+    pub path: String,
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether a VMM driver can run guests on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverStatus {
+    pub name: String,
+    pub available: bool,
+    pub detail: String,
+}
+
+/// Answer to `health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub daemon_version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub store: StoreStatus,
+    pub drivers: Vec<DriverStatus>,
+    /// The accelerator new QEMU guests get: `kvm` or `tcg`.
+    pub accelerator: String,
+    /// VMs per state, as (state, count).
+    pub vms: Vec<(VmState, u64)>,
+}
+
+/// Answer to `ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub daemon_version: String,
+    pub protocol: u32,
+}

@@ -1,0 +1,1 @@
+//! banger-doctor: see Cargo.toml description.

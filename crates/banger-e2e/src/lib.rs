@@ -1,0 +1,1 @@
+//! banger-e2e: see Cargo.toml description.

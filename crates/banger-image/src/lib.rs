@@ -1,0 +1,1 @@
+//! banger-image: see Cargo.toml description.

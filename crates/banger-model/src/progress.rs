@@ -1,0 +1,32 @@
+//! How long operations report their stages. Services take a `&dyn ProgressSink`; the
+//! daemon's implementation turns calls into protocol events, tests record them.
+
+/// Receives the stages of a long operation as they start and finish.
+pub trait ProgressSink: Send + Sync {
+    /// A stage (e.g. `resolve image`, `boot`) started.
+    fn stage_started(&self, stage: &str);
+    /// The stage finished; `detail` is a short note such as a size or a version.
+    fn stage_done(&self, stage: &str, detail: Option<&str>);
+}
+
+/// A sink that drops everything, for callers that do not report progress.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn stage_started(&self, _stage: &str) {}
+    fn stage_done(&self, _stage: &str, _detail: Option<&str>) {}
+}
+
+/// Runs `work` as a stage named `stage`, reporting start and end.
+pub async fn stage<T, E, F>(sink: &dyn ProgressSink, stage: &str, work: F) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    sink.stage_started(stage);
+    let result = work.await;
+    if result.is_ok() {
+        sink.stage_done(stage, None);
+    }
+    result
+}

@@ -1,0 +1,1 @@
+//! banger-proto: see Cargo.toml description.

@@ -1,0 +1,1 @@
+//! banger-sys: see Cargo.toml description.

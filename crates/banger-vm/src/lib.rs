@@ -1,0 +1,1 @@
+//! banger-vm: see Cargo.toml description.

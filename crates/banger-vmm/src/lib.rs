@@ -1,0 +1,1 @@
+//! banger-vmm: see Cargo.toml description.

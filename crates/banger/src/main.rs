@@ -1,0 +1,2 @@
+//! banger binary entry point.
+fn main() {}

@@ -1,0 +1,1 @@
+//! bangerd library: see main.rs.

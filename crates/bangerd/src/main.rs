@@ -1,0 +1,2 @@
+//! bangerd binary entry point.
+fn main() {}
