@@ -4,3 +4,4 @@
 
 pub mod dirs;
 pub mod progress;
+pub mod state;

@@ -1,0 +1,1 @@
+//! process: filled in by its owner (see the crate's lib.rs).
