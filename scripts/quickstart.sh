@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian bookworm machine to a command run in a microVM:
+# installs host packages, builds and installs banger, starts the daemon, checks the host
+# with `banger doctor`, then runs `banger vm run -- uname -a` on the default golden image
+# (the first run builds the image from Debian packages; later runs reuse it).
+#
+#   PREFIX=/usr/local   where binaries go (default: /usr/local as root, ~/.local otherwise)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then PREFIX=${PREFIX:-/usr/local}; else PREFIX=${PREFIX:-$HOME/.local}; fi
+BIN=$PREFIX/bin
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "installing host packages"
+scripts/install-deps.sh
+
+step "building banger (release)"
+command -v cargo >/dev/null || { echo "quickstart: cargo is required (https://rustup.rs)" >&2; exit 1; }
+cargo build --release --locked -p banger -p bangerd
+agent=$(cargo xtask agent)
+
+step "installing to $BIN"
+mkdir -p "$BIN"
+install -m 0755 target/release/banger target/release/bangerd "$agent" "$BIN/"
+export PATH="$BIN:$PATH"
+
+step "starting the daemon"
+if banger ping >/dev/null 2>&1; then
+  echo "bangerd is already running; restarting it with the new binaries" >&2
+  pkill -u "$(id -u)" -x bangerd || true
+  for _ in $(seq 50); do banger ping >/dev/null 2>&1 || break; sleep 0.1; done
+fi
+state=${BANGER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/banger}
+mkdir -p "$state"
+nohup "$BIN/bangerd" >>"$state/bangerd.log" 2>&1 </dev/null &
+for _ in $(seq 100); do banger ping >/dev/null 2>&1 && break; sleep 0.1; done
+banger ping
+
+step "checking the host"
+banger doctor
+
+step "running: banger vm run -- uname -a"
+banger vm run --rm -- uname -a

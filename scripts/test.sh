@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test banger has on a fresh Debian machine: installs host packages and Rust
+# components, then `cargo xtask ci` (fmt, clippy, tidy, unit + integration tests, and the
+# real-guest end-to-end tests under QEMU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test: installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
+fi
+exec cargo xtask ci "$@"
