@@ -34,7 +34,10 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Runs a command in the workspace root, failing with its command line.
@@ -55,16 +58,45 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     let fast = args.iter().any(|a| a == "--fast");
     let started = std::time::Instant::now();
     run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
-    run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    run(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     tidy::run(root)?;
     build_agent(root)?;
-    run(root, "cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    run(
+        root,
+        "cargo",
+        &["nextest", "run", "--workspace", "--no-fail-fast"],
+    )?;
     if fast {
         eprintln!("xtask: --fast: skipping the real-guest profile");
     } else {
-        run(root, "cargo", &["nextest", "run", "--workspace", "--profile", "vm", "--no-fail-fast"])?;
+        run(
+            root,
+            "cargo",
+            &[
+                "nextest",
+                "run",
+                "--workspace",
+                "--profile",
+                "vm",
+                "--no-fail-fast",
+            ],
+        )?;
     }
-    eprintln!("xtask: ci passed in {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: ci passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -74,7 +106,14 @@ pub(crate) fn build_agent(root: &Path) -> Result<PathBuf> {
     let target_dir = root.join("target/agent");
     eprintln!("xtask: building the static guest agent");
     let status = Command::new("cargo")
-        .args(["build", "--release", "-p", "banger-agent", "--target", "x86_64-unknown-linux-gnu"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "banger-agent",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")

@@ -16,10 +16,24 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("banger-api", &["banger-model"]),
     ("banger-proto", &["banger-model"]),
     ("banger-store", &["banger-model"]),
-    ("banger-doctor", &["banger-model", "banger-sys", "banger-exec"]),
-    ("banger-vmm", &["banger-model", "banger-sys", "banger-exec", "banger-proto"]),
-    ("banger-image", &["banger-model", "banger-sys", "banger-exec"]),
-    ("banger-net", &["banger-model", "banger-sys", "banger-exec", "banger-proto"]),
+    (
+        "banger-doctor",
+        &["banger-model", "banger-sys", "banger-exec"],
+    ),
+    (
+        "banger-vmm",
+        &["banger-model", "banger-sys", "banger-exec", "banger-proto"],
+    ),
+    (
+        "banger-image",
+        &["banger-model", "banger-sys", "banger-exec"],
+    ),
+    (
+        "banger-net",
+        &["banger-model", "banger-sys", "banger-exec", "banger-proto"],
+    ),
+    ("banger-dns", &["banger-model"]),
+    ("banger-ssh", &["banger-model", "banger-exec"]),
     (
         "banger-vm",
         &[
@@ -31,6 +45,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "banger-proto",
             "banger-sys",
             "banger-exec",
+            "banger-dns",
+            "banger-ssh",
         ],
     ),
     // The CLI talks to the daemon only; doctor's host checks run locally so that `banger
@@ -123,12 +139,16 @@ fn check_layers(root: &Path, problems: &mut Vec<String>) -> Result<()> {
             if krate == "bangerd" || krate == "banger-e2e" {
                 continue;
             }
-            problems.push(format!("crates/{krate}: not in xtask's layer table; add it"));
+            problems.push(format!(
+                "crates/{krate}: not in xtask's layer table; add it"
+            ));
             continue;
         };
         for dep in internal_deps(&std::fs::read_to_string(&manifest)?) {
             if !allowed.contains(&dep.as_str()) {
-                problems.push(format!("crates/{krate} depends on {dep}, which its layer forbids"));
+                problems.push(format!(
+                    "crates/{krate} depends on {dep}, which its layer forbids"
+                ));
             }
         }
     }

@@ -154,6 +154,8 @@ pub enum ExecError {
     Failed {
         command: String,
         status: String,
+        /// The exit code, when the command exited rather than being killed.
+        code: Option<i32>,
         stdout: Vec<u8>,
         stderr: String,
     },
@@ -177,6 +179,14 @@ fn stderr_suffix(stderr: &str) -> String {
 }
 
 impl ExecError {
+    /// The exit code of a command that ran and failed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ExecError::Failed { code, .. } => *code,
+            _ => None,
+        }
+    }
+
     /// True when the program itself is missing.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ExecError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
@@ -240,15 +250,13 @@ pub async fn run(cmd: &Cmd) -> Result<CmdOutput, ExecError> {
         command: command.clone(),
         source,
     })?;
-    if let Some(bytes) = &cmd.stdin {
-        if let Some(mut stdin) = child.stdin.take() {
-            let bytes = bytes.clone();
-            // Written from a task so a child that fills its stdout pipe before reading all
-            // of stdin cannot deadlock us.
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&bytes).await;
-            });
-        }
+    if let (Some(bytes), Some(mut stdin)) = (&cmd.stdin, child.stdin.take()) {
+        let bytes = bytes.clone();
+        // Written from a task so a child that fills its stdout pipe before reading all of
+        // stdin cannot deadlock us.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&bytes).await;
+        });
     }
     let output = match tokio::time::timeout(cmd.timeout, child.wait_with_output()).await {
         Ok(result) => result.map_err(|source| ExecError::Io {
@@ -276,6 +284,7 @@ pub async fn run(cmd: &Cmd) -> Result<CmdOutput, ExecError> {
     Err(ExecError::Failed {
         command,
         status,
+        code: output.status.code(),
         stdout: output.stdout,
         stderr,
     })

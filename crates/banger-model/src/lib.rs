@@ -1,7 +1,25 @@
-//! banger's domain types and the pure rules over them: VM names, sizes, VM specs and
-//! their limits, and the progress-reporting trait long operations use. Nothing here does
-//! I/O, so every rule is table-tested and shared by the CLI and the daemon.
+//! banger's domain types and the pure rules over them: VM names and ids, sizes, VM specs
+//! and their limits, lifecycle states, guest signals, reference lookup, the built-in
+//! catalog names, and the progress-reporting trait long operations use. Nothing here
+//! does I/O, so every rule is table-tested and shared by the CLI and the daemon.
 
+pub mod catalog;
 pub mod dirs;
+pub mod id;
+pub mod lookup;
+pub mod name;
 pub mod progress;
+pub mod signal;
+pub mod size;
+pub mod spec;
 pub mod state;
+pub mod vm;
+
+pub use id::{IdError, VmId};
+pub use lookup::{RefError, resolve_ref};
+pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
+pub use signal::{GuestSignal, SignalError};
+pub use size::{ByteSize, SizeError};
+pub use spec::{SpecError, SpecLimits, VmSpec};
+pub use state::{UnknownState, VmState};
+pub use vm::{VmRecord, VmRuntime};

@@ -3,7 +3,10 @@
 //! stack (daemon, drivers, agent, helper) calls these wrappers.
 #![allow(unsafe_code)]
 
+pub mod fdpass;
 pub mod kvm;
+pub mod peer;
 pub mod process;
+pub mod tap;
 pub mod tsc;
 pub mod vsock;

@@ -1,1 +1,22 @@
-//! banger-vm: see Cargo.toml description.
+//! The VM lifecycle service: create, boot, stop, kill, delete, reconcile; root disks and
+//! the offline guest patch; work inside guests through the agent. The daemon wires it to
+//! the store, the image service and a VMM driver, and maps its errors to API codes.
+
+pub mod cmdline;
+mod create;
+pub mod disk;
+pub mod error;
+mod guest;
+mod handle_file;
+pub mod layout;
+mod lifecycle;
+pub mod patch;
+mod reconcile;
+mod service;
+
+pub use create::CreateRequest;
+pub use error::{VmError, VmErrorKind, chain};
+pub use guest::VmUsage;
+pub use lifecycle::SetRequest;
+pub use reconcile::ReconcileReport;
+pub use service::{StoreAccess, VmService, VmServiceConfig};

@@ -1,2 +1,148 @@
-//! bangerd binary entry point.
-fn main() {}
+//! The `bangerd` binary: parse arguments, set up logging, resolve and create banger's
+//! directories, bind the socket, and serve until SIGTERM or SIGINT.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use banger_model::dirs::Dirs;
+use bangerd::{DaemonContext, layout, server, socket};
+use clap::{Parser, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+/// The banger daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bangerd",
+    version,
+    about = "The banger daemon: owns VM state and serves the banger CLI over a Unix socket.",
+    long_about = "The banger daemon: owns VM state and serves the banger CLI over a Unix socket.\n\n\
+        bangerd runs as your user. It keeps its database under the state directory \
+        ($BANGER_STATE_DIR, else $XDG_STATE_HOME/banger, else ~/.local/state/banger) and \
+        listens on <runtime dir>/bangerd.sock ($BANGER_SOCKET overrides it; the runtime \
+        dir is $BANGER_RUNTIME_DIR, else $XDG_RUNTIME_DIR/banger, else /tmp/banger-<uid>). \
+        Only your uid may connect. Logs go to stderr.\n\n\
+        SIGTERM or SIGINT stops it: it stops accepting connections, lets requests in \
+        flight finish (up to 5 seconds), and removes its socket.",
+    after_help = "Examples:\n  \
+        bangerd                               # serve on the default socket\n  \
+        bangerd --log-format json             # structured logs for a supervisor\n  \
+        bangerd --socket /tmp/b.sock --log-level debug"
+)]
+struct Args {
+    /// Socket to listen on (default: $BANGER_SOCKET, else <runtime dir>/bangerd.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or tracing
+    /// directives such as `bangerd=debug,info`.
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(error) = init_logging(args.log_format, &args.log_level) {
+        report_early_error(&error);
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "logging is not set up when this runs, and the user must see why"
+)]
+fn report_early_error(error: &anyhow::Error) {
+    eprintln!("bangerd: {error:#}");
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log-level filter `{filter}`"))?;
+    // Colour only for a person watching a terminal, never into a log file or journal.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut dirs = Dirs::resolve(|key| std::env::var(key).ok(), uid)?;
+    if let Some(path) = args.socket {
+        dirs.socket = path;
+    }
+    for dir in [&dirs.state, &dirs.cache, &dirs.config] {
+        layout::create_private_dir(dir)?;
+    }
+    layout::ensure_private_dir(&dirs.runtime, uid)?;
+    // Signal handlers first: a signal arriving right after bind must not kill us before
+    // the socket can be cleaned up.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let listener = socket::bind(&dirs.socket, uid).await?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    };
+    let ctx = Arc::new(DaemonContext::new(uid, dirs));
+    // A store that cannot be opened is not fatal: `health` reports it, and the next
+    // request retries the open.
+    match ctx.fail_interrupted_operations().await {
+        Ok(0) => {}
+        Ok(count) => tracing::warn!(
+            count,
+            "marked operations interrupted by the last shutdown as failed"
+        ),
+        Err(error) => {
+            tracing::warn!(message = %error.message, "state database unavailable at startup")
+        }
+    }
+    match ctx.services.vms.reconcile().await {
+        Ok(report) => tracing::info!(
+            reattached = ?report.reattached,
+            marked_stopped = ?report.marked_stopped,
+            removed = ?report.removed,
+            orphan_dirs = ?report.orphan_dirs,
+            "reconciled VMs with the host"
+        ),
+        Err(error) => tracing::warn!(error = %banger_vm::chain(&error), "reconcile failed"),
+    }
+    server::run(listener, shutdown, ctx).await
+}

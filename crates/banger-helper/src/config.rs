@@ -1,0 +1,245 @@
+//! config: the helper's command line ([`HelperArgs`]) and the checked configuration the
+//! operations run with ([`HelperConfig`]). Everything a client could influence is fixed
+//! here at startup by root (who may connect, which bridge, which pool, which directories),
+//! so requests can only name things inside those limits.
+
+use std::path::PathBuf;
+
+use banger_proto::helper::{
+    DEFAULT_BRIDGE, DEFAULT_HELPER_SOCKET, DEFAULT_SUBNET, Ipv4Subnet, check_bridge_name,
+};
+
+use crate::validate::check_uplink_name;
+
+/// Which firewall tool applies NAT rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NatBackend {
+    /// nftables if `nft` is installed, else iptables.
+    Auto,
+    Nft,
+    Iptables,
+}
+
+/// `banger-helper` command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "banger-helper",
+    version,
+    about = "banger's root helper: bridges, taps, NAT and loop devices for bangerd",
+    long_about = "banger's root helper. Runs as root, listens on its own Unix socket and \
+serves only the configured owner uid (checked with peer credentials on every connection). \
+It performs a closed set of operations for bangerd: create the guest bridge and taps, hand \
+an opened tap to an unprivileged VMM, per-guest NAT in its own nftables table, loop \
+devices and ownership fixes inside banger's directories, and per-link DNS for `*.vm`. \
+Every argument is validated before anything is touched; no shell is ever run.\n\n\
+Example:\n  banger-helper --owner-uid 1000 --state-dir /home/me/.local/state/banger \\\n    \
+--runtime-dir /run/user/1000/banger"
+)]
+pub struct HelperArgs {
+    /// Unix socket to listen on (created mode 0600, owned by the owner uid).
+    #[arg(long, default_value = DEFAULT_HELPER_SOCKET)]
+    pub socket: PathBuf,
+    /// The only uid allowed to use the helper (the user bangerd runs as).
+    #[arg(long)]
+    pub owner_uid: u32,
+    /// The bridge guests attach to; must start with `banger`.
+    #[arg(long, default_value = DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// The guest address pool; the first host is the bridge's (gateway) address.
+    #[arg(long, default_value = DEFAULT_SUBNET)]
+    pub subnet: String,
+    /// banger's state directory: loop devices may only be backed by files under it.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// banger's runtime directory (ownership fixes are allowed under it too).
+    #[arg(long)]
+    pub runtime_dir: PathBuf,
+    /// Interface NAT traffic leaves through; default: the default route's, looked up
+    /// each time NAT is added.
+    #[arg(long)]
+    pub uplink: Option<String>,
+    /// Which tool applies NAT rules.
+    #[arg(long, value_enum, default_value_t = NatBackend::Auto)]
+    pub nat_backend: NatBackend,
+}
+
+/// Why the command line is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--bridge {name:?}: {reason}")]
+    Bridge { name: String, reason: String },
+    #[error("--subnet")]
+    Subnet(#[source] banger_proto::helper::SubnetError),
+    #[error("--uplink {name:?}: {reason}")]
+    Uplink { name: String, reason: String },
+    #[error("--{flag} {}: must be an absolute path", .path.display())]
+    RelativePath { flag: &'static str, path: PathBuf },
+}
+
+/// Host paths the helper reads and writes directly; tests point them at temp dirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    /// `/proc/sys` (for `net/ipv4/ip_forward`).
+    pub proc_sys: PathBuf,
+    /// `/sys` (for `block/loopN/loop/backing_file`).
+    pub sys: PathBuf,
+    /// `/dev` (loop device nodes are chowned here).
+    pub dev: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> HostPaths {
+        HostPaths {
+            proc_sys: PathBuf::from("/proc/sys"),
+            sys: PathBuf::from("/sys"),
+            dev: PathBuf::from("/dev"),
+        }
+    }
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct HelperConfig {
+    pub socket: PathBuf,
+    pub owner_uid: u32,
+    /// The owner's primary group, given with ownership when known.
+    pub owner_gid: Option<u32>,
+    pub bridge: String,
+    pub subnet: Ipv4Subnet,
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub uplink: Option<String>,
+    pub nat_backend: NatBackend,
+    pub host: HostPaths,
+}
+
+impl HelperConfig {
+    /// Checks the command line. Pure: the owner's group is looked up by the caller,
+    /// since that needs the user database.
+    pub fn from_args(
+        args: HelperArgs,
+        owner_gid: Option<u32>,
+    ) -> Result<HelperConfig, ConfigError> {
+        check_bridge_name(&args.bridge).map_err(|problem| ConfigError::Bridge {
+            name: args.bridge.clone(),
+            reason: problem.to_string(),
+        })?;
+        let subnet: Ipv4Subnet = args.subnet.parse().map_err(ConfigError::Subnet)?;
+        if let Some(uplink) = &args.uplink {
+            check_uplink_name(uplink).map_err(|reason| ConfigError::Uplink {
+                name: uplink.clone(),
+                reason,
+            })?;
+        }
+        for (flag, path) in [
+            ("socket", &args.socket),
+            ("state-dir", &args.state_dir),
+            ("runtime-dir", &args.runtime_dir),
+        ] {
+            if !path.is_absolute() {
+                return Err(ConfigError::RelativePath {
+                    flag,
+                    path: path.clone(),
+                });
+            }
+        }
+        Ok(HelperConfig {
+            socket: args.socket,
+            owner_uid: args.owner_uid,
+            owner_gid,
+            bridge: args.bridge,
+            subnet,
+            state_dir: args.state_dir,
+            runtime_dir: args.runtime_dir,
+            uplink: args.uplink,
+            nat_backend: args.nat_backend,
+            host: HostPaths::default(),
+        })
+    }
+
+    /// Directories a path may be under for `chown_to_owner`.
+    pub fn owned_roots(&self) -> [&std::path::Path; 2] {
+        [&self.state_dir, &self.runtime_dir]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> Result<HelperConfig, String> {
+        let mut argv = vec![
+            "banger-helper",
+            "--owner-uid",
+            "1000",
+            "--state-dir",
+            "/home/u/.local/state/banger",
+            "--runtime-dir",
+            "/run/user/1000/banger",
+        ];
+        argv.extend_from_slice(extra);
+        let args = HelperArgs::try_parse_from(argv).map_err(|e| e.to_string())?;
+        HelperConfig::from_args(args, Some(1000)).map_err(|e| {
+            let mut text = e.to_string();
+            if let Some(source) = std::error::Error::source(&e) {
+                text.push_str(&format!(": {source}"));
+            }
+            text
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.socket, PathBuf::from("/run/banger/helper.sock"));
+        assert_eq!(config.bridge, "banger0");
+        assert_eq!(config.subnet.to_string(), "172.30.0.0/24");
+        assert_eq!(config.uplink, None);
+        assert_eq!(config.nat_backend, NatBackend::Auto);
+        assert_eq!(config.owner_uid, 1000);
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bridge", "br0"], "prefix"),
+            (&["--bridge", "banger0123456789"], "longer than 15"),
+            (&["--subnet", "172.30.0.1/24"], "host bits"),
+            (&["--subnet", "nonsense"], "CIDR"),
+            (&["--uplink", "eth0/x"], "--uplink"),
+            (&["--uplink", "a-very-long-ifname0"], "--uplink"),
+            (&["--socket", "relative.sock"], "absolute"),
+            (&["--nat-backend", "pf"], "invalid value"),
+        ];
+        for (extra, fragment) in cases {
+            let error = parse(extra).unwrap_err();
+            assert!(error.contains(fragment), "{extra:?}: {error}");
+        }
+        assert!(
+            HelperArgs::try_parse_from(["banger-helper"]).is_err(),
+            "owner uid is required"
+        );
+    }
+
+    #[test]
+    fn good_command_lines() {
+        let config = parse(&[
+            "--bridge",
+            "banger-test",
+            "--subnet",
+            "10.77.0.0/16",
+            "--uplink",
+            "enp0s31f6",
+            "--nat-backend",
+            "iptables",
+            "--socket",
+            "/tmp/x/helper.sock",
+        ])
+        .unwrap();
+        assert_eq!(config.bridge, "banger-test");
+        assert_eq!(config.subnet.gateway().to_string(), "10.77.0.1");
+        assert_eq!(config.uplink.as_deref(), Some("enp0s31f6"));
+        assert_eq!(config.nat_backend, NatBackend::Iptables);
+    }
+}

@@ -1,0 +1,229 @@
+//! server: the helper's socket. [`bind`] creates it (parent directory root-owned 0755,
+//! socket 0600 owned by the owner uid, so only the owner and root can even connect);
+//! [`serve`] accepts connections, checks the peer's uid against the owner on every one
+//! (others get one `unauthorized` reply and are closed without a byte being read), and
+//! runs each accepted connection on its own thread: read a request line, dispatch,
+//! write one reply line (with the tap descriptor as SCM_RIGHTS for `open_tap`).
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use banger_proto::helper::{
+    HelperError, HelperReply, HelperRequest, MAX_HELPER_LINE_BYTES, decode_helper_request,
+    encode_helper_line,
+};
+use banger_sys::fdpass::send_with_fd;
+use banger_sys::peer::peer_credentials;
+
+use crate::dispatch::Helper;
+use crate::log;
+
+/// More simultaneous connections than the daemon ever opens; beyond it new ones are
+/// answered `failed` at once, so a runaway client cannot exhaust threads.
+const MAX_CONNECTIONS: usize = 64;
+
+/// A connection idle this long is closed; the daemon reconnects per request anyway.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Pause after a transient accept failure (out of descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long writing a reply may block before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the listening socket at `path`, replacing a stale socket (never another kind
+/// of file), mode 0600 and owned by `owner_uid`.
+pub fn bind(path: &Path, owner_uid: u32) -> io::Result<UnixListener> {
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; not replacing it",
+                    path.display()
+                ),
+            ));
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::os::unix::fs::lchown(path, Some(owner_uid), None)?;
+    Ok(listener)
+}
+
+/// Accepts connections forever (until accepting itself fails).
+pub fn serve(listener: UnixListener, helper: Arc<Helper>) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    let owner_uid = helper.config().owner_uid;
+    loop {
+        let (stream, _) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            // Out of descriptors or memory: refuse this one, keep serving.
+            Err(error) if is_transient_accept_error(&error) => {
+                log::warn(format_args!("accept failed: {error}"));
+                // Give connections time to close instead of spinning on the error.
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let peer = match peer_credentials(&stream) {
+            Ok(peer) => peer,
+            Err(error) => {
+                log::warn(format_args!("cannot read peer credentials: {error}"));
+                continue;
+            }
+        };
+        if peer.uid != owner_uid {
+            log::warn(format_args!(
+                "refused uid {} (pid {}): not the owner uid {owner_uid}",
+                peer.uid, peer.pid
+            ));
+            let _ = write_reply(
+                &stream,
+                HelperReply::Err(HelperError::Unauthorized { uid: peer.uid }),
+                None,
+            );
+            continue;
+        }
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let busy = HelperError::Failed {
+                op: "connect".to_owned(),
+                message: format!("more than {MAX_CONNECTIONS} connections are open"),
+            };
+            let _ = write_reply(&stream, HelperReply::Err(busy), None);
+            continue;
+        }
+        let helper = helper.clone();
+        let active = active.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("conn-{}", peer.pid))
+            .spawn(move || {
+                if let Err(error) = serve_connection(&stream, &helper, peer.pid) {
+                    log::warn(format_args!("connection from pid {}: {error}", peer.pid));
+                }
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(error) = spawned {
+            log::warn(format_args!("cannot start a connection thread: {error}"));
+        }
+    }
+}
+
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    use nix::libc::{ECONNABORTED, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    error
+        .raw_os_error()
+        .is_some_and(|errno| [EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED].contains(&errno))
+}
+
+/// Serves one accepted connection until the peer closes it.
+fn serve_connection(stream: &UnixStream, helper: &Helper, pid: i32) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_HELPER_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line);
+        match read {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > MAX_HELPER_LINE_BYTES {
+            // Cannot find the next frame boundary cheaply: answer and hang up.
+            let error = HelperError::BadRequest {
+                message: format!("request longer than {MAX_HELPER_LINE_BYTES} bytes"),
+            };
+            return write_reply(stream, HelperReply::Err(error), None);
+        }
+        // (A final line without newline before EOF is still served.)
+        let started = Instant::now();
+        let (reply, fd, op) = match decode_helper_request(&line) {
+            Ok(request) => {
+                let op = request.op_name();
+                let described = describe(&request);
+                match helper.handle(request) {
+                    Ok(answer) => (HelperReply::Ok(answer.outcome), answer.fd, (op, described)),
+                    Err(error) => (HelperReply::Err(error), None, (op, described)),
+                }
+            }
+            Err(error) => {
+                let mut message = error.to_string();
+                if let Some(source) = std::error::Error::source(&error) {
+                    message = format!("{message}: {source}");
+                }
+                (
+                    HelperReply::Err(HelperError::BadRequest { message }),
+                    None,
+                    ("?", String::new()),
+                )
+            }
+        };
+        let outcome = match &reply {
+            HelperReply::Ok(_) => "ok".to_owned(),
+            HelperReply::Err(error) => format!("refused: {error}"),
+        };
+        log::info(format_args!(
+            "pid {pid}: {}{} -> {outcome} ({} ms)",
+            op.0,
+            op.1,
+            started.elapsed().as_millis()
+        ));
+        write_reply(stream, reply, fd.as_ref().map(AsFd::as_fd))?;
+    }
+}
+
+/// The request's arguments for the log line.
+fn describe(request: &HelperRequest) -> String {
+    match serde_json::to_value(request) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("op");
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", serde_json::Value::Object(fields))
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+fn write_reply(
+    stream: &UnixStream,
+    reply: HelperReply,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let line = encode_helper_line(&reply).map_err(io::Error::other)?;
+    send_with_fd(stream.as_fd(), &line, fd)
+}

@@ -1,0 +1,171 @@
+//! The helper binary over its real socket: refusals of bad arguments (these run as any
+//! user, since nothing is touched), malformed lines, the socket's mode and ownership, and
+//! the peer-credential check against a non-owner uid (root only: the socket is chowned
+//! to that uid).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+
+use banger_net::HelperClientError;
+use banger_proto::helper::{HelperError, HelperOutcome, HelperRequest};
+use support::{RunningHelper, current_uid, has_program, is_root, skip};
+
+fn refusal(result: Result<banger_net::HelperAnswer, HelperClientError>) -> HelperError {
+    match result {
+        Err(HelperClientError::Refused { source, .. }) => source,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_over_the_socket() {
+    let helper = RunningHelper::start(None, current_uid(), &[]);
+    let cases: Vec<(HelperRequest, &str)> = vec![
+        (
+            HelperRequest::CreateTap {
+                name: "bgt-a/b".into(),
+            },
+            "invalid_name",
+        ),
+        (
+            HelperRequest::CreateTap {
+                name: "bgt-0123456789abcdef".into(),
+            },
+            "invalid_name",
+        ),
+        (
+            HelperRequest::DeleteTap {
+                name: "eth0".into(),
+            },
+            "invalid_name",
+        ),
+        (
+            HelperRequest::AddNat {
+                guest_ip: "10.0.0.5".parse().unwrap(),
+            },
+            "outside_pool",
+        ),
+        (
+            HelperRequest::RemoveNat {
+                guest_ip: "172.30.0.1".parse().unwrap(),
+            },
+            "outside_pool",
+        ),
+        (
+            HelperRequest::ChownToOwner {
+                path: "/etc/passwd".into(),
+            },
+            "path_outside_dirs",
+        ),
+        (
+            HelperRequest::AttachLoop {
+                path: "/etc/shadow".into(),
+            },
+            "path_outside_dirs",
+        ),
+        (
+            HelperRequest::DetachLoop {
+                device: "/dev/sda".into(),
+            },
+            "invalid_path",
+        ),
+    ];
+    for (request, code) in cases {
+        let shown = format!("{request:?}");
+        let error = refusal(helper.call(request));
+        assert_eq!(
+            serde_json::to_value(&error).unwrap()["code"],
+            code,
+            "{shown}: {error}"
+        );
+    }
+    let hello = helper.call(HelperRequest::Hello).unwrap();
+    assert!(matches!(hello.outcome, HelperOutcome::Hello { .. }));
+    helper.wait_for_log("refused: interface name \"bgt-a/b\"");
+}
+
+#[test]
+fn dns_without_resolved_is_unsupported() {
+    if has_program("resolvectl") {
+        skip(
+            "dns_without_resolved_is_unsupported",
+            "resolvectl is installed here, so the unsupported path cannot be observed",
+        );
+        return;
+    }
+    let helper = RunningHelper::start(None, current_uid(), &[]);
+    let error = refusal(helper.call(HelperRequest::SetupDns {
+        bridge: "banger0".into(),
+        server_ip: "172.30.0.1".parse().unwrap(),
+        port: 5353,
+    }));
+    match error {
+        HelperError::Unsupported { op, reason } => {
+            assert_eq!(op, "setup_dns");
+            assert!(reason.contains("172.30.0.1"), "{reason}");
+        }
+        other => panic!("expected unsupported, got {other:?}"),
+    }
+    // Tearing down what was never set up is fine.
+    helper
+        .call(HelperRequest::TeardownDns {
+            bridge: "banger0".into(),
+        })
+        .unwrap();
+}
+
+#[test]
+fn malformed_lines_get_an_answer_and_the_connection_keeps_serving() {
+    let helper = RunningHelper::start(None, current_uid(), &[]);
+    let mut stream = UnixStream::connect(&helper.socket).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let lines = [
+        "not json",
+        r#"{"op":"run_shell","cmd":"id"}"#,
+        r#"{"op":"add_nat","guest_ip":"172.30.0.300"}"#,
+        r#"{"op":"hello"}"#,
+    ];
+    let mut replies = Vec::new();
+    for line in lines {
+        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        replies.push(reply);
+    }
+    for reply in &replies[..3] {
+        assert!(reply.contains(r#""code":"bad_request""#), "{reply}");
+    }
+    assert!(
+        replies[3].contains(r#""outcome":"hello""#),
+        "{}",
+        replies[3]
+    );
+}
+
+#[test]
+fn the_socket_belongs_to_the_owner_only() {
+    let helper = RunningHelper::start(None, current_uid(), &[]);
+    let meta = std::fs::metadata(&helper.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), current_uid());
+}
+
+#[test]
+fn a_non_owner_uid_is_refused() {
+    if !is_root() {
+        skip(
+            "a_non_owner_uid_is_refused",
+            "needs root to hand the helper's socket to another uid",
+        );
+        return;
+    }
+    let other = current_uid() + 1;
+    let helper = RunningHelper::start(None, other, &[]);
+    let error = refusal(helper.call(HelperRequest::Hello));
+    assert_eq!(error, HelperError::Unauthorized { uid: current_uid() });
+    assert_eq!(std::fs::metadata(&helper.socket).unwrap().uid(), other);
+    helper.wait_for_log(&format!("refused uid {}", current_uid()));
+}

@@ -1,0 +1,204 @@
+//! Test support for the real-host tests: a network namespace that deletes itself, the
+//! helper binary running (optionally inside a namespace) on a socket in a temp dir and
+//! killed on drop, readiness from its "listening on" log line, and a synchronous client.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the support"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use banger_net::{HelperAnswer, HelperClientError, HelperTransport, UnixTransport};
+use banger_proto::helper::HelperRequest;
+
+/// How long the helper may take to start listening.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Prints why a test does not run; the caller returns right after.
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says why on the test output"
+)]
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
+pub fn current_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+/// Runs a command to completion and returns its stdout; panics with stderr on failure.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether `program` is on the system PATH.
+pub fn has_program(program: &str) -> bool {
+    [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir).join(program).exists())
+}
+
+/// A network namespace created for one test and deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "bgtest-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// `ip -n NS ARGS...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Runs a program inside the namespace.
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", self.name.as_str(), program];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The helper binary serving a socket in a temp dir.
+pub struct RunningHelper {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    log: mpsc::Receiver<String>,
+}
+
+impl RunningHelper {
+    /// Starts the helper for `owner_uid` (inside `netns` if given) with `extra` flags
+    /// and waits for its "listening on" line.
+    pub fn start(netns: Option<&Netns>, owner_uid: u32, extra: &[&str]) -> RunningHelper {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("run/helper.sock");
+        let state_dir = dir.path().join("state");
+        let runtime_dir = dir.path().join("runtime");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        std::fs::create_dir_all(&runtime_dir).unwrap();
+        let binary = env!("CARGO_BIN_EXE_banger-helper");
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name, binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        command
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--owner-uid")
+            .arg(owner_uid.to_string())
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--runtime-dir")
+            .arg(&runtime_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start banger-helper");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let helper = RunningHelper {
+            child,
+            dir,
+            socket,
+            state_dir,
+            runtime_dir,
+            log,
+        };
+        helper.wait_for_log("listening on");
+        helper
+    }
+
+    /// Waits for a log line containing `marker`.
+    pub fn wait_for_log(&self, marker: &str) -> String {
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(marker) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no log line with {marker:?}; saw {seen:?}"),
+            }
+        }
+    }
+
+    pub fn call(&self, request: HelperRequest) -> Result<HelperAnswer, HelperClientError> {
+        UnixTransport::new(&self.socket).exchange(&request)
+    }
+}
+
+impl Drop for RunningHelper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,194 @@
+//! frames: the typed requests (host -> guest) and replies (guest -> host) of the agent
+//! protocol and their JSON shape. Both are `{"id": N, "op": "<name>", ...fields}`; byte
+//! payloads are base64 strings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::b64;
+
+/// Correlates replies with the request that caused them. Id 0 is reserved for replies
+/// that belong to no request (the agent could not read a frame's id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(pub u64);
+
+impl RequestId {
+    /// The id of replies that answer no particular request.
+    pub const UNSOLICITED: RequestId = RequestId(0);
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One host -> guest frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    #[serde(flatten)]
+    pub op: RequestOp,
+}
+
+/// What a request asks for. `stdin`, `stdin_eof` and `signal` address an earlier `exec`
+/// by its id (`target`) and get no reply of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RequestOp {
+    /// Readiness probe; answered with `hello_ok`.
+    Hello { protocol: u32 },
+    /// Run a command; answered with `output` frames, then `exit` (or `error`).
+    Exec(ExecRequest),
+    /// Bytes for the target exec's stdin; each chunk is acknowledged with `stdin_ack`.
+    Stdin {
+        target: RequestId,
+        #[serde(with = "b64")]
+        data: Vec<u8>,
+    },
+    /// Close the target exec's stdin.
+    StdinEof { target: RequestId },
+    /// Send a signal to the target exec's process group.
+    Signal { target: RequestId, signal: Signal },
+    /// List listening TCP and bound UDP sockets; answered with `ports_ok`.
+    Ports,
+    /// Create or replace a file (parents created); answered with `file_ok`.
+    WriteFile {
+        path: String,
+        mode: u32,
+        #[serde(with = "b64")]
+        data: Vec<u8>,
+    },
+    /// Read a whole file; answered with `file_ok` carrying `data`.
+    ReadFile { path: String },
+}
+
+/// A command to run in the guest, without a shell: `argv[0]` is looked up in `PATH`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// Added to the agent's base environment (`PATH`, `HOME=/root`); wins over it.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory; the agent uses `/root` (or `/`) when absent.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Whether the command reads stdin from `stdin` frames; otherwise it gets /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// One guest -> host frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub id: RequestId,
+    #[serde(flatten)]
+    pub body: ReplyBody,
+}
+
+/// What a reply carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ReplyBody {
+    HelloOk(Hello),
+    /// A chunk of an exec's stdout or stderr, in the order the command wrote it.
+    Output {
+        stream: Stream,
+        #[serde(with = "b64")]
+        data: Vec<u8>,
+    },
+    /// The agent has handed `bytes` more stdin bytes to the command (flow control).
+    StdinAck {
+        bytes: u64,
+    },
+    /// The exec ended: its exit code, or 128 + the signal that killed it. Sent after
+    /// both output pipes reached end of file, so it is the exec's last frame.
+    Exit {
+        code: i32,
+    },
+    PortsOk {
+        ports: Vec<ListeningPort>,
+    },
+    /// A file operation succeeded; `data` is the file for `read_file`.
+    FileOk {
+        #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+        data: Option<Vec<u8>>,
+    },
+    /// The request failed; for an exec this ends it (nothing ran, or it was lost).
+    Error {
+        message: String,
+    },
+}
+
+/// The agent's answer to `hello`: who is running and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// `/proc/sys/kernel/random/boot_id`: changes on every guest boot.
+    pub boot_id: String,
+    pub hostname: String,
+    pub agent_version: String,
+    pub protocol: u32,
+    pub uptime_ms: u64,
+}
+
+/// Which output pipe a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The signals the host may send to an exec (named, so the wire does not depend on an
+/// architecture's numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Signal {
+    #[serde(rename = "SIGHUP")]
+    Hup,
+    #[serde(rename = "SIGINT")]
+    Int,
+    #[serde(rename = "SIGQUIT")]
+    Quit,
+    #[serde(rename = "SIGKILL")]
+    Kill,
+    #[serde(rename = "SIGTERM")]
+    Term,
+}
+
+impl Signal {
+    /// The Linux signal number (the same on every architecture banger targets).
+    pub fn number(self) -> i32 {
+        match self {
+            Signal::Hup => 1,
+            Signal::Int => 2,
+            Signal::Quit => 3,
+            Signal::Kill => 9,
+            Signal::Term => 15,
+        }
+    }
+}
+
+/// A socket accepting traffic in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ListeningPort {
+    pub proto: Transport,
+    /// The local address: `0.0.0.0`/`::` for all interfaces.
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The owning process's command name, when the agent could find it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}

@@ -1,0 +1,368 @@
+//! `vm create` and the boot path shared with `vm start`: reserve the name, resolve image
+//! and kernel, provision and patch the disk, launch the VMM, wait for the guest agent.
+//! Every failure after the reservation removes what was made (row, disk, directory,
+//! process), so a failed create leaves nothing behind.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use banger_model::progress::ProgressSink;
+use banger_model::{
+    ByteSize, VmId, VmName, VmRecord, VmRuntime, VmSpec, VmState, generate_vm_name,
+};
+use banger_proto::agent_client::AgentClient;
+use banger_vmm::{AgentEndpoint, DiskFormat, LaunchSpec, VmmHandle};
+
+use crate::cmdline::kernel_cmdline;
+use crate::error::{VmError, chain};
+use crate::patch::{GuestPatch, InitSystem};
+use crate::service::{Live, VmService, init_name, now};
+use crate::{disk, handle_file, patch};
+
+/// What `vm create` asks for; `None` means the default.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub kernel: Option<String>,
+    pub vcpus: Option<u32>,
+    pub memory_mib: Option<u64>,
+    pub disk_mib: Option<u64>,
+    pub nat: bool,
+}
+
+impl VmService {
+    /// Validates `req` into a name and spec; nothing is written.
+    fn plan_create(&self, req: &CreateRequest) -> Result<(Option<VmName>, VmSpec), VmError> {
+        let name = match &req.name {
+            Some(name) => {
+                Some(VmName::parse(name).map_err(|e| VmError::BadRequest(e.to_string()))?)
+            }
+            None => None,
+        };
+        let defaults = VmSpec::default();
+        let spec = VmSpec {
+            vcpus: req.vcpus.unwrap_or(defaults.vcpus),
+            memory: req
+                .memory_mib
+                .map(ByteSize::from_mib)
+                .unwrap_or(defaults.memory),
+            disk: req
+                .disk_mib
+                .map(ByteSize::from_mib)
+                .unwrap_or(defaults.disk),
+        };
+        spec.validate(&self.cfg.limits)
+            .map_err(|e| VmError::BadRequest(e.to_string()))?;
+        if let Some(image) = &req.image {
+            banger_model::ResourceName::parse_as("image name", image)
+                .map_err(|e| VmError::BadRequest(e.to_string()))?;
+        }
+        if let Some(kernel) = &req.kernel {
+            banger_model::ResourceName::parse_as("kernel name", kernel)
+                .map_err(|e| VmError::BadRequest(e.to_string()))?;
+        }
+        Ok((name, spec))
+    }
+
+    /// Creates and boots a VM, reporting stages to `progress`.
+    pub async fn create(
+        self: &Arc<Self>,
+        req: CreateRequest,
+        progress: &dyn ProgressSink,
+    ) -> Result<VmRecord, VmError> {
+        let (name, spec) = self.plan_create(&req)?;
+        let image_name = req
+            .image
+            .clone()
+            .unwrap_or_else(|| banger_model::catalog::DEFAULT_IMAGE.to_string());
+
+        progress.stage_started("reserve name");
+        let mut vm = self.reserve(name, spec, &image_name, &req).await?;
+        progress.stage_done("reserve name", Some(vm.name.as_str()));
+
+        let lock = self.vm_lock(&vm.id);
+        let _guard = lock.lock().await;
+        match self.finish_create(&mut vm, &req, progress).await {
+            Ok(()) => Ok(vm),
+            Err(err) => {
+                self.discard(&vm).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes the global lock only to pick the name and insert the row.
+    async fn reserve(
+        &self,
+        name: Option<VmName>,
+        spec: VmSpec,
+        image: &str,
+        req: &CreateRequest,
+    ) -> Result<VmRecord, VmError> {
+        let _global = self.reserve.lock().await;
+        let existing = self.list()?;
+        let taken = |candidate: &str| existing.iter().any(|vm| vm.name.as_str() == candidate);
+        let name = match name {
+            Some(name) if taken(name.as_str()) => {
+                return Err(VmError::AlreadyExists(name.to_string()));
+            }
+            Some(name) => name,
+            None => generate_vm_name(&mut || fastrand::u64(..), taken),
+        };
+        let vm = VmRecord {
+            id: VmId::from_random(fastrand::u64(..)),
+            name,
+            state: VmState::Creating,
+            image: image.to_string(),
+            kernel: req.kernel.clone().unwrap_or_default(),
+            spec,
+            nat: req.nat,
+            driver: self.driver.kind().to_string(),
+            runtime: VmRuntime::default(),
+            workspace: None,
+            created_at: now(),
+        };
+        self.with_store(|s| s.insert_vm(&vm))
+            .map_err(|err| match err {
+                VmError::Store(banger_store::StoreError::AlreadyExists { .. }) => {
+                    VmError::AlreadyExists(vm.name.to_string())
+                }
+                other => other,
+            })?;
+        Ok(vm)
+    }
+
+    async fn finish_create(
+        self: &Arc<Self>,
+        vm: &mut VmRecord,
+        req: &CreateRequest,
+        progress: &dyn ProgressSink,
+    ) -> Result<(), VmError> {
+        let image = self.ensure_image(&vm.image, progress).await?;
+        vm.kernel = req.kernel.clone().unwrap_or_else(|| image.kernel.clone());
+        let paths = self.paths(&vm.id);
+        vm.runtime.dir = Some(paths.dir.display().to_string());
+        self.save(vm)?;
+
+        progress.stage_started("root disk");
+        std::fs::create_dir_all(&paths.dir)
+            .map_err(VmError::io("cannot create the VM directory"))?;
+        let method = disk::provision(self.runner.as_ref(), &image.path, &paths.root_disk).await?;
+        patch::fsck(self.runner.as_ref(), &paths.root_disk).await?;
+        disk::grow(self.runner.as_ref(), &paths.root_disk, vm.spec.disk.bytes()).await?;
+        progress.stage_done("root disk", Some(method.as_str()));
+
+        progress.stage_started("prepare guest");
+        let guest = GuestPatch {
+            hostname: vm.name.to_string(),
+            authorized_keys: self.cfg.authorized_keys.clone(),
+            agent_binary: self.cfg.agent_binary.clone(),
+            init: match init_name(image.init) {
+                "systemd" => InitSystem::Systemd,
+                _ => InitSystem::Busybox,
+            },
+        };
+        patch::apply(
+            self.runner.as_ref(),
+            &paths.root_disk,
+            &guest,
+            &paths.stage_dir,
+        )
+        .await?;
+        progress.stage_done("prepare guest", None);
+
+        self.boot(vm, progress).await
+    }
+
+    /// Removes every trace of a VM that failed to be created.
+    async fn discard(&self, vm: &VmRecord) {
+        if let Some(live) = self.live_handle(&vm.id) {
+            self.stop_process(&live.handle, Duration::ZERO).await;
+            self.set_live(&vm.id, None);
+        }
+        let paths = self.paths(&vm.id);
+        let _ = std::fs::remove_dir_all(&paths.dir);
+        let _ = std::fs::remove_dir_all(&paths.run_dir);
+        let _ = self.with_store(|s| s.delete_vm(&vm.id));
+        self.forget_lock(&vm.id);
+    }
+
+    /// Launches the VMM for `vm` and waits for its agent. On failure the process is gone.
+    pub(crate) async fn boot(
+        self: &Arc<Self>,
+        vm: &mut VmRecord,
+        progress: &dyn ProgressSink,
+    ) -> Result<(), VmError> {
+        let kernel = self.ensure_kernel(&vm.kernel, progress).await?;
+        let paths = self.paths(&vm.id);
+        std::fs::create_dir_all(&paths.run_dir)
+            .map_err(VmError::io("cannot create the VM's runtime directory"))?;
+        let spec = LaunchSpec {
+            vm_name: vm.name.to_string(),
+            vcpus: vm.spec.vcpus,
+            memory_mib: vm.spec.memory.as_mib(),
+            kernel: kernel.vmlinux.clone(),
+            initramfs: Some(kernel.initramfs.clone()),
+            cmdline: kernel_cmdline(vm.name.as_str(), None),
+            root_disk: paths.root_disk.clone(),
+            root_disk_format: DiskFormat::Raw,
+            run_dir: paths.run_dir.clone(),
+            serial_log: paths.serial_log.clone(),
+            net: None,
+        };
+
+        progress.stage_started("boot");
+        let handle = self.driver.launch(&spec).await?;
+        handle_file::write(&paths.handle_file, &handle)
+            .map_err(VmError::io("cannot record the VMM handle"))?;
+        self.set_live(
+            &vm.id,
+            Some(Live {
+                handle: handle.clone(),
+                agent: None,
+            }),
+        );
+        vm.state = VmState::Starting;
+        vm.runtime.accelerator = Some(handle.accelerator.to_string());
+        vm.runtime.last_error = None;
+        self.save(vm)?;
+        progress.stage_done(
+            "boot",
+            Some(&format!(
+                "{} under {}",
+                self.driver.kind(),
+                handle.accelerator
+            )),
+        );
+
+        progress.stage_started("agent ready");
+        let ready = self.wait_agent(&handle, self.cfg.ready_timeout).await;
+        let (agent, hello) = match ready {
+            Ok(ready) => ready,
+            Err(reason) => {
+                self.stop_process(&handle, Duration::ZERO).await;
+                self.set_live(&vm.id, None);
+                let _ = std::fs::remove_file(&paths.handle_file);
+                return Err(VmError::BootFailed {
+                    reason,
+                    serial_tail: VmService::serial_tail(&paths.serial_log, 25),
+                });
+            }
+        };
+        progress.stage_done("agent ready", None);
+        self.set_live(
+            &vm.id,
+            Some(Live {
+                handle: handle.clone(),
+                agent: Some(agent),
+            }),
+        );
+        vm.state = VmState::Running;
+        vm.runtime.boot_id = Some(hello.boot_id.clone());
+        vm.runtime.started_at = Some(now());
+        self.save(vm)?;
+        self.watch(vm.id.clone(), handle);
+        Ok(())
+    }
+
+    /// Connects to the guest agent of a VMM.
+    pub(crate) async fn connect_agent(
+        &self,
+        handle: &VmmHandle,
+    ) -> Result<AgentClient, banger_proto::agent_client::AgentError> {
+        match self.driver.agent_endpoint(handle) {
+            AgentEndpoint::VirtioSerial { socket } => AgentClient::connect_unix(&socket).await,
+            AgentEndpoint::Vsock { uds, port } => AgentClient::connect_vsock_uds(&uds, port).await,
+        }
+    }
+
+    /// Waits until the guest agent answers `hello`, or the VMM exits, or `timeout`.
+    async fn wait_agent(
+        &self,
+        handle: &VmmHandle,
+        timeout: Duration,
+    ) -> Result<(Arc<AgentClient>, banger_proto::agent::Hello), String> {
+        let started = Instant::now();
+        let attempt = async {
+            let mut last_error = String::from("no answer yet");
+            loop {
+                if started.elapsed() > timeout {
+                    return Err(format!(
+                        "the guest agent did not answer within {}s ({last_error})",
+                        timeout.as_secs()
+                    ));
+                }
+                match self.connect_agent(handle).await {
+                    Ok(agent) => loop {
+                        match agent.hello(Duration::from_secs(1)).await {
+                            Ok(hello) => return Ok((Arc::new(agent), hello)),
+                            Err(err) => last_error = chain(&err),
+                        }
+                        if started.elapsed() > timeout {
+                            break;
+                        }
+                    },
+                    Err(err) => {
+                        last_error = chain(&err);
+                        // The chardev socket appears a moment after QEMU starts.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            ready = attempt => ready,
+            () = self.driver.wait_exit(handle) => {
+                Err("the VMM process exited during boot".to_string())
+            }
+        }
+    }
+
+    /// Watches a running VMM; when it exits on its own, the VM is marked stopped.
+    pub(crate) fn watch(self: &Arc<Self>, id: VmId, handle: VmmHandle) {
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            service.driver.wait_exit(&handle).await;
+            let lock = service.vm_lock(&id);
+            let _guard = lock.lock().await;
+            let still_ours = service.live_handle(&id).is_some_and(|live| {
+                live.handle.pid == handle.pid && live.handle.start_time == handle.start_time
+            });
+            if !still_ours {
+                return;
+            }
+            service.set_live(&id, None);
+            let paths = service.paths(&id);
+            let _ = std::fs::remove_file(&paths.handle_file);
+            if let Ok(mut vm) = service.reload(&id) {
+                if matches!(vm.state, VmState::Running | VmState::Starting) {
+                    vm.state = VmState::Stopped;
+                    vm.runtime.boot_id = None;
+                    vm.runtime.last_error = Some(
+                        "the VMM process exited unexpectedly (see `banger vm logs`)".to_string(),
+                    );
+                    let _ = service.save(&vm);
+                    tracing::warn!(vm = %vm.name, "VMM exited unexpectedly");
+                }
+            }
+        });
+    }
+
+    /// Stops a VMM process: graceful for `grace`, then SIGKILL; returns when it is gone.
+    pub(crate) async fn stop_process(&self, handle: &VmmHandle, grace: Duration) {
+        if !self.driver.is_alive(handle) {
+            return;
+        }
+        if grace.is_zero() {
+            let _ = self.driver.kill(handle, 9).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), self.driver.wait_exit(handle)).await;
+        } else if let Err(err) = self.driver.shutdown(handle, grace).await {
+            tracing::warn!(error = %chain(&err), "graceful shutdown failed; killing");
+            let _ = self.driver.kill(handle, 9).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), self.driver.wait_exit(handle)).await;
+        }
+    }
+}

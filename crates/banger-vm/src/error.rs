@@ -1,0 +1,96 @@
+//! Errors of the VM service, classified so the daemon can map each to an API error code
+//! without string matching.
+
+use banger_exec::ExecError;
+
+use crate::disk::DiskError;
+use crate::patch::PatchError;
+
+/// What kind of failure, for the daemon's error-code mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmErrorKind {
+    BadRequest,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    Failed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{query:?} matches more than one VM: {}", candidates.join(", "))]
+    Ambiguous {
+        query: String,
+        candidates: Vec<String>,
+    },
+    #[error("a VM named {0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("state store")]
+    Store(#[from] banger_store::StoreError),
+    #[error("image")]
+    Image(#[from] banger_image::ImageError),
+    #[error("root disk")]
+    Disk(#[from] DiskError),
+    #[error("preparing the guest's disk")]
+    Patch(#[from] PatchError),
+    #[error("VMM")]
+    Vmm(#[from] banger_vmm::VmmError),
+    #[error("guest agent")]
+    Agent(#[from] banger_proto::agent_client::AgentError),
+    #[error("the guest did not boot: {reason}\nlast lines of the serial console:\n{serial_tail}")]
+    BootFailed { reason: String, serial_tail: String },
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}")]
+    Exec {
+        what: String,
+        #[source]
+        source: ExecError,
+    },
+}
+
+impl VmError {
+    pub fn kind(&self) -> VmErrorKind {
+        match self {
+            VmError::BadRequest(_) | VmError::Ambiguous { .. } => VmErrorKind::BadRequest,
+            VmError::NotFound(_) => VmErrorKind::NotFound,
+            VmError::AlreadyExists(_) => VmErrorKind::AlreadyExists,
+            VmError::Conflict(_) => VmErrorKind::Conflict,
+            VmError::Image(
+                banger_image::ImageError::UnknownImage(_)
+                | banger_image::ImageError::UnknownKernel(_),
+            ) => VmErrorKind::NotFound,
+            _ => VmErrorKind::Failed,
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
+        let what = what.into();
+        move |source| VmError::Io { what, source }
+    }
+}
+
+/// The error with its whole source chain on one line, for API messages and `last_error`.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,107 @@
+//! Work inside a running guest through its agent (exec, listening ports), and facts about
+//! a VM read from the host (resource use, serial log).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use banger_model::{VmRecord, VmState};
+use banger_proto::agent::{ExecRequest, ListeningPort};
+use banger_proto::agent_client::AgentClient;
+
+use crate::disk;
+use crate::error::VmError;
+use crate::service::{Live, VmService};
+
+/// Resource use of a VM as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmUsage {
+    pub vmm_rss_bytes: Option<u64>,
+    pub vmm_cpu_ms: Option<u64>,
+    pub disk_allocated_bytes: u64,
+    pub disk_size_bytes: u64,
+}
+
+impl VmService {
+    /// The agent of a running VM, connecting (again) if needed.
+    async fn agent_for(&self, vm: &VmRecord) -> Result<Arc<AgentClient>, VmError> {
+        let Some(live) = self
+            .live_handle(&vm.id)
+            .filter(|_| vm.state == VmState::Running)
+        else {
+            return Err(VmError::Conflict(format!(
+                "VM {} is {}; start it with `banger vm start {}`",
+                vm.name, vm.state, vm.name
+            )));
+        };
+        if let Some(agent) = &live.agent {
+            if !agent.is_closed() {
+                return Ok(Arc::clone(agent));
+            }
+        }
+        let agent = Arc::new(self.connect_agent(&live.handle).await?);
+        self.set_live(
+            &vm.id,
+            Some(Live {
+                handle: live.handle,
+                agent: Some(Arc::clone(&agent)),
+            }),
+        );
+        Ok(agent)
+    }
+
+    /// Runs `request` in the guest, streaming output; returns the exit code. When `cancel`
+    /// completes first, the guest process is signalled and its exit code still returned.
+    pub async fn exec(
+        &self,
+        query: &str,
+        request: ExecRequest,
+        on_output: impl FnMut(banger_proto::agent::Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+    ) -> Result<i32, VmError> {
+        let vm = self.find(query)?;
+        if request.argv.is_empty() {
+            return Err(VmError::BadRequest("no command given".into()));
+        }
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent.exec_with_cancel(request, on_output, cancel).await?)
+    }
+
+    /// Listening sockets in the guest.
+    pub async fn ports(&self, query: &str) -> Result<(VmRecord, Vec<ListeningPort>), VmError> {
+        let vm = self.find(query)?;
+        let agent = self.agent_for(&vm).await?;
+        let ports = agent.ports().await?;
+        Ok((vm, ports))
+    }
+
+    /// Host-side resource use.
+    pub fn usage(&self, query: &str) -> Result<(VmRecord, VmUsage), VmError> {
+        let vm = self.find(query)?;
+        let paths = self.paths(&vm.id);
+        let (allocated, size) = disk::usage(&paths.root_disk).unwrap_or((0, 0));
+        let (rss, cpu) = match self.live_handle(&vm.id) {
+            Some(live) => (
+                banger_sys::process::process_rss_bytes(live.handle.pid),
+                banger_sys::process::process_cpu_time_ms(live.handle.pid),
+            ),
+            None => (None, None),
+        };
+        Ok((
+            vm,
+            VmUsage {
+                vmm_rss_bytes: rss,
+                vmm_cpu_ms: cpu,
+                disk_allocated_bytes: allocated,
+                disk_size_bytes: size,
+            },
+        ))
+    }
+
+    /// The serial console log file of a VM.
+    pub fn serial_log(&self, query: &str) -> Result<(VmRecord, PathBuf), VmError> {
+        let vm = self.find(query)?;
+        let path = self.paths(&vm.id).serial_log;
+        Ok((vm, path))
+    }
+}

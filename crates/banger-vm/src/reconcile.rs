@@ -1,0 +1,128 @@
+//! Startup reconciliation: make the store agree with the host after the daemon was away.
+//!
+//! - A VM still `creating` was interrupted mid-create: its process, files and row go.
+//! - A VM whose VMM is alive (pid + start time match its handle file) is reattached.
+//! - A VM that should be running but whose VMM is gone is marked stopped, with the reason.
+//! - A directory under `vms/` with no row is an orphan of an interrupted create: removed.
+//! - A VMM process still mentioning a removed VM's runtime directory is killed, which
+//!   covers a daemon killed between spawning the VMM and recording its handle.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use banger_model::{VmId, VmState};
+
+use crate::error::VmError;
+use crate::handle_file;
+use crate::service::{Live, VmService, may_have_process};
+
+/// What reconciliation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub reattached: Vec<String>,
+    pub marked_stopped: Vec<String>,
+    pub removed: Vec<String>,
+    pub orphan_dirs: Vec<String>,
+}
+
+impl VmService {
+    pub async fn reconcile(self: &Arc<Self>) -> Result<ReconcileReport, VmError> {
+        let mut report = ReconcileReport::default();
+        let vms = self.list()?;
+        for mut vm in vms.clone() {
+            let paths = self.paths(&vm.id);
+            let handle = handle_file::read(&paths.handle_file)
+                .filter(|h| banger_sys::process::is_same_process_alive(h.pid, h.start_time));
+            if vm.state == VmState::Creating {
+                if let Some(handle) = &handle {
+                    self.stop_process(handle, std::time::Duration::ZERO).await;
+                }
+                kill_processes_mentioning(&paths.run_dir);
+                let _ = std::fs::remove_dir_all(&paths.dir);
+                let _ = std::fs::remove_dir_all(&paths.run_dir);
+                self.with_store(|s| s.delete_vm(&vm.id))?;
+                report.removed.push(vm.name.to_string());
+                continue;
+            }
+            match handle {
+                Some(handle) if may_have_process(vm.state) => {
+                    self.set_live(
+                        &vm.id,
+                        Some(Live {
+                            handle: handle.clone(),
+                            agent: None,
+                        }),
+                    );
+                    if vm.state != VmState::Running {
+                        vm.state = VmState::Running;
+                        self.save(&vm)?;
+                    }
+                    self.watch(vm.id.clone(), handle);
+                    report.reattached.push(vm.name.to_string());
+                }
+                Some(handle) => {
+                    // A process for a VM recorded as stopped: not ours to keep running.
+                    self.stop_process(&handle, std::time::Duration::ZERO).await;
+                    let _ = std::fs::remove_file(&paths.handle_file);
+                }
+                None => {
+                    let _ = std::fs::remove_file(&paths.handle_file);
+                    let _ = std::fs::remove_dir_all(&paths.run_dir);
+                    if may_have_process(vm.state) {
+                        vm.state = VmState::Stopped;
+                        vm.runtime.boot_id = None;
+                        vm.runtime.last_error =
+                            Some("the VMM exited while the daemon was not running".into());
+                        self.save(&vm)?;
+                        report.marked_stopped.push(vm.name.to_string());
+                    }
+                }
+            }
+        }
+        let known: Vec<String> = vms.iter().map(|vm| vm.id.as_str().to_string()).collect();
+        let vms_dir = self.cfg.dirs.state.join("vms");
+        if let Ok(entries) = std::fs::read_dir(&vms_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let deleted = self.with_store(|s| match VmId::parse(&name) {
+                    Ok(id) => s.get_vm(&id).map(|vm| vm.is_none()),
+                    Err(_) => Ok(false),
+                })?;
+                if known.contains(&name) || !deleted {
+                    continue;
+                }
+                let paths = self
+                    .paths(&VmId::parse(&name).map_err(|e| VmError::BadRequest(e.to_string()))?);
+                if let Some(handle) = handle_file::read(&paths.handle_file) {
+                    if banger_sys::process::is_same_process_alive(handle.pid, handle.start_time) {
+                        self.stop_process(&handle, std::time::Duration::ZERO).await;
+                    }
+                }
+                kill_processes_mentioning(&paths.run_dir);
+                let _ = std::fs::remove_dir_all(&paths.dir);
+                let _ = std::fs::remove_dir_all(&paths.run_dir);
+                report.orphan_dirs.push(name);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Kills processes whose command line mentions `dir` (a VMM of a VM being removed).
+fn kill_processes_mentioning(dir: &Path) {
+    let needle = dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = banger_sys::process::send_signal(pid, 9);
+        }
+    }
+}

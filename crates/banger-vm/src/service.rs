@@ -1,0 +1,262 @@
+//! The VM service: owns the lifecycle of every VM. Durable facts go to the store; the live
+//! handle of a running VMM (pid, sockets) is kept in memory and mirrored to the VM's
+//! `handle.json` so a restarted daemon can reattach.
+//!
+//! Locking: `reserve` (global) is held only while a name is checked and its row inserted;
+//! every lifecycle verb takes the VM's own lock, so two VMs boot in parallel while two
+//! verbs on one VM are serialised.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use banger_exec::CommandRunner;
+use banger_image::{GuestInit, ImageService};
+use banger_model::dirs::Dirs;
+use banger_model::progress::ProgressSink;
+use banger_model::{SpecLimits, VmId, VmRecord, VmState, resolve_ref};
+use banger_proto::agent_client::AgentClient;
+use banger_store::{ImageRecord, KernelRecord, Store};
+use banger_vmm::{VmmDriver, VmmHandle};
+
+use crate::error::VmError;
+use crate::layout::VmPaths;
+
+/// Settings of the VM service.
+#[derive(Debug, Clone)]
+pub struct VmServiceConfig {
+    pub dirs: Dirs,
+    /// Host path of the static guest agent patched into every VM.
+    pub agent_binary: PathBuf,
+    pub limits: SpecLimits,
+    /// How long a booting guest has to answer the agent's hello.
+    pub ready_timeout: Duration,
+    /// Default graceful-stop timeout.
+    pub stop_timeout: Duration,
+    /// Public key lines installed as root's authorized_keys.
+    pub authorized_keys: Option<String>,
+}
+
+/// How the service reaches the state store; the daemon shares one connection between
+/// its handlers and this service. Queries are short and run on the caller's thread.
+pub trait StoreAccess: Send + Sync + std::fmt::Debug {
+    fn access(
+        &self,
+        query: &mut dyn FnMut(&Store) -> Result<(), banger_store::StoreError>,
+    ) -> Result<(), banger_store::StoreError>;
+}
+
+impl StoreAccess for Mutex<Store> {
+    fn access(
+        &self,
+        query: &mut dyn FnMut(&Store) -> Result<(), banger_store::StoreError>,
+    ) -> Result<(), banger_store::StoreError> {
+        let store = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        query(&store)
+    }
+}
+
+/// A running VM's transient state.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub handle: VmmHandle,
+    pub agent: Option<Arc<AgentClient>>,
+}
+
+/// The VM service.
+#[derive(Debug)]
+pub struct VmService {
+    pub(crate) cfg: VmServiceConfig,
+    pub(crate) store: Arc<dyn StoreAccess>,
+    pub(crate) images: Arc<ImageService>,
+    pub(crate) driver: Arc<dyn VmmDriver>,
+    pub(crate) runner: Arc<dyn CommandRunner>,
+    pub(crate) reserve: tokio::sync::Mutex<()>,
+    vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) live: Mutex<HashMap<String, Live>>,
+}
+
+impl VmService {
+    pub fn new(
+        cfg: VmServiceConfig,
+        store: Arc<dyn StoreAccess>,
+        images: Arc<ImageService>,
+        driver: Arc<dyn VmmDriver>,
+        runner: Arc<dyn CommandRunner>,
+    ) -> Arc<VmService> {
+        Arc::new(VmService {
+            cfg,
+            store,
+            images,
+            driver,
+            runner,
+            reserve: tokio::sync::Mutex::new(()),
+            vm_locks: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &VmServiceConfig {
+        &self.cfg
+    }
+
+    pub fn driver(&self) -> &Arc<dyn VmmDriver> {
+        &self.driver
+    }
+
+    /// Runs `f` against the store. Queries are short; no lock is held across an `await`.
+    pub(crate) fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, banger_store::StoreError>,
+    ) -> Result<T, VmError> {
+        let mut query = Some(f);
+        let mut output = None;
+        self.store.access(&mut |store| {
+            if let Some(query) = query.take() {
+                output = Some(query(store)?);
+            }
+            Ok(())
+        })?;
+        output.ok_or_else(|| VmError::Conflict("the store query did not run".into()))
+    }
+
+    pub(crate) fn paths(&self, id: &VmId) -> VmPaths {
+        VmPaths::new(&self.cfg.dirs, id.as_str())
+    }
+
+    /// The per-VM lock, created on first use.
+    pub(crate) fn vm_lock(&self, id: &VmId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.vm_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.as_str().to_string()).or_default().clone()
+    }
+
+    pub(crate) fn forget_lock(&self, id: &VmId) {
+        self.vm_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id.as_str());
+    }
+
+    /// All VMs, oldest first.
+    pub fn list(&self) -> Result<Vec<VmRecord>, VmError> {
+        self.with_store(|s| s.list_vms())
+    }
+
+    /// Finds a VM by exact name, id, or unique prefix of either.
+    pub fn find(&self, query: &str) -> Result<VmRecord, VmError> {
+        let vms = self.list()?;
+        match resolve_ref(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str()) {
+            Ok(vm) => Ok(vm.clone()),
+            Err(banger_model::RefError::NotFound { .. }) => {
+                Err(VmError::NotFound(format!("no VM named {query:?}")))
+            }
+            Err(banger_model::RefError::Ambiguous { query, candidates }) => {
+                Err(VmError::Ambiguous { query, candidates })
+            }
+        }
+    }
+
+    pub(crate) fn reload(&self, id: &VmId) -> Result<VmRecord, VmError> {
+        self.with_store(|s| s.get_vm(id))?
+            .ok_or_else(|| VmError::NotFound(format!("VM {} was deleted", id.as_str())))
+    }
+
+    pub(crate) fn save(&self, vm: &VmRecord) -> Result<(), VmError> {
+        self.with_store(|s| s.update_vm(vm))
+    }
+
+    pub(crate) fn live_handle(&self, id: &VmId) -> Option<Live> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.as_str())
+            .cloned()
+    }
+
+    pub(crate) fn set_live(&self, id: &VmId, live: Option<Live>) {
+        let mut map = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match live {
+            Some(live) => map.insert(id.as_str().to_string(), live),
+            None => map.remove(id.as_str()),
+        };
+    }
+
+    /// The VMM process id of a running VM.
+    pub fn pid_of(&self, id: &VmId) -> Option<u32> {
+        self.live_handle(id).map(|live| live.handle.pid)
+    }
+
+    /// The image service this VM service pulls from.
+    pub fn images(&self) -> &Arc<ImageService> {
+        &self.images
+    }
+
+    /// Pulls (or finds cached) the kernel and records it.
+    pub async fn ensure_kernel(
+        &self,
+        name: &str,
+        progress: &dyn ProgressSink,
+    ) -> Result<banger_image::KernelArtifact, VmError> {
+        let kernel = self.images.pull_kernel(name, progress).await?;
+        let record = KernelRecord {
+            name: kernel.name.clone(),
+            version: kernel.version.clone(),
+            vmlinux: kernel.vmlinux.display().to_string(),
+            initramfs: kernel.initramfs.display().to_string(),
+            created_at: now(),
+        };
+        self.with_store(|s| s.upsert_kernel(&record))?;
+        Ok(kernel)
+    }
+
+    /// Pulls (or finds cached) the image and records it.
+    pub async fn ensure_image(
+        &self,
+        name: &str,
+        progress: &dyn ProgressSink,
+    ) -> Result<banger_image::ImageArtifact, VmError> {
+        let image = self.images.pull_image(name, progress).await?;
+        let record = ImageRecord {
+            name: image.name.clone(),
+            source: "catalog".into(),
+            digest: image.digest.clone(),
+            path: image.path.display().to_string(),
+            size_bytes: image.size_bytes,
+            kernel: image.kernel.clone(),
+            init: init_name(image.init).into(),
+            created_at: now(),
+        };
+        self.with_store(|s| s.upsert_image(&record))?;
+        Ok(image)
+    }
+
+    /// The last `lines` lines of a VM's serial console.
+    pub fn serial_tail(path: &Path, lines: usize) -> String {
+        let text = std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+pub(crate) fn init_name(init: GuestInit) -> &'static str {
+    match init {
+        GuestInit::Systemd => "systemd",
+        GuestInit::Busybox => "busybox",
+    }
+}
+
+/// Now, RFC 3339.
+pub(crate) fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// True for states in which a VMM process may exist.
+pub(crate) fn may_have_process(state: VmState) -> bool {
+    matches!(
+        state,
+        VmState::Creating | VmState::Starting | VmState::Running | VmState::Stopping
+    )
+}

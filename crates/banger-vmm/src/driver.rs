@@ -1,0 +1,51 @@
+//! The [`VmmDriver`] trait: the one seam between banger's VM lifecycle and a hypervisor.
+//! Futures are boxed by hand (no `async_trait`) so the trait stays object safe and the VM
+//! service can hold an `Arc<dyn VmmDriver>` chosen at startup.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::error::VmmError;
+use crate::handle::{AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
+use crate::spec::LaunchSpec;
+
+/// A boxed, sendable future borrowing from `'a`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A hypervisor backend.
+pub trait VmmDriver: Send + Sync + std::fmt::Debug {
+    fn kind(&self) -> DriverKind;
+
+    /// Starts the VMM for `spec` and returns once its control channel answers (QMP
+    /// negotiated, or Firecracker's `InstanceStart` accepted). The process runs in its own
+    /// session and outlives the future and the caller's request. On failure the process
+    /// is stopped and the error carries the tail of its stderr.
+    fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>>;
+
+    /// How the host reaches the guest agent of the VM behind `handle`.
+    fn agent_endpoint(&self, handle: &VmmHandle) -> AgentEndpoint;
+
+    /// Asks the guest to power off; after `timeout` stops the VMM by force. Returns once
+    /// the process is gone.
+    fn shutdown<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ShutdownOutcome, VmmError>>;
+
+    /// Sends `signal` to the VMM process if it is still the process the handle names; a
+    /// process that is already gone is not an error.
+    fn kill<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        signal: i32,
+    ) -> BoxFuture<'a, Result<(), VmmError>>;
+
+    /// True while the process named by pid + start time exists.
+    fn is_alive(&self, handle: &VmmHandle) -> bool;
+
+    /// Resolves when the process exits; works for a process this daemon did not spawn
+    /// (reattached after a restart), via a pidfd.
+    fn wait_exit<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, ()>;
+}

@@ -1,0 +1,203 @@
+//! [`FirecrackerDriver`]: spawns `firecracker --api-sock PATH` in its own session, waits
+//! for the API, configures and starts the guest through [`FirecrackerApi`], and stops it
+//! with Ctrl+Alt+Del, then SIGKILL. The guest's serial console is Firecracker's stdout,
+//! so stdout goes to the serial log and stderr to `vmm.stderr`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::driver::{BoxFuture, VmmDriver};
+use crate::error::VmmError;
+use crate::firecracker::api::{AGENT_VSOCK_PORT, BootPlan, FirecrackerPaths};
+use crate::firecracker::client::FirecrackerApi;
+use crate::handle::{Accelerator, AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
+use crate::process::{self, NotReady, VmmCommand};
+use crate::spec::LaunchSpec;
+
+/// How the Firecracker driver runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirecrackerConfig {
+    /// `firecracker`, looked up on the clean `PATH`, or an absolute path.
+    pub binary: PathBuf,
+    /// How long the API socket may take to answer after spawn.
+    pub launch_timeout: Duration,
+}
+
+impl FirecrackerConfig {
+    pub const DEFAULT_BINARY: &'static str = "firecracker";
+
+    pub fn new(binary: PathBuf) -> FirecrackerConfig {
+        FirecrackerConfig {
+            binary,
+            launch_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The Firecracker backend (hosts with real KVM).
+#[derive(Debug, Clone)]
+pub struct FirecrackerDriver {
+    config: FirecrackerConfig,
+}
+
+impl FirecrackerDriver {
+    pub fn new(config: FirecrackerConfig) -> FirecrackerDriver {
+        FirecrackerDriver { config }
+    }
+
+    pub fn config(&self) -> &FirecrackerConfig {
+        &self.config
+    }
+
+    async fn launch_firecracker(&self, spec: &LaunchSpec) -> Result<VmmHandle, VmmError> {
+        let paths = FirecrackerPaths::in_run_dir(&spec.run_dir);
+        // Validated before anything is spawned: a qcow2 disk fails here, not mid-boot.
+        let plan = BootPlan::from_spec(spec, &paths)?;
+        process::prepare_run_dir(&spec.run_dir, &[&paths.api_socket, &paths.vsock_socket])?;
+        // Firecracker opens its log and metrics files but does not create them.
+        process::create_log(&paths.log_file)?;
+        process::create_log(&paths.metrics_file)?;
+        let serial = process::create_log(&spec.serial_log)?;
+        let stderr = process::create_log(&paths.stderr_log)?;
+        let mut spawned = process::spawn(VmmCommand {
+            driver: DriverKind::Firecracker,
+            program: self.config.binary.clone(),
+            args: vec![
+                "--api-sock".into(),
+                paths.api_socket.clone().into_os_string(),
+            ],
+            cwd: spec.run_dir.clone(),
+            stdin: Stdio::null(),
+            stdout: serial,
+            stderr,
+        })?;
+
+        let api = FirecrackerApi::new(&paths.api_socket);
+        let ready = process::until_ready(&mut spawned.exit, self.config.launch_timeout, || {
+            api.describe_instance()
+        })
+        .await;
+        let failure = match ready {
+            Ok(_) => match api.configure_and_start(&plan).await {
+                Ok(()) => None,
+                // A refused request while the process still runs is the API's verdict;
+                // a connection error after the process died is an early exit.
+                Err(error) => match spawned.exit.borrow().clone() {
+                    Some(status) => Some(VmmError::EarlyExit {
+                        driver: DriverKind::Firecracker,
+                        status,
+                        stderr_tail: process::file_tail(&paths.stderr_log),
+                    }),
+                    None => Some(error),
+                },
+            },
+            Err(NotReady::Exited(status)) => {
+                return Err(VmmError::EarlyExit {
+                    driver: DriverKind::Firecracker,
+                    status,
+                    stderr_tail: process::file_tail(&paths.stderr_log),
+                });
+            }
+            Err(NotReady::TimedOut(last_error)) => {
+                let mut stderr_tail = process::file_tail(&paths.stderr_log);
+                if let Some(error) = last_error {
+                    stderr_tail.push_str(&format!("\n(last API attempt: {error})"));
+                }
+                Some(VmmError::Timeout {
+                    what: "Firecracker's API socket".into(),
+                    waited: self.config.launch_timeout,
+                    stderr_tail,
+                })
+            }
+        };
+        if let Some(error) = failure {
+            process::kill_and_wait(spawned.pid, spawned.start_time).await?;
+            return Err(error);
+        }
+        tracing::info!(vm = %spec.vm_name, pid = spawned.pid, "Firecracker guest started");
+        Ok(VmmHandle {
+            driver: DriverKind::Firecracker,
+            pid: spawned.pid,
+            start_time: spawned.start_time,
+            control_socket: paths.api_socket,
+            agent_socket: paths.vsock_socket,
+            accelerator: Accelerator::Kvm,
+        })
+    }
+
+    async fn shutdown_firecracker(
+        &self,
+        handle: &VmmHandle,
+        timeout: Duration,
+    ) -> Result<ShutdownOutcome, VmmError> {
+        check_driver(handle)?;
+        if !process::is_alive(handle.pid, handle.start_time) {
+            return Ok(ShutdownOutcome::Graceful);
+        }
+        let api = FirecrackerApi::new(&handle.control_socket);
+        if let Err(error) = api.send_ctrl_alt_del().await {
+            tracing::warn!(pid = handle.pid, %error, "SendCtrlAltDel failed");
+        }
+        if process::wait_exit_timeout(handle.pid, handle.start_time, timeout).await {
+            return Ok(ShutdownOutcome::Graceful);
+        }
+        process::kill_and_wait(handle.pid, handle.start_time).await?;
+        Ok(ShutdownOutcome::Forced)
+    }
+}
+
+fn check_driver(handle: &VmmHandle) -> Result<(), VmmError> {
+    if handle.driver == DriverKind::Firecracker {
+        Ok(())
+    } else {
+        Err(VmmError::WrongDriver {
+            expected: DriverKind::Firecracker,
+            found: handle.driver,
+        })
+    }
+}
+
+impl VmmDriver for FirecrackerDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Firecracker
+    }
+
+    fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
+        Box::pin(self.launch_firecracker(spec))
+    }
+
+    fn agent_endpoint(&self, handle: &VmmHandle) -> AgentEndpoint {
+        AgentEndpoint::Vsock {
+            uds: handle.agent_socket.clone(),
+            port: AGENT_VSOCK_PORT,
+        }
+    }
+
+    fn shutdown<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ShutdownOutcome, VmmError>> {
+        Box::pin(self.shutdown_firecracker(handle, timeout))
+    }
+
+    fn kill<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        signal: i32,
+    ) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            check_driver(handle)?;
+            process::signal(handle.pid, handle.start_time, signal)
+        })
+    }
+
+    fn is_alive(&self, handle: &VmmHandle) -> bool {
+        process::is_alive(handle.pid, handle.start_time)
+    }
+
+    fn wait_exit<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, ()> {
+        Box::pin(process::wait_exit(handle.pid, handle.start_time))
+    }
+}

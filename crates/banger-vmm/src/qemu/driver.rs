@@ -1,0 +1,248 @@
+//! [`QemuDriver`]: launches `qemu-system-x86_64` for a [`LaunchSpec`], considers it up once
+//! QMP answers, and stops it with an ACPI power-button press that falls back to `quit`
+//! and then SIGKILL.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::driver::{BoxFuture, VmmDriver};
+use crate::error::VmmError;
+use crate::handle::{Accelerator, AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
+use crate::process::{self, NotReady, VmmCommand};
+use crate::qemu::cmdline::{QemuOptions, QemuPaths, qemu_args};
+use crate::qemu::qmp::QmpClient;
+use crate::spec::LaunchSpec;
+
+/// Where the inherited tap fd sits in QEMU: its stdin. See [`QemuDriver::launch`].
+const TAP_FD_IN_CHILD: i32 = 0;
+
+/// How long `quit` gets after the graceful timeout before SIGKILL.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How the QEMU driver runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuConfig {
+    /// `qemu-system-x86_64`, looked up on the clean `PATH`, or an absolute path.
+    pub binary: PathBuf,
+    pub accelerator: Accelerator,
+    /// The host TSC rate, passed to TCG guests as `tsc_early_khz=`.
+    pub tsc_khz: Option<u64>,
+    /// How long QEMU may take to answer on QMP (it does so before the guest boots; this
+    /// only bounds a wedged start).
+    pub launch_timeout: Duration,
+}
+
+impl QemuConfig {
+    /// The default binary name.
+    pub const DEFAULT_BINARY: &'static str = "qemu-system-x86_64";
+
+    /// A configuration from this host's facts: KVM when it is usable for guests (not PVM),
+    /// TCG otherwise, with the TSC rate measured for TCG. Measuring blocks the calling
+    /// thread for about 150 ms the first time; call it once at startup.
+    pub fn detect(binary: PathBuf) -> QemuConfig {
+        let accelerator = crate::choose_accelerator(banger_sys::kvm::probe().usable_for_guests());
+        let tsc_khz = match accelerator {
+            Accelerator::Tcg => banger_sys::tsc::host_tsc_khz(),
+            Accelerator::Kvm => None,
+        };
+        QemuConfig {
+            binary,
+            accelerator,
+            tsc_khz,
+            launch_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The QEMU microvm backend.
+#[derive(Debug, Clone)]
+pub struct QemuDriver {
+    config: QemuConfig,
+}
+
+impl QemuDriver {
+    pub fn new(config: QemuConfig) -> QemuDriver {
+        QemuDriver { config }
+    }
+
+    pub fn config(&self) -> &QemuConfig {
+        &self.config
+    }
+
+    /// Spawns QEMU and waits for QMP.
+    ///
+    /// A tap fd from the spec is handed over as QEMU's stdin (`-netdev tap,fd=0`): the
+    /// standard library moves stdio descriptors into place in the child only, so no other
+    /// process the daemon spawns meanwhile can inherit the tap, and no `unsafe` pre-exec
+    /// hook is needed. QEMU reads nothing from stdin with `-display none` and no stdio
+    /// chardev.
+    async fn launch_qemu(&self, spec: &LaunchSpec) -> Result<VmmHandle, VmmError> {
+        let paths = QemuPaths::in_run_dir(&spec.run_dir);
+        process::prepare_run_dir(
+            &spec.run_dir,
+            &[&paths.qmp_socket, &paths.agent_socket, &paths.pid_file],
+        )?;
+        let (stdin, tap_fd_in_child) = match spec.net.as_ref().and_then(|net| net.tap_fd.as_ref()) {
+            Some(tap_fd) => {
+                let tap_fd = tap_fd.try_clone().map_err(|source| VmmError::Prepare {
+                    path: PathBuf::from(format!("tap fd of {}", spec.vm_name)),
+                    source,
+                })?;
+                (Stdio::from(tap_fd), Some(TAP_FD_IN_CHILD))
+            }
+            None => (Stdio::null(), None),
+        };
+        let options = QemuOptions {
+            accelerator: self.config.accelerator,
+            tsc_khz: self.config.tsc_khz,
+            tap_fd_in_child,
+        };
+        let stderr = process::create_log(&paths.stderr_log)?;
+        let mut spawned = process::spawn(VmmCommand {
+            driver: DriverKind::Qemu,
+            program: self.config.binary.clone(),
+            args: qemu_args(spec, &options, &paths),
+            cwd: spec.run_dir.clone(),
+            stdin,
+            stdout: process::clone_file(&stderr, &paths.stderr_log)?,
+            stderr,
+        })?;
+
+        let qmp_socket = paths.qmp_socket.clone();
+        let ready = process::until_ready(&mut spawned.exit, self.config.launch_timeout, || {
+            let qmp_socket = qmp_socket.clone();
+            async move {
+                let mut client = QmpClient::connect(&qmp_socket).await?;
+                client.query_status().await
+            }
+        })
+        .await;
+        match ready {
+            Ok(status) => {
+                tracing::info!(vm = %spec.vm_name, pid = spawned.pid, status = %status.status, "QEMU answers on QMP");
+                Ok(VmmHandle {
+                    driver: DriverKind::Qemu,
+                    pid: spawned.pid,
+                    start_time: spawned.start_time,
+                    control_socket: paths.qmp_socket,
+                    agent_socket: paths.agent_socket,
+                    accelerator: self.config.accelerator,
+                })
+            }
+            Err(NotReady::Exited(status)) => Err(VmmError::EarlyExit {
+                driver: DriverKind::Qemu,
+                status,
+                stderr_tail: process::file_tail(&paths.stderr_log),
+            }),
+            Err(NotReady::TimedOut(last_error)) => {
+                process::kill_and_wait(spawned.pid, spawned.start_time).await?;
+                let mut stderr_tail = process::file_tail(&paths.stderr_log);
+                if let Some(error) = last_error {
+                    stderr_tail.push_str(&format!("\n(last QMP attempt: {error})"));
+                }
+                Err(VmmError::Timeout {
+                    what: "QEMU's QMP socket".into(),
+                    waited: self.config.launch_timeout,
+                    stderr_tail,
+                })
+            }
+        }
+    }
+
+    async fn shutdown_qemu(
+        &self,
+        handle: &VmmHandle,
+        timeout: Duration,
+    ) -> Result<ShutdownOutcome, VmmError> {
+        check_driver(handle)?;
+        if !process::is_alive(handle.pid, handle.start_time) {
+            return Ok(ShutdownOutcome::Graceful);
+        }
+        // The connection is kept for `quit`: QEMU serves one QMP client at a time.
+        let mut client = match QmpClient::connect(&handle.control_socket).await {
+            Ok(mut client) => match client.system_powerdown().await {
+                Ok(()) => Some(client),
+                Err(error) => {
+                    tracing::warn!(pid = handle.pid, %error, "system_powerdown failed");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::warn!(pid = handle.pid, %error, "no QMP for a graceful shutdown");
+                None
+            }
+        };
+        if process::wait_exit_timeout(handle.pid, handle.start_time, timeout).await {
+            return Ok(ShutdownOutcome::Graceful);
+        }
+        tracing::info!(
+            pid = handle.pid,
+            "guest ignored the power button; quitting QEMU"
+        );
+        if let Some(client) = client.as_mut()
+            && let Err(error) = client.quit().await
+        {
+            tracing::warn!(pid = handle.pid, %error, "QMP quit failed");
+        }
+        drop(client);
+        if !process::wait_exit_timeout(handle.pid, handle.start_time, QUIT_GRACE).await {
+            process::kill_and_wait(handle.pid, handle.start_time).await?;
+        }
+        Ok(ShutdownOutcome::Forced)
+    }
+}
+
+fn check_driver(handle: &VmmHandle) -> Result<(), VmmError> {
+    if handle.driver == DriverKind::Qemu {
+        Ok(())
+    } else {
+        Err(VmmError::WrongDriver {
+            expected: DriverKind::Qemu,
+            found: handle.driver,
+        })
+    }
+}
+
+impl VmmDriver for QemuDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Qemu
+    }
+
+    fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
+        Box::pin(self.launch_qemu(spec))
+    }
+
+    fn agent_endpoint(&self, handle: &VmmHandle) -> AgentEndpoint {
+        AgentEndpoint::VirtioSerial {
+            socket: handle.agent_socket.clone(),
+        }
+    }
+
+    fn shutdown<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ShutdownOutcome, VmmError>> {
+        Box::pin(self.shutdown_qemu(handle, timeout))
+    }
+
+    fn kill<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        signal: i32,
+    ) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            check_driver(handle)?;
+            process::signal(handle.pid, handle.start_time, signal)
+        })
+    }
+
+    fn is_alive(&self, handle: &VmmHandle) -> bool {
+        process::is_alive(handle.pid, handle.start_time)
+    }
+
+    fn wait_exit<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, ()> {
+        Box::pin(process::wait_exit(handle.pid, handle.start_time))
+    }
+}

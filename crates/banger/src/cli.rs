@@ -1,0 +1,254 @@
+//! The command tree: the top-level `banger` command and the command groups (`vm`,
+//! `image`, `kernel`, `system`). Each leaf's arguments, help text and examples live with
+//! its implementation in `commands/`, so one file holds everything about one command.
+//! Parsing here is pure: values are checked by the parsers in `values`, nothing touches
+//! the daemon or the disk.
+
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+
+use crate::commands::{
+    completion, doctor, image, kernel, ping, ssh_config, system, vm_exec, vm_lifecycle, vm_list,
+    vm_logs, vm_run, vm_set, vm_show, vm_ssh, workspace,
+};
+
+const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
+
+const LONG_ABOUT: &str = "\
+banger gives you disposable Linux sandboxes in microVMs. `banger vm run ./repo -- make test` \
+boots a guest from a golden image, imports the repository, runs the command and exits with \
+its exit code.
+
+The `banger` command talks to the `bangerd` daemon over a Unix socket; start the daemon \
+with `bangerd &` (its socket is `$XDG_RUNTIME_DIR/banger/bangerd.sock`, or `BANGER_SOCKET`). \
+`banger doctor` checks this host without the daemon.
+
+Exit codes: the guest command's exit code for `vm run` and `vm exec`, 1 when banger itself \
+fails, 2 for usage errors.";
+
+const EXAMPLES: &str = "\
+Examples:
+  banger vm run ./repo -- make test     Run the tests of ./repo in a fresh VM
+  banger vm run --rm -- uname -a        Run one command, then delete the VM
+  banger vm create --name web           Create and boot a VM named `web`
+  banger vm ssh web                     Open a shell in it
+  banger vm list                        List VMs
+  banger doctor                         Check that this host can run VMs";
+
+/// `banger`: the parsed command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "banger",
+    bin_name = "banger",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    max_term_width = 100,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The clap command, for completion and help rendering.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(subcommand)]
+    Vm(VmCommand),
+    #[command(subcommand)]
+    Image(ImageCommand),
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+    SshConfig(ssh_config::SshConfigArgs),
+    #[command(subcommand)]
+    System(SystemCommand),
+    Doctor(doctor::DoctorArgs),
+    Health(ping::HealthArgs),
+    Ping(ping::PingArgs),
+    Version(ping::VersionArgs),
+    Completion(completion::CompletionArgs),
+}
+
+/// Create, run and manage VMs.
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Create, run and manage VMs",
+    long_about = "Create, run and manage VMs.
+
+A VM is created from an image (a root filesystem) and a kernel, boots in a few seconds, \
+and keeps its disk until it is deleted. `vm run` is the one-shot path (create, run a \
+command, exit with its code); the other commands manage VMs one step at a time.
+
+VMs are named by their name, a unique prefix of their name, or a prefix of their id.",
+    after_help = "\
+Examples:
+  banger vm run ./repo -- make test     Create a VM, import ./repo, run `make test`
+  banger vm create --name web --memory 2GiB
+  banger vm exec web -- uname -a
+  banger vm stop web
+  banger vm delete web"
+)]
+pub enum VmCommand {
+    Run(vm_run::RunArgs),
+    Create(vm_run::CreateArgs),
+    Start(vm_lifecycle::StartArgs),
+    Stop(vm_lifecycle::StopArgs),
+    Restart(vm_lifecycle::RestartArgs),
+    Kill(vm_lifecycle::KillArgs),
+    Delete(vm_lifecycle::DeleteArgs),
+    Prune(vm_lifecycle::PruneArgs),
+    #[command(visible_alias = "ps")]
+    List(vm_list::ListArgs),
+    Show(vm_show::ShowArgs),
+    Ssh(vm_ssh::SshArgs),
+    Exec(vm_exec::ExecArgs),
+    Logs(vm_logs::LogsArgs),
+    Stats(vm_show::StatsArgs),
+    Ports(vm_show::PortsArgs),
+    Set(vm_set::SetArgs),
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Import a repository into a VM and export the guest's edits",
+    long_about = "Import a repository into a VM and export the guest's edits.
+
+`prepare` copies a git repository (its committed state plus local changes) into the guest; \
+`export` prints the guest's edits as a patch that `git apply` accepts. `vm run PATH` \
+prepares the workspace for you.",
+    after_help = "\
+Examples:
+  banger vm workspace prepare web ./repo
+  banger vm workspace export web > guest.patch && git apply guest.patch"
+)]
+pub enum WorkspaceCommand {
+    Prepare(workspace::PrepareArgs),
+    Export(workspace::ExportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Manage root filesystem images",
+    long_about = "Manage root filesystem images.
+
+An image is an ext4 root filesystem VMs boot from. Images come from the built-in catalog \
+(`image pull`), an OCI registry (`image import`), a local file (`image register`) or a \
+VM's disk (`image promote`). `image list --catalog` shows the built-in catalog.",
+    after_help = "\
+Examples:
+  banger image list --catalog           What can be pulled
+  banger image pull debian-bookworm     Build the default image
+  banger image import localhost:5000/app:latest --name app
+  banger image promote web --name web-golden"
+)]
+pub enum ImageCommand {
+    List(image::ListArgs),
+    Show(image::ShowArgs),
+    Pull(image::PullArgs),
+    Import(image::ImportArgs),
+    Register(image::RegisterArgs),
+    Promote(image::PromoteArgs),
+    Delete(image::DeleteArgs),
+    #[command(subcommand)]
+    Cache(ImageCacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Manage the image build cache",
+    long_about = "Manage the image build cache (downloaded packages and layers that can be \
+fetched again).",
+    after_help = "Examples:\n  banger image cache prune"
+)]
+pub enum ImageCacheCommand {
+    Prune(image::CachePruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Manage guest kernels",
+    long_about = "Manage guest kernels.
+
+A kernel (vmlinux plus a small initramfs) boots the VM; images name the kernel they boot \
+with. `kernel catalog` lists the built-in kernels `kernel pull` can fetch.",
+    after_help = "\
+Examples:
+  banger kernel catalog
+  banger kernel pull <name>
+  banger kernel list"
+)]
+pub enum KernelCommand {
+    Catalog(kernel::CatalogArgs),
+    List(kernel::ListArgs),
+    Show(kernel::ShowArgs),
+    Pull(kernel::PullArgs),
+    Delete(kernel::DeleteArgs),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Install and manage the daemon as a service",
+    long_about = "Install and manage bangerd as a systemd user service (with its root \
+helper).
+
+These commands are not available in this version of banger yet; until then, start the \
+daemon by hand with `bangerd &`.",
+    after_help = "Examples:\n  banger system install\n  banger system status"
+)]
+pub enum SystemCommand {
+    #[command(
+        about = "Install bangerd as a systemd user service (not yet available)",
+        long_about = "Install bangerd and its root helper as systemd services that start \
+with your session. Not available in this version yet: start the daemon with `bangerd &`.",
+        after_help = "Examples:\n  banger system install"
+    )]
+    Install(system::SystemArgs),
+    #[command(
+        about = "Show the daemon service's status (not yet available)",
+        long_about = "Show whether the bangerd service is installed, enabled and running. Not \
+available in this version yet: `banger health` reports on a running daemon.",
+        after_help = "Examples:\n  banger system status"
+    )]
+    Status(system::SystemArgs),
+    #[command(
+        about = "Restart the daemon service (not yet available)",
+        long_about = "Restart the bangerd service; running VMs keep running. Not available in \
+this version yet: stop bangerd and start it again with `bangerd &`.",
+        after_help = "Examples:\n  banger system restart"
+    )]
+    Restart(system::SystemArgs),
+    #[command(
+        about = "Remove the daemon service (not yet available)",
+        long_about = "Stop and remove the bangerd service and its root helper; VMs, images \
+and state stay on disk. Not available in this version yet.",
+        after_help = "Examples:\n  banger system uninstall"
+    )]
+    Uninstall(system::SystemArgs),
+}
+
+/// `--json`, for every command that prints data.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonFlag {
+    /// Print the result as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One VM, by name, unique name prefix, or id prefix.
+#[derive(Debug, Clone, Args)]
+pub struct VmArg {
+    /// VM name, unique name prefix, or id prefix
+    #[arg(value_name = "VM", add = crate::candidates::vm_names())]
+    pub vm: String,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! One file per command or command group; each holds the command's arguments and help
+//! (clap derive), turns them into a request, and renders the answer. This module is the
+//! one dispatch `match` from the parsed command line to those files.
+
+pub mod completion;
+pub mod doctor;
+pub mod image;
+pub mod kernel;
+pub mod ping;
+pub mod ssh_config;
+pub mod system;
+pub mod vm_exec;
+pub mod vm_lifecycle;
+pub mod vm_list;
+pub mod vm_logs;
+pub mod vm_run;
+pub mod vm_set;
+pub mod vm_show;
+pub mod vm_ssh;
+pub mod workspace;
+
+use std::process::ExitCode;
+
+use crate::cli::{
+    Command, ImageCacheCommand, ImageCommand, KernelCommand, SystemCommand, VmCommand,
+    WorkspaceCommand,
+};
+use crate::connect::Ctx;
+use crate::errors::CliError;
+
+/// Runs the parsed command.
+pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
+    let done = |result: Result<(), CliError>| result.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Vm(command) => match command {
+            VmCommand::Run(args) => vm_run::run(ctx, args).await,
+            VmCommand::Create(args) => done(vm_run::create(ctx, args).await),
+            VmCommand::Start(args) => done(vm_lifecycle::start(ctx, args).await),
+            VmCommand::Stop(args) => done(vm_lifecycle::stop(ctx, args).await),
+            VmCommand::Restart(args) => done(vm_lifecycle::restart(ctx, args).await),
+            VmCommand::Kill(args) => done(vm_lifecycle::kill(ctx, args).await),
+            VmCommand::Delete(args) => done(vm_lifecycle::delete(ctx, args).await),
+            VmCommand::Prune(args) => done(vm_lifecycle::prune(ctx, args).await),
+            VmCommand::List(args) => done(vm_list::list(ctx, args).await),
+            VmCommand::Show(args) => done(vm_show::show(ctx, args).await),
+            VmCommand::Ssh(args) => vm_ssh::ssh(ctx, args).await,
+            VmCommand::Exec(args) => vm_exec::exec(ctx, args).await,
+            VmCommand::Logs(args) => done(vm_logs::logs(ctx, args).await),
+            VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
+            VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
+            VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
+            VmCommand::Workspace(WorkspaceCommand::Prepare(args)) => {
+                done(workspace::prepare(ctx, args).await)
+            }
+            VmCommand::Workspace(WorkspaceCommand::Export(args)) => {
+                done(workspace::export(ctx, args).await)
+            }
+        },
+        Command::Image(command) => done(match command {
+            ImageCommand::List(args) => image::list(ctx, args).await,
+            ImageCommand::Show(args) => image::show(ctx, args).await,
+            ImageCommand::Pull(args) => image::pull(ctx, args).await,
+            ImageCommand::Import(args) => image::import(ctx, args).await,
+            ImageCommand::Register(args) => image::register(ctx, args).await,
+            ImageCommand::Promote(args) => image::promote(ctx, args).await,
+            ImageCommand::Delete(args) => image::delete(ctx, args).await,
+            ImageCommand::Cache(ImageCacheCommand::Prune(args)) => {
+                image::cache_prune(ctx, args).await
+            }
+        }),
+        Command::Kernel(command) => done(match command {
+            KernelCommand::Catalog(args) => kernel::catalog(ctx, args).await,
+            KernelCommand::List(args) => kernel::list(ctx, args).await,
+            KernelCommand::Show(args) => kernel::show(ctx, args).await,
+            KernelCommand::Pull(args) => kernel::pull(ctx, args).await,
+            KernelCommand::Delete(args) => kernel::delete(ctx, args).await,
+        }),
+        Command::SshConfig(args) => done(ssh_config::run(ctx, args)),
+        Command::System(command) => done(match command {
+            SystemCommand::Install(_) => system::not_yet("install"),
+            SystemCommand::Status(_) => system::not_yet("status"),
+            SystemCommand::Restart(_) => system::not_yet("restart"),
+            SystemCommand::Uninstall(_) => system::not_yet("uninstall"),
+        }),
+        Command::Doctor(args) => doctor::doctor(ctx, args).await,
+        Command::Health(args) => done(ping::health(ctx, args).await),
+        Command::Ping(args) => done(ping::ping(ctx, args).await),
+        Command::Version(args) => done(ping::version(ctx, args).await),
+        Command::Completion(args) => done(completion::completion(args)),
+    }
+}
+
+/// The exit code for a guest command's status. Codes outside 0..=255 (a negative code
+/// for a signal, say) cannot be an exit status; they become 1 so that failure stays
+/// failure.
+pub fn guest_exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

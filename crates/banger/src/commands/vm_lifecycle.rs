@@ -1,0 +1,271 @@
+//! `vm start`, `stop`, `restart`, `kill`, `delete` and `prune`: one request each, the
+//! resulting VM state printed as one line (or JSON). Their help texts say how the
+//! near-twins differ, because picking the wrong one loses a guest's unsaved state.
+
+use std::io::BufRead as _;
+
+use banger_api::methods::{
+    Empty, VmDelete, VmDeleteParams, VmKill, VmKillParams, VmList, VmPrune, VmRef, VmRestart,
+    VmStart, VmStop, VmStopParams,
+};
+use banger_api::types::{VmInfo, VmState};
+use clap::Args;
+
+use crate::cli::{JsonFlag, VmArg};
+use crate::commands::vm_run::summary;
+use crate::connect::Ctx;
+use crate::errors::CliError;
+use crate::progress::Progress;
+use crate::render;
+
+/// Boot a stopped VM
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Boot a stopped VM from its existing disk, showing each stage.
+
+`vm restart` is for a running VM: it stops it and starts it again (the guest gets a new \
+boot id).",
+    after_help = "Examples:\n  banger vm start web"
+)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Shut a VM down gracefully, forcing it after a timeout
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Ask the guest to shut down cleanly, wait up to --timeout seconds, then \
+stop the VMM by force. The disk is kept; `vm start` boots the VM again.
+
+How the near-twins differ:
+  vm stop     graceful shutdown, forced after the timeout; the disk is kept
+  vm kill     a signal to the VMM process, no shutdown at all (like pulling the plug)
+  vm delete   removes the VM and its disk
+  vm prune    deletes every VM that is not running",
+    after_help = "\
+Examples:
+  banger vm stop web
+  banger vm stop web --timeout 5        Force it after 5 seconds"
+)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    /// Seconds to wait for a clean shutdown before forcing it (default: the daemon's)
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Stop a running VM and start it again (new boot id)
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Stop a running VM (gracefully, forced after --timeout seconds) and start \
+it again from the same disk. The guest gets a new boot id.
+
+`vm start` boots a VM that is already stopped.",
+    after_help = "Examples:\n  banger vm restart web\n  banger vm restart web --timeout 5"
+)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    /// Seconds to wait for a clean shutdown before forcing it (default: the daemon's)
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Send a signal to a VM's VMM process (no shutdown)
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Send a signal to the VMM process running the VM. The guest gets no chance \
+to shut down: with the default KILL this is pulling the plug, and writes the guest had not \
+flushed are lost. The disk is kept.
+
+Prefer `vm stop` (clean shutdown, forced after a timeout); use `vm kill` for a hung VM.",
+    after_help = "\
+Examples:
+  banger vm kill web
+  banger vm kill web --signal TERM"
+)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    /// Signal name, with or without `SIG`, or number: HUP, INT, QUIT, KILL, USR1, USR2, TERM
+    #[arg(long, value_name = "NAME", default_value = "KILL", value_parser = crate::values::signal)]
+    pub signal: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Delete a VM and its disk
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Delete a VM: its record, its disk and its files. This cannot be undone. \
+A running VM is refused unless --force is given (it is then killed first).
+
+`vm stop` keeps the disk; `vm prune` deletes every VM that is not running.",
+    after_help = "\
+Examples:
+  banger vm delete web
+  banger vm delete --force web          Kill it first if it is running"
+)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    /// Delete even a running VM (killed first)
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Delete every VM that is not running
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Delete every VM that is not running (stopped or failed), with their \
+disks. Running VMs are left alone. On a terminal banger lists the VMs and asks first; \
+without a terminal it refuses unless -f is given.",
+    after_help = "\
+Examples:
+  banger vm prune
+  banger vm prune -f                    No question asked (scripts)"
+)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Prints a VM after a lifecycle change.
+fn print_vm(output: JsonFlag, vm: &VmInfo) -> Result<(), CliError> {
+    render::data(output.json, vm, summary)
+}
+
+/// `vm start`.
+pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let mut progress = Progress::new(&ctx.term);
+    let vm = daemon
+        .call::<VmStart>(&VmRef { vm: args.vm.vm }, &mut progress.sink())
+        .await;
+    progress.finish();
+    print_vm(args.output, &vm?)
+}
+
+/// `vm stop`.
+pub async fn stop(ctx: &Ctx, args: StopArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let mut progress = Progress::new(&ctx.term);
+    let params = VmStopParams {
+        vm: args.vm.vm,
+        timeout_secs: args.timeout,
+    };
+    let vm = daemon.call::<VmStop>(&params, &mut progress.sink()).await;
+    progress.finish();
+    print_vm(args.output, &vm?)
+}
+
+/// `vm restart`.
+pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let mut progress = Progress::new(&ctx.term);
+    let params = VmStopParams {
+        vm: args.vm.vm,
+        timeout_secs: args.timeout,
+    };
+    let vm = daemon
+        .call::<VmRestart>(&params, &mut progress.sink())
+        .await;
+    progress.finish();
+    print_vm(args.output, &vm?)
+}
+
+/// `vm kill`.
+pub async fn kill(ctx: &Ctx, args: KillArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let params = VmKillParams {
+        vm: args.vm.vm,
+        signal: args.signal,
+    };
+    let vm = daemon.ask::<VmKill>(&params).await?;
+    print_vm(args.output, &vm)
+}
+
+/// `vm delete`.
+pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let params = VmDeleteParams {
+        vm: args.vm.vm,
+        force: args.force,
+    };
+    let vm = daemon.ask::<VmDelete>(&params).await?;
+    if args.output.json {
+        render::stdout(&render::json(&vm)?)
+    } else {
+        render::stdout(&format!("deleted {}\n", vm.name))
+    }
+}
+
+/// `vm prune`.
+pub async fn prune(ctx: &Ctx, args: PruneArgs) -> Result<(), CliError> {
+    if !args.force && !ctx.term.stdin {
+        return Err(CliError::usage(
+            "refusing to prune without confirmation: stdin is not a terminal",
+            Some("pass -f to delete every VM that is not running without asking"),
+        ));
+    }
+    let mut daemon = ctx.connect().await?;
+    if !args.force {
+        let vms = daemon.ask::<VmList>(&Empty {}).await?;
+        let doomed: Vec<&str> = vms
+            .iter()
+            .filter(|vm| vm.state != VmState::Running)
+            .map(|vm| vm.name.as_str())
+            .collect();
+        if doomed.is_empty() {
+            render::note("nothing to prune: every VM is running");
+            return Ok(());
+        }
+        if !confirm(&format!(
+            "delete {} VM(s) that are not running, with their disks: {}? [y/N] ",
+            doomed.len(),
+            doomed.join(", ")
+        ))? {
+            render::note("nothing deleted");
+            return Ok(());
+        }
+    }
+    let pruned = daemon.ask::<VmPrune>(&Empty {}).await?;
+    render::data(args.output.json, &pruned, |pruned| {
+        if pruned.deleted.is_empty() {
+            "nothing to prune\n".to_string()
+        } else {
+            pruned
+                .deleted
+                .iter()
+                .map(|name| format!("deleted {name}\n"))
+                .collect()
+        }
+    })
+}
+
+/// Asks a yes/no question on the terminal; anything but `y`/`yes` is no.
+fn confirm(question: &str) -> Result<bool, CliError> {
+    use std::io::Write as _;
+    let mut stderr = anstream::stderr();
+    stderr.write_all(question.as_bytes())?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}

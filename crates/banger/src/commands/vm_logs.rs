@@ -1,0 +1,46 @@
+//! `vm logs`: a VM's serial console log, streamed to stdout; with `-f` it keeps
+//! following until interrupted.
+
+use banger_api::methods::{VmLogs, VmLogsParams};
+use clap::Args;
+
+use crate::cli::VmArg;
+use crate::connect::Ctx;
+use crate::errors::CliError;
+use crate::progress::Progress;
+
+/// Print a VM's console log
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Print a VM's serial console log: the kernel's boot messages and whatever \
+the guest writes to its console. Useful when a VM fails to boot. With -f, keep printing \
+new lines until Ctrl-C.",
+    after_help = "\
+Examples:
+  banger vm logs web
+  banger vm logs web --tail 50
+  banger vm logs -f web"
+)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    /// Keep printing new output until interrupted
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+/// `vm logs`.
+pub async fn logs(ctx: &Ctx, args: LogsArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let mut progress = Progress::new(&ctx.term);
+    let params = VmLogsParams {
+        vm: args.vm.vm,
+        follow: args.follow,
+        tail_lines: args.tail,
+    };
+    daemon.call::<VmLogs>(&params, &mut progress.sink()).await?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! `vm create` and `vm run`. Both send `vm.create` (stages rendered as progress); `run`
+//! then imports a workspace when given a path, and runs a command (exiting with its code),
+//! opens an interactive ssh session, or, with `-d`, prints how to reach the VM. With
+//! `--rm` the VM is deleted afterwards, also when the command fails or Ctrl-C is pressed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use banger_api::Event;
+use banger_api::methods::{
+    VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmRef, VmSshTarget,
+    WorkspacePrepare, WorkspacePrepareParams,
+};
+use banger_api::types::VmInfo;
+use clap::Args;
+
+use crate::candidates;
+use crate::cli::JsonFlag;
+use crate::commands::{guest_exit, vm_ssh};
+use crate::connect::{self, Ctx, Daemon};
+use crate::errors::CliError;
+use crate::progress::Progress;
+use crate::render;
+use crate::values;
+
+/// What a new VM looks like; shared by `vm create` and `vm run`.
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    /// Name of the new VM; one is generated when omitted
+    #[arg(long, value_name = "NAME", value_parser = values::vm_name)]
+    pub name: Option<String>,
+    /// Image to boot (default: the catalog's default, see `banger image list --catalog`)
+    #[arg(long, value_name = "IMAGE", add = candidates::image_names())]
+    pub image: Option<String>,
+    /// Kernel to boot (default: the image's kernel)
+    #[arg(long, value_name = "KERNEL", add = candidates::kernel_names())]
+    pub kernel: Option<String>,
+    /// Number of virtual CPUs, at least 1
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub vcpu: Option<u32>,
+    /// Memory, e.g. `512MiB` or `2GiB`; a bare number is MiB
+    #[arg(long, value_name = "SIZE", value_parser = values::memory_mib)]
+    pub memory: Option<u64>,
+    /// Root disk size, e.g. `8GiB`; a bare number is MiB
+    #[arg(long, value_name = "SIZE", value_parser = values::disk_mib)]
+    pub disk: Option<u64>,
+    /// Give the VM outbound network access through NAT
+    #[arg(long)]
+    pub nat: bool,
+}
+
+impl SpecArgs {
+    fn params(&self) -> VmCreateParams {
+        VmCreateParams {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            kernel: self.kernel.clone(),
+            vcpus: self.vcpu,
+            memory_mib: self.memory,
+            disk_mib: self.disk,
+            nat: self.nat,
+        }
+    }
+}
+
+/// Create and boot a VM
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Create a VM and boot it, showing each stage as it runs. The VM keeps \
+running until `banger vm stop`; its disk stays until `banger vm delete`.
+
+Unlike `vm run`, nothing runs in the guest and no workspace is imported: use `vm exec` or \
+`vm ssh` next.",
+    after_help = "\
+Examples:
+  banger vm create                                  Default image, generated name
+  banger vm create --name web --memory 2GiB --vcpu 2
+  banger vm create --name build --image debian-bookworm --disk 20GiB --nat
+  banger vm create --json | jq -r .name"
+)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// Create a VM, run a command in it, exit with the command's code
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Create a VM, optionally import a git repository into it, and run a \
+command there; banger exits with the command's exit code. The command after `--` is passed \
+as a list of arguments, without a shell: write `-- sh -c '...'` for shell syntax.
+
+Without a command, opens an interactive ssh session instead. With `-d`, leaves the VM \
+running and prints how to reach it. With `--rm`, deletes the VM when the command or \
+session ends, also when it fails or Ctrl-C is pressed.",
+    after_help = "\
+Examples:
+  banger vm run ./repo -- make test     Import ./repo, run `make test` in it
+  banger vm run --rm -- uname -a        One command in a throwaway VM
+  banger vm run --rm -- sh -c 'exit 42' Exits with 42
+  banger vm run --name dev ./repo       Import ./repo and open a shell
+  banger vm run -d --name web           Boot and return; reach it with `banger vm ssh web`"
+)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Delete the VM when the command or session ends
+    #[arg(long, conflicts_with = "detach")]
+    pub rm: bool,
+    /// Leave the VM running and print how to reach it (no command, no session)
+    #[arg(short = 'd', long, conflicts_with = "command")]
+    pub detach: bool,
+    /// Git repository to import; the command runs in its copy in the guest
+    #[arg(value_name = "PATH", value_hint = clap::ValueHint::DirPath)]
+    pub path: Option<PathBuf>,
+    /// Command and arguments to run in the guest, after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `vm create`.
+pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let vm = create_vm(ctx, &mut daemon, &args.spec, &mut false).await?;
+    render::data(args.output.json, &vm, summary)
+}
+
+/// `vm run`.
+pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
+    let source = args.path.as_deref().map(connect::absolute).transpose()?;
+    let mut daemon = ctx.connect().await?;
+    if !args.rm {
+        let vm = create_vm(ctx, &mut daemon, &args.spec, &mut false).await?;
+        return use_vm(ctx, &mut daemon, &vm, source, &args).await;
+    }
+
+    // --rm: the VM goes away however this ends, Ctrl-C included.
+    let mut accepted = false;
+    let created = tokio::select! {
+        vm = create_vm(ctx, &mut daemon, &args.spec, &mut accepted) => vm,
+        _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
+    };
+    let vm = match created {
+        Ok(vm) => vm,
+        Err(err) => {
+            // Interrupted mid-creation: the name is known only if given, and it is ours
+            // only once the daemon has started the operation (it reserves the name first;
+            // before that, the name might belong to an existing VM).
+            if matches!(err, CliError::Interrupted) {
+                match (&args.spec.name, accepted) {
+                    (Some(name), true) => remove(ctx, name).await,
+                    _ => render::note(
+                        "the VM being created may be left behind; `banger vm list` shows it",
+                    ),
+                }
+            }
+            return Err(err);
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = use_vm(ctx, &mut daemon, &vm, source, &args) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
+    };
+    remove(ctx, &vm.name).await;
+    outcome
+}
+
+/// Everything `vm run` does with the VM once it exists.
+async fn use_vm(
+    ctx: &Ctx,
+    daemon: &mut Daemon,
+    vm: &VmInfo,
+    source: Option<PathBuf>,
+    args: &RunArgs,
+) -> Result<ExitCode, CliError> {
+    let mut cwd = None;
+    if let Some(source) = source {
+        let mut progress = Progress::new(&ctx.term);
+        let prepared = daemon
+            .call::<WorkspacePrepare>(
+                &WorkspacePrepareParams {
+                    vm: vm.name.clone(),
+                    source: source.display().to_string(),
+                },
+                &mut progress.sink(),
+            )
+            .await;
+        progress.finish();
+        cwd = prepared?.workspace.map(|w| w.guest_path);
+    }
+    if args.detach {
+        render::stdout(&detached(vm))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.command.is_empty() {
+        let target = daemon
+            .ask::<VmSshTarget>(&VmRef {
+                vm: vm.name.clone(),
+            })
+            .await?;
+        return vm_ssh::session(&target, &[]).await;
+    }
+    let mut progress = Progress::new(&ctx.term);
+    let output = daemon
+        .call::<VmExec>(
+            &VmExecParams {
+                vm: vm.name.clone(),
+                argv: args.command.clone(),
+                env: Vec::new(),
+                cwd,
+            },
+            &mut progress.sink(),
+        )
+        .await?;
+    Ok(guest_exit(output.exit_code))
+}
+
+/// Sends `vm.create` with progress; `accepted` becomes true once the daemon announces
+/// the operation (the name is reserved by then).
+async fn create_vm(
+    ctx: &Ctx,
+    daemon: &mut Daemon,
+    spec: &SpecArgs,
+    accepted: &mut bool,
+) -> Result<VmInfo, CliError> {
+    let mut progress = Progress::new(&ctx.term);
+    let vm = daemon
+        .call::<VmCreate>(&spec.params(), &mut |event| {
+            if matches!(event, Event::OpStarted { .. }) {
+                *accepted = true;
+            }
+            progress.handle(event);
+        })
+        .await;
+    progress.finish();
+    vm
+}
+
+/// `--rm`: deletes the VM on a fresh connection (the old one may be mid-request after an
+/// interrupt). A failure here is reported but does not replace the command's outcome.
+async fn remove(ctx: &Ctx, name: &str) {
+    let result = async {
+        let mut daemon = ctx.connect().await?;
+        daemon
+            .ask::<VmDelete>(&VmDeleteParams {
+                vm: name.to_string(),
+                force: true,
+            })
+            .await
+    }
+    .await;
+    if let Err(err) = result {
+        render::note(&format!(
+            "could not delete {name} (--rm); delete it with `banger vm delete --force {name}`"
+        ));
+        crate::errors::print(&err);
+    }
+}
+
+/// One line about a VM after a lifecycle command: `web: running (10.77.0.2)`.
+pub fn summary(vm: &VmInfo) -> String {
+    match &vm.address {
+        Some(address) => format!("{}: {} ({address})\n", vm.name, vm.state),
+        None => format!("{}: {}\n", vm.name, vm.state),
+    }
+}
+
+/// What `vm run -d` prints.
+fn detached(vm: &VmInfo) -> String {
+    let name = &vm.name;
+    format!(
+        "{}\
+         reach it with:\n  \
+         banger vm ssh {name}\n  \
+         banger vm exec {name} -- <command>\n\
+         stop it with `banger vm stop {name}`, remove it with `banger vm delete {name}`\n",
+        summary(vm)
+    )
+}

@@ -1,0 +1,116 @@
+//! `vm ssh`: asks the daemon how to reach the guest (`vm.ssh_target`) and runs the system
+//! `ssh` with banger's key and known_hosts file. The session is interactive, so ssh gets
+//! this terminal and environment as they are; that is why it does not go through a
+//! captured-output command runner.
+
+use std::process::ExitCode;
+
+use banger_api::methods::{SshTarget, VmRef, VmSshTarget};
+use clap::Args;
+
+use crate::cli::VmArg;
+use crate::commands::guest_exit;
+use crate::connect::Ctx;
+use crate::errors::CliError;
+
+/// Open an ssh session in a VM, or run a command over ssh
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Open an interactive ssh session in a running VM as root, with banger's \
+own key and known_hosts file (nothing is added to ~/.ssh). Arguments after `--` go to ssh \
+after the destination: a remote command, or more ssh options.
+
+`vm exec` runs a command through the guest agent instead (no ssh, output streamed, exit \
+code kept). `banger ssh-config --install` lets plain `ssh <name>.vm` work too.",
+    after_help = "\
+Examples:
+  banger vm ssh web
+  banger vm ssh web -- uptime
+  banger vm ssh web -- -L 8080:localhost:80"
+)]
+pub struct SshArgs {
+    #[command(flatten)]
+    pub vm: VmArg,
+    /// Arguments for ssh after the destination (a remote command or options)
+    #[arg(last = true, value_name = "SSH_ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `vm ssh`.
+pub async fn ssh(ctx: &Ctx, args: SshArgs) -> Result<ExitCode, CliError> {
+    let mut daemon = ctx.connect().await?;
+    let target = daemon.ask::<VmSshTarget>(&VmRef { vm: args.vm.vm }).await?;
+    session(&target, &args.args).await
+}
+
+/// The arguments for `ssh` (without the program name).
+pub fn ssh_argv(target: &SshTarget, extra: &[String]) -> Vec<String> {
+    let mut argv = vec![
+        "-i".to_string(),
+        target.identity_file.clone(),
+        "-o".to_string(),
+        format!("UserKnownHostsFile={}", target.known_hosts_file),
+        "-o".to_string(),
+        "StrictHostKeyChecking=yes".to_string(),
+        "-o".to_string(),
+        "IdentitiesOnly=yes".to_string(),
+        format!("{}@{}", target.user, target.address),
+    ];
+    argv.extend(extra.iter().cloned());
+    argv
+}
+
+/// Runs ssh on this terminal and returns its exit code. Ctrl-C belongs to the session,
+/// so this process ignores SIGINT while ssh runs (and `vm run --rm` still cleans up).
+pub async fn session(target: &SshTarget, extra: &[String]) -> Result<ExitCode, CliError> {
+    let _ignore_interrupts =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let status = tokio::process::Command::new("ssh")
+        .args(ssh_argv(target, extra))
+        .status()
+        .await
+        .map_err(|err| {
+            if err.kind() == std::io::ErrorKind::NotFound {
+                CliError::failed(
+                    "cannot run `ssh`: it is not installed",
+                    Some("install the OpenSSH client (Debian: `apt install openssh-client`)"),
+                )
+            } else {
+                CliError::Local(anyhow::Error::new(err).context("cannot run ssh"))
+            }
+        })?;
+    // ssh reports 255 for its own failures; a signal-killed ssh has no code.
+    Ok(guest_exit(status.code().unwrap_or(255)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_argv_puts_options_before_the_destination() {
+        let target = SshTarget {
+            name: "web".into(),
+            address: "10.0.0.2".into(),
+            user: "root".into(),
+            identity_file: "/c/ssh/id_ed25519".into(),
+            known_hosts_file: "/c/ssh/known_hosts".into(),
+        };
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[],
+                "-i /c/ssh/id_ed25519 -o UserKnownHostsFile=/c/ssh/known_hosts \
+                 -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes root@10.0.0.2",
+            ),
+            (
+                &["sh", "-c", "exit 42"],
+                "-i /c/ssh/id_ed25519 -o UserKnownHostsFile=/c/ssh/known_hosts \
+                 -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes root@10.0.0.2 sh -c exit 42",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            assert_eq!(ssh_argv(&target, &extra).join(" "), *expected);
+        }
+    }
+}

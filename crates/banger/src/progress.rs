@@ -1,0 +1,224 @@
+//! Renders the events of a daemon call: `Event::Stage` as progress on stderr and
+//! `Event::Output` as the guest's bytes on stdout/stderr. On a terminal each running stage
+//! is a spinner and each finished stage a line; elsewhere (pipes, CI logs) every start and
+//! finish is a plain line such as `[  1.2s] boot ... done`, so logs stay readable. Data
+//! never goes to stderr and progress never to stdout.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use banger_api::{Event, OutputStream, StageState};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::connect::Term;
+use crate::render;
+
+/// How stages are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Spinners on a terminal.
+    Spinner,
+    /// One line per stage start and finish.
+    Plain,
+}
+
+/// Receives a call's events and draws them.
+#[derive(Debug)]
+pub struct Progress {
+    mode: Mode,
+    colour: bool,
+    bars: MultiProgress,
+    active: Vec<(String, ProgressBar)>,
+}
+
+impl Progress {
+    /// Spinners when stderr is a terminal, plain lines otherwise.
+    pub fn new(term: &Term) -> Progress {
+        let mode = if term.stderr {
+            Mode::Spinner
+        } else {
+            Mode::Plain
+        };
+        let target = match mode {
+            Mode::Spinner => ProgressDrawTarget::stderr(),
+            Mode::Plain => ProgressDrawTarget::hidden(),
+        };
+        Progress {
+            mode,
+            colour: render::stderr_colour(),
+            bars: MultiProgress::with_draw_target(target),
+            active: Vec::new(),
+        }
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::OpStarted { .. } => {}
+            Event::Stage {
+                stage,
+                state,
+                elapsed_ms,
+                detail,
+                ..
+            } => self.stage(stage, state, elapsed_ms, detail.as_deref()),
+            Event::Output { stream, data } => self.output(stream, &data),
+        }
+    }
+
+    /// A closure over [`Progress::handle`], the shape `Daemon::call` takes.
+    pub fn sink(&mut self) -> impl FnMut(Event) + '_ {
+        |event| self.handle(event)
+    }
+
+    /// Clears spinners of stages that never reported done (the call failed).
+    pub fn finish(&mut self) {
+        for (_, bar) in self.active.drain(..) {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn stage(&mut self, stage: String, state: StageState, elapsed_ms: u64, detail: Option<&str>) {
+        let line = stage_line(&stage, state, elapsed_ms, detail, self.colour);
+        match self.mode {
+            Mode::Plain => write_stderr(&line),
+            Mode::Spinner => match state {
+                StageState::Started => {
+                    let bar = self.bars.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_message(stage.clone());
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    self.active.push((stage, bar));
+                }
+                StageState::Done => {
+                    if let Some(index) = self.active.iter().position(|(name, _)| *name == stage) {
+                        let (_, bar) = self.active.remove(index);
+                        bar.finish_and_clear();
+                    }
+                    if self.bars.println(line.trim_end()).is_err() {
+                        write_stderr(&line);
+                    }
+                }
+            },
+        }
+    }
+
+    fn output(&mut self, stream: OutputStream, data: &[u8]) {
+        // Guest bytes go out untouched (no colour stripping): they are the command's data.
+        let write = || match stream {
+            OutputStream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(data).and_then(|()| out.flush());
+            }
+            OutputStream::Stderr => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(data).and_then(|()| err.flush());
+            }
+        };
+        if self.active.is_empty() {
+            write();
+        } else {
+            self.bars.suspend(write);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn write_stderr(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(line.as_bytes());
+}
+
+/// One progress line: `[  1.2s] boot ... done (detail)`.
+pub fn stage_line(
+    stage: &str,
+    state: StageState,
+    elapsed_ms: u64,
+    detail: Option<&str>,
+    colour: bool,
+) -> String {
+    let secs = elapsed_ms as f64 / 1000.0;
+    let dim = if colour {
+        Style::new().dimmed()
+    } else {
+        Style::new()
+    };
+    let mut line = format!("{dim}[{secs:>5.1}s]{dim:#} {stage} ...");
+    if state == StageState::Done {
+        let green = if colour {
+            Style::new().fg_color(Some(AnsiColor::Green.into()))
+        } else {
+            Style::new()
+        };
+        line.push_str(&format!(" {green}done{green:#}"));
+        if let Some(detail) = detail.filter(|d| !d.is_empty()) {
+            line.push_str(&format!(" ({detail})"));
+        }
+    }
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_stage_lines() {
+        let cases: &[(&str, StageState, u64, Option<&str>, &str)] = &[
+            ("boot", StageState::Started, 0, None, "[  0.0s] boot ...\n"),
+            (
+                "boot",
+                StageState::Done,
+                1234,
+                None,
+                "[  1.2s] boot ... done\n",
+            ),
+            (
+                "resolve image",
+                StageState::Done,
+                61_040,
+                Some("debian-bookworm"),
+                "[ 61.0s] resolve image ... done (debian-bookworm)\n",
+            ),
+            (
+                "disk",
+                StageState::Done,
+                123_456,
+                Some(""),
+                "[123.5s] disk ... done\n",
+            ),
+            (
+                "boot",
+                StageState::Started,
+                5,
+                Some("ignored while running"),
+                "[  0.0s] boot ...\n",
+            ),
+        ];
+        for (stage, state, elapsed, detail, expected) in cases {
+            assert_eq!(
+                stage_line(stage, *state, *elapsed, *detail, false),
+                *expected,
+                "{stage} {state:?} {elapsed}"
+            );
+        }
+    }
+
+    #[test]
+    fn coloured_lines_carry_escapes_only_when_asked() {
+        let plain = stage_line("boot", StageState::Done, 10, None, false);
+        let coloured = stage_line("boot", StageState::Done, 10, None, true);
+        assert!(!plain.contains('\u{1b}'));
+        assert!(coloured.contains('\u{1b}'));
+    }
+}

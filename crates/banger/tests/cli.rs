@@ -1,0 +1,465 @@
+//! The `banger` binary end to end, against no daemon or a scripted fake one: exit codes,
+//! where output goes, error texts, progress lines, argv passing, completion, ssh-config
+//! on a temporary HOME.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use banger_api::{ApiError, ErrorCode, Event, OutputStream, StageState};
+use predicates::prelude::*;
+use support::{FakeDaemon, Reply, vm_json};
+
+/// `banger` with an isolated environment: its own HOME and directories, the given socket,
+/// no inherited colour settings.
+fn banger(home: &Path, socket: &Path) -> Command {
+    let mut cmd = Command::from_std(banger_std(home, socket));
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// The same, as a plain `std::process::Command` (for tests that signal the process).
+fn banger_std(home: &Path, socket: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("banger"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("BANGER_STATE_DIR", home.join("state"))
+        .env("BANGER_CACHE_DIR", home.join("cache"))
+        .env("BANGER_CONFIG_DIR", home.join("config"))
+        .env("BANGER_RUNTIME_DIR", home.join("run"))
+        .env("BANGER_SOCKET", socket);
+    cmd
+}
+
+fn no_daemon() -> (tempfile::TempDir, Command) {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = banger(home.path(), &home.path().join("nothing-here.sock"));
+    (home, cmd)
+}
+
+fn with_daemon(daemon: &FakeDaemon) -> (tempfile::TempDir, Command) {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = banger(home.path(), daemon.socket());
+    (home, cmd)
+}
+
+fn stage(stage: &str, state: StageState, elapsed_ms: u64) -> Event {
+    Event::Stage {
+        op: "op-1".into(),
+        stage: stage.into(),
+        state,
+        elapsed_ms,
+        detail: None,
+    }
+}
+
+#[test]
+fn unreachable_daemon_says_how_to_start_it() {
+    let (_home, mut cmd) = no_daemon();
+    cmd.args(["vm", "list"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "error: cannot reach the banger daemon at",
+        ))
+        .stderr(predicate::str::contains("nothing-here.sock"))
+        .stderr(predicate::str::contains("hint: start the daemon with `"))
+        .stderr(predicate::str::contains("bangerd &`"));
+}
+
+#[test]
+fn usage_errors_exit_2_before_any_request() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["vm", "create", "--name", "Bad_Name"],
+            "only lowercase letters, digits and '-' are allowed",
+        ),
+        (&["vm", "create", "--memory", "0"], "is zero"),
+        (
+            &["vm", "run", "-d", "--rm"],
+            "'--detach' cannot be used with '--rm'",
+        ),
+        (
+            &["vm", "run", "-d", "--", "true"],
+            "'--detach' cannot be used with",
+        ),
+        (&["vm", "prune"], "pass -f"),
+    ];
+    for (args, expected) in cases {
+        // No daemon: exit 2 (not 1) proves the command was refused before connecting.
+        let (_home, mut cmd) = no_daemon();
+        cmd.args(*args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(*expected));
+    }
+}
+
+#[test]
+fn no_color_means_no_escape_codes() {
+    // CLICOLOR_FORCE alone colours even into a pipe, so this test can fail.
+    let (_home, mut forced) = no_daemon();
+    let output = forced
+        .env("CLICOLOR_FORCE", "1")
+        .args(["vm", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        output.stderr.contains(&0x1b),
+        "CLICOLOR_FORCE should colour"
+    );
+
+    for args in [&["vm", "list"][..], &["vm", "create", "--name", "Bad_Name"]] {
+        let (_home, mut cmd) = no_daemon();
+        let output = cmd
+            .env("CLICOLOR_FORCE", "1")
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.stderr.is_empty());
+        assert!(
+            !output.stderr.contains(&0x1b),
+            "{args:?}: {:?}",
+            output.stderr
+        );
+        assert!(!output.stdout.contains(&0x1b));
+    }
+}
+
+#[test]
+fn exec_streams_output_and_exits_with_the_guest_code() {
+    let daemon = FakeDaemon::start(vec![Reply::events_then(
+        "vm.exec",
+        vec![
+            Event::Output {
+                stream: OutputStream::Stdout,
+                data: b"hello from the guest\n".to_vec(),
+            },
+            Event::Output {
+                stream: OutputStream::Stderr,
+                data: b"a warning\n".to_vec(),
+            },
+        ],
+        serde_json::json!({"exit_code": 42}),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "exec", "web", "--", "sh", "-c", "echo hi; exit 42"])
+        .assert()
+        .code(42)
+        .stdout("hello from the guest\n")
+        .stderr("a warning\n");
+    let received = daemon.finish();
+    assert_eq!(received[0].params["vm"], "web");
+    assert_eq!(
+        received[0].params["argv"],
+        serde_json::json!(["sh", "-c", "echo hi; exit 42"])
+    );
+}
+
+#[test]
+fn operation_failed_shows_the_cause_not_the_code() {
+    let daemon = FakeDaemon::start(vec![Reply::error(
+        "vm.list",
+        ApiError::operation_failed("cannot open the state database: disk full").with_op("op-77"),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "error: cannot open the state database: disk full",
+        ))
+        .stderr(predicate::str::contains("op: op-77"))
+        .stderr(predicate::str::contains("operation_failed").not());
+    daemon.finish();
+}
+
+#[test]
+fn not_yet_available_is_rendered_cleanly() {
+    let daemon = FakeDaemon::start(vec![Reply::error(
+        "vm.ports",
+        ApiError::not_yet_available("vm.ports"),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "ports", "web"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("error: vm.ports is not yet available in this version of banger\n");
+    daemon.finish();
+}
+
+#[test]
+fn stages_are_plain_lines_on_stderr_without_a_terminal() {
+    let daemon = FakeDaemon::start(vec![Reply::events_then(
+        "vm.create",
+        vec![
+            Event::OpStarted { op: "op-1".into() },
+            stage("resolve image", StageState::Started, 0),
+            stage("resolve image", StageState::Done, 120),
+            stage("boot", StageState::Started, 130),
+            stage("boot", StageState::Done, 1234),
+        ],
+        vm_json("web", "running"),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "create", "--name", "web", "--memory", "2GiB"])
+        .assert()
+        .success()
+        .stdout("web: running (10.77.0.2)\n")
+        .stderr(
+            "[  0.0s] resolve image ...\n\
+             [  0.1s] resolve image ... done\n\
+             [  0.1s] boot ...\n\
+             [  1.2s] boot ... done\n",
+        );
+    let received = daemon.finish();
+    assert_eq!(received[0].params["name"], "web");
+    assert_eq!(received[0].params["memory_mib"], 2048);
+}
+
+#[test]
+fn run_rm_creates_execs_deletes_and_keeps_the_exit_code() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::events_then(
+            "vm.create",
+            vec![stage("boot", StageState::Done, 900)],
+            vm_json("gentle-otter", "running"),
+        ),
+        Reply::ok("vm.exec", serde_json::json!({"exit_code": 42})),
+        Reply::ok("vm.delete", vm_json("gentle-otter", "stopped")),
+    ]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "run", "--rm", "--", "sh", "-c", "exit 42"])
+        .assert()
+        .code(42);
+    let received = daemon.finish();
+    let methods: Vec<&str> = received.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["vm.create", "vm.exec", "vm.delete"]);
+    assert_eq!(
+        received[1].params["argv"],
+        serde_json::json!(["sh", "-c", "exit 42"])
+    );
+    assert_eq!(received[2].params["vm"], "gentle-otter");
+    assert_eq!(received[2].params["force"], true);
+}
+
+#[test]
+fn run_rm_deletes_even_when_the_exec_fails() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.create", vm_json("web", "running")),
+        Reply::error("vm.exec", ApiError::operation_failed("guest agent is gone")),
+        Reply::ok("vm.delete", vm_json("web", "stopped")),
+    ]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "run", "--rm", "--", "true"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error: guest agent is gone"));
+    let methods: Vec<String> = daemon.finish().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["vm.create", "vm.exec", "vm.delete"]);
+}
+
+#[test]
+fn list_json_is_the_records() {
+    let daemon = FakeDaemon::start(vec![Reply::ok(
+        "vm.list",
+        serde_json::json!([vm_json("web", "running"), vm_json("db", "stopped")]),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd.args(["vm", "ps", "--json"]).output().unwrap();
+    assert!(output.status.success());
+    let parsed: Vec<banger_api::types::VmInfo> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[1].name, "db");
+    daemon.finish();
+}
+
+#[test]
+fn bad_version_tells_to_restart_the_daemon() {
+    let daemon = FakeDaemon::start(vec![Reply::error(
+        "ping",
+        ApiError::new(ErrorCode::BadVersion, "protocol 1 is not 2"),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.arg("ping")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "the daemon speaks another protocol version; restart it",
+        ));
+    daemon.finish();
+}
+
+#[test]
+fn system_commands_are_not_yet_available() {
+    let (_home, mut cmd) = no_daemon();
+    cmd.args(["system", "install"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "`banger system install` is not yet available",
+        ));
+}
+
+#[test]
+fn version_works_without_a_daemon() {
+    let (_home, mut cmd) = no_daemon();
+    cmd.arg("version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(concat!(
+            "banger  ",
+            env!("CARGO_PKG_VERSION")
+        )));
+}
+
+#[test]
+fn completion_offers_catalog_images_without_a_daemon() {
+    let (_home, mut cmd) = no_daemon();
+    let output = cmd
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "3")
+        .args(["--", "banger", "image", "pull", ""])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let candidates: Vec<&str> = stdout.lines().collect();
+    assert!(candidates.contains(&"debian-bookworm"), "{candidates:?}");
+    assert!(candidates.contains(&"tiny"), "{candidates:?}");
+}
+
+#[test]
+fn completion_offers_vm_names_from_the_daemon() {
+    let daemon = FakeDaemon::start(vec![Reply::ok(
+        "complete.names",
+        serde_json::json!(["web", "db"]),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "3")
+        .args(["--", "banger", "vm", "stop", ""])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let candidates: Vec<&str> = stdout.lines().collect();
+    assert!(
+        candidates.contains(&"web") && candidates.contains(&"db"),
+        "{candidates:?}"
+    );
+    let received = daemon.finish();
+    assert_eq!(received[0].params["kind"], "vm");
+}
+
+#[test]
+fn completion_command_prints_the_registration_script() {
+    let (home, mut cmd) = no_daemon();
+    let script = cmd.args(["completion", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let mut env_cmd = banger(home.path(), &home.path().join("nothing-here.sock"));
+    let expected = env_cmd.env("COMPLETE", "bash").output().unwrap();
+    assert_eq!(
+        String::from_utf8(script.stdout).unwrap(),
+        String::from_utf8(expected.stdout).unwrap()
+    );
+}
+
+#[test]
+fn ssh_config_install_is_idempotent_and_uninstall_restores_the_file() {
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let original = b"Host work\n  HostName work.example\n  User me";
+    std::fs::write(ssh.join("config"), original).unwrap();
+    let run = |flag: &str| {
+        banger(home.path(), &home.path().join("nothing.sock"))
+            .args(["ssh-config", flag])
+            .assert()
+            .success();
+    };
+
+    run("--install");
+    let installed = std::fs::read(ssh.join("config")).unwrap();
+    let text = String::from_utf8_lossy(&installed);
+    let include = format!("Include {}", ssh.join("banger_config").display());
+    assert_eq!(text.matches("Include ").count(), 1);
+    assert!(text.lines().position(|l| l == include) < text.lines().position(|l| l == "Host work"));
+    let block = std::fs::read_to_string(ssh.join("banger_config")).unwrap();
+    assert!(block.contains("Host *.vm\n"));
+    assert!(block.contains(&format!(
+        "IdentityFile {}",
+        home.path().join("config/ssh/id_ed25519").display()
+    )));
+
+    run("--install");
+    assert_eq!(std::fs::read(ssh.join("config")).unwrap(), installed);
+
+    run("--uninstall");
+    assert_eq!(std::fs::read(ssh.join("config")).unwrap(), original);
+    assert!(!ssh.join("banger_config").exists());
+}
+
+#[test]
+fn run_rm_deletes_the_vm_on_ctrl_c() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.create", vm_json("web", "running")),
+        Reply::hang(
+            "vm.exec",
+            vec![Event::Output {
+                stream: OutputStream::Stdout,
+                data: b"working\n".to_vec(),
+            }],
+        ),
+        Reply::ok("vm.delete", vm_json("web", "stopped")),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let mut child = banger_std(home.path(), daemon.socket())
+        .args(["vm", "run", "--rm", "--", "sleep", "1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(daemon.wait_for("vm.exec", Duration::from_secs(30)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let status = child.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            use std::io::Read as _;
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        let _ = tx.send((status, stderr));
+    });
+    let (status, stderr) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("banger did not exit after Ctrl-C");
+    assert_eq!(status.unwrap().code(), Some(130), "{stderr}");
+    assert!(stderr.contains("error: interrupted"), "{stderr}");
+    let methods: Vec<String> = daemon.finish().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["vm.create", "vm.exec", "vm.delete"]);
+}
+
+#[test]
+fn doctor_fails_only_on_fail_and_reports_the_daemon() {
+    let (_home, mut cmd) = no_daemon();
+    let output = cmd.args(["doctor", "--json"]).output().unwrap();
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let daemon = checks.last().unwrap();
+    assert_eq!(daemon["name"], "daemon");
+    assert_eq!(daemon["status"], "warn");
+    assert!(daemon["hint"].as_str().unwrap().contains("bangerd &"));
+    let any_fail = checks.iter().any(|c| c["status"] == "fail");
+    assert_eq!(output.status.code(), Some(if any_fail { 1 } else { 0 }));
+}

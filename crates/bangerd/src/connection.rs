@@ -1,0 +1,186 @@
+//! Serving one client connection: check the peer's uid, then read request lines and
+//! answer each in order with its events and one final frame. Malformed or oversized
+//! requests get a typed error and the connection keeps serving.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use banger_api::{ApiError, ErrorCode, Event, ResponseBody, ResponseFrame};
+use tokio::io::AsyncWrite;
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::context::DaemonContext;
+use crate::dispatch::dispatch;
+use crate::events::EventSink;
+use crate::wire::{FrameReader, Incoming, parse_request, write_frame};
+
+/// Serves `stream` until the client leaves or `stop` fires between two requests.
+pub async fn serve(
+    stream: UnixStream,
+    ctx: Arc<DaemonContext>,
+    stop: CancellationToken,
+    conn: u64,
+) {
+    let span = tracing::info_span!("conn", conn);
+    serve_inner(stream, ctx, stop).instrument(span).await;
+}
+
+async fn serve_inner(stream: UnixStream, ctx: Arc<DaemonContext>, stop: CancellationToken) {
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == ctx.owner_uid => {
+            tracing::debug!(uid = cred.uid(), pid = cred.pid(), "client connected");
+        }
+        Ok(cred) => {
+            tracing::warn!(
+                uid = cred.uid(),
+                pid = cred.pid(),
+                owner = ctx.owner_uid,
+                "refusing a client of another user"
+            );
+            let error = ApiError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "this bangerd belongs to uid {}; uid {} may not use it",
+                    ctx.owner_uid,
+                    cred.uid()
+                ),
+            )
+            .with_hint("start your own daemon, or set BANGER_SOCKET to your own socket");
+            let (_, mut writer) = stream.into_split();
+            let _ = write_frame(&mut writer, &error_frame(0, error)).await;
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the client's credentials; closing");
+            return;
+        }
+    }
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = FrameReader::new(reader);
+    // Lines a pipelining client sent while an earlier request was still running.
+    let mut pending = std::collections::VecDeque::new();
+    loop {
+        let incoming = match pending.pop_front() {
+            Some(incoming) => Ok(incoming),
+            None => tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                incoming = reader.next() => incoming,
+            },
+        };
+        let written = match incoming {
+            Err(error) => {
+                tracing::debug!(%error, "read failed; closing");
+                break;
+            }
+            Ok(Incoming::Eof) => break,
+            Ok(Incoming::Oversized) => {
+                tracing::warn!("discarded an oversized request");
+                let error = ApiError::bad_request(format!(
+                    "request larger than {} bytes; it was discarded",
+                    banger_api::MAX_FRAME_BYTES
+                ));
+                write_frame(&mut writer, &error_frame(0, error)).await
+            }
+            Ok(Incoming::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Incoming::Line(line)) => {
+                handle_line(&ctx, &line, &mut reader, &mut pending, &mut writer).await
+            }
+        };
+        if let Err(error) = written {
+            tracing::debug!(%error, "write failed; the client has gone");
+            break;
+        }
+    }
+    tracing::debug!("client disconnected");
+}
+
+/// Answers one request line: events as the handler emits them, then the final frame.
+async fn handle_line<R, W>(
+    ctx: &Arc<DaemonContext>,
+    line: &[u8],
+    reader: &mut FrameReader<R>,
+    pending: &mut std::collections::VecDeque<Incoming>,
+    writer: &mut W,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let request = match parse_request(line) {
+        Ok(request) => request,
+        Err(rejected) => {
+            tracing::info!(id = rejected.id, code = %rejected.error.code, message = %rejected.error.message, "rejected request");
+            return write_frame(writer, &error_frame(rejected.id, rejected.error)).await;
+        }
+    };
+    let id = request.id;
+    let started = Instant::now();
+    let (events, mut event_rx) = EventSink::channel();
+    let result = {
+        let work = dispatch(ctx, &request.method, request.params, &events);
+        tokio::pin!(work);
+        // Events are written while the handler runs. The socket is watched too: when the
+        // client leaves (EOF, or a failed write), the sink says so and streaming handlers
+        // stop (an exec signals its guest process); long operations run in their own task
+        // (see `ops`) and carry on.
+        let mut gone = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                Some(event) = event_rx.recv() => {
+                    if !gone && write_frame(writer, &event_frame(id, event)).await.is_err() {
+                        gone = true;
+                        events.client_gone();
+                    }
+                }
+                incoming = reader.next(), if !gone => match incoming {
+                    Ok(Incoming::Eof) | Err(_) => {
+                        gone = true;
+                        events.client_gone();
+                    }
+                    Ok(other) => pending.push_back(other),
+                },
+            }
+        };
+        if gone {
+            return Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted));
+        }
+        result
+    };
+    // Events sent just before the handler returned are still queued.
+    while let Ok(event) = event_rx.try_recv() {
+        write_frame(writer, &event_frame(id, event)).await?;
+    }
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let frame = match result {
+        Ok(value) => {
+            tracing::info!(id, method = %request.method, elapsed_ms, "ok");
+            ResponseFrame {
+                id,
+                body: ResponseBody::Result { value },
+            }
+        }
+        Err(error) => {
+            tracing::info!(id, method = %request.method, elapsed_ms, code = %error.code, message = %error.message, "error");
+            error_frame(id, error)
+        }
+    };
+    write_frame(writer, &frame).await
+}
+
+fn error_frame(id: u64, error: ApiError) -> ResponseFrame {
+    ResponseFrame {
+        id,
+        body: ResponseBody::Error { error },
+    }
+}
+
+fn event_frame(id: u64, event: Event) -> ResponseFrame {
+    ResponseFrame {
+        id,
+        body: ResponseBody::Event { event },
+    }
+}

@@ -1,0 +1,84 @@
+//! What every handler can reach: who owns the daemon, where its files live, when it
+//! started, the state store, the command runner, and the registry of recent operations.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use banger_api::ApiError;
+use banger_exec::{CommandRunner, SystemRunner};
+use banger_model::dirs::Dirs;
+use banger_store::Store;
+
+use crate::errors;
+use crate::ops::OpRegistry;
+use crate::services::Services;
+use crate::shared_store::SharedStore;
+
+/// Shared state of one running daemon.
+#[derive(Debug)]
+pub struct DaemonContext {
+    /// The only uid allowed to talk to the daemon.
+    pub owner_uid: u32,
+    pub dirs: Dirs,
+    pub started_at: Instant,
+    pub store: Arc<SharedStore>,
+    /// Recent long operations; also written to the store.
+    pub ops: Arc<OpRegistry>,
+    /// Runs external commands (driver probes now, services later).
+    pub runner: Arc<dyn CommandRunner>,
+    /// The VM and image services.
+    pub services: Services,
+}
+
+impl DaemonContext {
+    pub fn new(owner_uid: u32, dirs: Dirs) -> DaemonContext {
+        let store = Arc::new(SharedStore::new(dirs.state.clone(), dirs.database()));
+        let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+        let services = Services::build(&dirs, store.clone(), runner.clone());
+        DaemonContext {
+            owner_uid,
+            dirs,
+            started_at: Instant::now(),
+            ops: Arc::new(OpRegistry::new(store.clone())),
+            store,
+            runner,
+            services,
+        }
+    }
+
+    /// Replaces the command runner (tests use a fake one).
+    pub fn with_runner(mut self, runner: Arc<dyn CommandRunner>) -> DaemonContext {
+        self.runner = runner;
+        self
+    }
+
+    /// The SQLite database path.
+    pub fn database_path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Runs `query` against the store on a blocking thread, opening (and creating) the
+    /// database first if needed.
+    pub async fn with_store<T, F>(&self, query: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.store.run(query).await
+    }
+
+    /// Startup housekeeping: operations a previous daemon left `running` can no longer
+    /// finish, so they are marked failed. Returns how many.
+    pub async fn fail_interrupted_operations(&self) -> Result<u64, ApiError> {
+        self.with_store(|store| {
+            store
+                .fail_running_operations(
+                    &jiff::Timestamp::now().to_string(),
+                    "bangerd stopped before the operation finished",
+                )
+                .map_err(|e| errors::internal("cannot mark interrupted operations", &e))
+        })
+        .await
+    }
+}

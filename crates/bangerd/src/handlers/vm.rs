@@ -1,0 +1,338 @@
+//! VM methods. `vm.list` and `vm.show` read the store; the lifecycle (create, start,
+//! stop...) arrives with the VM service, and until then each of those methods answers
+//! `not_yet_available` after dispatch has validated its parameters.
+
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use banger_api::methods::{
+    Empty, ExecOutput, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams, VmExecParams,
+    VmKillParams, VmLogsParams, VmRef, VmSetParams, VmStopParams, WorkspaceExportOutput,
+    WorkspaceExportParams, WorkspacePrepareParams,
+};
+use banger_api::types::{PortInfo, VmInfo, VmStats};
+use banger_api::{ApiError, ErrorCode, Event, OutputStream};
+
+use crate::context::DaemonContext;
+use crate::errors;
+use crate::events::EventSink;
+use crate::handlers::vm_view;
+use crate::ops::run_op;
+use banger_model::progress::ProgressSink as _;
+
+pub async fn list(
+    ctx: &Arc<DaemonContext>,
+    _params: Empty,
+    _events: &EventSink,
+) -> Result<Vec<VmInfo>, ApiError> {
+    let records = ctx
+        .with_store(|store| {
+            store
+                .list_vms()
+                .map_err(|e| errors::internal("cannot list VMs", &e))
+        })
+        .await?;
+    Ok(records.iter().map(vm_view::vm_info).collect())
+}
+
+pub async fn show(
+    ctx: &Arc<DaemonContext>,
+    params: VmRef,
+    _events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let records = ctx
+        .with_store(|store| {
+            store
+                .list_vms()
+                .map_err(|e| errors::internal("cannot list VMs", &e))
+        })
+        .await?;
+    let record = vm_view::resolve(&records, &params.vm)?;
+    Ok(vm_view::vm_info(record))
+}
+
+fn vm_error(err: banger_vm::VmError) -> ApiError {
+    use banger_vm::VmErrorKind;
+    let message = banger_vm::chain(&err);
+    match err.kind() {
+        VmErrorKind::BadRequest => ApiError::bad_request(message),
+        VmErrorKind::NotFound => {
+            ApiError::not_found(message).with_hint("`banger vm list` shows the VMs that exist")
+        }
+        VmErrorKind::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, message)
+            .with_hint("pick another --name, or omit it to get a generated one"),
+        VmErrorKind::Conflict => ApiError::new(ErrorCode::Conflict, message),
+        VmErrorKind::Failed => ApiError::operation_failed(message),
+    }
+}
+
+fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
+    let mut info = vm_view::vm_info(record);
+    info.pid = ctx.services.vms.pid_of(&record.id);
+    info
+}
+
+pub async fn create(
+    ctx: &Arc<DaemonContext>,
+    params: VmCreateParams,
+    events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let vms = ctx.services.vms.clone();
+    let target = params.name.clone().unwrap_or_default();
+    let request = banger_vm::CreateRequest {
+        name: params.name,
+        image: params.image,
+        kernel: params.kernel,
+        vcpus: params.vcpus,
+        memory_mib: params.memory_mib,
+        disk_mib: params.disk_mib,
+        nat: params.nat,
+    };
+    let record = run_op(
+        &ctx.ops,
+        "vm.create",
+        &target,
+        events,
+        move |progress| async move {
+            vms.create(request, progress.as_ref())
+                .await
+                .map_err(vm_error)
+        },
+    )
+    .await?;
+    Ok(with_pid(ctx, &record))
+}
+
+pub async fn start(
+    ctx: &Arc<DaemonContext>,
+    params: VmRef,
+    events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let vms = ctx.services.vms.clone();
+    let target = params.vm.clone();
+    let record = run_op(
+        &ctx.ops,
+        "vm.start",
+        &target,
+        events,
+        move |progress| async move {
+            vms.start(&params.vm, progress.as_ref())
+                .await
+                .map_err(vm_error)
+        },
+    )
+    .await?;
+    Ok(with_pid(ctx, &record))
+}
+
+pub async fn stop(
+    ctx: &Arc<DaemonContext>,
+    params: VmStopParams,
+    events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let vms = ctx.services.vms.clone();
+    let target = params.vm.clone();
+    let timeout = params.timeout_secs.map(Duration::from_secs);
+    let record = run_op(
+        &ctx.ops,
+        "vm.stop",
+        &target,
+        events,
+        move |progress| async move {
+            progress.stage_started("stop");
+            let record = vms.stop(&params.vm, timeout).await.map_err(vm_error)?;
+            progress.stage_done("stop", None);
+            Ok(record)
+        },
+    )
+    .await?;
+    Ok(with_pid(ctx, &record))
+}
+
+pub async fn restart(
+    ctx: &Arc<DaemonContext>,
+    params: VmStopParams,
+    events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let vms = ctx.services.vms.clone();
+    let target = params.vm.clone();
+    let timeout = params.timeout_secs.map(Duration::from_secs);
+    let record = run_op(
+        &ctx.ops,
+        "vm.restart",
+        &target,
+        events,
+        move |progress| async move {
+            vms.restart(&params.vm, timeout, progress.as_ref())
+                .await
+                .map_err(vm_error)
+        },
+    )
+    .await?;
+    Ok(with_pid(ctx, &record))
+}
+
+pub async fn kill(
+    ctx: &Arc<DaemonContext>,
+    params: VmKillParams,
+    _events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let signal = banger_model::GuestSignal::parse(&params.signal)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let record = ctx
+        .services
+        .vms
+        .kill(&params.vm, signal)
+        .await
+        .map_err(vm_error)?;
+    Ok(with_pid(ctx, &record))
+}
+
+pub async fn delete(
+    ctx: &Arc<DaemonContext>,
+    params: VmDeleteParams,
+    _events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let record = ctx
+        .services
+        .vms
+        .delete(&params.vm, params.force)
+        .await
+        .map_err(vm_error)?;
+    Ok(vm_view::vm_info(&record))
+}
+
+pub async fn prune(
+    ctx: &Arc<DaemonContext>,
+    _params: Empty,
+    _events: &EventSink,
+) -> Result<PruneOutput, ApiError> {
+    let deleted = ctx.services.vms.prune().await.map_err(vm_error)?;
+    Ok(PruneOutput { deleted })
+}
+
+pub async fn exec(
+    ctx: &Arc<DaemonContext>,
+    params: VmExecParams,
+    events: &EventSink,
+) -> Result<ExecOutput, ApiError> {
+    let request = banger_proto::agent::ExecRequest {
+        argv: params.argv,
+        env: params.env.into_iter().collect(),
+        cwd: params.cwd,
+        ..Default::default()
+    };
+    let sink = events.clone();
+    let on_output = move |stream: banger_proto::agent::Stream, data: &[u8]| {
+        let stream = match stream {
+            banger_proto::agent::Stream::Stdout => OutputStream::Stdout,
+            banger_proto::agent::Stream::Stderr => OutputStream::Stderr,
+        };
+        sink.emit(Event::Output {
+            stream,
+            data: data.to_vec(),
+        });
+    };
+    let exit_code = ctx
+        .services
+        .vms
+        .exec(&params.vm, request, on_output, events.until_client_gone())
+        .await
+        .map_err(vm_error)?;
+    Ok(ExecOutput { exit_code })
+}
+
+pub async fn logs(
+    ctx: &Arc<DaemonContext>,
+    params: VmLogsParams,
+    events: &EventSink,
+) -> Result<Empty, ApiError> {
+    let (_, path) = ctx.services.vms.serial_log(&params.vm).map_err(vm_error)?;
+    crate::handlers::vm_logs::stream(&path, params.follow, params.tail_lines, events).await?;
+    Ok(Empty {})
+}
+
+pub async fn stats(
+    ctx: &Arc<DaemonContext>,
+    params: VmRef,
+    _events: &EventSink,
+) -> Result<VmStats, ApiError> {
+    let (record, usage) = ctx.services.vms.usage(&params.vm).map_err(vm_error)?;
+    Ok(VmStats {
+        name: record.name.to_string(),
+        state: record.state,
+        vmm_rss_bytes: usage.vmm_rss_bytes,
+        vmm_cpu_ms: usage.vmm_cpu_ms,
+        disk_allocated_bytes: usage.disk_allocated_bytes,
+        disk_size_bytes: usage.disk_size_bytes,
+    })
+}
+
+pub async fn ports(
+    ctx: &Arc<DaemonContext>,
+    params: VmRef,
+    _events: &EventSink,
+) -> Result<Vec<PortInfo>, ApiError> {
+    let (record, ports) = ctx.services.vms.ports(&params.vm).await.map_err(vm_error)?;
+    Ok(ports
+        .into_iter()
+        .map(|port| PortInfo {
+            endpoint: format!("{}.vm:{}", record.name, port.port),
+            proto: match port.proto {
+                banger_proto::agent::Transport::Tcp => "tcp".to_string(),
+                banger_proto::agent::Transport::Udp => "udp".to_string(),
+            },
+            port: port.port,
+            bind: port.bind.to_string(),
+            process: port.process,
+        })
+        .collect())
+}
+
+pub async fn set(
+    ctx: &Arc<DaemonContext>,
+    params: VmSetParams,
+    _events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    let request = banger_vm::SetRequest {
+        vcpus: params.vcpus,
+        memory_mib: params.memory_mib,
+        disk_mib: params.disk_mib,
+    };
+    let record = ctx
+        .services
+        .vms
+        .set(&params.vm, request)
+        .await
+        .map_err(vm_error)?;
+    Ok(with_pid(ctx, &record))
+}
+
+pub async fn ssh_target(
+    _ctx: &Arc<DaemonContext>,
+    _params: VmRef,
+    _events: &EventSink,
+) -> Result<SshTarget, ApiError> {
+    Err(ApiError::not_yet_available("ssh access (vm ssh)"))
+}
+
+pub async fn workspace_prepare(
+    _ctx: &Arc<DaemonContext>,
+    _params: WorkspacePrepareParams,
+    _events: &EventSink,
+) -> Result<VmInfo, ApiError> {
+    Err(ApiError::not_yet_available(
+        "repository workspaces (vm workspace prepare)",
+    ))
+}
+
+pub async fn workspace_export(
+    _ctx: &Arc<DaemonContext>,
+    _params: WorkspaceExportParams,
+    _events: &EventSink,
+) -> Result<WorkspaceExportOutput, ApiError> {
+    Err(ApiError::not_yet_available(
+        "repository workspaces (vm workspace export)",
+    ))
+}

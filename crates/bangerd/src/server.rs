@@ -1,0 +1,108 @@
+//! The accept loop. The listener and the shutdown signal are passed in, so tests bind
+//! their own socket in a temporary directory and stop the server when they are done.
+//! On shutdown the server stops accepting, lets requests in flight finish within a grace
+//! period, and removes its socket file.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection;
+use crate::context::DaemonContext;
+
+/// How long requests in flight may take to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn is_resource_exhaustion(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    error.raw_os_error().is_some_and(|code| {
+        matches!(
+            Errno::from_raw(code),
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM
+        )
+    })
+}
+
+/// Serves `listener` until `shutdown` completes.
+pub async fn run(
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+    ctx: Arc<DaemonContext>,
+) -> anyhow::Result<()> {
+    let socket_path: Option<PathBuf> = listener
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_pathname().map(PathBuf::from));
+    tracing::info!(
+        socket = %socket_path.as_deref().unwrap_or(Path::new("(unnamed)")).display(),
+        pid = std::process::id(),
+        version = env!("CARGO_PKG_VERSION"),
+        "bangerd listening"
+    );
+    let stop = CancellationToken::new();
+    let mut connections = JoinSet::new();
+    let mut next_conn: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    next_conn += 1;
+                    connections.spawn(connection::serve(
+                        stream,
+                        Arc::clone(&ctx),
+                        stop.child_token(),
+                        next_conn,
+                    ));
+                }
+                Err(error) if is_resource_exhaustion(&error) => {
+                    // Out of fds or memory: pause so the loop does not spin while
+                    // connections in flight finish and free them.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => {
+                    // A client that connected and left at once (e.g. a liveness probe).
+                    tracing::debug!(%error, "accept failed");
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    tracing::info!(
+        in_flight = connections.len(),
+        "shutting down: no longer accepting connections"
+    );
+    drop(listener);
+    // Connections between two requests close now; those mid-request finish it first.
+    stop.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = connections.len(),
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "requests still running after the grace period; abandoning them"
+        );
+        connections.shutdown().await;
+    }
+    if let Some(path) = socket_path {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(%error, socket = %path.display(), "cannot remove the socket file");
+            }
+        }
+    }
+    tracing::info!("bangerd stopped");
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Construction of the services the handlers call: the image service, the VMM driver
+//! chosen for this host, and the VM service over both. Built once at startup.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use banger_exec::CommandRunner;
+use banger_image::ImageService;
+use banger_model::SpecLimits;
+use banger_model::dirs::Dirs;
+use banger_store::{Store, StoreError};
+use banger_sys::kvm::KvmProbe;
+use banger_vm::{StoreAccess, VmService, VmServiceConfig};
+use banger_vmm::{
+    DriverKind, FirecrackerConfig, FirecrackerDriver, QemuConfig, QemuDriver, VmmDriver,
+    choose_driver,
+};
+
+use crate::shared_store::SharedStore;
+
+/// The daemon's services.
+#[derive(Debug)]
+pub struct Services {
+    pub vms: Arc<VmService>,
+    pub images: Arc<ImageService>,
+    pub kvm: KvmProbe,
+}
+
+impl Services {
+    pub fn build(dirs: &Dirs, store: Arc<SharedStore>, runner: Arc<dyn CommandRunner>) -> Services {
+        let kvm = banger_sys::kvm::probe();
+        let firecracker = find_on_path("firecracker");
+        let driver: Arc<dyn VmmDriver> =
+            match choose_driver(kvm.usable_for_guests(), firecracker.clone()) {
+                DriverKind::Firecracker => {
+                    Arc::new(FirecrackerDriver::new(FirecrackerConfig::new(
+                        firecracker.unwrap_or_else(|| PathBuf::from("firecracker")),
+                    )))
+                }
+                DriverKind::Qemu => Arc::new(QemuDriver::new(QemuConfig::detect(PathBuf::from(
+                    "qemu-system-x86_64",
+                )))),
+            };
+        // Catalog images are rebuilt from Debian packages on demand and addressed by
+        // content, so they live in the cache directory; that also lets several banger
+        // installations (e.g. test runs) share one build.
+        let images = Arc::new(ImageService::new(
+            dirs.cache.clone(),
+            dirs.cache.clone(),
+            runner.clone(),
+        ));
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        let config = VmServiceConfig {
+            dirs: dirs.clone(),
+            agent_binary: agent_binary(),
+            limits: SpecLimits { max_vcpus: cores },
+            ready_timeout: Duration::from_secs(env_secs("BANGER_READY_TIMEOUT", 300)),
+            stop_timeout: Duration::from_secs(10),
+            authorized_keys: None,
+        };
+        let vms = VmService::new(config, store, images.clone(), driver, runner);
+        Services { vms, images, kvm }
+    }
+}
+
+impl StoreAccess for SharedStore {
+    fn access(
+        &self,
+        query: &mut dyn FnMut(&Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.access_raw(query)
+    }
+}
+
+/// The static guest agent: `BANGER_AGENT`, else `banger-agent` beside this binary.
+fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BANGER_AGENT").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("banger-agent")))
+        .unwrap_or_else(|| PathBuf::from("banger-agent"))
+}
+
+fn env_secs(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,261 @@
+//! Reading and writing frames on one connection: newline-delimited lines bounded by
+//! [`MAX_FRAME_BYTES`], and response frames serialised one per line.
+//!
+//! The reader is our own rather than `LinesCodec` because an oversized line must be
+//! reported once, skipped up to its newline, and the connection must keep serving; the
+//! codec's stream ends after its first error.
+
+use banger_api::{
+    ApiError, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, RequestFrame, ResponseFrame,
+};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// What the next line on the connection turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// One line, newline excluded.
+    Line(Vec<u8>),
+    /// A line longer than the limit; it was read and discarded.
+    Oversized,
+    /// The peer closed its side.
+    Eof,
+}
+
+/// Reads bounded lines from a byte stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: BufReader<R>,
+    max_len: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self::with_max_len(inner, MAX_FRAME_BYTES)
+    }
+
+    pub fn with_max_len(inner: R, max_len: usize) -> Self {
+        FrameReader {
+            inner: BufReader::new(inner),
+            max_len,
+        }
+    }
+
+    /// Reads the next line. Not cancel-safe: a partly read line is lost if the future is
+    /// dropped, which only happens when the connection is being closed anyway.
+    pub async fn next(&mut self) -> std::io::Result<Incoming> {
+        let mut line = Vec::new();
+        let mut oversized = false;
+        loop {
+            let buf = self.inner.fill_buf().await?;
+            if buf.is_empty() {
+                // A last line without its newline still counts: `printf '...' | socat`
+                // half-closes after writing, and deserves an answer.
+                return Ok(if oversized {
+                    Incoming::Oversized
+                } else if line.is_empty() {
+                    Incoming::Eof
+                } else {
+                    Incoming::Line(line)
+                });
+            }
+            let (chunk, found_newline) = match buf.iter().position(|&b| b == b'\n') {
+                Some(at) => (&buf[..at], true),
+                None => (buf, false),
+            };
+            if !oversized {
+                if line.len() + chunk.len() > self.max_len {
+                    // Keep reading to the newline without keeping the bytes.
+                    oversized = true;
+                    line = Vec::new();
+                } else {
+                    line.extend_from_slice(chunk);
+                }
+            }
+            let consumed = chunk.len() + usize::from(found_newline);
+            self.inner.consume(consumed);
+            if found_newline {
+                return Ok(if oversized {
+                    Incoming::Oversized
+                } else {
+                    Incoming::Line(line)
+                });
+            }
+        }
+    }
+}
+
+/// A request line that could not be accepted: the id to answer with (0 when it could not
+/// be read) and the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub id: u64,
+    pub error: ApiError,
+}
+
+/// Decodes one request line. The version is checked before the rest of the frame so that
+/// a client from a future protocol gets `bad_version` rather than a shape complaint.
+pub fn parse_request(line: &[u8]) -> Result<RequestFrame, Rejected> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| Rejected {
+        id: 0,
+        error: ApiError::bad_request(format!("malformed JSON request: {e}")),
+    })?;
+    let id = value.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let reject = |error: ApiError| Rejected { id, error };
+    match value.get("v").map(Value::as_u64) {
+        Some(Some(v)) if v == u64::from(PROTOCOL_VERSION) => {}
+        Some(Some(v)) => {
+            return Err(reject(
+                ApiError::new(
+                    ErrorCode::BadVersion,
+                    format!(
+                        "protocol version {v} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
+                    ),
+                )
+                .with_hint("the banger CLI and bangerd come from different builds; restart bangerd from the same installation as the CLI"),
+            ));
+        }
+        Some(None) => {
+            return Err(reject(ApiError::bad_request(
+                "the protocol version `v` must be a non-negative integer",
+            )));
+        }
+        None => {
+            return Err(reject(ApiError::bad_request(
+                "the request has no protocol version `v`",
+            )));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| reject(ApiError::bad_request(format!("invalid request frame: {e}"))))
+}
+
+/// Writes one response frame as a line.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &ResponseFrame,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(frame).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    writer.write_all(&line).await?;
+    writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(input: &[u8], max_len: usize) -> Vec<Incoming> {
+        let mut reader = FrameReader::with_max_len(input, max_len);
+        let mut out = Vec::new();
+        loop {
+            let next = reader.next().await.unwrap();
+            let eof = next == Incoming::Eof;
+            out.push(next);
+            if eof {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn requests_are_parsed_or_rejected_with_the_right_code() {
+        // (line, Ok((id, method)) or Err((id, code, text the message contains)))
+        type Expected = Result<(u64, &'static str), (u64, ErrorCode, &'static str)>;
+        let cases: &[(&str, Expected)] = &[
+            (r#"{"v":1,"id":4,"method":"ping"}"#, Ok((4, "ping"))),
+            (
+                r#"{"v":1,"id":5,"method":"vm.show","params":{"vm":"a"}}"#,
+                Ok((5, "vm.show")),
+            ),
+            (
+                r#"{"v":1"#,
+                Err((0, ErrorCode::BadRequest, "malformed JSON")),
+            ),
+            (
+                "\u{ff}\u{fe}",
+                Err((0, ErrorCode::BadRequest, "malformed JSON")),
+            ),
+            (
+                r#"{"v":2,"id":6,"method":"ping"}"#,
+                Err((6, ErrorCode::BadVersion, "version 2")),
+            ),
+            (
+                r#"{"id":7,"method":"ping"}"#,
+                Err((7, ErrorCode::BadRequest, "no protocol version")),
+            ),
+            (
+                r#"{"v":"1","id":8,"method":"ping"}"#,
+                Err((8, ErrorCode::BadRequest, "must be a non-negative integer")),
+            ),
+            (
+                r#"{"v":1,"id":9}"#,
+                Err((9, ErrorCode::BadRequest, "missing field `method`")),
+            ),
+            (
+                r#"{"v":1,"id":"x","method":"ping"}"#,
+                Err((0, ErrorCode::BadRequest, "invalid request frame")),
+            ),
+            (
+                r#"[1,2]"#,
+                Err((0, ErrorCode::BadRequest, "no protocol version")),
+            ),
+        ];
+        for (line, expected) in cases {
+            match (parse_request(line.as_bytes()), expected) {
+                (Ok(frame), Ok((id, method))) => {
+                    assert_eq!((frame.id, frame.method.as_str()), (*id, *method), "{line}");
+                }
+                (Err(rejected), Err((id, code, needle))) => {
+                    assert_eq!(rejected.id, *id, "{line}");
+                    assert_eq!(rejected.error.code, *code, "{line}");
+                    assert!(
+                        rejected.error.message.contains(needle),
+                        "{line}: {}",
+                        rejected.error.message
+                    );
+                }
+                (got, _) => panic!("{line}: unexpected {got:?}"),
+            }
+        }
+    }
+
+    fn line(text: &str) -> Incoming {
+        Incoming::Line(text.as_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_bounded() {
+        let cases: &[(&[u8], Vec<Incoming>)] = &[
+            (b"", vec![Incoming::Eof]),
+            (b"abc\n", vec![line("abc"), Incoming::Eof]),
+            (b"abc\ndef\n", vec![line("abc"), line("def"), Incoming::Eof]),
+            (b"tail", vec![line("tail"), Incoming::Eof]),
+            (b"\n", vec![line(""), Incoming::Eof]),
+            // Exactly at the limit is fine; one more byte is not.
+            (b"12345\n", vec![line("12345"), Incoming::Eof]),
+            (
+                b"123456\nok\n",
+                vec![Incoming::Oversized, line("ok"), Incoming::Eof],
+            ),
+            (b"123456789", vec![Incoming::Oversized, Incoming::Eof]),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                &read_all(input, 5).await,
+                expected,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_line_spanning_many_buffers_is_skipped() {
+        // Larger than BufReader's 8 KiB buffer, so the discard spans several fills.
+        let mut input = vec![b'x'; 100_000];
+        input.extend_from_slice(b"\nafter\n");
+        let got = read_all(&input, 1000).await;
+        assert_eq!(got, vec![Incoming::Oversized, line("after"), Incoming::Eof]);
+    }
+}
