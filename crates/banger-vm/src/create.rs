@@ -139,7 +139,7 @@ impl VmService {
         req: &CreateRequest,
         progress: &dyn ProgressSink,
     ) -> Result<(), VmError> {
-        let image = self.ensure_image(&vm.image, progress).await?;
+        let image = self.resolve_image(&vm.image, progress).await?;
         vm.kernel = req.kernel.clone().unwrap_or_else(|| image.kernel.clone());
         let paths = self.paths(&vm.id);
         vm.runtime.dir = Some(paths.dir.display().to_string());
@@ -194,7 +194,7 @@ impl VmService {
         vm: &mut VmRecord,
         progress: &dyn ProgressSink,
     ) -> Result<(), VmError> {
-        let kernel = self.ensure_kernel(&vm.kernel, progress).await?;
+        let kernel = self.resolve_kernel(&vm.kernel, progress).await?;
         let paths = self.paths(&vm.id);
         std::fs::create_dir_all(&paths.run_dir)
             .map_err(VmError::io("cannot create the VM's runtime directory"))?;

@@ -192,6 +192,53 @@ impl VmService {
         &self.images
     }
 
+    /// The recorded kernel when its files are still there; otherwise pulled (resolving
+    /// the newest package) and recorded. Booting an existing VM never waits on apt.
+    pub async fn resolve_kernel(
+        &self,
+        name: &str,
+        progress: &dyn ProgressSink,
+    ) -> Result<banger_image::KernelArtifact, VmError> {
+        if let Some(record) = self.with_store(|s| s.get_kernel(name))? {
+            let kernel = banger_image::KernelArtifact {
+                name: record.name,
+                version: record.version,
+                vmlinux: PathBuf::from(record.vmlinux),
+                initramfs: PathBuf::from(record.initramfs),
+            };
+            if kernel.vmlinux.exists() && kernel.initramfs.exists() {
+                return Ok(kernel);
+            }
+        }
+        self.ensure_kernel(name, progress).await
+    }
+
+    /// The recorded image when its file is still there; otherwise pulled and recorded.
+    pub async fn resolve_image(
+        &self,
+        name: &str,
+        progress: &dyn ProgressSink,
+    ) -> Result<banger_image::ImageArtifact, VmError> {
+        if let Some(record) = self.with_store(|s| s.get_image(name))? {
+            let path = PathBuf::from(&record.path);
+            if record.source == "catalog" && path.exists() {
+                return Ok(banger_image::ImageArtifact {
+                    name: record.name,
+                    digest: record.digest,
+                    path,
+                    size_bytes: record.size_bytes,
+                    kernel: record.kernel,
+                    init: if record.init == "systemd" {
+                        GuestInit::Systemd
+                    } else {
+                        GuestInit::Busybox
+                    },
+                });
+            }
+        }
+        self.ensure_image(name, progress).await
+    }
+
     /// Pulls (or finds cached) the kernel and records it.
     pub async fn ensure_kernel(
         &self,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banger_exec::CommandRunner;
-use banger_image::ImageService;
+use banger_image::{Catalog, ImageService};
 use banger_model::SpecLimits;
 use banger_model::dirs::Dirs;
 use banger_store::{Store, StoreError};
@@ -45,11 +45,10 @@ impl Services {
         // Catalog images are rebuilt from Debian packages on demand and addressed by
         // content, so they live in the cache directory; that also lets several banger
         // installations (e.g. test runs) share one build.
-        let images = Arc::new(ImageService::new(
-            dirs.cache.clone(),
-            dirs.cache.clone(),
-            runner.clone(),
-        ));
+        let images = Arc::new(
+            ImageService::new(dirs.cache.clone(), dirs.cache.clone(), runner.clone())
+                .with_catalog(catalog(&dirs.config)),
+        );
         let cores = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1);
@@ -73,6 +72,45 @@ impl StoreAccess for SharedStore {
     ) -> Result<(), StoreError> {
         self.access_raw(query)
     }
+}
+
+/// The built-in catalog plus the user's entries from `<config>/catalog.json` (same shape:
+/// `{"images": [...], "kernels": [...]}`), which may add bundles (URL + sha256) or
+/// replace a built-in entry of the same name. An unreadable file is logged and ignored.
+fn catalog(config_dir: &Path) -> Catalog {
+    let mut catalog = Catalog::builtin();
+    let path = config_dir.join("catalog.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return catalog,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the user catalog");
+            return catalog;
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct UserCatalog {
+        #[serde(default)]
+        images: Vec<banger_image::ImageEntry>,
+        #[serde(default)]
+        kernels: Vec<banger_image::KernelEntry>,
+    }
+    match serde_json::from_str::<UserCatalog>(&text) {
+        Ok(user) => {
+            for entry in user.images {
+                catalog.images.retain(|e| e.name != entry.name);
+                catalog.images.push(entry);
+            }
+            for entry in user.kernels {
+                catalog.kernels.retain(|e| e.name != entry.name);
+                catalog.kernels.push(entry);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an invalid user catalog")
+        }
+    }
+    catalog
 }
 
 /// The static guest agent: `BANGER_AGENT`, else `banger-agent` beside this binary.

@@ -225,6 +225,7 @@ async fn create_vm(
     spec: &SpecArgs,
     accepted: &mut bool,
 ) -> Result<VmInfo, CliError> {
+    let started = std::time::Instant::now();
     let mut progress = Progress::new(&ctx.term);
     let vm = daemon
         .call::<VmCreate>(&spec.params(), &mut |event| {
@@ -235,6 +236,13 @@ async fn create_vm(
         })
         .await;
     progress.finish();
+    if let Ok(vm) = &vm {
+        render::note(&format!(
+            "{} ready in {:.1}s",
+            vm.name,
+            started.elapsed().as_secs_f64()
+        ));
+    }
     vm
 }
 
