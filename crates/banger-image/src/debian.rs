@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(kind("etc/machine-id"), Some(Kind::File(Vec::new())));
         assert_eq!(edits.add.get("root/.ssh").unwrap().meta.perm, 0o700);
         assert!(
-            SSH_KEYS_UNIT.contains("Before=ssh.service") && SSH_KEYS_UNIT.contains("ssh-keygen -A")
+            SSH_KEYS_UNIT.contains("Before=ssh.service") && SSH_KEYS_UNIT.contains("-t ed25519")
         );
         assert!(SSHD_DROP_IN.contains("PermitRootLogin prohibit-password"));
         assert!(

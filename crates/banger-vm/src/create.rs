@@ -125,7 +125,9 @@ impl VmService {
         };
         self.with_store(|s| s.insert_vm(&vm))
             .map_err(|err| match err {
-                VmError::Store(banger_store::StoreError::AlreadyExists { .. }) => {
+                VmError::Store(err)
+                    if matches!(*err, banger_store::StoreError::AlreadyExists { .. }) =>
+                {
                     VmError::AlreadyExists(vm.name.to_string())
                 }
                 other => other,
@@ -335,8 +337,10 @@ impl VmService {
             service.set_live(&id, None);
             let paths = service.paths(&id);
             let _ = std::fs::remove_file(&paths.handle_file);
-            if let Ok(mut vm) = service.reload(&id) {
-                if matches!(vm.state, VmState::Running | VmState::Starting) {
+            if let Ok(mut vm) = service.reload(&id)
+                && matches!(vm.state, VmState::Running | VmState::Starting)
+            {
+                {
                     vm.state = VmState::Stopped;
                     vm.runtime.boot_id = None;
                     vm.runtime.last_error = Some(

@@ -32,17 +32,17 @@ pub enum VmError {
     #[error("{0}")]
     Conflict(String),
     #[error("state store")]
-    Store(#[from] banger_store::StoreError),
+    Store(#[source] Box<banger_store::StoreError>),
     #[error("image")]
-    Image(#[from] banger_image::ImageError),
+    Image(#[source] Box<banger_image::ImageError>),
     #[error("root disk")]
-    Disk(#[from] DiskError),
+    Disk(#[source] Box<DiskError>),
     #[error("preparing the guest's disk")]
-    Patch(#[from] PatchError),
+    Patch(#[source] Box<PatchError>),
     #[error("VMM")]
-    Vmm(#[from] banger_vmm::VmmError),
+    Vmm(#[source] Box<banger_vmm::VmmError>),
     #[error("guest agent")]
-    Agent(#[from] banger_proto::agent_client::AgentError),
+    Agent(#[source] Box<banger_proto::agent_client::AgentError>),
     #[error("the guest did not boot: {reason}\nlast lines of the serial console:\n{serial_tail}")]
     BootFailed { reason: String, serial_tail: String },
     #[error("{what}")]
@@ -55,9 +55,29 @@ pub enum VmError {
     Exec {
         what: String,
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
 }
+
+/// Errors are boxed so `Result<_, VmError>` stays small on the happy path.
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(impl From<$ty> for VmError {
+            fn from(err: $ty) -> VmError {
+                VmError::$variant(Box::new(err))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Store(banger_store::StoreError),
+    Image(banger_image::ImageError),
+    Disk(DiskError),
+    Patch(PatchError),
+    Vmm(banger_vmm::VmmError),
+    Agent(banger_proto::agent_client::AgentError),
+);
 
 impl VmError {
     pub fn kind(&self) -> VmErrorKind {
@@ -66,10 +86,15 @@ impl VmError {
             VmError::NotFound(_) => VmErrorKind::NotFound,
             VmError::AlreadyExists(_) => VmErrorKind::AlreadyExists,
             VmError::Conflict(_) => VmErrorKind::Conflict,
-            VmError::Image(
-                banger_image::ImageError::UnknownImage(_)
-                | banger_image::ImageError::UnknownKernel(_),
-            ) => VmErrorKind::NotFound,
+            VmError::Image(err)
+                if matches!(
+                    **err,
+                    banger_image::ImageError::UnknownImage(_)
+                        | banger_image::ImageError::UnknownKernel(_)
+                ) =>
+            {
+                VmErrorKind::NotFound
+            }
             _ => VmErrorKind::Failed,
         }
     }

@@ -93,10 +93,10 @@ impl VmService {
                 }
                 let paths = self
                     .paths(&VmId::parse(&name).map_err(|e| VmError::BadRequest(e.to_string()))?);
-                if let Some(handle) = handle_file::read(&paths.handle_file) {
-                    if banger_sys::process::is_same_process_alive(handle.pid, handle.start_time) {
-                        self.stop_process(&handle, std::time::Duration::ZERO).await;
-                    }
+                if let Some(handle) = handle_file::read(&paths.handle_file)
+                    && banger_sys::process::is_same_process_alive(handle.pid, handle.start_time)
+                {
+                    self.stop_process(&handle, std::time::Duration::ZERO).await;
                 }
                 kill_processes_mentioning(&paths.run_dir);
                 let _ = std::fs::remove_dir_all(&paths.dir);
