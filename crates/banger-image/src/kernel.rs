@@ -19,6 +19,9 @@ use crate::vmlinux::{self, Compression, Extracted};
 
 pub const VMLINUX_FILE: &str = "vmlinux";
 pub const INITRAMFS_FILE: &str = "initramfs.cpio.gz";
+/// Version of banger's initramfs recipe (init script, module set). Bump it when either
+/// changes, so cached kernels get a fresh initramfs.
+pub const INITRAMFS_RECIPE_VERSION: u32 = 2;
 
 /// A kernel ready to boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +77,10 @@ impl KernelCache<'_> {
         progress.stage_done("resolve kernel package", Some(&package.kernel_version));
 
         let name_dir = self.kernels_dir.join(name);
-        let final_dir = name_dir.join(&package.kernel_version);
+        // The initramfs is banger's own build: its recipe version is part of the key,
+        // so a changed init script is rebuilt rather than served from the cache.
+        let final_dir =
+            name_dir.join(format!("{}-initramfs{INITRAMFS_RECIPE_VERSION}", package.kernel_version));
         let cached = KernelArtifact::in_dir(name, &package.kernel_version, &final_dir);
         if cached.is_complete() {
             return Ok(cached);

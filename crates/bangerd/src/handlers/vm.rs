@@ -33,7 +33,7 @@ pub async fn list(
                 .map_err(|e| errors::internal("cannot list VMs", &e))
         })
         .await?;
-    Ok(records.iter().map(vm_view::vm_info).collect())
+    Ok(records.iter().map(|record| with_pid(ctx, record)).collect())
 }
 
 pub async fn show(
@@ -49,7 +49,7 @@ pub async fn show(
         })
         .await?;
     let record = vm_view::resolve(&records, &params.vm)?;
-    Ok(vm_view::vm_info(record))
+    Ok(with_pid(ctx, record))
 }
 
 fn vm_error(err: banger_vm::VmError) -> ApiError {
