@@ -242,7 +242,7 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
     ));
     report.push_str(&format!("| the same QEMU command line by hand, on a copy of the same disk, to the agent's first answer | {manual_median:.2} |\n"));
     report.push_str(&format!(
-        "\nbanger's overhead over the hand-run VMM: **{:+.1}%** for `vm start`, {:+.1}% for `vm create` (target: <= 15%).\n",
+        "\nbanger's overhead over the hand-run VMM: **{:+.1}%** for `vm start`, {:+.1}% for `vm create` (target: <= 15%). A negative figure means the difference is inside the run-to-run noise.\n",
         (start_median / manual_median - 1.0) * 100.0,
         (create_median / manual_median - 1.0) * 100.0
     ));
@@ -261,7 +261,7 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
         idle_rss as f64 / 1024.0,
         busy_rss as f64 / 1024.0
     ));
-    report.push_str("\n## Root disk provisioning vs image size\n\nSame data (the tiny image's files) in ext4 images of growing size; the VM disk is a private copy of the image.\n\n| image size | method | seconds |\n| --- | --- | --- |\n");
+    report.push_str("\n## Root disk provisioning vs image size\n\nThe same 64 MiB of incompressible data in ext4 images of growing apparent size (`mkfs.ext4 -d`); the VM disk is a private copy of the image, made as `banger vm create` makes it (median of 3).\n\n| image size | method | seconds |\n| --- | --- | --- |\n");
     for (size, method, secs) in &provisioning {
         report.push_str(&format!("| {size} | {method} | {secs:.3} |\n"));
     }

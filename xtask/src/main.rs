@@ -86,6 +86,8 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     if fast {
         eprintln!("xtask: --fast: skipping the real-guest profile");
     } else {
+        // The e2e tests drive the real binaries.
+        run(root, "cargo", &["build", "-p", "banger", "-p", "bangerd"])?;
         run(
             root,
             "cargo",

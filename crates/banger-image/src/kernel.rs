@@ -79,8 +79,10 @@ impl KernelCache<'_> {
         let name_dir = self.kernels_dir.join(name);
         // The initramfs is banger's own build: its recipe version is part of the key,
         // so a changed init script is rebuilt rather than served from the cache.
-        let final_dir =
-            name_dir.join(format!("{}-initramfs{INITRAMFS_RECIPE_VERSION}", package.kernel_version));
+        let final_dir = name_dir.join(format!(
+            "{}-initramfs{INITRAMFS_RECIPE_VERSION}",
+            package.kernel_version
+        ));
         let cached = KernelArtifact::in_dir(name, &package.kernel_version, &final_dir);
         if cached.is_complete() {
             return Ok(cached);
