@@ -29,8 +29,9 @@ export PATH="$BIN:$PATH"
 step "starting the daemon"
 if banger ping >/dev/null 2>&1; then
   echo "bangerd is already running; restarting it with the new binaries" >&2
-  pkill -u "$(id -u)" -x bangerd || true
-  for _ in $(seq 50); do banger ping >/dev/null 2>&1 || break; sleep 0.1; done
+  pid=$(banger health --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' | head -n1)
+  [ -n "$pid" ] && kill "$pid"
+  for _ in $(seq 100); do banger ping >/dev/null 2>&1 || break; sleep 0.1; done
 fi
 state=${BANGER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/banger}
 mkdir -p "$state"

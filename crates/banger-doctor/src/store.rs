@@ -84,7 +84,16 @@ pub fn check_store(database: &Path) -> Check {
             "check the file system holding the state directory",
         );
     }
-    judge_store(database, parse_sqlite_header(&header))
+    let mut check = judge_store(database, parse_sqlite_header(&header));
+    // In WAL mode recent changes (the schema version among them) live in `-wal` until a
+    // checkpoint, so the main file's header can lag behind a running daemon.
+    let wal = database.with_extension("db-wal");
+    if check.status == crate::Status::Pass && std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        check
+            .detail
+            .push_str(" as last checkpointed; a running daemon holds newer changes in its WAL");
+    }
+    check
 }
 
 /// The store check for a parsed header; pure.

@@ -10,11 +10,16 @@
 //! Tests that need something this host lacks call [`skip_unless_vm_capable`], which prints
 //! why the test is skipped; they never pass silently.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod file_server;
+mod host;
+mod wait;
 
-use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use file_server::FileServer;
+pub use host::{HostOptions, TestHost, exit_code, text};
+pub use wait::{pid_alive, wait_until};
 
 /// The workspace's target directory (tests run from `target/<profile>/deps`).
 pub fn target_dir() -> PathBuf {
@@ -40,14 +45,19 @@ pub fn agent_binary() -> PathBuf {
     target_dir().join("agent/x86_64-unknown-linux-gnu/release/banger-agent")
 }
 
-/// Returns `Some(reason)` when real guests cannot run here; the caller prints it and returns.
-pub fn vm_capability_missing() -> Option<String> {
-    let qemu = Command::new("qemu-system-x86_64")
+/// True when `program --version` runs (used for host tools the tests call).
+pub fn tool_available(program: &str) -> bool {
+    let status = Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    if !matches!(qemu, Ok(s) if s.success()) {
+    matches!(status, Ok(s) if s.success())
+}
+
+/// Returns `Some(reason)` when real guests cannot run here; the caller prints it and returns.
+pub fn vm_capability_missing() -> Option<String> {
+    if !tool_available("qemu-system-x86_64") {
         return Some("qemu-system-x86_64 is not installed (scripts/install-deps.sh)".into());
     }
     for bin in ["banger", "bangerd"] {
@@ -65,7 +75,13 @@ pub fn vm_capability_missing() -> Option<String> {
 
 /// Prints the skip reason and returns true when the test must not run.
 pub fn skip_unless_vm_capable(test: &str) -> bool {
-    match vm_capability_missing() {
+    skip_if(test, vm_capability_missing())
+}
+
+/// Prints `SKIPPED <test>: <reason>` when there is a reason, and returns whether there was.
+#[expect(clippy::print_stderr, reason = "a skipped test must say why on its output")]
+pub fn skip_if(test: &str, reason: Option<String>) -> bool {
+    match reason {
         Some(reason) => {
             eprintln!("SKIPPED {test}: {reason}");
             true
@@ -74,198 +90,11 @@ pub fn skip_unless_vm_capable(test: &str) -> bool {
     }
 }
 
-/// One isolated banger installation with its own daemon.
-#[derive(Debug)]
-pub struct TestHost {
-    root: tempfile::TempDir,
-    daemon: Option<Child>,
-}
-
-impl TestHost {
-    /// Creates the directories and starts `bangerd`, returning once it answers `ping`.
-    pub fn start() -> Result<TestHost> {
-        let root = tempfile::Builder::new()
-            .prefix("banger-e2e-")
-            .tempdir_in(short_tmp())?;
-        for dir in ["state", "runtime", "config", "home"] {
-            std::fs::create_dir_all(root.path().join(dir))?;
-        }
-        let mut host = TestHost { root, daemon: None };
-        host.start_daemon()?;
-        Ok(host)
-    }
-
-    pub fn root(&self) -> &Path {
-        self.root.path()
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.root.path().join("state")
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.root.path().join("runtime/bangerd.sock")
-    }
-
-    /// Environment that points banger at this host's directories.
-    pub fn env(&self) -> Vec<(String, String)> {
-        let root = self.root.path();
-        let cache = target_dir().join("e2e-cache");
-        vec![
-            ("HOME".into(), root.join("home").display().to_string()),
-            (
-                "BANGER_STATE_DIR".into(),
-                root.join("state").display().to_string(),
-            ),
-            (
-                "BANGER_RUNTIME_DIR".into(),
-                root.join("runtime").display().to_string(),
-            ),
-            (
-                "BANGER_CONFIG_DIR".into(),
-                root.join("config").display().to_string(),
-            ),
-            ("BANGER_CACHE_DIR".into(), cache.display().to_string()),
-            ("BANGER_AGENT".into(), agent_binary().display().to_string()),
-            ("NO_COLOR".into(), "1".into()),
-            ("RUST_LOG".into(), "info".into()),
-        ]
-    }
-
-    /// Starts (or restarts) the daemon.
-    pub fn start_daemon(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("bangerd.log"))?;
-        let mut cmd = Command::new(bin_dir().join("bangerd"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd.spawn().context("cannot start bangerd")?;
-        self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
-                return Ok(());
-            }
-            if let Some(child) = self.daemon.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "bangerd exited ({status}) before listening: {}",
-                        self.daemon_log()
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("bangerd did not listen within 20 s: {}", self.daemon_log());
-            }
-            std::thread::yield_now();
-            wait_a_moment();
-        }
-    }
-
-    /// Kills the daemon with `signal` (e.g. 9) and reaps it; VMs keep running.
-    pub fn kill_daemon(&mut self, signal: i32) -> Result<()> {
-        if let Some(mut child) = self.daemon.take() {
-            let status = Command::new("kill")
-                .arg(format!("-{signal}"))
-                .arg(child.id().to_string())
-                .status()?;
-            if !status.success() {
-                bail!("kill -{signal} bangerd failed");
-            }
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    pub fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("bangerd.log")).unwrap_or_default()
-    }
-
-    /// Runs the CLI with this host's environment.
-    pub fn banger(&self, args: &[&str]) -> Output {
-        Command::new(bin_dir().join("banger"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env())
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run banger")
-    }
-
-    /// Runs the CLI and fails with its output unless it exits 0; returns stdout.
-    pub fn banger_ok(&self, args: &[&str]) -> String {
-        let out = self.banger(args);
-        assert!(
-            out.status.success(),
-            "banger {} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.daemon_log(), 40),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Parses `banger ... --json` output.
-    pub fn banger_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("--json");
-        let text = self.banger_ok(&all);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("bad JSON from banger {args:?}: {e}\n{text}"))
-    }
-
-    /// Pids of VMM processes whose command line mentions this host's directories.
-    pub fn vmm_pids(&self) -> Vec<u32> {
-        let needle = self.root.path().display().to_string();
-        let mut pids = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return pids;
-        };
-        for entry in entries.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let is_vmm = cmdline.starts_with("qemu-system")
-                || cmdline.contains("/qemu-system")
-                || cmdline.contains("firecracker");
-            if is_vmm && cmdline.contains(&needle) {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        let _ = self.kill_daemon(15);
-        for pid in self.vmm_pids() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
-    }
-}
-
-/// Temp dirs under `/tmp` keep socket paths short (`sun_path` is 108 bytes).
-fn short_tmp() -> PathBuf {
-    PathBuf::from("/tmp")
-}
-
-/// Polling interval for the daemon's socket while it starts; bounded by a deadline above.
-fn wait_a_moment() {
-    std::thread::park_timeout(Duration::from_millis(20));
+/// Prints a measurement in a fixed format, so a run's timings can be grepped from the
+/// test output (`cargo nextest run --profile vm --no-capture | grep TIMING`).
+#[expect(clippy::print_stderr, reason = "measurements are part of the test output")]
+pub fn report_timing(what: &str, elapsed: std::time::Duration) {
+    eprintln!("TIMING {what}: {:.1}s", elapsed.as_secs_f64());
 }
 
 /// The last `n` lines of `text`.

@@ -10,7 +10,7 @@ use banger_model::progress::ProgressSink;
 use banger_model::{
     ByteSize, VmId, VmName, VmRecord, VmRuntime, VmSpec, VmState, generate_vm_name,
 };
-use banger_proto::agent_client::AgentClient;
+use banger_proto::agent_client::{AgentClient, AgentError};
 use banger_vmm::{AgentEndpoint, DiskFormat, LaunchSpec, VmmHandle};
 
 use crate::cmdline::kernel_cmdline;
@@ -272,7 +272,7 @@ impl VmService {
     pub(crate) async fn connect_agent(
         &self,
         handle: &VmmHandle,
-    ) -> Result<AgentClient, banger_proto::agent_client::AgentError> {
+    ) -> Result<AgentClient, AgentError> {
         match self.driver.agent_endpoint(handle) {
             AgentEndpoint::VirtioSerial { socket } => AgentClient::connect_unix(&socket).await,
             AgentEndpoint::Vsock { uds, port } => AgentClient::connect_vsock_uds(&uds, port).await,
@@ -299,7 +299,15 @@ impl VmService {
                     Ok(agent) => loop {
                         match agent.hello(Duration::from_secs(1)).await {
                             Ok(hello) => return Ok((Arc::new(agent), hello)),
-                            Err(err) => last_error = chain(&err),
+                            Err(err @ AgentError::Timeout(_)) => last_error = chain(&err),
+                            Err(err) => {
+                                // A closed connection fails at once, without awaiting:
+                                // retrying in place would spin without ever letting
+                                // the VMM-exit branch below run. Pause, reconnect.
+                                last_error = chain(&err);
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                break;
+                            }
                         }
                         if started.elapsed() > timeout {
                             break;
