@@ -349,7 +349,10 @@ impl TestHost {
     /// Asserts that no VM exists in any form: no row, no directory, no VMM process.
     pub fn assert_no_vm_left(&self, context: &str) {
         let names = self.vm_names();
-        assert!(names.is_empty(), "{context}: rows left in vm list: {names:?}");
+        assert!(
+            names.is_empty(),
+            "{context}: rows left in vm list: {names:?}"
+        );
         self.assert_no_vm_files(context);
     }
 

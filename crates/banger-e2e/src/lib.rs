@@ -79,7 +79,10 @@ pub fn skip_unless_vm_capable(test: &str) -> bool {
 }
 
 /// Prints `SKIPPED <test>: <reason>` when there is a reason, and returns whether there was.
-#[expect(clippy::print_stderr, reason = "a skipped test must say why on its output")]
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test must say why on its output"
+)]
 pub fn skip_if(test: &str, reason: Option<String>) -> bool {
     match reason {
         Some(reason) => {
@@ -92,7 +95,10 @@ pub fn skip_if(test: &str, reason: Option<String>) -> bool {
 
 /// Prints a measurement in a fixed format, so a run's timings can be grepped from the
 /// test output (`cargo nextest run --profile vm --no-capture | grep TIMING`).
-#[expect(clippy::print_stderr, reason = "measurements are part of the test output")]
+#[expect(
+    clippy::print_stderr,
+    reason = "measurements are part of the test output"
+)]
 pub fn report_timing(what: &str, elapsed: std::time::Duration) {
     eprintln!("TIMING {what}: {:.1}s", elapsed.as_secs_f64());
 }

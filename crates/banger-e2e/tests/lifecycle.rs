@@ -42,7 +42,9 @@ fn tiny_vm_lifecycle() {
         first_boot,
         "vm show reports the guest's boot id"
     );
-    let first_pid = host.vm_show(VM)["pid"].as_u64().expect("a running VM has a pid") as u32;
+    let first_pid = host.vm_show(VM)["pid"]
+        .as_u64()
+        .expect("a running VM has a pid") as u32;
     assert!(pid_alive(first_pid));
     assert_eq!(host.vmm_pids(), vec![first_pid]);
 
@@ -52,7 +54,10 @@ fn tiny_vm_lifecycle() {
     assert!(stats["vmm_rss_bytes"].as_u64().unwrap_or(0) > 0, "{stats}");
     assert_eq!(stats["disk_size_bytes"].as_u64(), Some(4 << 30), "{stats}");
     let logs = host.banger_ok(&["vm", "logs", VM]);
-    assert!(logs.contains("Linux version"), "the serial log has the boot: {logs}");
+    assert!(
+        logs.contains("Linux version"),
+        "the serial log has the boot: {logs}"
+    );
     let last_lines = host.banger_ok(&["vm", "logs", VM, "--tail", "3"]);
     assert!(last_lines.lines().count() <= 3, "{last_lines}");
 
@@ -62,9 +67,17 @@ fn tiny_vm_lifecycle() {
     report_timing("stop tiny", started.elapsed());
     let stopped = host.vm_show(VM);
     assert_eq!(stopped["state"], "stopped", "{stopped}");
-    assert!(stopped["pid"].is_null(), "a stopped VM has no pid: {stopped}");
+    assert!(
+        stopped["pid"].is_null(),
+        "a stopped VM has no pid: {stopped}"
+    );
     assert!(!pid_alive(first_pid), "the VMM exited");
     assert!(host.vmm_pids().is_empty());
+    let console = host.banger_ok(&["vm", "logs", VM, "--tail", "20"]);
+    assert!(
+        console.contains("reboot: Power down"),
+        "stop powers the guest off cleanly: {console}"
+    );
     let refused = host.exec(VM, &["true"]);
     assert_eq!(exit_code(&refused), Some(1), "exec on a stopped VM fails");
 
@@ -90,7 +103,10 @@ fn tiny_vm_lifecycle() {
     let killed = host.vm_show(VM);
     assert_eq!(killed["state"], "stopped", "{killed}");
     let reason = field(&killed, "last_error");
-    assert!(reason.contains("KILL"), "last_error names the signal: {killed}");
+    assert!(
+        reason.contains("KILL"),
+        "last_error names the signal: {killed}"
+    );
     assert!(!pid_alive(pid));
     assert!(host.vmm_pids().is_empty());
 

@@ -39,5 +39,5 @@ pub use catalog::{
     Catalog, GuestInit, ImageEntry, ImageRecipe, KernelEntry, KernelRecipe, TINY_IMAGE,
 };
 pub use error::ImageError;
-pub use kernel::{INITRAMFS_FILE, KernelArtifact, VMLINUX_FILE};
+pub use kernel::{INITRAMFS_FILE, INITRAMFS_RECIPE_VERSION, KernelArtifact, VMLINUX_FILE};
 pub use service::{ImageArtifact, ImageService};

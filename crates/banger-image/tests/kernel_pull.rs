@@ -71,7 +71,11 @@ async fn kernel_pull_gives_elf_vmlinux_and_initramfs() {
         dir.path()
             .join("cache/kernels")
             .join(DEFAULT_KERNEL)
-            .join(&kernel.version)
+            .join(format!(
+                "{}-initramfs{}",
+                kernel.version,
+                banger_image::INITRAMFS_RECIPE_VERSION
+            ))
             .join("vmlinux")
     );
     let vmlinux = fs_err::read(&kernel.vmlinux).unwrap();
@@ -125,7 +129,14 @@ async fn kernel_pull_gives_elf_vmlinux_and_initramfs() {
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(leftovers, std::slice::from_ref(&kernel.version));
+    assert_eq!(
+        leftovers,
+        [format!(
+            "{}-initramfs{}",
+            kernel.version,
+            banger_image::INITRAMFS_RECIPE_VERSION
+        )]
+    );
 
     let started = Instant::now();
     let again_progress = RecordingProgress::default();

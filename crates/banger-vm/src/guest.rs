@@ -24,7 +24,7 @@ pub struct VmUsage {
 
 impl VmService {
     /// The agent of a running VM, connecting (again) if needed.
-    async fn agent_for(&self, vm: &VmRecord) -> Result<Arc<AgentClient>, VmError> {
+    pub(crate) async fn agent_for(&self, vm: &VmRecord) -> Result<Arc<AgentClient>, VmError> {
         let Some(live) = self
             .live_handle(&vm.id)
             .filter(|_| vm.state == VmState::Running)

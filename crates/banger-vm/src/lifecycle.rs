@@ -76,11 +76,17 @@ impl VmService {
             )));
         }
         if let Some(live) = self.live_handle(id) {
+            // A VM reattached after a daemon restart has no agent connection yet: make
+            // one, or the guest is never asked to power off and is killed at the timeout.
+            let agent = tokio::time::timeout(Duration::from_secs(2), self.agent_for(&vm))
+                .await
+                .ok()
+                .and_then(Result::ok);
             vm.state = VmState::Stopping;
             self.save(&vm)?;
             // Ask the guest to power off (busybox init ignores ACPI power buttons); the
             // driver then waits, sends its own graceful request, and kills at the timeout.
-            if let Some(agent) = &live.agent {
+            if let Some(agent) = &agent {
                 let poweroff = banger_proto::agent::ExecRequest {
                     argv: vec!["poweroff".into()],
                     ..Default::default()

@@ -213,10 +213,14 @@ fn stages_are_plain_lines_on_stderr_without_a_terminal() {
         .success()
         .stdout("web: running (10.77.0.2)\n")
         .stderr(
-            "[  0.0s] resolve image ...\n\
-             [  0.1s] resolve image ... done\n\
-             [  0.1s] boot ...\n\
-             [  1.2s] boot ... done\n",
+            predicates::str::is_match(
+                "^\\[  0\\.0s\\] resolve image \\.\\.\\.\n\
+             \\[  0\\.1s\\] resolve image \\.\\.\\. done\n\
+             \\[  0\\.1s\\] boot \\.\\.\\.\n\
+             \\[  1\\.2s\\] boot \\.\\.\\. done\n\
+             web ready in [0-9]+\\.[0-9]s\n$",
+            )
+            .unwrap(),
         );
     let received = daemon.finish();
     assert_eq!(received[0].params["name"], "web");
