@@ -103,6 +103,16 @@ pub fn report_timing(what: &str, elapsed: std::time::Duration) {
     eprintln!("TIMING {what}: {:.1}s", elapsed.as_secs_f64());
 }
 
+/// Prints an observation worth keeping in the test output (e.g. which outcome a crash
+/// test saw); helper functions of tests use this rather than `eprintln!`.
+#[expect(
+    clippy::print_stderr,
+    reason = "observations are part of the test output"
+)]
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use banger_api::methods::{VmCreate, VmCreateParams};
 use banger_api::{ClientError, Event, StageState};
-use banger_e2e::{TestHost, pid_alive, report_timing, skip_unless_vm_capable, text, wait_until};
+use banger_e2e::{
+    TestHost, note, pid_alive, report_timing, skip_unless_vm_capable, text, wait_until,
+};
 
 const VM: &str = "crash";
 
@@ -92,7 +94,7 @@ fn crash_create_at(test: &str, point: KillPoint) {
     let names = host.vm_names();
     if names.is_empty() {
         host.assert_no_vm_files(&format!("killed at {point:?}, VM gone"));
-        eprintln!("OUTCOME {point:?}: no VM, nothing left");
+        note(&format!("OUTCOME {point:?}: no VM, nothing left"));
         return;
     }
     assert_eq!(names, vec![VM.to_string()], "killed at {point:?}");
@@ -116,10 +118,10 @@ fn crash_create_at(test: &str, point: KillPoint) {
         },
     );
     assert_eq!(hostname.trim(), VM);
-    eprintln!(
+    note(&format!(
         "OUTCOME {point:?}: VM kept and answering ({:.1}s after restart)",
         started.elapsed().as_secs_f64()
-    );
+    ));
     host.banger_ok(&["vm", "delete", VM, "--force"]);
     host.assert_no_vm_left(&format!("killed at {point:?}, after delete"));
 }

@@ -278,14 +278,32 @@ impl VmService {
         Ok(image)
     }
 
-    /// The last `lines` lines of a VM's serial console.
+    /// At most `lines` lines of a VM's serial console: the last ones, or, when the guest
+    /// kernel panicked, those around the panic (see [`console_excerpt`]).
     pub fn serial_tail(path: &Path, lines: usize) -> String {
         let text = std::fs::read(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        console_excerpt(&text, lines)
     }
+}
+
+/// How many lines before a kernel panic an excerpt keeps: the cause (e.g. init failing
+/// to execute) is printed just before the panic line.
+const LINES_BEFORE_PANIC: usize = 5;
+
+/// At most `lines` lines of console output. Usually the last ones; but a panic's stack
+/// trace is long enough to push the panic line itself out of the tail, so when there is a
+/// `Kernel panic` line the excerpt starts a few lines before the last one.
+pub(crate) fn console_excerpt(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let start = match all.iter().rposition(|line| line.contains("Kernel panic")) {
+        // Keep the panic line itself even in a very short excerpt.
+        Some(panic) => panic.saturating_sub(LINES_BEFORE_PANIC.min(lines.saturating_sub(1))),
+        None => all.len().saturating_sub(lines),
+    };
+    let end = all.len().min(start + lines);
+    all[start..end].join("\n")
 }
 
 pub(crate) fn init_name(init: GuestInit) -> &'static str {
@@ -306,4 +324,39 @@ pub(crate) fn may_have_process(state: VmState) -> bool {
         state,
         VmState::Creating | VmState::Starting | VmState::Running | VmState::Stopping
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_excerpts_keep_the_tail_or_the_panic() {
+        let numbered = |n: usize| (1..=n).map(|i| format!("l{i}")).collect::<Vec<_>>();
+        let mut panicked = numbered(10);
+        panicked[3] = "Kernel panic - not syncing: No working init found".into();
+        let cases: Vec<(Vec<String>, usize, &str)> = vec![
+            (numbered(3), 5, "l1\nl2\nl3"),
+            (numbered(10), 3, "l8\nl9\nl10"),
+            (vec![], 3, ""),
+            // The panic is line 4 of 10: up to 5 lines before it, and always the panic line.
+            (
+                panicked.clone(),
+                3,
+                "l2\nl3\nKernel panic - not syncing: No working init found",
+            ),
+            (
+                panicked,
+                5,
+                "l1\nl2\nl3\nKernel panic - not syncing: No working init found\nl5",
+            ),
+        ];
+        for (input, lines, expected) in cases {
+            assert_eq!(
+                console_excerpt(&input.join("\n"), lines),
+                expected,
+                "{input:?}"
+            );
+        }
+    }
 }
