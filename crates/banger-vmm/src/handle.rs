@@ -80,3 +80,18 @@ pub enum ShutdownOutcome {
     /// The timeout passed and the VMM was stopped by force.
     Forced,
 }
+
+impl VmmHandle {
+    /// Refuses a handle that another driver made (a handle file from a daemon configured
+    /// with the other VMM).
+    pub fn expect_driver(&self, expected: DriverKind) -> Result<(), crate::VmmError> {
+        if self.driver == expected {
+            Ok(())
+        } else {
+            Err(crate::VmmError::WrongDriver {
+                expected,
+                found: self.driver,
+            })
+        }
+    }
+}

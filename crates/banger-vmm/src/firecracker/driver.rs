@@ -131,7 +131,7 @@ impl FirecrackerDriver {
         handle: &VmmHandle,
         timeout: Duration,
     ) -> Result<ShutdownOutcome, VmmError> {
-        check_driver(handle)?;
+        handle.expect_driver(DriverKind::Firecracker)?;
         if !process::is_alive(handle.pid, handle.start_time) {
             return Ok(ShutdownOutcome::Graceful);
         }
@@ -144,17 +144,6 @@ impl FirecrackerDriver {
         }
         process::kill_and_wait(handle.pid, handle.start_time).await?;
         Ok(ShutdownOutcome::Forced)
-    }
-}
-
-fn check_driver(handle: &VmmHandle) -> Result<(), VmmError> {
-    if handle.driver == DriverKind::Firecracker {
-        Ok(())
-    } else {
-        Err(VmmError::WrongDriver {
-            expected: DriverKind::Firecracker,
-            found: handle.driver,
-        })
     }
 }
 
@@ -188,7 +177,7 @@ impl VmmDriver for FirecrackerDriver {
         signal: i32,
     ) -> BoxFuture<'a, Result<(), VmmError>> {
         Box::pin(async move {
-            check_driver(handle)?;
+            handle.expect_driver(DriverKind::Firecracker)?;
             process::signal(handle.pid, handle.start_time, signal)
         })
     }

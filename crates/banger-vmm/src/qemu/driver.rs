@@ -155,7 +155,7 @@ impl QemuDriver {
         handle: &VmmHandle,
         timeout: Duration,
     ) -> Result<ShutdownOutcome, VmmError> {
-        check_driver(handle)?;
+        handle.expect_driver(DriverKind::Qemu)?;
         if !process::is_alive(handle.pid, handle.start_time) {
             return Ok(ShutdownOutcome::Graceful);
         }
@@ -193,17 +193,6 @@ impl QemuDriver {
     }
 }
 
-fn check_driver(handle: &VmmHandle) -> Result<(), VmmError> {
-    if handle.driver == DriverKind::Qemu {
-        Ok(())
-    } else {
-        Err(VmmError::WrongDriver {
-            expected: DriverKind::Qemu,
-            found: handle.driver,
-        })
-    }
-}
-
 impl VmmDriver for QemuDriver {
     fn kind(&self) -> DriverKind {
         DriverKind::Qemu
@@ -233,7 +222,7 @@ impl VmmDriver for QemuDriver {
         signal: i32,
     ) -> BoxFuture<'a, Result<(), VmmError>> {
         Box::pin(async move {
-            check_driver(handle)?;
+            handle.expect_driver(DriverKind::Qemu)?;
             process::signal(handle.pid, handle.start_time, signal)
         })
     }
