@@ -10,6 +10,10 @@
 //! Tests that need something this host lacks call [`skip_unless_vm_capable`], which prints
 //! why the test is skipped; they never pass silently.
 
+// A test harness: it reports skips on stderr and runs the binaries under test directly
+// (their output is what the tests check), not through banger-exec's runner.
+#![allow(clippy::print_stderr, clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -74,25 +78,58 @@ pub fn skip_unless_vm_capable(test: &str) -> bool {
     }
 }
 
+/// How a [`TestHost`] runs its processes.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Run `bangerd` and every CLI call inside this network namespace
+    /// (`ip netns exec NS ...`), so guests' addresses are reachable from the CLI's ssh.
+    pub netns: Option<String>,
+    /// Extra environment for the daemon and the CLI (e.g. `BANGER_HELPER_SOCKET`).
+    pub env: Vec<(String, String)>,
+}
+
 /// One isolated banger installation with its own daemon.
 #[derive(Debug)]
 pub struct TestHost {
     root: tempfile::TempDir,
     daemon: Option<Child>,
+    options: HostOptions,
 }
 
 impl TestHost {
     /// Creates the directories and starts `bangerd`, returning once it answers `ping`.
     pub fn start() -> Result<TestHost> {
+        let mut host = TestHost::prepare(HostOptions::default())?;
+        host.start_daemon()?;
+        Ok(host)
+    }
+
+    /// Creates the directories without starting the daemon (a test starts what the
+    /// daemon needs first, e.g. the root helper, then calls [`TestHost::start_daemon`]).
+    pub fn prepare(options: HostOptions) -> Result<TestHost> {
         let root = tempfile::Builder::new()
             .prefix("banger-e2e-")
             .tempdir_in(short_tmp())?;
         for dir in ["state", "runtime", "config", "home"] {
             std::fs::create_dir_all(root.path().join(dir))?;
         }
-        let mut host = TestHost { root, daemon: None };
-        host.start_daemon()?;
-        Ok(host)
+        Ok(TestHost {
+            root,
+            daemon: None,
+            options,
+        })
+    }
+
+    /// A command for `program`, inside the host's network namespace when it has one.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.options.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.as_str()]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -130,6 +167,9 @@ impl TestHost {
             ("NO_COLOR".into(), "1".into()),
             ("RUST_LOG".into(), "info".into()),
         ]
+        .into_iter()
+        .chain(self.options.env.iter().cloned())
+        .collect()
     }
 
     /// Starts (or restarts) the daemon.
@@ -138,7 +178,8 @@ impl TestHost {
             .create(true)
             .append(true)
             .open(self.root.path().join("bangerd.log"))?;
-        let mut cmd = Command::new(bin_dir().join("bangerd"));
+        // `ip netns exec` execs the daemon in place, so the child's pid is bangerd's.
+        let mut cmd = self.command(bin_dir().join("bangerd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env())
@@ -152,13 +193,13 @@ impl TestHost {
             if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
                 return Ok(());
             }
-            if let Some(child) = self.daemon.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "bangerd exited ({status}) before listening: {}",
-                        self.daemon_log()
-                    );
-                }
+            if let Some(child) = self.daemon.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "bangerd exited ({status}) before listening: {}",
+                    self.daemon_log()
+                );
             }
             if Instant::now() > deadline {
                 bail!("bangerd did not listen within 20 s: {}", self.daemon_log());
@@ -189,7 +230,7 @@ impl TestHost {
 
     /// Runs the CLI with this host's environment.
     pub fn banger(&self, args: &[&str]) -> Output {
-        Command::new(bin_dir().join("banger"))
+        self.command(bin_dir().join("banger"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -35,12 +35,15 @@ pub enum VmError {
     Store(#[from] banger_store::StoreError),
     #[error("image")]
     Image(#[from] banger_image::ImageError),
+    // Boxed: these are the largest sources, and every lifecycle result carries the enum.
     #[error("root disk")]
-    Disk(#[from] DiskError),
+    Disk(#[source] Box<DiskError>),
     #[error("preparing the guest's disk")]
-    Patch(#[from] PatchError),
+    Patch(#[source] Box<PatchError>),
     #[error("VMM")]
     Vmm(#[from] banger_vmm::VmmError),
+    #[error("guest network")]
+    Network(#[from] banger_net::NetError),
     #[error("guest agent")]
     Agent(#[from] banger_proto::agent_client::AgentError),
     #[error("the guest did not boot: {reason}\nlast lines of the serial console:\n{serial_tail}")]
@@ -55,8 +58,20 @@ pub enum VmError {
     Exec {
         what: String,
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
+}
+
+impl From<DiskError> for VmError {
+    fn from(error: DiskError) -> VmError {
+        VmError::Disk(Box::new(error))
+    }
+}
+
+impl From<PatchError> for VmError {
+    fn from(error: PatchError) -> VmError {
+        VmError::Patch(Box::new(error))
+    }
 }
 
 impl VmError {

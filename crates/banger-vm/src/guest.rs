@@ -34,10 +34,10 @@ impl VmService {
                 vm.name, vm.state, vm.name
             )));
         };
-        if let Some(agent) = &live.agent {
-            if !agent.is_closed() {
-                return Ok(Arc::clone(agent));
-            }
+        if let Some(agent) = &live.agent
+            && !agent.is_closed()
+        {
+            return Ok(Arc::clone(agent));
         }
         let agent = Arc::new(self.connect_agent(&live.handle).await?);
         self.set_live(

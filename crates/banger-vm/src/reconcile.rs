@@ -57,6 +57,7 @@ impl VmService {
                         vm.state = VmState::Running;
                         self.save(&vm)?;
                     }
+                    self.republish(&vm);
                     self.watch(vm.id.clone(), handle);
                     report.reattached.push(vm.name.to_string());
                 }
@@ -69,8 +70,11 @@ impl VmService {
                     let _ = std::fs::remove_file(&paths.handle_file);
                     let _ = std::fs::remove_dir_all(&paths.run_dir);
                     if may_have_process(vm.state) {
+                        // Its tap and NAT rules outlived it.
+                        self.detach_network(&vm).await;
                         vm.state = VmState::Stopped;
                         vm.runtime.boot_id = None;
+                        vm.runtime.address = None;
                         vm.runtime.last_error =
                             Some("the VMM exited while the daemon was not running".into());
                         self.save(&vm)?;
@@ -93,10 +97,10 @@ impl VmService {
                 }
                 let paths = self
                     .paths(&VmId::parse(&name).map_err(|e| VmError::BadRequest(e.to_string()))?);
-                if let Some(handle) = handle_file::read(&paths.handle_file) {
-                    if banger_sys::process::is_same_process_alive(handle.pid, handle.start_time) {
-                        self.stop_process(&handle, std::time::Duration::ZERO).await;
-                    }
+                if let Some(handle) = handle_file::read(&paths.handle_file)
+                    && banger_sys::process::is_same_process_alive(handle.pid, handle.start_time)
+                {
+                    self.stop_process(&handle, std::time::Duration::ZERO).await;
                 }
                 kill_processes_mentioning(&paths.run_dir);
                 let _ = std::fs::remove_dir_all(&paths.dir);

@@ -173,13 +173,13 @@ pub async fn delete(
         })
         .await?;
     // VM disks are copies, so removing the image file never breaks a VM.
-    if let Err(e) = std::fs::remove_file(&record.path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(ApiError::new(
-                ErrorCode::OperationFailed,
-                format!("cannot remove {}: {e}", record.path),
-            ));
-        }
+    if let Err(e) = std::fs::remove_file(&record.path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(ApiError::new(
+            ErrorCode::OperationFailed,
+            format!("cannot remove {}: {e}", record.path),
+        ));
     }
     Ok(image_info(&record))
 }
