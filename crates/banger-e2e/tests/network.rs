@@ -359,6 +359,22 @@ fn run_exit_code_and_parallel_runs_get_distinct_names_and_addresses() -> Result<
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Measured, not asserted: the whole `vm run` against the guest's boot-to-ready.
+    let started = Instant::now();
+    let out = host.banger(&["vm", "run", "--rm", "--image", "tiny", "--", "true"]);
+    let total = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ready = stderr
+        .lines()
+        .find(|l| l.contains("ready in"))
+        .unwrap_or("(no ready line)");
+    eprintln!("vm run --rm -- true: total {total:.1?}; {ready}");
+
     let outputs: Vec<String> = std::thread::scope(|scope| {
         let runs: Vec<_> = (0..2)
             .map(|_| {
