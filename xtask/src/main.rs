@@ -6,6 +6,10 @@
 //! - `agent`: builds the static guest agent and prints its path.
 //! - `bench`: end-to-end benchmarks; writes BENCHMARKS.md.
 
+// A developer tool: its output is the terminal (the agent path on stdout, progress and
+// problems on stderr).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod bench;
 mod tidy;
 

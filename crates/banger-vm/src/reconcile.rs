@@ -62,8 +62,10 @@ impl VmService {
                     report.reattached.push(vm.name.to_string());
                 }
                 Some(handle) => {
-                    // A process for a VM recorded as stopped: not ours to keep running.
+                    // A process for a VM recorded as stopped: not ours to keep running,
+                    // and neither are its tap and NAT rules.
                     self.stop_process(&handle, std::time::Duration::ZERO).await;
+                    self.detach_network(&vm).await;
                     let _ = std::fs::remove_file(&paths.handle_file);
                 }
                 None => {
