@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod devices;
 pub mod disk;
+pub mod dns;
 pub mod helper;
 pub mod kvm;
 pub mod store;
@@ -22,6 +23,10 @@ pub mod version;
 
 /// Where the root helper listens unless told otherwise.
 pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger/helper.sock";
+
+/// The daemon's `.vm` responder with the default pool (172.30.0.0/24) and port.
+pub const DEFAULT_VM_DNS: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(172, 30, 0, 1), 42069);
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +93,8 @@ pub struct DoctorContext {
     pub database: PathBuf,
     /// The root helper's socket; `None` when no helper is configured.
     pub helper_socket: Option<PathBuf>,
+    /// The daemon's `.vm` DNS responder (bridge gateway and port).
+    pub vm_dns: std::net::SocketAddrV4,
     /// Runs the tools' `--version`.
     pub runner: Arc<dyn CommandRunner>,
 }
@@ -100,6 +107,7 @@ impl DoctorContext {
             state_dir: dirs.state.clone(),
             database: dirs.database(),
             helper_socket: Some(PathBuf::from(DEFAULT_HELPER_SOCKET)),
+            vm_dns: DEFAULT_VM_DNS,
             runner: Arc::new(SystemRunner),
         }
     }
@@ -152,6 +160,7 @@ pub async fn run_host_checks(ctx: &DoctorContext) -> Vec<Check> {
         ssh,
         mmdebstrap,
         disk::check_disk(&ctx.state_dir),
+        dns::check_vm_dns(std::path::Path::new(dns::RESOLVED_RUN_DIR), ctx.vm_dns),
     ]
 }
 
@@ -202,6 +211,7 @@ mod tests {
             state_dir: state.path().to_path_buf(),
             database: state.path().join("banger.db"),
             helper_socket: Some(state.path().join("no-helper.sock")),
+            vm_dns: DEFAULT_VM_DNS,
             runner: Arc::new(SystemRunner),
         };
         let checks = run_host_checks(&ctx).await;

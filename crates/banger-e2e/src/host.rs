@@ -26,6 +26,9 @@ pub struct HostOptions {
     pub catalog: Option<serde_json::Value>,
     /// Extra environment for the daemon and the CLI (e.g. `BANGER_READY_TIMEOUT`).
     pub env: Vec<(String, String)>,
+    /// Run `bangerd` and every CLI call inside this network namespace
+    /// (`ip netns exec NS ...`), so guests' addresses are reachable from the CLI's ssh.
+    pub netns: Option<String>,
 }
 
 /// One isolated banger installation with its own daemon.
@@ -45,6 +48,15 @@ impl TestHost {
 
     /// Like [`TestHost::start`], with a catalog and environment set up first.
     pub fn start_with(options: HostOptions) -> Result<TestHost> {
+        let mut host = TestHost::prepare(options)?;
+        host.start_daemon()?;
+        Ok(host)
+    }
+
+    /// Creates the directories (and the catalog) without starting the daemon: a test
+    /// starts what the daemon needs first, e.g. the root helper, then calls
+    /// [`TestHost::start_daemon`].
+    pub fn prepare(options: HostOptions) -> Result<TestHost> {
         // Temp dirs under `/tmp` keep socket paths short (`sun_path` is 108 bytes).
         let root = tempfile::Builder::new()
             .prefix("banger-e2e-")
@@ -56,7 +68,7 @@ impl TestHost {
             .enable_all()
             .build()
             .context("cannot build the test's tokio runtime")?;
-        let mut host = TestHost {
+        let host = TestHost {
             root,
             daemon: None,
             options,
@@ -65,8 +77,19 @@ impl TestHost {
         if let Some(catalog) = host.options.catalog.clone() {
             host.write_catalog(&catalog)?;
         }
-        host.start_daemon()?;
         Ok(host)
+    }
+
+    /// A command for `program`, inside the host's network namespace when it has one.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.options.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.as_str()]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -129,7 +152,8 @@ impl TestHost {
             .create(true)
             .append(true)
             .open(self.root.path().join("bangerd.log"))?;
-        let mut cmd = Command::new(bin_dir().join("bangerd"));
+        // `ip netns exec` execs the daemon in place, so the child's pid is bangerd's.
+        let mut cmd = self.command(bin_dir().join("bangerd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env())
@@ -204,7 +228,7 @@ impl TestHost {
 
     /// Runs the CLI, killing it and failing the test after `timeout`.
     pub fn banger_timeout(&self, args: &[&str], timeout: Duration) -> Output {
-        let mut cmd = tokio::process::Command::new(bin_dir().join("banger"));
+        let mut cmd = tokio::process::Command::from(self.command(bin_dir().join("banger")));
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

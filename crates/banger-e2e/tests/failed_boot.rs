@@ -132,6 +132,7 @@ fn guest_without_init_fails_promptly_with_the_console_tail() {
     let host = TestHost::start_with(HostOptions {
         catalog: Some(catalog),
         env: vec![("BANGER_READY_TIMEOUT".into(), "120".into())],
+        ..HostOptions::default()
     })
     .unwrap();
 

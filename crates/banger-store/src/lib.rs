@@ -1,4 +1,5 @@
-//! banger's durable state in one SQLite file: VMs, images, kernels and long operations.
+//! banger's durable state in one SQLite file: VMs, images, kernels, guest
+//! address leases and long operations.
 //!
 //! The API is synchronous and owns one connection; the daemon keeps a `Store` behind a
 //! mutex (or on a blocking thread) and never holds it across I/O. Opening a store sets
@@ -10,6 +11,7 @@
 mod error;
 mod images;
 mod kernels;
+mod leases;
 mod migrate;
 mod operations;
 mod vms;
@@ -22,6 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use error::StoreError;
 pub use images::ImageRecord;
 pub use kernels::KernelRecord;
+pub use leases::AddressLease;
 pub use migrate::LATEST_VERSION;
 pub use operations::{OperationRecord, OperationState, StageRecord};
 

@@ -11,9 +11,9 @@ use banger_model::{
     ByteSize, VmId, VmName, VmRecord, VmRuntime, VmSpec, VmState, generate_vm_name,
 };
 use banger_proto::agent_client::{AgentClient, AgentError};
-use banger_vmm::{AgentEndpoint, DiskFormat, LaunchSpec, VmmHandle};
+use banger_vmm::{AgentEndpoint, DiskFormat, LaunchSpec, NetAttachment, VmmHandle};
 
-use crate::cmdline::kernel_cmdline;
+use crate::cmdline::{GuestNet, kernel_cmdline};
 use crate::error::{VmError, chain};
 use crate::patch::{GuestPatch, InitSystem};
 use crate::service::{Live, VmService, init_name, now};
@@ -183,6 +183,7 @@ impl VmService {
             self.stop_process(&live.handle, Duration::ZERO).await;
             self.set_live(&vm.id, None);
         }
+        self.detach_network(vm).await;
         let paths = self.paths(&vm.id);
         let _ = std::fs::remove_dir_all(&paths.dir);
         let _ = std::fs::remove_dir_all(&paths.run_dir);
@@ -200,22 +201,53 @@ impl VmService {
         let paths = self.paths(&vm.id);
         std::fs::create_dir_all(&paths.run_dir)
             .map_err(VmError::io("cannot create the VM's runtime directory"))?;
+        let attachment = self.attach_network(vm).await?;
+        let result = self.boot_attached(vm, &kernel, attachment, progress).await;
+        if result.is_err() {
+            self.detach_network(vm).await;
+            vm.runtime.address = None;
+        }
+        result
+    }
+
+    /// The rest of [`Self::boot`], once the network (if any) is attached.
+    async fn boot_attached(
+        self: &Arc<Self>,
+        vm: &mut VmRecord,
+        kernel: &banger_image::KernelArtifact,
+        attachment: Option<banger_net::NetAttachment>,
+        progress: &dyn ProgressSink,
+    ) -> Result<(), VmError> {
+        let paths = self.paths(&vm.id);
+        let guest_net = attachment.as_ref().map(|a| GuestNet {
+            address: a.guest_ip.to_string(),
+            gateway: a.gateway.to_string(),
+            netmask: a.netmask.to_string(),
+        });
+        let address = attachment.as_ref().map(|a| a.guest_ip);
+        let net = attachment.map(|a| NetAttachment {
+            tap_name: a.tap_name,
+            tap_fd: a.tap_fd,
+            mac: a.mac.to_string(),
+        });
         let spec = LaunchSpec {
             vm_name: vm.name.to_string(),
             vcpus: vm.spec.vcpus,
             memory_mib: vm.spec.memory.as_mib(),
             kernel: kernel.vmlinux.clone(),
             initramfs: Some(kernel.initramfs.clone()),
-            cmdline: kernel_cmdline(vm.name.as_str(), None),
+            cmdline: kernel_cmdline(vm.name.as_str(), guest_net.as_ref()),
             root_disk: paths.root_disk.clone(),
             root_disk_format: DiskFormat::Raw,
             run_dir: paths.run_dir.clone(),
             serial_log: paths.serial_log.clone(),
-            net: None,
+            net,
         };
 
         progress.stage_started("boot");
         let handle = self.driver.launch(&spec).await?;
+        // QEMU holds its own copy of the tap now; ours must not keep the tap open.
+        drop(spec);
         handle_file::write(&paths.handle_file, &handle)
             .map_err(VmError::io("cannot record the VMM handle"))?;
         self.set_live(
@@ -227,6 +259,7 @@ impl VmService {
         );
         vm.state = VmState::Starting;
         vm.runtime.accelerator = Some(handle.accelerator.to_string());
+        vm.runtime.address = address.map(|ip| ip.to_string());
         vm.runtime.last_error = None;
         self.save(vm)?;
         progress.stage_done(
@@ -253,6 +286,11 @@ impl VmService {
             }
         };
         progress.stage_done("agent ready", None);
+        if let Some(address) = address {
+            progress.stage_started("ssh host key");
+            self.announce(vm, address, &agent).await;
+            progress.stage_done("ssh host key", Some(&address.to_string()));
+        }
         self.set_live(
             &vm.id,
             Some(Live {
@@ -345,12 +383,12 @@ impl VmService {
             service.set_live(&id, None);
             let paths = service.paths(&id);
             let _ = std::fs::remove_file(&paths.handle_file);
-            if let Ok(mut vm) = service.reload(&id)
-                && matches!(vm.state, VmState::Running | VmState::Starting)
-            {
-                {
+            if let Ok(mut vm) = service.reload(&id) {
+                service.detach_network(&vm).await;
+                if matches!(vm.state, VmState::Running | VmState::Starting) {
                     vm.state = VmState::Stopped;
                     vm.runtime.boot_id = None;
+                    vm.runtime.address = None;
                     vm.runtime.last_error = Some(
                         "the VMM process exited unexpectedly (see `banger vm logs`)".to_string(),
                     );

@@ -41,6 +41,8 @@ pub enum VmError {
     Patch(#[source] Box<PatchError>),
     #[error("VMM")]
     Vmm(#[source] Box<banger_vmm::VmmError>),
+    #[error("guest network")]
+    Network(#[source] Box<banger_net::NetError>),
     #[error("guest agent")]
     Agent(#[source] Box<banger_proto::agent_client::AgentError>),
     #[error("the guest did not boot: {reason}\nlast lines of the serial console:\n{serial_tail}")]
@@ -77,6 +79,7 @@ boxed_from!(
     Patch(PatchError),
     Vmm(banger_vmm::VmmError),
     Agent(banger_proto::agent_client::AgentError),
+    Network(banger_net::NetError),
 );
 
 impl VmError {

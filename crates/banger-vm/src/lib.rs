@@ -10,6 +10,7 @@ mod guest;
 mod handle_file;
 pub mod layout;
 mod lifecycle;
+mod net;
 pub mod patch;
 mod reconcile;
 mod service;

@@ -98,11 +98,13 @@ impl VmService {
             self.stop_process(&live.handle, timeout).await;
             self.set_live(id, None);
         }
+        self.detach_network(&vm).await;
         let paths = self.paths(id);
         let _ = std::fs::remove_file(&paths.handle_file);
         let _ = std::fs::remove_dir_all(&paths.run_dir);
         vm.state = VmState::Stopped;
         vm.runtime.boot_id = None;
+        vm.runtime.address = None;
         vm.runtime.last_error = None;
         self.save(&vm)?;
         Ok(vm)
@@ -151,11 +153,13 @@ impl VmService {
             )));
         }
         self.set_live(&vm.id, None);
+        self.detach_network(&vm).await;
         let paths = self.paths(&vm.id);
         let _ = std::fs::remove_file(&paths.handle_file);
         let _ = std::fs::remove_dir_all(&paths.run_dir);
         vm.state = VmState::Stopped;
         vm.runtime.boot_id = None;
+        vm.runtime.address = None;
         vm.runtime.last_error = Some(format!("killed with {signal}"));
         self.save(&vm)?;
         Ok(vm)
@@ -178,6 +182,8 @@ impl VmService {
             self.stop_process(&live.handle, Duration::ZERO).await;
             self.set_live(&vm.id, None);
         }
+        // Also for a stopped VM: a tap or NAT rule left by a failed detach goes now.
+        self.detach_network(&vm).await;
         let paths = self.paths(&vm.id);
         std::fs::remove_dir_all(&paths.dir)
             .or_else(|e| {

@@ -57,20 +57,26 @@ impl VmService {
                         vm.state = VmState::Running;
                         self.save(&vm)?;
                     }
+                    self.republish(&vm);
                     self.watch(vm.id.clone(), handle);
                     report.reattached.push(vm.name.to_string());
                 }
                 Some(handle) => {
-                    // A process for a VM recorded as stopped: not ours to keep running.
+                    // A process for a VM recorded as stopped: not ours to keep running,
+                    // and neither are its tap and NAT rules.
                     self.stop_process(&handle, std::time::Duration::ZERO).await;
+                    self.detach_network(&vm).await;
                     let _ = std::fs::remove_file(&paths.handle_file);
                 }
                 None => {
                     let _ = std::fs::remove_file(&paths.handle_file);
                     let _ = std::fs::remove_dir_all(&paths.run_dir);
                     if may_have_process(vm.state) {
+                        // Its tap and NAT rules outlived it.
+                        self.detach_network(&vm).await;
                         vm.state = VmState::Stopped;
                         vm.runtime.boot_id = None;
+                        vm.runtime.address = None;
                         vm.runtime.last_error =
                             Some("the VMM exited while the daemon was not running".into());
                         self.save(&vm)?;

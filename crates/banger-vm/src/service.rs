@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use banger_exec::CommandRunner;
@@ -75,6 +75,12 @@ pub struct VmService {
     pub(crate) reserve: tokio::sync::Mutex<()>,
     vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) live: Mutex<HashMap<String, Live>>,
+    /// Guest networking; `None` until the daemon finds a helper (VMs then have no NIC).
+    pub(crate) network: RwLock<Option<Arc<banger_net::Network>>>,
+    /// Held while an address is chosen and recorded.
+    pub(crate) lease_lock: Mutex<()>,
+    /// Running VMs' addresses by name, served by the daemon's DNS responder.
+    pub(crate) names: Arc<banger_dns::StaticNames>,
 }
 
 impl VmService {
@@ -94,6 +100,9 @@ impl VmService {
             reserve: tokio::sync::Mutex::new(()),
             vm_locks: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            network: RwLock::new(None),
+            lease_lock: Mutex::new(()),
+            names: Arc::new(banger_dns::StaticNames::new()),
         })
     }
 

@@ -33,9 +33,19 @@ pub struct DaemonContext {
 
 impl DaemonContext {
     pub fn new(owner_uid: u32, dirs: Dirs) -> DaemonContext {
+        DaemonContext::with_authorized_keys(owner_uid, dirs, None)
+    }
+
+    /// A context whose new guests accept `authorized_keys` (banger's public key) for root.
+    pub fn with_authorized_keys(
+        owner_uid: u32,
+        dirs: Dirs,
+        authorized_keys: Option<String>,
+    ) -> DaemonContext {
         let store = Arc::new(SharedStore::new(dirs.state.clone(), dirs.database()));
         let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
-        let services = Services::build(&dirs, store.clone(), runner.clone());
+        let services =
+            Services::build_with_keys(&dirs, store.clone(), runner.clone(), authorized_keys);
         DaemonContext {
             owner_uid,
             dirs,

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod events;
 pub mod handlers;
 pub mod layout;
+pub mod networking;
 pub mod ops;
 pub mod server;
 pub mod services;

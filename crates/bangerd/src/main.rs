@@ -121,7 +121,33 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     };
-    let ctx = Arc::new(DaemonContext::new(uid, dirs));
+    let net_settings = bangerd::networking::NetSettings::from_lookup(|k| std::env::var(k).ok())?;
+    // banger's ssh keypair: its public key goes into every new guest.
+    let keys = match banger_ssh::Keypair::ensure(&dirs.config, &banger_exec::SystemRunner).await {
+        Ok(keypair) => Some(keypair.public_key()),
+        Err(error) => {
+            tracing::warn!(error = %banger_vm::chain(&error), "no ssh keypair; `vm ssh` will not work");
+            None
+        }
+    };
+    let ctx = Arc::new(DaemonContext::with_authorized_keys(uid, dirs, keys));
+    let pass_tap_fd = ctx.services.vms.driver().kind() == banger_vmm::DriverKind::Qemu;
+    match bangerd::networking::start(&net_settings, &ctx.services.vms, pass_tap_fd).await {
+        bangerd::networking::NetStatus::Off { reason } => tracing::warn!(
+            %reason,
+            "guest networking is off: VMs boot without a network (start banger-helper as root)"
+        ),
+        bangerd::networking::NetStatus::On {
+            gateway,
+            dns,
+            dns_manual_step,
+        } => {
+            tracing::info!(bridge = %net_settings.bridge, %gateway, dns = ?dns, "guest networking is on");
+            if let Some(step) = dns_manual_step {
+                tracing::warn!("to resolve <name>.vm on this host, {step}");
+            }
+        }
+    }
     // A store that cannot be opened is not fatal: `health` reports it, and the next
     // request retries the open.
     match ctx.fail_interrupted_operations().await {

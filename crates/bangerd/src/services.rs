@@ -29,6 +29,17 @@ pub struct Services {
 
 impl Services {
     pub fn build(dirs: &Dirs, store: Arc<SharedStore>, runner: Arc<dyn CommandRunner>) -> Services {
+        Services::build_with_keys(dirs, store, runner, None)
+    }
+
+    /// Like [`Services::build`], installing `authorized_keys` (banger's public key) as
+    /// root's authorized_keys in new guests.
+    pub fn build_with_keys(
+        dirs: &Dirs,
+        store: Arc<SharedStore>,
+        runner: Arc<dyn CommandRunner>,
+        authorized_keys: Option<String>,
+    ) -> Services {
         let kvm = banger_sys::kvm::probe();
         let firecracker = find_on_path("firecracker");
         let driver: Arc<dyn VmmDriver> =
@@ -58,7 +69,7 @@ impl Services {
             limits: SpecLimits { max_vcpus: cores },
             ready_timeout: Duration::from_secs(env_secs("BANGER_READY_TIMEOUT", 300)),
             stop_timeout: Duration::from_secs(10),
-            authorized_keys: None,
+            authorized_keys,
         };
         let vms = VmService::new(config, store, images.clone(), driver, runner);
         Services { vms, images, kvm }

@@ -461,6 +461,7 @@ async fn another_users_connection_is_unauthorized() {
 
 #[tokio::test]
 async fn unfinished_features_are_not_yet_available() {
+    // VMs and images are implemented now; repository workspaces are not yet.
     let daemon = TestDaemon::start().await;
     let mut client = daemon.client().await;
     let err = api_error(

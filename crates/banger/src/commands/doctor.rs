@@ -42,7 +42,15 @@ pub struct DoctorArgs {
 /// `doctor`.
 pub async fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<ExitCode, CliError> {
     let dirs = ctx.dirs()?;
-    let doctor = DoctorContext::new(&dirs);
+    let mut doctor = DoctorContext::new(&dirs);
+    // The same settings bangerd reads (see bangerd's `networking`).
+    if let Some(socket) = ctx.env("BANGER_HELPER_SOCKET") {
+        doctor.helper_socket = Some(socket.into());
+    }
+    doctor.vm_dns = vm_dns(
+        ctx.env("BANGER_SUBNET").as_deref(),
+        ctx.env("BANGER_DNS_PORT").as_deref(),
+    );
     let (mut checks, daemon) = tokio::join!(run_host_checks(&doctor), daemon_check(ctx));
     checks.push(daemon);
     if args.output.json {
@@ -152,5 +160,38 @@ mod tests {
         ];
         let text = anstream::adapter::strip_str(&render_checks(&checks)).to_string();
         insta::assert_snapshot!(text);
+    }
+}
+
+/// The daemon's `.vm` responder: the first address of `BANGER_SUBNET` (the bridge
+/// gateway) and `BANGER_DNS_PORT`; the defaults for values that are absent or invalid.
+fn vm_dns(subnet: Option<&str>, port: Option<&str>) -> std::net::SocketAddrV4 {
+    let default = banger_doctor::DEFAULT_VM_DNS;
+    let gateway = subnet
+        .and_then(|s| s.split_once('/'))
+        .and_then(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().ok())
+        .map(|network| std::net::Ipv4Addr::from(u32::from(network).wrapping_add(1)))
+        .unwrap_or(*default.ip());
+    let port = port.and_then(|p| p.parse().ok()).unwrap_or(default.port());
+    std::net::SocketAddrV4::new(gateway, port)
+}
+
+#[cfg(test)]
+mod vm_dns_tests {
+    use super::vm_dns;
+
+    #[test]
+    fn responder_from_settings() {
+        for (subnet, port, expected) in [
+            (None, None, "172.30.0.1:42069"),
+            (Some("172.29.0.0/24"), Some("5353"), "172.29.0.1:5353"),
+            (Some("garbage"), Some("99999"), "172.30.0.1:42069"),
+        ] {
+            assert_eq!(
+                vm_dns(subnet, port).to_string(),
+                expected,
+                "{subnet:?} {port:?}"
+            );
+        }
     }
 }

@@ -310,11 +310,35 @@ pub async fn set(
 }
 
 pub async fn ssh_target(
-    _ctx: &Arc<DaemonContext>,
-    _params: VmRef,
+    ctx: &Arc<DaemonContext>,
+    params: VmRef,
     _events: &EventSink,
 ) -> Result<SshTarget, ApiError> {
-    Err(ApiError::not_yet_available("ssh access (vm ssh)"))
+    let vm = ctx.services.vms.find(&params.vm).map_err(vm_error)?;
+    if vm.state != banger_model::VmState::Running {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("VM {} is {}; start it first", vm.name, vm.state),
+        ));
+    }
+    let Some(address) = vm.runtime.address.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "VM {} has no network address (is banger-helper running? see `banger doctor`); \
+                 use `banger vm exec` instead",
+                vm.name
+            ),
+        ));
+    };
+    let target = banger_ssh::SshTarget::for_vm(&ctx.dirs.config, vm.name.as_str(), &address);
+    Ok(SshTarget {
+        name: vm.name.to_string(),
+        address: target.address,
+        user: target.user,
+        identity_file: target.identity_file.display().to_string(),
+        known_hosts_file: target.known_hosts_file.display().to_string(),
+    })
 }
 
 pub async fn workspace_prepare(

@@ -1,0 +1,567 @@
+//! End-to-end tests of guest networking and guest access on real guests: the root helper
+//! and the daemon run inside a network namespace made for the test ("the host"), joined
+//! by a veth pair to a second namespace ("the internet") that runs an HTTP server
+//! recording client addresses. No traffic leaves the namespaces the test creates.
+//!
+//! Needs root (namespaces, the helper) plus what every VM test needs; otherwise each test
+//! prints why it is skipped.
+
+// Test code: skips and measurements go to stderr, and the lab's tools run directly.
+#![allow(clippy::print_stderr, clippy::disallowed_methods)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use banger_e2e::{HostOptions, TestHost, bin_dir, skip_unless_vm_capable, tail};
+
+/// The guest pool inside the lab's host namespace (the helper's default).
+const BRIDGE_IP: &str = "172.30.0.1";
+/// The lab's uplink: the host side of the veth pair, and the internet side.
+const UPLINK: &str = "bgup0";
+const UPLINK_HOST_IP: &str = "172.31.0.1";
+const INTERNET_IP: &str = "172.31.0.2";
+const HTTP_PORT: u16 = 8080;
+const DNS_PORT: &str = "42069";
+
+fn skip(test: &str) -> bool {
+    if skip_unless_vm_capable(test) {
+        return true;
+    }
+    if !nix_is_root() {
+        eprintln!("SKIPPED {test}: needs root (network namespaces and banger-helper)");
+        return true;
+    }
+    if !bin_dir().join("banger-helper").exists() {
+        eprintln!("SKIPPED {test}: banger-helper is not built (cargo build -p banger-helper)");
+        return true;
+    }
+    for tool in ["ip", "nft", "python3", "dig", "ssh"] {
+        if which(tool).is_none() {
+            eprintln!("SKIPPED {test}: {tool} is not installed");
+            return true;
+        }
+    }
+    false
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<String> {
+    run(Command::new("ip").args(args))
+}
+
+/// Waits until `ready` holds, or fails after `timeout`.
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {}s", timeout.as_secs());
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Two namespaces, the veth between them, the HTTP server and the root helper. Dropped
+/// after the [`TestHost`] (declare it first), it stops both processes and deletes the
+/// namespaces with everything in them.
+struct Lab {
+    ns: String,
+    internet: String,
+    dir: tempfile::TempDir,
+    http: Option<Child>,
+    helper: Option<Child>,
+}
+
+impl Lab {
+    fn new() -> Result<Lab> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            ns: format!("bgnet-{id}"),
+            internet: format!("bginet-{id}"),
+            dir: tempfile::Builder::new().prefix("banger-lab-").tempdir()?,
+            http: None,
+            helper: None,
+        };
+        ip(&["netns", "add", &lab.ns])?;
+        ip(&["netns", "add", &lab.internet])?;
+        for ns in [&lab.ns, &lab.internet] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "-n",
+            &lab.ns,
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "bgup1",
+            "netns",
+            &lab.internet,
+        ])?;
+        ip(&[
+            "-n",
+            &lab.ns,
+            "addr",
+            "add",
+            &format!("{UPLINK_HOST_IP}/30"),
+            "dev",
+            UPLINK,
+        ])?;
+        ip(&["-n", &lab.ns, "link", "set", UPLINK, "up"])?;
+        ip(&[
+            "-n",
+            &lab.internet,
+            "addr",
+            "add",
+            &format!("{INTERNET_IP}/30"),
+            "dev",
+            "bgup1",
+        ])?;
+        ip(&["-n", &lab.internet, "link", "set", "bgup1", "up"])?;
+        // The host's default route goes to "the internet", which has no route back to
+        // the guest pool: only masqueraded traffic gets answers.
+        ip(&["-n", &lab.ns, "route", "add", "default", "via", INTERNET_IP])?;
+        Ok(lab)
+    }
+
+    fn http_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("http.log")).unwrap_or_default()
+    }
+
+    /// Serves `marker.txt` from "the internet", logging each client's address.
+    fn start_http(&mut self) -> Result<()> {
+        let root = self.dir.path().join("www");
+        std::fs::create_dir_all(&root)?;
+        std::fs::write(root.join("marker.txt"), "banger-ok\n")?;
+        let log = std::fs::File::create(self.dir.path().join("http.log"))?;
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.internet,
+                "python3",
+                "-u",
+                "-m",
+                "http.server",
+            ])
+            .arg(HTTP_PORT.to_string())
+            .args(["--bind", INTERNET_IP, "--directory"])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.http = Some(child);
+        wait_for("the HTTP server to listen", Duration::from_secs(20), || {
+            self.http_log().contains("Serving HTTP")
+        })
+    }
+
+    fn helper_socket(&self) -> PathBuf {
+        self.dir.path().join("helper.sock")
+    }
+
+    /// Starts banger-helper as root inside the lab's host namespace.
+    fn start_helper(&mut self, host: &TestHost) -> Result<()> {
+        let log = std::fs::File::create(self.dir.path().join("helper.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(bin_dir().join("banger-helper"))
+            .args(["--owner-uid", "0", "--state-dir"])
+            .arg(host.state_dir())
+            .arg("--runtime-dir")
+            .arg(host.root().join("runtime"))
+            .arg("--socket")
+            .arg(self.helper_socket())
+            .args(["--uplink", UPLINK])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.helper = Some(child);
+        let socket = self.helper_socket();
+        wait_for("banger-helper to listen", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })
+        .with_context(|| self.helper_log())
+    }
+
+    fn helper_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
+    }
+
+    /// `nft -j list ruleset` in the lab's host namespace.
+    fn ruleset(&self) -> serde_json::Value {
+        let text =
+            run(Command::new("ip")
+                .args(["netns", "exec", &self.ns, "nft", "-j", "list", "ruleset"]))
+            .expect("nft list ruleset");
+        serde_json::from_str(&text).expect("nft JSON")
+    }
+
+    /// The NAT (masquerade) rules for `guest_ip`, each checked to match exactly that
+    /// address (a `/32`, which nft shows as a bare address, never a prefix).
+    fn nat_rules(&self, guest_ip: &str) -> Vec<serde_json::Value> {
+        let ruleset = self.ruleset();
+        let rules: Vec<serde_json::Value> = ruleset["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("rule"))
+            .filter(|rule| rule["table"] == "banger")
+            .filter(|rule| rule.to_string().contains(&format!("\"{guest_ip}\"")))
+            .filter(|rule| rule.to_string().contains("masquerade"))
+            .cloned()
+            .collect();
+        for rule in &rules {
+            let text = rule.to_string();
+            assert!(!text.contains("prefix"), "NAT rule is not a /32: {text}");
+        }
+        rules
+    }
+
+    /// Every rule in banger's table that mentions `guest_ip`.
+    fn rules_mentioning(&self, guest_ip: &str) -> usize {
+        self.ruleset()["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("rule"))
+            .filter(|rule| rule.to_string().contains(&format!("\"{guest_ip}\"")))
+            .count()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in [self.helper.take(), self.http.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = ip(&["netns", "del", &self.ns]);
+        let _ = ip(&["netns", "del", &self.internet]);
+    }
+}
+
+/// Pulls the tiny image and its kernel into the shared cache from the host's own
+/// namespace: the lab's namespaces have no route to the Debian mirror.
+fn warm_cache() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let host = TestHost::start().expect("a daemon outside the lab");
+        let image = host.banger_json(&["image", "pull", "tiny"]);
+        let kernel = image["kernel"]
+            .as_str()
+            .expect("the image names its kernel");
+        host.banger_ok(&["kernel", "pull", kernel]);
+    });
+}
+
+/// A lab with the helper and a daemon inside it.
+fn lab_and_host() -> Result<(Lab, TestHost)> {
+    warm_cache();
+    let mut lab = Lab::new()?;
+    lab.start_http()?;
+    let mut host = TestHost::prepare(HostOptions {
+        netns: Some(lab.ns.clone()),
+        env: vec![(
+            "BANGER_HELPER_SOCKET".into(),
+            lab.helper_socket().display().to_string(),
+        )],
+        ..HostOptions::default()
+    })?;
+    lab.start_helper(&host)?;
+    host.start_daemon()?;
+    let log = host.daemon_log();
+    assert!(
+        !log.contains("guest networking is off"),
+        "the daemon did not enable networking:\n{}\nhelper log:\n{}",
+        tail(&log, 20),
+        lab.helper_log()
+    );
+    Ok((lab, host))
+}
+
+fn address_of(host: &TestHost, vm: &str) -> String {
+    let info = host.banger_json(&["vm", "show", vm]);
+    info["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("VM {vm} has no address: {info}"))
+        .to_string()
+}
+
+/// `ip=<addr>::<gw>:<mask>:<host>:eth0:off` from a guest's `/proc/cmdline`.
+fn ip_param(cmdline: &str) -> Option<(String, String)> {
+    let param = cmdline
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("ip="))?;
+    let fields: Vec<&str> = param.split(':').collect();
+    Some((fields.first()?.to_string(), fields.get(4)?.to_string()))
+}
+
+#[test]
+fn run_exit_code_and_parallel_runs_get_distinct_names_and_addresses() -> Result<()> {
+    if skip("run_exit_code_and_parallel_runs_get_distinct_names_and_addresses") {
+        return Ok(());
+    }
+    let (_lab, host) = lab_and_host()?;
+
+    let out = host.banger(&[
+        "vm", "run", "--rm", "--image", "tiny", "--", "sh", "-c", "exit 42",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(42),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Measured, not asserted: the whole `vm run` against the guest's boot-to-ready.
+    let started = Instant::now();
+    let out = host.banger(&["vm", "run", "--rm", "--image", "tiny", "--", "true"]);
+    let total = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ready = stderr
+        .lines()
+        .find(|l| l.contains("ready in"))
+        .unwrap_or("(no ready line)");
+    eprintln!("vm run --rm -- true: total {total:.1?}; {ready}");
+
+    let outputs: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    host.banger_ok(&[
+                        "vm",
+                        "run",
+                        "--rm",
+                        "--image",
+                        "tiny",
+                        "--",
+                        "cat",
+                        "/proc/cmdline",
+                    ])
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("vm run thread"))
+            .collect()
+    });
+    let params: Vec<(String, String)> = outputs
+        .iter()
+        .map(|out| ip_param(out).unwrap_or_else(|| panic!("no ip= in {out:?}")))
+        .collect();
+    assert_ne!(params[0].0, params[1].0, "same address: {params:?}");
+    assert_ne!(params[0].1, params[1].1, "same name: {params:?}");
+    for (address, _) in &params {
+        assert!(address.starts_with("172.30.0."), "{params:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn nat_guest_reaches_the_internet_masqueraded_and_rules_follow_the_lifecycle() -> Result<()> {
+    if skip("nat_guest_reaches_the_internet_masqueraded_and_rules_follow_the_lifecycle") {
+        return Ok(());
+    }
+    let (lab, host) = lab_and_host()?;
+    let url = format!("http://{INTERNET_IP}:{HTTP_PORT}/marker.txt");
+
+    host.banger_ok(&[
+        "vm", "create", "--image", "tiny", "--nat", "--name", "natty",
+    ]);
+    let address = address_of(&host, "natty");
+    assert_eq!(lab.nat_rules(&address).len(), 1, "{}", lab.ruleset());
+
+    // busybox's `wget -T` crashes in this busybox build; `timeout` bounds it instead.
+    let fetched = host.banger_ok(&[
+        "vm", "exec", "natty", "--", "timeout", "20", "wget", "-q", "-O", "-", &url,
+    ]);
+    assert_eq!(fetched.trim(), "banger-ok");
+    let log = lab.http_log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&format!("{UPLINK_HOST_IP} ")) && l.contains("GET /marker.txt")),
+        "the server did not see the masqueraded address {UPLINK_HOST_IP}:\n{log}"
+    );
+    assert!(
+        !log.contains(&address),
+        "the guest address leaked past NAT:\n{log}"
+    );
+
+    // A guest without --nat cannot get out.
+    let blocked = host.banger(&[
+        "vm", "run", "--rm", "--image", "tiny", "--", "timeout", "5", "wget", "-q", "-O", "-", &url,
+    ]);
+    assert_ne!(
+        blocked.status.code(),
+        Some(0),
+        "a guest without NAT reached the internet: {}",
+        String::from_utf8_lossy(&blocked.stdout)
+    );
+
+    host.banger_ok(&["vm", "stop", "natty"]);
+    assert_eq!(lab.rules_mentioning(&address), 0, "{}", lab.ruleset());
+    let shown = host.banger_json(&["vm", "show", "natty"]);
+    assert!(
+        shown["address"].is_null(),
+        "a stopped VM shows an address: {shown}"
+    );
+
+    host.banger_ok(&["vm", "start", "natty"]);
+    assert_eq!(address_of(&host, "natty"), address, "the VM kept its lease");
+    assert_eq!(lab.nat_rules(&address).len(), 1, "{}", lab.ruleset());
+
+    host.banger_ok(&["vm", "restart", "natty"]);
+    assert_eq!(lab.nat_rules(&address).len(), 1, "{}", lab.ruleset());
+
+    host.banger_ok(&["vm", "delete", "--force", "natty"]);
+    assert_eq!(lab.rules_mentioning(&address), 0, "{}", lab.ruleset());
+    let taps = run(Command::new("ip").args(["-n", &lab.ns, "-o", "link", "show", "type", "tun"]))?;
+    assert!(taps.trim().is_empty(), "taps left after delete: {taps}");
+    Ok(())
+}
+
+#[test]
+fn dns_ports_ssh_and_ssh_config() -> Result<()> {
+    if skip("dns_ports_ssh_and_ssh_config") {
+        return Ok(());
+    }
+    let (lab, host) = lab_and_host()?;
+    host.banger_ok(&["vm", "create", "--image", "tiny", "--name", "web"]);
+    let address = address_of(&host, "web");
+
+    let answer = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.ns,
+        "dig",
+        &format!("@{BRIDGE_IP}"),
+        "-p",
+        DNS_PORT,
+        "web.vm",
+        "+short",
+        "+time=2",
+        "+tries=3",
+    ]))?;
+    assert_eq!(answer.trim(), address, "dig answered {answer:?}");
+
+    let ports = host.banger_ok(&["vm", "ports", "web"]);
+    assert!(ports.contains("web.vm:22"), "vm ports:\n{ports}");
+
+    let started = Instant::now();
+    let hi = host.banger_ok(&["vm", "ssh", "web", "--", "echo", "hi"]);
+    let ssh_time = started.elapsed();
+    assert_eq!(hi.trim(), "hi");
+    let known_hosts = std::fs::read_to_string(host.root().join("config/ssh/known_hosts"))?;
+    assert!(
+        known_hosts
+            .lines()
+            .any(|l| l.contains("web.vm") && l.contains("ssh-ed25519")),
+        "known_hosts:\n{known_hosts}"
+    );
+    let started = Instant::now();
+    let exec_hi = host.banger_ok(&["vm", "exec", "web", "--", "echo", "hi"]);
+    let exec_time = started.elapsed();
+    assert_eq!(exec_hi.trim(), "hi");
+    eprintln!("round trip: vm ssh {ssh_time:?}, vm exec {exec_time:?}");
+
+    // ssh-config round trip on a seeded config in the isolated HOME.
+    let ssh_dir = host.root().join("home/.ssh");
+    std::fs::create_dir_all(&ssh_dir)?;
+    let config = ssh_dir.join("config");
+    let seeded = "Host example\n    User bob\n";
+    std::fs::File::create(&config)?.write_all(seeded.as_bytes())?;
+    host.banger_ok(&["ssh-config", "--install"]);
+    let installed = std::fs::read_to_string(&config)?;
+    assert!(installed.contains("Include"), "{installed}");
+    assert!(installed.ends_with(seeded), "{installed}");
+    // Plain ssh with that config reaches the VM, with strict host key checking.
+    let plain = run(host
+        .command("ssh")
+        .args(["-F"])
+        .arg(&config)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &format!("HostName={address}"),
+            "web.vm",
+            "echo",
+            "plain",
+        ])
+        .env("HOME", host.root().join("home")))?;
+    assert_eq!(plain.trim(), "plain");
+    host.banger_ok(&["ssh-config", "--uninstall"]);
+    assert_eq!(std::fs::read_to_string(&config)?, seeded);
+    assert!(!ssh_dir.join("banger_config").exists());
+
+    host.banger_ok(&["vm", "delete", "--force", "web"]);
+    wait_for("the name to disappear", Duration::from_secs(10), || {
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &lab.ns,
+            "dig",
+            &format!("@{BRIDGE_IP}"),
+            "-p",
+            DNS_PORT,
+            "web.vm",
+            "+short",
+            "+time=1",
+            "+tries=1",
+        ]))
+        .is_ok_and(|a| a.trim().is_empty())
+    })?;
+    Ok(())
+}

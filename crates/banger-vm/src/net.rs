@@ -1,0 +1,195 @@
+//! Guest networking in the lifecycle: a booting VM gets its leased address, a tap (with
+//! NAT when asked) through the root helper, and a `.vm` name; a VM that stops, is killed,
+//! exits or is deleted loses its tap, NAT rules and name but keeps its lease, so it comes
+//! back on the same address. Without a reachable helper, VMs boot without a NIC.
+//!
+//! After the agent answers, the guest's ssh host key is read through the agent and
+//! recorded in banger's known_hosts, so `vm ssh` checks it strictly from the first use.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use banger_dns::StaticNames;
+use banger_model::VmRecord;
+use banger_net::{AttachRequest, NetAttachment, NetError, Network};
+use banger_proto::agent::ExecRequest;
+use banger_proto::agent_client::AgentClient;
+
+use crate::error::{VmError, chain};
+use crate::service::{VmService, now};
+
+/// How long the guest may take to produce its ssh host key after the agent is up
+/// (Debian's `ssh-keygen -A` runs as a boot service).
+const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Prints the guest's ed25519 host public key: OpenSSH's file once the boot service has
+/// written it, or dropbear's key (generated now if dropbear has not made it yet).
+const HOST_KEY_SCRIPT: &str = r#"i=0
+while [ "$i" -lt 600 ]; do
+  if [ -s /etc/ssh/ssh_host_ed25519_key.pub ]; then
+    cat /etc/ssh/ssh_host_ed25519_key.pub; exit 0
+  fi
+  if command -v dropbearkey >/dev/null 2>&1 && ! command -v sshd >/dev/null 2>&1; then
+    f=/etc/dropbear/dropbear_ed25519_host_key
+    mkdir -p /etc/dropbear
+    [ -s "$f" ] || dropbearkey -t ed25519 -f "$f" >/dev/null 2>&1
+    dropbearkey -y -f "$f"; exit $?
+  fi
+  i=$((i+1)); sleep 0.1 2>/dev/null || sleep 1
+done
+echo "no ssh host key appeared" >&2; exit 1
+"#;
+
+impl VmService {
+    /// Turns guest networking on (`Some`) or off. The daemon calls this at startup once
+    /// it knows whether the helper answers.
+    pub fn set_network(&self, network: Option<Arc<Network>>) {
+        *self.network.write().unwrap_or_else(|p| p.into_inner()) = network;
+    }
+
+    pub fn network(&self) -> Option<Arc<Network>> {
+        self.network
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `<name>` -> address of every running VM with a network, for the DNS responder.
+    pub fn names(&self) -> Arc<StaticNames> {
+        Arc::clone(&self.names)
+    }
+
+    /// Leases the VM's address (its previous one when possible) and records it, under a
+    /// lock so two booting VMs never pick the same one.
+    fn lease_address(&self, network: &Network, vm: &VmRecord) -> Result<Ipv4Addr, VmError> {
+        let _guard = self.lease_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let leases = self.with_store(|s| s.list_leases())?;
+        let previous = leases
+            .iter()
+            .find(|lease| lease.vm_id == vm.id)
+            .map(|lease| lease.ipv4);
+        let taken: HashSet<Ipv4Addr> = leases
+            .iter()
+            .filter(|lease| lease.vm_id != vm.id)
+            .map(|lease| lease.ipv4)
+            .collect();
+        let ip = network.lease(&taken, previous)?;
+        let at = now();
+        self.with_store(|s| s.set_lease(&vm.id, ip, &at))?;
+        Ok(ip)
+    }
+
+    /// Sets up the VM's network for a boot. `None` when networking is off or the helper
+    /// is unreachable (the VM then boots without a NIC).
+    pub(crate) async fn attach_network(
+        &self,
+        vm: &VmRecord,
+    ) -> Result<Option<NetAttachment>, VmError> {
+        let Some(network) = self.network() else {
+            return Ok(None);
+        };
+        let ip = self.lease_address(&network, vm)?;
+        let taken = HashSet::new();
+        let request = AttachRequest {
+            vm_id: &vm.id,
+            nat: vm.nat,
+            taken: &taken,
+            previous: Some(ip),
+        };
+        match network.attach(request).await {
+            Ok(attachment) => Ok(Some(attachment)),
+            Err(NetError::Helper { source, .. } | NetError::HelperUnavailable(source))
+                if source.is_unreachable() =>
+            {
+                tracing::warn!(
+                    vm = %vm.name,
+                    error = %chain(&source),
+                    "banger-helper is unreachable; booting without a network"
+                );
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Removes the VM's tap, NAT rules and name; keeps its lease. Best effort: a failure
+    /// is logged, and the next detach (or the helper's idempotent ops) finishes the job.
+    pub(crate) async fn detach_network(&self, vm: &VmRecord) {
+        self.names.remove(vm.name.as_str());
+        let Some(network) = self.network() else {
+            return;
+        };
+        let lease = match self.with_store(|s| s.get_lease(&vm.id)) {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot read the VM's lease");
+                return;
+            }
+        };
+        if let Err(error) = network.detach(&vm.id, lease.ipv4, vm.nat).await {
+            tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot remove the VM's network");
+        }
+    }
+
+    /// Publishes a running VM's name, and records its ssh host key (when banger has a
+    /// keypair installed in guests). A host key that cannot be read is logged: the VM
+    /// works, only `vm ssh` will refuse the unknown key.
+    pub(crate) async fn announce(&self, vm: &VmRecord, address: Ipv4Addr, agent: &AgentClient) {
+        self.names.insert(vm.name.as_str(), address);
+        if self.cfg.authorized_keys.is_none() {
+            return;
+        }
+        match read_host_key(agent).await {
+            Ok(key) => {
+                let known = banger_ssh::KnownHosts::new(&self.cfg.dirs.config);
+                let patterns = banger_ssh::host_patterns(vm.name.as_str(), &address.to_string());
+                if let Err(error) = known.record(&patterns, &key) {
+                    tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot record the host key");
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(vm = %vm.name, %reason, "cannot read the guest's ssh host key")
+            }
+        }
+    }
+
+    /// Re-publishes the names of running VMs after a daemon restart.
+    pub(crate) fn republish(&self, vm: &VmRecord) {
+        if let Some(address) = vm
+            .runtime
+            .address
+            .as_deref()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+        {
+            self.names.insert(vm.name.as_str(), address);
+        }
+    }
+}
+
+/// Reads the guest's host public key line through the agent.
+async fn read_host_key(agent: &AgentClient) -> Result<String, String> {
+    let request = ExecRequest {
+        argv: vec!["/bin/sh".into(), "-c".into(), HOST_KEY_SCRIPT.into()],
+        ..Default::default()
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let run = agent.exec(request, |stream, bytes| match stream {
+        banger_proto::agent::Stream::Stdout => stdout.extend_from_slice(bytes),
+        banger_proto::agent::Stream::Stderr => stderr.extend_from_slice(bytes),
+    });
+    let code = tokio::time::timeout(HOST_KEY_TIMEOUT, run)
+        .await
+        .map_err(|_| format!("no host key within {}s", HOST_KEY_TIMEOUT.as_secs()))?
+        .map_err(|e| chain(&e))?;
+    if code != 0 {
+        return Err(format!(
+            "exit {code}: {}",
+            String::from_utf8_lossy(&stderr).trim()
+        ));
+    }
+    banger_ssh::parse_host_public_key(&String::from_utf8_lossy(&stdout)).map_err(|e| chain(&e))
+}
