@@ -87,7 +87,19 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("xtask: --fast: skipping the real-guest profile");
     } else {
         // The e2e tests drive the real binaries.
-        run(root, "cargo", &["build", "-p", "banger", "-p", "bangerd"])?;
+        run(
+            root,
+            "cargo",
+            &[
+                "build",
+                "-p",
+                "banger",
+                "-p",
+                "bangerd",
+                "-p",
+                "banger-helper",
+            ],
+        )?;
         run(
             root,
             "cargo",
