@@ -23,6 +23,9 @@ struct Bench {
     bin: PathBuf,
     dir: PathBuf,
     daemon: Option<Child>,
+    /// When set, the daemon and every CLI call run in this network namespace.
+    netns: Option<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Bench {
@@ -55,10 +58,26 @@ impl Bench {
             ),
             ("NO_COLOR".into(), "1".into()),
         ]
+        .into_iter()
+        .chain(self.extra_env.iter().cloned())
+        .collect()
+    }
+
+    /// `program` as a command, inside the bench's namespace when it has one.
+    fn command(&self, program: &Path) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
     }
 
     fn banger(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(self.bin.join("banger"))
+        let out = self
+            .command(&self.bin.join("banger"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -84,7 +103,8 @@ impl Bench {
 
     fn start_daemon(&mut self) -> Result<u32> {
         let log = std::fs::File::create(self.dir.join("bangerd.log"))?;
-        let child = Command::new(self.bin.join("bangerd"))
+        let child = self
+            .command(&self.bin.join("bangerd"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env())
@@ -102,6 +122,15 @@ impl Bench {
             std::thread::park_timeout(Duration::from_millis(50));
         }
         Ok(pid)
+    }
+}
+
+impl Bench {
+    fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -148,7 +177,16 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
     crate::run(
         root,
         "cargo",
-        &["build", "--release", "-p", "banger", "-p", "bangerd"],
+        &[
+            "build",
+            "--release",
+            "-p",
+            "banger",
+            "-p",
+            "bangerd",
+            "-p",
+            "banger-helper",
+        ],
     )?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
@@ -160,6 +198,8 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
         bin: root.join("target/release"),
         dir,
         daemon: None,
+        netns: None,
+        extra_env: Vec::new(),
     };
     let daemon_pid = bench.start_daemon()?;
     let idle_rss = rss_kib(daemon_pid)?;
@@ -174,6 +214,7 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
     let mut create = Vec::new();
     let mut start = Vec::new();
     let mut manual = Vec::new();
+    let mut run_rm = Vec::new();
     for round in 0..ROUNDS {
         let name = format!("bench-{round}");
         let t = Instant::now();
@@ -197,9 +238,12 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
         bench.banger(&["vm", "stop", &name])?;
         manual.push(runtime.block_on(manual_launch(&bench.dir, &id, &args))?);
         bench.banger(&["vm", "delete", &name])?;
+        let t = Instant::now();
+        bench.banger(&["vm", "run", "--image", "tiny", "--rm", "--", "true"])?;
+        run_rm.push(t.elapsed().as_secs_f64());
         eprintln!(
-            "bench: round {round}: create {:.2}s, start {:.2}s, by hand {:.2}s",
-            create[round], start[round], manual[round]
+            "bench: round {round}: create {:.2}s, start {:.2}s, by hand {:.2}s, run --rm {:.2}s",
+            create[round], start[round], manual[round], run_rm[round]
         );
     }
 
@@ -217,6 +261,8 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
     bench.banger(&["vm", "delete", "--force", "bench-exec"])?;
 
     let provisioning = runtime.block_on(provisioning(&bench.dir))?;
+    let network = network_phase(&mut bench)?;
+    let dns = dns_bench(root)?;
 
     let mut manual_sorted = manual.clone();
     let manual_median = median(&mut manual_sorted);
@@ -266,6 +312,13 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
         report.push_str(&format!("| {size} | {method} | {secs:.3} |\n"));
     }
     report.push_str("\nOn a filesystem with reflinks (XFS, btrfs) the copy is a reflink and costs the same at every size; on ext4 (CI) it is a sparse copy whose cost follows the allocated data, not the apparent size.\n");
+    let run_rm_median = median(&mut run_rm.clone());
+    report.push_str(&format!(
+        "\n## `vm run --rm -- true` vs booting the same guest by hand (tiny, median of 3)\n\n| what | seconds |\n| --- | --- |\n| `banger vm run --image tiny --rm -- true` (create, boot, run, delete; whole CLI) | {run_rm_median:.2} |\n| the same QEMU command line by hand to the agent's first answer (above) | {manual_median:.2} |\n\nOverhead: **{:+.1}%** (target: <= 20%). Raw: {run_rm:.2?}.\n",
+        (run_rm_median / manual_median - 1.0) * 100.0
+    ));
+    report.push_str(&network);
+    report.push_str(&dns);
     std::fs::write(root.join("BENCHMARKS.md"), report)?;
     eprintln!("bench: wrote BENCHMARKS.md");
     Ok(())
@@ -397,4 +450,162 @@ async fn provisioning(dir: &Path) -> Result<Vec<(String, String, f64)>> {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(rows)
+}
+
+/// The daemon and the root helper inside a network namespace made for the bench, so
+/// guests get a NIC: `vm exec` vs `vm ssh` round trips, and `vm run --rm -- true` with
+/// networking. Returns the report section.
+fn network_phase(bench: &mut Bench) -> Result<String> {
+    if nix_is_root().is_none() {
+        return Ok("\n## Guest access over the network\n\nNot measured: needs root (network namespace and banger-helper).\n".into());
+    }
+    bench.stop_daemon();
+    let ns = format!("bgbench-{}", std::process::id());
+    let netns = NetnsGuard::new(&ns)?;
+    let socket = bench.dir.join("helper.sock");
+    let uid = nix_is_root().unwrap_or(0).to_string();
+    let helper_log = std::fs::File::create(bench.dir.join("helper.log"))?;
+    let mut helper = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(bench.bin.join("banger-helper"))
+        .args(["--owner-uid", &uid, "--state-dir"])
+        .arg(bench.dir.join("state"))
+        .arg("--runtime-dir")
+        .arg(bench.dir.join("run"))
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(helper_log.try_clone()?)
+        .stderr(helper_log)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if Instant::now() > deadline {
+            let _ = helper.kill();
+            bail!("banger-helper did not listen");
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    bench.netns = Some(ns.clone());
+    bench.extra_env = vec![("BANGER_HELPER_SOCKET".into(), socket.display().to_string())];
+    let result = (|| -> Result<String> {
+        bench.start_daemon()?;
+        let mut run_net = Vec::new();
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            bench.banger(&["vm", "run", "--image", "tiny", "--rm", "--", "true"])?;
+            run_net.push(t.elapsed().as_secs_f64());
+        }
+        bench.banger(&["vm", "create", "--image", "tiny", "--name", "bench-net"])?;
+        let address = bench.json(&["vm", "show", "bench-net"])?["address"]
+            .as_str()
+            .unwrap_or("-")
+            .to_string();
+        // The first ssh records nothing new (the host key is known) but warms the caches.
+        bench.banger(&["vm", "ssh", "bench-net", "--", "true"])?;
+        let mut exec = Vec::new();
+        let mut ssh = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            bench.banger(&["vm", "exec", "bench-net", "--", "true"])?;
+            exec.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            bench.banger(&["vm", "ssh", "bench-net", "--", "true"])?;
+            ssh.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        bench.banger(&["vm", "delete", "--force", "bench-net"])?;
+        Ok(format!(
+            "\n## Guest access over the network (daemon and banger-helper in a network namespace; guest {address})\n\n| what | median | p90 |\n| --- | --- | --- |\n| `banger vm exec VM -- true` (agent, virtio-serial) | {:.0} ms | {:.0} ms |\n| `banger vm ssh VM -- true` (OpenSSH to the guest's dropbear) | {:.0} ms | {:.0} ms |\n| `banger vm run --image tiny --rm -- true` with a NIC (tap from the helper) | {:.2} s | |\n\nRaw `vm run` with a NIC: {run_net:.2?}.\n",
+            median(&mut exec.clone()),
+            percentile(&mut exec.clone(), 0.9),
+            median(&mut ssh.clone()),
+            percentile(&mut ssh.clone(), 0.9),
+            median(&mut run_net.clone()),
+        ))
+    })();
+    bench.stop_daemon();
+    bench.netns = None;
+    let _ = helper.kill();
+    let _ = helper.wait();
+    drop(netns);
+    result
+}
+
+/// The effective uid when it is root (0), for the helper's `--owner-uid`.
+fn nix_is_root() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    (uid == 0).then_some(uid)
+}
+
+/// A network namespace that is deleted when dropped.
+struct NetnsGuard(String);
+
+impl NetnsGuard {
+    fn new(name: &str) -> Result<NetnsGuard> {
+        let _ = Command::new("ip").args(["netns", "delete", name]).status();
+        if !Command::new("ip")
+            .args(["netns", "add", name])
+            .status()?
+            .success()
+        {
+            bail!("cannot create network namespace {name}");
+        }
+        let _ = Command::new("ip")
+            .args(["-n", name, "link", "set", "lo", "up"])
+            .status();
+        Ok(NetnsGuard(name.to_string()))
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// The `.vm` DNS responder under load over loopback (banger-dns's bench example).
+fn dns_bench(root: &Path) -> Result<String> {
+    let mut rows = String::new();
+    for clients in ["1", "2"] {
+        let out = Command::new("cargo")
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "banger-dns",
+                "--example",
+                "dns_bench",
+                "--",
+            ])
+            .args(["--clients", clients, "--json"])
+            .current_dir(root)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            bail!("dns_bench failed");
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        let value: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("{}"))?;
+        rows.push_str(&format!(
+            "| {clients} | {} | {:.0} | {:.1} | {:.1} | {} |\n",
+            value["answered"],
+            value["qps"].as_f64().unwrap_or(0.0),
+            value["p50_us"].as_f64().unwrap_or(0.0),
+            value["p99_us"].as_f64().unwrap_or(0.0),
+            value["lost"]
+        ));
+    }
+    Ok(format!(
+        "\n## `.vm` DNS responder (`cargo run --release -p banger-dns --example dns_bench -- --clients N --json`)\n\nA queries over loopback, each client waiting for its answer.\n\n| clients | answered | queries/s | p50 us | p99 us | lost |\n| --- | --- | --- | --- | --- | --- |\n{rows}"
+    ))
 }
