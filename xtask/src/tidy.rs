@@ -50,8 +50,12 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // The CLI talks to the daemon only; doctor's host checks run locally so that `banger
-    // doctor` works while the daemon is down (documented in ARCHITECTURE.md).
-    ("banger", &["banger-api", "banger-model", "banger-doctor"]),
+    // doctor` works while the daemon is down (documented in ARCHITECTURE.md); banger-ssh
+    // gives it the ssh argv and config block.
+    (
+        "banger",
+        &["banger-api", "banger-model", "banger-doctor", "banger-ssh"],
+    ),
     ("banger-helper", &["banger-proto", "banger-sys"]),
     ("banger-agent", &["banger-proto", "banger-sys"]),
 ];

@@ -526,22 +526,31 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
     let installed = std::fs::read_to_string(&config)?;
     assert!(installed.contains("Include"), "{installed}");
     assert!(installed.ends_with(seeded), "{installed}");
-    // Plain ssh with that config reaches the VM, with strict host key checking.
+    // Plain `ssh web.vm` with that config reaches the VM, with strict host key checking,
+    // though nothing on this host resolves `.vm`: the block's ProxyCommand (`banger
+    // ssh-proxy`) finds the VM through the daemon.
     let plain = run(host
         .command("ssh")
         .args(["-F"])
         .arg(&config)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            &format!("HostName={address}"),
-            "web.vm",
-            "echo",
-            "plain",
-        ])
-        .env("HOME", host.root().join("home")))?;
+        .args(["-o", "BatchMode=yes", "web.vm", "echo", "plain"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(host.env()))?;
     assert_eq!(plain.trim(), "plain");
+    // A name that is only a prefix of a VM's is not that VM.
+    let prefix = host
+        .command("ssh")
+        .args(["-F"])
+        .arg(&config)
+        .args(["-o", "BatchMode=yes", "we.vm", "true"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(host.env())
+        .output()?;
+    assert!(!prefix.status.success());
+    let stderr = String::from_utf8_lossy(&prefix.stderr);
+    assert!(stderr.contains("no VM is named `we`"), "{stderr}");
     host.banger_ok(&["ssh-config", "--uninstall"]);
     assert_eq!(std::fs::read_to_string(&config)?, seeded);
     assert!(!ssh_dir.join("banger_config").exists());

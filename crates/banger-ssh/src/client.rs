@@ -71,7 +71,10 @@ pub fn ssh_args(target: &SshTarget) -> Vec<String> {
 
 /// The `Host *.vm` block that makes plain `ssh <name>.vm` use banger's key and
 /// known_hosts file. The CLI's `ssh-config` command writes it into the user's config.
-pub fn ssh_config_block(config_dir: &Path) -> String {
+/// `banger` is the CLI's own path: its hidden `ssh-proxy` command is the block's
+/// `ProxyCommand`, which finds the VM through the daemon, so the block works whether or
+/// not the host resolves `.vm` names. ssh still checks host keys under `<name>.vm`.
+pub fn ssh_config_block(config_dir: &Path, banger: &Path) -> String {
     let paths = SshPaths::new(config_dir);
     format!(
         "Host *{VM_DOMAIN}\n    \
@@ -79,10 +82,28 @@ pub fn ssh_config_block(config_dir: &Path) -> String {
          IdentityFile {}\n    \
          UserKnownHostsFile {}\n    \
          StrictHostKeyChecking yes\n    \
-         IdentitiesOnly yes\n",
+         IdentitiesOnly yes\n    \
+         ProxyCommand {} ssh-proxy %h %p\n",
         quote(&paths.identity_file.display().to_string()),
         quote(&paths.known_hosts_file.display().to_string()),
+        proxy_program(&banger.display().to_string()),
     )
+}
+
+/// A program path for `ProxyCommand`, whose text goes to the user's shell as it is
+/// (after ssh expands `%` tokens): shell-quoted when it has anything beyond plain path
+/// characters, and with `%` doubled so ssh leaves it alone.
+fn proxy_program(path: &str) -> String {
+    let plain = !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+'));
+    let quoted = if plain {
+        path.to_string()
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''"))
+    };
+    quoted.replace('%', "%%")
 }
 
 /// ssh splits option values (in `-o` and in config files) like a shell would: values
@@ -165,13 +186,33 @@ mod tests {
     #[test]
     fn config_block() {
         assert_eq!(
-            ssh_config_block(Path::new("/home/u/.config/banger")),
+            ssh_config_block(
+                Path::new("/home/u/.config/banger"),
+                Path::new("/usr/local/bin/banger")
+            ),
             "Host *.vm\n    User root\n    IdentityFile /home/u/.config/banger/ssh/id_ed25519\n    \
              UserKnownHostsFile /home/u/.config/banger/ssh/known_hosts\n    \
-             StrictHostKeyChecking yes\n    IdentitiesOnly yes\n"
+             StrictHostKeyChecking yes\n    IdentitiesOnly yes\n    \
+             ProxyCommand /usr/local/bin/banger ssh-proxy %h %p\n"
         );
-        let spaced = ssh_config_block(Path::new("/home/a b/banger"));
+        let spaced = ssh_config_block(Path::new("/home/a b/banger"), Path::new("/a b/banger"));
         assert!(spaced.contains("IdentityFile \"/home/a b/banger/ssh/id_ed25519\"\n"));
+        assert!(spaced.contains("ProxyCommand '/a b/banger' ssh-proxy %h %p\n"));
+    }
+
+    #[test]
+    fn proxy_program_quoting() {
+        let cases = [
+            ("/usr/bin/banger", "/usr/bin/banger"),
+            ("/opt/banger-1.0/bin/banger", "/opt/banger-1.0/bin/banger"),
+            ("/a b/banger", "'/a b/banger'"),
+            ("/it's/banger", "'/it'\\''s/banger'"),
+            ("/100%/banger", "'/100%%/banger'"),
+            ("/$HOME/banger", "'/$HOME/banger'"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(proxy_program(input), expected, "{input}");
+        }
     }
 
     #[test]

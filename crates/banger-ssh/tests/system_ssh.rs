@@ -170,7 +170,11 @@ async fn ssh_accepts_the_arguments_and_the_config_block() {
     }
 
     let block_file = dir.path().join("banger_config");
-    std::fs::write(&block_file, ssh_config_block(&config_dir)).unwrap();
+    std::fs::write(
+        &block_file,
+        ssh_config_block(&config_dir, Path::new("/opt/my tools/banger")),
+    )
+    .unwrap();
     let config = effective_config(&["-G", "-F", path_str(&block_file), "web.vm"])
         .await
         .unwrap();
@@ -184,6 +188,7 @@ async fn ssh_accepts_the_arguments_and_the_config_block() {
             "userknownhostsfile {}",
             ssh_dir.join("known_hosts").display()
         ),
+        "proxycommand '/opt/my tools/banger' ssh-proxy %h %p".to_string(),
     ] {
         assert!(
             config.contains(&expected),
@@ -194,6 +199,7 @@ async fn ssh_accepts_the_arguments_and_the_config_block() {
         .await
         .unwrap();
     assert!(!other.contains(&"hostkeyalias web.vm".to_string()));
+    assert!(!other.iter().any(|l| l.starts_with("proxycommand")));
     assert!(
         !other
             .iter()

@@ -7,8 +7,8 @@
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    completion, doctor, image, kernel, ping, ssh_config, system, vm_exec, vm_lifecycle, vm_list,
-    vm_logs, vm_run, vm_set, vm_show, vm_ssh, workspace,
+    completion, doctor, image, kernel, ping, ssh_config, ssh_proxy, system, vm_exec, vm_lifecycle,
+    vm_list, vm_logs, vm_run, vm_set, vm_show, vm_ssh, workspace,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -66,6 +66,8 @@ pub enum Command {
     #[command(subcommand)]
     Kernel(KernelCommand),
     SshConfig(ssh_config::SshConfigArgs),
+    #[command(hide = true)]
+    SshProxy(ssh_proxy::SshProxyArgs),
     #[command(subcommand)]
     System(SystemCommand),
     Doctor(doctor::DoctorArgs),

@@ -20,21 +20,22 @@ pub struct Layout {
     pub user_config: PathBuf,
     /// `~/.ssh/banger_config`.
     pub banger_config: PathBuf,
-    /// banger's private key for guests.
-    pub identity: PathBuf,
-    /// banger's known_hosts file for guests.
-    pub known_hosts: PathBuf,
+    /// banger's config directory (its ssh key and known_hosts file are under it).
+    pub config_dir: PathBuf,
+    /// The `banger` program, for the block's `ProxyCommand`.
+    pub banger: PathBuf,
 }
 
 impl Layout {
-    /// The layout for a home directory and banger's config directory.
-    pub fn new(home: &Path, config_dir: &Path) -> Layout {
+    /// The layout for a home directory, banger's config directory and the path of the
+    /// `banger` program.
+    pub fn new(home: &Path, config_dir: &Path, banger: &Path) -> Layout {
         let ssh = home.join(".ssh");
         Layout {
             user_config: ssh.join("config"),
             banger_config: ssh.join("banger_config"),
-            identity: config_dir.join("ssh").join("id_ed25519"),
-            known_hosts: config_dir.join("ssh").join("known_hosts"),
+            config_dir: config_dir.to_path_buf(),
+            banger: banger.to_path_buf(),
         }
     }
 
@@ -42,15 +43,8 @@ impl Layout {
     pub fn banger_block(&self) -> String {
         format!(
             "# Written by `banger ssh-config --install`; removed by `--uninstall`.\n\
-             # Lets `ssh <vm>.vm` reach banger's VMs with banger's own key.\n\
-             Host *.vm\n    \
-             User root\n    \
-             IdentityFile {}\n    \
-             UserKnownHostsFile {}\n    \
-             StrictHostKeyChecking yes\n    \
-             IdentitiesOnly yes\n",
-            quote(&self.identity),
-            quote(&self.known_hosts),
+             # Lets `ssh <vm>.vm` reach banger's VMs with banger's own key.\n{}",
+            banger_ssh::ssh_config_block(&self.config_dir, &self.banger)
         )
     }
 
@@ -183,7 +177,11 @@ mod tests {
     use super::*;
 
     fn layout() -> Layout {
-        Layout::new(Path::new("/home/u"), Path::new("/home/u/.config/banger"))
+        Layout::new(
+            Path::new("/home/u"),
+            Path::new("/home/u/.config/banger"),
+            Path::new("/usr/bin/banger"),
+        )
     }
 
     const HEAD: &str = "# Added by `banger ssh-config --install`; removed by `--uninstall`.\n\
@@ -292,7 +290,11 @@ mod tests {
 
     #[test]
     fn paths_with_spaces_are_quoted() {
-        let layout = Layout::new(Path::new("/home/a b"), Path::new("/c d/banger"));
+        let layout = Layout::new(
+            Path::new("/home/a b"),
+            Path::new("/c d/banger"),
+            Path::new("/usr/bin/banger"),
+        );
         assert_eq!(
             layout.include_line(),
             "Include \"/home/a b/.ssh/banger_config\""

@@ -8,6 +8,7 @@ pub mod image;
 pub mod kernel;
 pub mod ping;
 pub mod ssh_config;
+pub mod ssh_proxy;
 pub mod system;
 pub mod vm_exec;
 pub mod vm_lifecycle;
@@ -76,6 +77,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             KernelCommand::Delete(args) => kernel::delete(ctx, args).await,
         }),
         Command::SshConfig(args) => done(ssh_config::run(ctx, args)),
+        Command::SshProxy(args) => ssh_proxy::run(ctx, args).await,
         Command::System(command) => done(match command {
             SystemCommand::Install(_) => system::not_yet("install"),
             SystemCommand::Status(_) => system::not_yet("status"),

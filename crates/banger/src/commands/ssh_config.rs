@@ -49,7 +49,10 @@ pub fn run(ctx: &Ctx, args: SshConfigArgs) -> Result<(), CliError> {
             None,
         ));
     };
-    let layout = Layout::new(Path::new(&home), &ctx.dirs()?.config);
+    let banger = std::env::current_exe()
+        .map_err(|err| anyhow::Error::new(err).context("cannot find the banger program's path"))
+        .map_err(CliError::Local)?;
+    let layout = Layout::new(Path::new(&home), &ctx.dirs()?.config, &banger);
     if !args.install && !args.uninstall {
         render::note(&format!(
             "add this to your ssh config, or run `banger ssh-config --install` to include it \
@@ -174,7 +177,11 @@ mod tests {
     /// install, install again, uninstall on a real (temporary) home directory.
     fn round_trip(original: Option<&[u8]>) {
         let home = tempfile::tempdir().unwrap();
-        let layout = Layout::new(home.path(), &home.path().join(".config/banger"));
+        let layout = Layout::new(
+            home.path(),
+            &home.path().join(".config/banger"),
+            Path::new("/usr/bin/banger"),
+        );
         if let Some(bytes) = original {
             std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
             std::fs::write(&layout.user_config, bytes).unwrap();
@@ -224,7 +231,11 @@ mod tests {
     #[test]
     fn a_symlinked_config_stays_a_symlink_and_keeps_its_mode() {
         let home = tempfile::tempdir().unwrap();
-        let layout = Layout::new(home.path(), &home.path().join(".config/banger"));
+        let layout = Layout::new(
+            home.path(),
+            &home.path().join(".config/banger"),
+            Path::new("/usr/bin/banger"),
+        );
         std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
         let real = home.path().join("dotfiles-ssh-config");
         std::fs::write(&real, b"Host a\n").unwrap();

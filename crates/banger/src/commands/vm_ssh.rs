@@ -43,19 +43,17 @@ pub async fn ssh(ctx: &Ctx, args: SshArgs) -> Result<ExitCode, CliError> {
     session(&target, &args.args).await
 }
 
-/// The arguments for `ssh` (without the program name).
+/// The arguments for `ssh` (without the program name): banger's key, known_hosts file
+/// and host key alias `<name>.vm`, then the destination, then `extra`.
 pub fn ssh_argv(target: &SshTarget, extra: &[String]) -> Vec<String> {
-    let mut argv = vec![
-        "-i".to_string(),
-        target.identity_file.clone(),
-        "-o".to_string(),
-        format!("UserKnownHostsFile={}", target.known_hosts_file),
-        "-o".to_string(),
-        "StrictHostKeyChecking=yes".to_string(),
-        "-o".to_string(),
-        "IdentitiesOnly=yes".to_string(),
-        format!("{}@{}", target.user, target.address),
-    ];
+    let target = banger_ssh::SshTarget {
+        address: target.address.clone(),
+        user: target.user.clone(),
+        identity_file: target.identity_file.clone().into(),
+        known_hosts_file: target.known_hosts_file.clone().into(),
+        host_alias: banger_ssh::vm_host_name(&target.name),
+    };
+    let mut argv = banger_ssh::ssh_args(&target);
     argv.extend(extra.iter().cloned());
     argv
 }
@@ -99,13 +97,15 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (
                 &[],
-                "-i /c/ssh/id_ed25519 -o UserKnownHostsFile=/c/ssh/known_hosts \
-                 -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes root@10.0.0.2",
+                "-i /c/ssh/id_ed25519 -o IdentitiesOnly=yes \
+                 -o UserKnownHostsFile=/c/ssh/known_hosts -o StrictHostKeyChecking=yes \
+                 -o HostKeyAlias=web.vm -o LogLevel=ERROR root@10.0.0.2",
             ),
             (
                 &["sh", "-c", "exit 42"],
-                "-i /c/ssh/id_ed25519 -o UserKnownHostsFile=/c/ssh/known_hosts \
-                 -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes root@10.0.0.2 sh -c exit 42",
+                "-i /c/ssh/id_ed25519 -o IdentitiesOnly=yes \
+                 -o UserKnownHostsFile=/c/ssh/known_hosts -o StrictHostKeyChecking=yes \
+                 -o HostKeyAlias=web.vm -o LogLevel=ERROR root@10.0.0.2 sh -c exit 42",
             ),
         ];
         for (extra, expected) in cases {
