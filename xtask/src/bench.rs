@@ -57,6 +57,12 @@ impl Bench {
                     .to_string(),
             ),
             ("NO_COLOR".into(), "1".into()),
+            // Not a helper the user may have running at the default socket; the network
+            // phase starts its own and overrides this through `extra_env`.
+            (
+                "BANGER_HELPER_SOCKET".into(),
+                d.join("no-helper.sock").display().to_string(),
+            ),
         ]
         .into_iter()
         .chain(self.extra_env.iter().cloned())

@@ -27,7 +27,7 @@ pub fn check_vm_dns(resolved_run_dir: &Path, responder: SocketAddrV4) -> Check {
         format!(
             "point the `vm` domain at {ip} port {port} in your resolver (dnsmasq: \
              server=/vm/{ip}#{port}), or query it directly: dig -p {port} @{ip} NAME.vm; \
-             `banger vm ssh NAME` works either way"
+             `banger vm ssh NAME`, and `ssh NAME.vm` after `banger ssh-config --install`, work either way"
         ),
     )
 }

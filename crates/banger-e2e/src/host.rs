@@ -141,6 +141,14 @@ impl TestHost {
             ("BANGER_AGENT".into(), agent_binary().display().to_string()),
             ("NO_COLOR".into(), "1".into()),
             ("RUST_LOG".into(), "info".into()),
+            // A helper the user started (quickstart's, at the default socket) must not
+            // serve test daemons: they would share its bridge and address pool. Tests
+            // that want networking start their own and set this in `options.env`,
+            // which comes later and wins.
+            (
+                "BANGER_HELPER_SOCKET".into(),
+                root.join("no-helper.sock").display().to_string(),
+            ),
         ];
         env.extend(self.options.env.iter().cloned());
         env
@@ -247,6 +255,21 @@ impl TestHost {
                 tail(&self.daemon_log(), 40)
             ),
         }
+    }
+
+    /// Starts the CLI in the background with this host's environment, stdout and stderr
+    /// piped, for tests that signal it mid-command.
+    pub fn spawn_banger(&self, args: &[&str]) -> Child {
+        self.command(bin_dir().join("banger"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run banger")
     }
 
     /// Runs the CLI and fails with its output unless it exits 0; returns stdout.

@@ -1,6 +1,7 @@
 //! `vm exec` and `vm run` on a real tiny guest: exit codes pass through, argv arrives
 //! byte for byte without a shell, stdout and stderr stay separate, large output is not
-//! truncated, and `vm run --rm` exits with the command's code and leaves no VM.
+//! truncated, `vm run --rm` exits with the command's code and leaves no VM, and Ctrl-C
+//! stops the guest command (and `vm run --rm` still cleans up).
 
 use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text};
 
@@ -111,4 +112,84 @@ fn run_rm_exits_with_the_command_code_and_leaves_no_vm() {
     assert_eq!(exit_code(&out), Some(42), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "ran\n");
     host.assert_no_vm_left("after vm run --rm");
+}
+
+/// Starts `banger args...`, waits until the guest command printed `started`, then sends
+/// the CLI SIGINT (what Ctrl-C does) and returns its exit status and stderr.
+fn interrupt_after_start(host: &TestHost, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead as _, Read as _};
+    let mut child = host.spawn_banger(args);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the guest's output");
+    assert_eq!(line, "started\n", "banger {}", args.join(" "));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let status = child.wait().expect("wait for banger");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status, stderr)
+}
+
+#[test]
+fn ctrl_c_stops_the_guest_command_and_run_rm_cleans_up() {
+    if skip_unless_vm_capable("ctrl_c_stops_the_guest_command_and_run_rm_cleans_up") {
+        return;
+    }
+    let host = TestHost::start().unwrap();
+    host.create_vm(VM, &["--image", "tiny"]);
+
+    // `vm exec`: Ctrl-C ends the CLI, and the daemon stops the command in the guest.
+    let (status, stderr) = interrupt_after_start(
+        &host,
+        &[
+            "vm",
+            "exec",
+            VM,
+            "--",
+            "sh",
+            "-c",
+            "echo $$ > /tmp/long.pid; echo started; exec sleep 1000",
+        ],
+    );
+    assert!(!status.success(), "{stderr}");
+    let mut alive = true;
+    for _ in 0..50 {
+        let probe = host.exec(VM, &["sh", "-c", "kill -0 $(cat /tmp/long.pid)"]);
+        if exit_code(&probe) != Some(0) {
+            alive = false;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        !alive,
+        "the guest command outlived the interrupted `vm exec`"
+    );
+
+    // `vm run --rm`: Ctrl-C mid-command exits 130 and deletes the VM it made.
+    let (status, stderr) = interrupt_after_start(
+        &host,
+        &[
+            "vm",
+            "run",
+            "--image",
+            "tiny",
+            "--rm",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 1000",
+        ],
+    );
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(host.vm_names(), [VM], "only the first VM is left");
 }

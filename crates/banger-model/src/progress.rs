@@ -1,6 +1,10 @@
 //! How long operations report their stages. Services take a `&dyn ProgressSink`; the
 //! daemon's implementation turns calls into protocol events, tests record them.
 
+/// `vm create`'s first stage. Its `stage_done` detail is the VM's name: from then on the
+/// VM exists, and clients (an interrupted `vm run --rm`) may act on that name.
+pub const RESERVE_NAME_STAGE: &str = "reserve name";
+
 /// Receives the stages of a long operation as they start and finish.
 pub trait ProgressSink: Send + Sync {
     /// A stage (e.g. `resolve image`, `boot`) started.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use banger_model::progress::ProgressSink;
+use banger_model::progress::{ProgressSink, RESERVE_NAME_STAGE};
 use banger_model::{
     ByteSize, VmId, VmName, VmRecord, VmRuntime, VmSpec, VmState, generate_vm_name,
 };
@@ -77,12 +77,14 @@ impl VmService {
             .clone()
             .unwrap_or_else(|| banger_model::catalog::DEFAULT_IMAGE.to_string());
 
-        progress.stage_started("reserve name");
+        progress.stage_started(RESERVE_NAME_STAGE);
         let mut vm = self.reserve(name, spec, &image_name, &req).await?;
-        progress.stage_done("reserve name", Some(vm.name.as_str()));
-
+        // The VM's lock is taken before the name is announced: a client that deletes the
+        // VM as soon as it learns the name (`vm run --rm` on Ctrl-C) waits for this create
+        // to finish or fail instead of racing it.
         let lock = self.vm_lock(&vm.id);
         let _guard = lock.lock().await;
+        progress.stage_done(RESERVE_NAME_STAGE, Some(vm.name.as_str()));
         match self.finish_create(&mut vm, &req, progress).await {
             Ok(()) => Ok(vm),
             Err(err) => {
@@ -285,11 +287,9 @@ impl VmService {
                 });
             }
         };
-        progress.stage_done("agent ready", None);
+        progress.stage_done("agent ready", address.map(|a| a.to_string()).as_deref());
         if let Some(address) = address {
-            progress.stage_started("ssh host key");
-            self.announce(vm, address, &agent).await;
-            progress.stage_done("ssh host key", Some(&address.to_string()));
+            self.announce(vm, address, Arc::clone(&agent));
         }
         self.set_live(
             &vm.id,

@@ -67,9 +67,11 @@ impl VmService {
         Ok(agent.exec_with_cancel(request, on_output, cancel).await?)
     }
 
-    /// Listening sockets in the guest.
+    /// Listening sockets in the guest. Right after a boot this first waits for the guest's
+    /// ssh set-up, so sshd is not missing from the list of a VM that was just created.
     pub async fn ports(&self, query: &str) -> Result<(VmRecord, Vec<ListeningPort>), VmError> {
         let vm = self.find(query)?;
+        self.ssh_settled(&vm.id).await;
         let agent = self.agent_for(&vm).await?;
         let ports = agent.ports().await?;
         Ok((vm, ports))

@@ -3,8 +3,9 @@
 //! exits or is deleted loses its tap, NAT rules and name but keeps its lease, so it comes
 //! back on the same address. Without a reachable helper, VMs boot without a NIC.
 //!
-//! After the agent answers, the guest's ssh host key is read through the agent and
-//! recorded in banger's known_hosts, so `vm ssh` checks it strictly from the first use.
+//! Once the agent answers, the guest's ssh host key is read through the agent in the
+//! background and recorded in banger's known_hosts, so `vm ssh` (which waits for that
+//! read) checks it strictly from the first use.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banger_dns::StaticNames;
-use banger_model::VmRecord;
+use banger_model::{VmId, VmRecord};
 use banger_net::{AttachRequest, NetAttachment, NetError, Network};
 use banger_proto::agent::ExecRequest;
 use banger_proto::agent_client::AgentClient;
@@ -25,21 +26,30 @@ use crate::service::{VmService, now};
 const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Prints the guest's ed25519 host public key: OpenSSH's file once the boot service has
-/// written it, or dropbear's key (generated now if dropbear has not made it yet).
-const HOST_KEY_SCRIPT: &str = r#"i=0
+/// written it, or dropbear's key (generated now if dropbear has not made it yet). Then
+/// waits (up to 30 s) for something to listen on TCP port 22, so that once this is done
+/// an ssh to the guest connects.
+const HOST_KEY_SCRIPT: &str = r#"key=
+i=0
 while [ "$i" -lt 600 ]; do
   if [ -s /etc/ssh/ssh_host_ed25519_key.pub ]; then
-    cat /etc/ssh/ssh_host_ed25519_key.pub; exit 0
+    key=$(cat /etc/ssh/ssh_host_ed25519_key.pub); break
   fi
   if command -v dropbearkey >/dev/null 2>&1 && ! command -v sshd >/dev/null 2>&1; then
     f=/etc/dropbear/dropbear_ed25519_host_key
     mkdir -p /etc/dropbear
     [ -s "$f" ] || dropbearkey -t ed25519 -f "$f" >/dev/null 2>&1
-    dropbearkey -y -f "$f"; exit $?
+    key=$(dropbearkey -y -f "$f") || exit 1; break
   fi
   i=$((i+1)); sleep 0.1 2>/dev/null || sleep 1
 done
-echo "no ssh host key appeared" >&2; exit 1
+[ -n "$key" ] || { echo "no ssh host key appeared" >&2; exit 1; }
+i=0
+while [ "$i" -lt 300 ]; do
+  grep -qE ':0016 [0-9A-F]+:[0-9A-F]+ 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null && break
+  i=$((i+1)); sleep 0.1 2>/dev/null || sleep 1
+done
+printf '%s\n' "$key"
 "#;
 
 impl VmService {
@@ -134,25 +144,58 @@ impl VmService {
         }
     }
 
-    /// Publishes a running VM's name, and records its ssh host key (when banger has a
-    /// keypair installed in guests). A host key that cannot be read is logged: the VM
-    /// works, only `vm ssh` will refuse the unknown key.
-    pub(crate) async fn announce(&self, vm: &VmRecord, address: Ipv4Addr, agent: &AgentClient) {
+    /// Publishes a running VM's name and, when banger installs its key in guests, records
+    /// the guest's ssh host key in the background: the VM is ready for `vm exec` and
+    /// `vm run` as soon as its agent answers, while a guest such as Debian may still be
+    /// generating its host keys (seconds under TCG). `vm ssh` and `vm ports` wait for this through
+    /// [`Self::ssh_settled`]. A key that cannot be read is logged: the VM works,
+    /// only ssh will refuse the unknown key.
+    pub(crate) fn announce(
+        self: &Arc<Self>,
+        vm: &VmRecord,
+        address: Ipv4Addr,
+        agent: Arc<AgentClient>,
+    ) {
         self.names.insert(vm.name.as_str(), address);
         if self.cfg.authorized_keys.is_none() {
             return;
         }
-        match read_host_key(agent).await {
-            Ok(key) => {
-                let known = banger_ssh::KnownHosts::new(&self.cfg.dirs.config);
-                let patterns = banger_ssh::host_patterns(vm.name.as_str(), &address.to_string());
-                if let Err(error) = known.record(&patterns, &key) {
-                    tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot record the host key");
+        let (done, pending) = tokio::sync::watch::channel(false);
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(vm.id.to_string(), pending);
+        let config_dir = self.cfg.dirs.config.clone();
+        let name = vm.name.to_string();
+        tokio::spawn(async move {
+            match read_host_key(&agent).await {
+                Ok(key) => {
+                    let known = banger_ssh::KnownHosts::new(&config_dir);
+                    let patterns = banger_ssh::host_patterns(&name, &address.to_string());
+                    if let Err(error) = known.record(&patterns, &key) {
+                        tracing::warn!(vm = %name, error = %chain(&error), "cannot record the host key");
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(vm = %name, %reason, "cannot read the guest's ssh host key")
                 }
             }
-            Err(reason) => {
-                tracing::warn!(vm = %vm.name, %reason, "cannot read the guest's ssh host key")
-            }
+            let _ = done.send(true);
+        });
+    }
+
+    /// Returns once the ssh set-up started at the VM's last boot (if any) has finished:
+    /// the host key is recorded and sshd listens, or the attempt gave up. `vm ssh` and
+    /// `vm ports` right after `vm create` wait here instead of racing the guest's boot.
+    pub async fn ssh_settled(&self, vm_id: &VmId) {
+        let pending = self
+            .host_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vm_id.as_str())
+            .cloned();
+        if let Some(mut pending) = pending {
+            let _ = tokio::time::timeout(HOST_KEY_TIMEOUT, pending.wait_for(|done| *done)).await;
         }
     }
 

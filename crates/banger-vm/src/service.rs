@@ -81,6 +81,9 @@ pub struct VmService {
     pub(crate) lease_lock: Mutex<()>,
     /// Running VMs' addresses by name, served by the daemon's DNS responder.
     pub(crate) names: Arc<banger_dns::StaticNames>,
+    /// By VM id: whether the ssh host key read started at the VM's last boot has
+    /// finished (see `net.rs`).
+    pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
 }
 
 impl VmService {
@@ -103,6 +106,7 @@ impl VmService {
             network: RwLock::new(None),
             lease_lock: Mutex::new(()),
             names: Arc::new(banger_dns::StaticNames::new()),
+            host_keys: Mutex::new(HashMap::new()),
         })
     }
 

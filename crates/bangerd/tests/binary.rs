@@ -52,6 +52,8 @@ async fn serves_until_sigterm_then_cleans_up() {
         .env("BANGER_CACHE_DIR", var("cache"))
         .env("BANGER_CONFIG_DIR", var("config"))
         .env("BANGER_RUNTIME_DIR", var("run"))
+        // Not a helper the user may have running at the default socket.
+        .env("BANGER_HELPER_SOCKET", var("no-helper.sock"))
         .env("PATH", banger_exec::CLEAN_PATH)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use banger_api::Event;
 use banger_api::methods::{
     VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmRef, VmSshTarget,
     WorkspacePrepare, WorkspacePrepareParams,
 };
 use banger_api::types::VmInfo;
+use banger_api::{Event, StageState};
 use clap::Args;
 
 use crate::candidates;
@@ -123,7 +123,7 @@ pub struct RunArgs {
 /// `vm create`.
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let vm = create_vm(ctx, &mut daemon, &args.spec, &mut false).await?;
+    let vm = create_vm(ctx, &mut daemon, &args.spec, &mut None).await?;
     render::data(args.output.json, &vm, summary)
 }
 
@@ -132,26 +132,26 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
     let source = args.path.as_deref().map(connect::absolute).transpose()?;
     let mut daemon = ctx.connect().await?;
     if !args.rm {
-        let vm = create_vm(ctx, &mut daemon, &args.spec, &mut false).await?;
+        let vm = create_vm(ctx, &mut daemon, &args.spec, &mut None).await?;
         return use_vm(ctx, &mut daemon, &vm, source, &args).await;
     }
 
     // --rm: the VM goes away however this ends, Ctrl-C included.
-    let mut accepted = false;
+    let mut reserved = None;
     let created = tokio::select! {
-        vm = create_vm(ctx, &mut daemon, &args.spec, &mut accepted) => vm,
+        vm = create_vm(ctx, &mut daemon, &args.spec, &mut reserved) => vm,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     let vm = match created {
         Ok(vm) => vm,
         Err(err) => {
-            // Interrupted mid-creation: the name is known only if given, and it is ours
-            // only once the daemon has started the operation (it reserves the name first;
-            // before that, the name might belong to an existing VM).
+            // Interrupted mid-creation: the VM is ours to delete once the daemon has
+            // announced its reserved name (the delete waits for the create to end). Before
+            // that, a given name may still belong to another VM, so nothing is deleted.
             if matches!(err, CliError::Interrupted) {
-                match (&args.spec.name, accepted) {
-                    (Some(name), true) => remove(ctx, name).await,
-                    _ => render::note(
+                match &reserved {
+                    Some(name) => remove(ctx, name).await,
+                    None => render::note(
                         "the VM being created may be left behind; `banger vm list` shows it",
                     ),
                 }
@@ -217,20 +217,27 @@ async fn use_vm(
     Ok(guest_exit(output.exit_code))
 }
 
-/// Sends `vm.create` with progress; `accepted` becomes true once the daemon announces
-/// the operation (the name is reserved by then).
+/// Sends `vm.create` with progress; `reserved` gets the VM's name as soon as the daemon
+/// reports it reserved, so an interrupted `vm run --rm` knows what to delete.
 async fn create_vm(
     ctx: &Ctx,
     daemon: &mut Daemon,
     spec: &SpecArgs,
-    accepted: &mut bool,
+    reserved: &mut Option<String>,
 ) -> Result<VmInfo, CliError> {
     let started = std::time::Instant::now();
     let mut progress = Progress::new(&ctx.term);
     let vm = daemon
         .call::<VmCreate>(&spec.params(), &mut |event| {
-            if matches!(event, Event::OpStarted { .. }) {
-                *accepted = true;
+            if let Event::Stage {
+                stage,
+                state: StageState::Done,
+                detail: Some(name),
+                ..
+            } = &event
+                && stage == banger_model::progress::RESERVE_NAME_STAGE
+            {
+                *reserved = Some(name.clone());
             }
             progress.handle(event);
         })

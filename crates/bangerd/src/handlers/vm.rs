@@ -331,6 +331,8 @@ pub async fn ssh_target(
             ),
         ));
     };
+    // Right after a boot the guest's host key may still be being read, and ssh checks it.
+    ctx.services.vms.ssh_settled(&vm.id).await;
     let target = banger_ssh::SshTarget::for_vm(&ctx.dirs.config, vm.name.as_str(), &address);
     Ok(SshTarget {
         name: vm.name.to_string(),
