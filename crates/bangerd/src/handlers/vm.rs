@@ -18,7 +18,7 @@ use crate::context::DaemonContext;
 use crate::errors;
 use crate::events::EventSink;
 use crate::handlers::vm_view;
-use crate::ops::run_op;
+use crate::ops::{OpProgress, run_op};
 use banger_model::progress::ProgressSink as _;
 
 pub async fn list(
@@ -73,12 +73,33 @@ fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
     info
 }
 
+/// Runs `work` on the VM service as a long operation `kind` on `target` (stages streamed
+/// to the client) and answers the VM as it is afterwards, with its VMM pid.
+async fn vm_operation<F, Fut>(
+    ctx: &Arc<DaemonContext>,
+    kind: &str,
+    target: &str,
+    events: &EventSink,
+    work: F,
+) -> Result<VmInfo, ApiError>
+where
+    F: FnOnce(Arc<banger_vm::VmService>, Arc<OpProgress>) -> Fut,
+    Fut: Future<Output = Result<banger_model::VmRecord, banger_vm::VmError>> + Send + 'static,
+{
+    let vms = ctx.services.vms.clone();
+    let record = run_op(&ctx.ops, kind, target, events, move |progress| {
+        let work = work(vms, progress);
+        async move { work.await.map_err(vm_error) }
+    })
+    .await?;
+    Ok(with_pid(ctx, &record))
+}
+
 pub async fn create(
     ctx: &Arc<DaemonContext>,
     params: VmCreateParams,
     events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    let vms = ctx.services.vms.clone();
     let target = params.name.clone().unwrap_or_default();
     let request = banger_vm::CreateRequest {
         name: params.name,
@@ -89,19 +110,14 @@ pub async fn create(
         disk_mib: params.disk_mib,
         nat: params.nat,
     };
-    let record = run_op(
-        &ctx.ops,
+    vm_operation(
+        ctx,
         "vm.create",
         &target,
         events,
-        move |progress| async move {
-            vms.create(request, progress.as_ref())
-                .await
-                .map_err(vm_error)
-        },
+        |vms, progress| async move { vms.create(request, progress.as_ref()).await },
     )
-    .await?;
-    Ok(with_pid(ctx, &record))
+    .await
 }
 
 pub async fn start(
@@ -109,21 +125,15 @@ pub async fn start(
     params: VmRef,
     events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    let vms = ctx.services.vms.clone();
     let target = params.vm.clone();
-    let record = run_op(
-        &ctx.ops,
+    vm_operation(
+        ctx,
         "vm.start",
         &target,
         events,
-        move |progress| async move {
-            vms.start(&params.vm, progress.as_ref())
-                .await
-                .map_err(vm_error)
-        },
+        |vms, progress| async move { vms.start(&params.vm, progress.as_ref()).await },
     )
-    .await?;
-    Ok(with_pid(ctx, &record))
+    .await
 }
 
 pub async fn stop(
@@ -131,23 +141,21 @@ pub async fn stop(
     params: VmStopParams,
     events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    let vms = ctx.services.vms.clone();
     let target = params.vm.clone();
     let timeout = params.timeout_secs.map(Duration::from_secs);
-    let record = run_op(
-        &ctx.ops,
+    vm_operation(
+        ctx,
         "vm.stop",
         &target,
         events,
-        move |progress| async move {
+        |vms, progress| async move {
             progress.stage_started("stop");
-            let record = vms.stop(&params.vm, timeout).await.map_err(vm_error)?;
+            let record = vms.stop(&params.vm, timeout).await?;
             progress.stage_done("stop", None);
             Ok(record)
         },
     )
-    .await?;
-    Ok(with_pid(ctx, &record))
+    .await
 }
 
 pub async fn restart(
@@ -155,22 +163,16 @@ pub async fn restart(
     params: VmStopParams,
     events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    let vms = ctx.services.vms.clone();
     let target = params.vm.clone();
     let timeout = params.timeout_secs.map(Duration::from_secs);
-    let record = run_op(
-        &ctx.ops,
+    vm_operation(
+        ctx,
         "vm.restart",
         &target,
         events,
-        move |progress| async move {
-            vms.restart(&params.vm, timeout, progress.as_ref())
-                .await
-                .map_err(vm_error)
-        },
+        |vms, progress| async move { vms.restart(&params.vm, timeout, progress.as_ref()).await },
     )
-    .await?;
-    Ok(with_pid(ctx, &record))
+    .await
 }
 
 pub async fn kill(
