@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::VmmError;
 use crate::handle::{AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
+use crate::process;
 use crate::spec::LaunchSpec;
 
 /// A boxed, sendable future borrowing from `'a`.
@@ -35,17 +36,27 @@ pub trait VmmDriver: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<ShutdownOutcome, VmmError>>;
 
     /// Sends `signal` to the VMM process if it is still the process the handle names; a
-    /// process that is already gone is not an error.
+    /// process that is already gone is not an error. A handle of another driver is
+    /// refused.
     fn kill<'a>(
         &'a self,
         handle: &'a VmmHandle,
         signal: i32,
-    ) -> BoxFuture<'a, Result<(), VmmError>>;
+    ) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(self.kind())?;
+            process::signal(handle.pid, handle.start_time, signal)
+        })
+    }
 
     /// True while the process named by pid + start time exists.
-    fn is_alive(&self, handle: &VmmHandle) -> bool;
+    fn is_alive(&self, handle: &VmmHandle) -> bool {
+        process::is_alive(handle.pid, handle.start_time)
+    }
 
     /// Resolves when the process exits; works for a process this daemon did not spawn
     /// (reattached after a restart), via a pidfd.
-    fn wait_exit<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, ()>;
+    fn wait_exit<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, ()> {
+        Box::pin(process::wait_exit(handle.pid, handle.start_time))
+    }
 }

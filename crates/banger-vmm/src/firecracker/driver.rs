@@ -170,23 +170,4 @@ impl VmmDriver for FirecrackerDriver {
     ) -> BoxFuture<'a, Result<ShutdownOutcome, VmmError>> {
         Box::pin(self.shutdown_firecracker(handle, timeout))
     }
-
-    fn kill<'a>(
-        &'a self,
-        handle: &'a VmmHandle,
-        signal: i32,
-    ) -> BoxFuture<'a, Result<(), VmmError>> {
-        Box::pin(async move {
-            handle.expect_driver(DriverKind::Firecracker)?;
-            process::signal(handle.pid, handle.start_time, signal)
-        })
-    }
-
-    fn is_alive(&self, handle: &VmmHandle) -> bool {
-        process::is_alive(handle.pid, handle.start_time)
-    }
-
-    fn wait_exit<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, ()> {
-        Box::pin(process::wait_exit(handle.pid, handle.start_time))
-    }
 }
