@@ -122,34 +122,17 @@ pub fn read_file_from_data_tar<R: Read>(data_tar: R, path: &str) -> io::Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_tar::TarFixture;
 
     fn deb_tar() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str,
-                       kind: tar::EntryType,
-                       mode: u32,
-                       gid: u64,
-                       data: &[u8],
-                       link: Option<&str>| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(kind);
-            h.set_mode(mode);
-            h.set_uid(0);
-            h.set_gid(gid);
-            h.set_mtime(1234);
-            h.set_size(data.len() as u64);
-            match link {
-                Some(link) => b.append_link(&mut h, path, link).unwrap(),
-                None => b.append_data(&mut h, path, data).unwrap(),
-            }
-        };
+        let mut t = TarFixture::new(1234);
         use tar::EntryType::*;
-        add("./", Directory, 0o755, 0, b"", None);
-        add("./bin/", Directory, 0o755, 0, b"", None);
-        add("./bin/busybox", Regular, 0o755, 0, b"BB", None);
-        add("./bin/sh", Symlink, 0o777, 0, b"", Some("busybox"));
-        add("./bin/up", Symlink, 0o777, 0, b"", Some("../usr/bin/x"));
-        add(
+        t.add("./", Directory, 0o755, 0, b"", None);
+        t.add("./bin/", Directory, 0o755, 0, b"", None);
+        t.add("./bin/busybox", Regular, 0o755, 0, b"BB", None);
+        t.add("./bin/sh", Symlink, 0o777, 0, b"", Some("busybox"));
+        t.add("./bin/up", Symlink, 0o777, 0, b"", Some("../usr/bin/x"));
+        t.add(
             "./lib64/ld.so",
             Symlink,
             0o777,
@@ -157,8 +140,8 @@ mod tests {
             b"",
             Some("/lib/x86_64-linux-gnu/ld.so"),
         );
-        add("./usr/bin/crontab", Regular, 0o2755, 102, b"C", None);
-        add(
+        t.add("./usr/bin/crontab", Regular, 0o2755, 102, b"C", None);
+        t.add(
             "./usr/lib/git-core/git",
             Link,
             0o755,
@@ -166,7 +149,7 @@ mod tests {
             b"",
             Some("./bin/busybox"),
         );
-        add(
+        t.add(
             "./usr/share/doc/pkg/copyright",
             Regular,
             0o644,
@@ -174,7 +157,7 @@ mod tests {
             b"(c)",
             None,
         );
-        add(
+        t.add(
             "./usr/share/doc/pkg/hard",
             Link,
             0o644,
@@ -182,8 +165,8 @@ mod tests {
             b"",
             Some("./usr/share/doc/pkg/copyright"),
         );
-        add("./usr/share/mandoc", Regular, 0o644, 0, b"kept", None);
-        b.into_inner().unwrap()
+        t.add("./usr/share/mandoc", Regular, 0o644, 0, b"kept", None);
+        t.finish()
     }
 
     #[test]

@@ -29,6 +29,8 @@ mod resolve_memo;
 mod service;
 pub mod store;
 pub mod tar_edit;
+#[cfg(test)]
+mod test_tar;
 mod tiny;
 pub mod tree;
 pub mod usrmerge;

@@ -161,36 +161,19 @@ pub fn rewrite_tar<R: Read, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_tar::TarFixture;
     use crate::tree::{Meta, Node};
 
     /// A small stand-in for mmdebstrap's output (`./`-prefixed, real ownership).
     fn rootfs_tar() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str,
-                       kind: tar::EntryType,
-                       mode: u32,
-                       gid: u64,
-                       data: &[u8],
-                       link: Option<&str>| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(kind);
-            h.set_mode(mode);
-            h.set_uid(0);
-            h.set_gid(gid);
-            h.set_mtime(99);
-            h.set_size(data.len() as u64);
-            match link {
-                Some(link) => b.append_link(&mut h, path, link).unwrap(),
-                None => b.append_data(&mut h, path, data).unwrap(),
-            }
-        };
+        let mut t = TarFixture::new(99);
         use tar::EntryType::*;
-        add("./dev/", Directory, 0o755, 0, b"", None);
-        add("./dev/null", Char, 0o666, 0, b"", None);
-        add("./", Directory, 0o755, 0, b"", None);
-        add("./etc/", Directory, 0o755, 0, b"", None);
-        add("./etc/hostname", Regular, 0o644, 0, b"builder\n", None);
-        add(
+        t.add("./dev/", Directory, 0o755, 0, b"", None);
+        t.add("./dev/null", Char, 0o666, 0, b"", None);
+        t.add("./", Directory, 0o755, 0, b"", None);
+        t.add("./etc/", Directory, 0o755, 0, b"", None);
+        t.add("./etc/hostname", Regular, 0o644, 0, b"builder\n", None);
+        t.add(
             "./etc/shadow",
             Regular,
             0o640,
@@ -198,8 +181,8 @@ mod tests {
             b"root:*:1::::::\n",
             None,
         );
-        add("./etc/ssh/", Directory, 0o755, 0, b"", None);
-        add(
+        t.add("./etc/ssh/", Directory, 0o755, 0, b"", None);
+        t.add(
             "./etc/ssh/ssh_host_ed25519_key",
             Regular,
             0o600,
@@ -207,7 +190,7 @@ mod tests {
             b"SECRET",
             None,
         );
-        add(
+        t.add(
             "./etc/ssh/ssh_host_ed25519_key.pub",
             Regular,
             0o644,
@@ -215,8 +198,8 @@ mod tests {
             b"PUB",
             None,
         );
-        add("./etc/ssh/sshd_config", Regular, 0o644, 0, b"cfg", None);
-        add(
+        t.add("./etc/ssh/sshd_config", Regular, 0o644, 0, b"cfg", None);
+        t.add(
             "./etc/ssh/hard",
             Link,
             0o600,
@@ -224,8 +207,8 @@ mod tests {
             b"",
             Some("./etc/ssh/ssh_host_ed25519_key"),
         );
-        add("./usr/bin/perl", Regular, 0o755, 0, b"P", None);
-        add(
+        t.add("./usr/bin/perl", Regular, 0o755, 0, b"P", None);
+        t.add(
             "./usr/bin/perl5.36",
             Link,
             0o755,
@@ -233,9 +216,9 @@ mod tests {
             b"",
             Some("./usr/bin/perl"),
         );
-        add("./usr/bin/sudo", Regular, 0o4755, 0, b"S", None);
-        add("./lib", Symlink, 0o777, 0, b"", Some("usr/lib"));
-        b.into_inner().unwrap()
+        t.add("./usr/bin/sudo", Regular, 0o4755, 0, b"S", None);
+        t.add("./lib", Symlink, 0o777, 0, b"", Some("usr/lib"));
+        t.finish()
     }
 
     fn listing(tar: &[u8]) -> Vec<(String, char, u32, u64, String)> {
