@@ -252,5 +252,13 @@ pub struct VmArg {
     pub vm: String,
 }
 
+/// One or more VMs, each by name, unique name prefix, or id prefix.
+#[derive(Debug, Clone, Args)]
+pub struct VmsArg {
+    /// VM names, unique name prefixes, or id prefixes
+    #[arg(value_name = "VM", required = true, num_args = 1.., add = crate::candidates::vm_names())]
+    pub vms: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests;

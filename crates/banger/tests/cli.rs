@@ -270,6 +270,46 @@ fn run_rm_deletes_even_when_the_exec_fails() {
 }
 
 #[test]
+fn delete_tries_every_vm_and_fails_if_one_did() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.delete", vm_json("web", "stopped")),
+        Reply::error("vm.delete", ApiError::not_found("no VM is named \"nope\"")),
+        Reply::ok("vm.delete", vm_json("db", "stopped")),
+    ]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "delete", "web", "nope", "db"])
+        .assert()
+        .code(1)
+        .stdout("deleted web\ndeleted db\n")
+        .stderr(predicate::str::contains("no VM is named \"nope\""))
+        .stderr(predicate::str::contains("1 of 3 VMs failed"));
+    let names: Vec<String> = daemon
+        .finish()
+        .into_iter()
+        .map(|r| r.params["vm"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names, ["web", "nope", "db"]);
+}
+
+#[test]
+fn stop_json_is_an_array_for_several_vms() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.stop", vm_json("web", "stopped")),
+        Reply::ok("vm.stop", vm_json("db", "stopped")),
+    ]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd
+        .args(["vm", "stop", "web", "db", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let parsed: Vec<banger_api::types::VmInfo> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[0].name, "web");
+    daemon.finish();
+}
+
+#[test]
 fn list_json_is_the_records() {
     let daemon = FakeDaemon::start(vec![Reply::ok(
         "vm.list",

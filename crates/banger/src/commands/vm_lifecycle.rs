@@ -1,9 +1,10 @@
-//! `vm start`, `stop`, `restart`, `kill`, `delete` and `prune`: one request each, the
-//! resulting VM state printed as one line (or JSON). Their help texts say how the
+//! `vm start`, `stop`, `restart`, `kill`, `delete` and `prune`: one request per VM named,
+//! each VM's resulting state printed as one line (or JSON). Their help texts say how the
 //! near-twins differ, because picking the wrong one loses a guest's unsaved state.
 
 use std::io::BufRead as _;
 
+use banger_api::ClientError;
 use banger_api::methods::{
     Empty, VmDelete, VmDeleteParams, VmKill, VmKillParams, VmList, VmPrune, VmRef, VmRestart,
     VmStart, VmStop, VmStopParams,
@@ -11,10 +12,11 @@ use banger_api::methods::{
 use banger_api::types::{VmInfo, VmState};
 use clap::Args;
 
-use crate::cli::{JsonFlag, VmArg};
+use crate::cli::{JsonFlag, VmsArg};
 use crate::commands::vm_run::summary;
 use crate::connect::Ctx;
-use crate::errors::CliError;
+use crate::connect::Daemon;
+use crate::errors::{self, CliError};
 use crate::progress::Progress;
 use crate::render;
 
@@ -25,11 +27,11 @@ use crate::render;
 
 `vm restart` is for a running VM: it stops it and starts it again (the guest gets a new \
 boot id).",
-    after_help = "Examples:\n  banger vm start web"
+    after_help = "Examples:\n  banger vm start web\n  banger vm start web db             Several VMs, one after the other"
 )]
 pub struct StartArgs {
     #[command(flatten)]
-    pub vm: VmArg,
+    pub vm: VmsArg,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -48,11 +50,12 @@ How the near-twins differ:
     after_help = "\
 Examples:
   banger vm stop web
-  banger vm stop web --timeout 5        Force it after 5 seconds"
+  banger vm stop web --timeout 5        Force it after 5 seconds
+  banger vm stop web db                 Several VMs, one after the other"
 )]
 pub struct StopArgs {
     #[command(flatten)]
-    pub vm: VmArg,
+    pub vm: VmsArg,
     /// Seconds to wait for a clean shutdown before forcing it (default: the daemon's)
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -71,7 +74,7 @@ it again from the same disk. The guest gets a new boot id.
 )]
 pub struct RestartArgs {
     #[command(flatten)]
-    pub vm: VmArg,
+    pub vm: VmsArg,
     /// Seconds to wait for a clean shutdown before forcing it (default: the daemon's)
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -94,7 +97,7 @@ Examples:
 )]
 pub struct KillArgs {
     #[command(flatten)]
-    pub vm: VmArg,
+    pub vm: VmsArg,
     /// Signal name, with or without `SIG`, or number: HUP, INT, QUIT, KILL, USR1, USR2, TERM
     #[arg(long, value_name = "NAME", default_value = "KILL", value_parser = crate::values::signal)]
     pub signal: String,
@@ -112,11 +115,12 @@ A running VM is refused unless --force is given (it is then killed first).
     after_help = "\
 Examples:
   banger vm delete web
-  banger vm delete --force web          Kill it first if it is running"
+  banger vm delete --force web          Kill it first if it is running
+  banger vm delete web db               Several VMs; each is tried even if one fails"
 )]
 pub struct DeleteArgs {
     #[command(flatten)]
-    pub vm: VmArg,
+    pub vm: VmsArg,
     /// Delete even a running VM (killed first)
     #[arg(long)]
     pub force: bool,
@@ -143,74 +147,145 @@ pub struct PruneArgs {
     pub output: JsonFlag,
 }
 
-/// Prints a VM after a lifecycle change.
-fn print_vm(output: JsonFlag, vm: &VmInfo) -> Result<(), CliError> {
-    render::data(output.json, vm, summary)
+/// Runs `one` for each VM named, in order, and prints each result: `text` for people,
+/// JSON for scripts (the VM's object for one name, an array for several). Every VM is
+/// tried; a failure is reported as it happens and the command fails at the end. With one
+/// name the error is simply the command's error.
+async fn each_vm(
+    ctx: &Ctx,
+    names: Vec<String>,
+    output: JsonFlag,
+    text: fn(&VmInfo) -> String,
+    mut one: impl AsyncFnMut(&mut Daemon, String) -> Result<VmInfo, CliError>,
+) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    if let [name] = names.as_slice() {
+        let vm = one(&mut daemon, name.clone()).await?;
+        return render::data(output.json, &vm, text);
+    }
+    let total = names.len();
+    let mut done = Vec::new();
+    let mut failed = 0;
+    for name in names {
+        match one(&mut daemon, name).await {
+            Ok(vm) => {
+                if !output.json {
+                    render::stdout(&text(&vm))?;
+                }
+                done.push(vm);
+            }
+            Err(CliError::Interrupted) => return Err(CliError::Interrupted),
+            Err(err) => {
+                errors::print(&err);
+                failed += 1;
+                // A typed answer leaves the connection usable; anything else may not.
+                if !matches!(err, CliError::Daemon(ClientError::Api(_))) {
+                    daemon = ctx.connect().await?;
+                }
+            }
+        }
+    }
+    if output.json {
+        render::stdout(&render::json(&done)?)?;
+    }
+    if failed > 0 {
+        return Err(CliError::failed(
+            format!("{failed} of {total} VMs failed (see above)"),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 /// `vm start`.
 pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
-    let vm = daemon
-        .call::<VmStart>(&VmRef { vm: args.vm.vm }, &mut progress.sink())
-        .await;
-    progress.finish();
-    print_vm(args.output, &vm?)
+    each_vm(
+        ctx,
+        args.vm.vms,
+        args.output,
+        summary,
+        async |daemon, vm| {
+            let mut progress = Progress::new(&ctx.term);
+            let result = daemon
+                .call::<VmStart>(&VmRef { vm }, &mut progress.sink())
+                .await;
+            progress.finish();
+            result
+        },
+    )
+    .await
 }
 
 /// `vm stop`.
 pub async fn stop(ctx: &Ctx, args: StopArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
-    let params = VmStopParams {
-        vm: args.vm.vm,
-        timeout_secs: args.timeout,
-    };
-    let vm = daemon.call::<VmStop>(&params, &mut progress.sink()).await;
-    progress.finish();
-    print_vm(args.output, &vm?)
+    let timeout_secs = args.timeout;
+    each_vm(
+        ctx,
+        args.vm.vms,
+        args.output,
+        summary,
+        async |daemon, vm| {
+            let mut progress = Progress::new(&ctx.term);
+            let params = VmStopParams { vm, timeout_secs };
+            let result = daemon.call::<VmStop>(&params, &mut progress.sink()).await;
+            progress.finish();
+            result
+        },
+    )
+    .await
 }
 
 /// `vm restart`.
 pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
-    let params = VmStopParams {
-        vm: args.vm.vm,
-        timeout_secs: args.timeout,
-    };
-    let vm = daemon
-        .call::<VmRestart>(&params, &mut progress.sink())
-        .await;
-    progress.finish();
-    print_vm(args.output, &vm?)
+    let timeout_secs = args.timeout;
+    each_vm(
+        ctx,
+        args.vm.vms,
+        args.output,
+        summary,
+        async |daemon, vm| {
+            let mut progress = Progress::new(&ctx.term);
+            let params = VmStopParams { vm, timeout_secs };
+            let result = daemon
+                .call::<VmRestart>(&params, &mut progress.sink())
+                .await;
+            progress.finish();
+            result
+        },
+    )
+    .await
 }
 
 /// `vm kill`.
 pub async fn kill(ctx: &Ctx, args: KillArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let params = VmKillParams {
-        vm: args.vm.vm,
-        signal: args.signal,
-    };
-    let vm = daemon.ask::<VmKill>(&params).await?;
-    print_vm(args.output, &vm)
+    let signal = args.signal;
+    each_vm(
+        ctx,
+        args.vm.vms,
+        args.output,
+        summary,
+        async |daemon, vm| {
+            let params = VmKillParams {
+                vm,
+                signal: signal.clone(),
+            };
+            daemon.ask::<VmKill>(&params).await
+        },
+    )
+    .await
 }
 
 /// `vm delete`.
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let params = VmDeleteParams {
-        vm: args.vm.vm,
-        force: args.force,
-    };
-    let vm = daemon.ask::<VmDelete>(&params).await?;
-    if args.output.json {
-        render::stdout(&render::json(&vm)?)
-    } else {
-        render::stdout(&format!("deleted {}\n", vm.name))
-    }
+    let force = args.force;
+    each_vm(
+        ctx,
+        args.vm.vms,
+        args.output,
+        |vm| format!("deleted {}\n", vm.name),
+        async |daemon, vm| daemon.ask::<VmDelete>(&VmDeleteParams { vm, force }).await,
+    )
+    .await
 }
 
 /// `vm prune`.
