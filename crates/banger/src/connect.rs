@@ -115,6 +115,19 @@ impl Daemon {
     pub async fn ask<M: Method>(&mut self, params: &M::Params) -> Result<M::Output, CliError> {
         self.call::<M>(params, &mut |_| {}).await
     }
+
+    /// Sends one request of a long operation, rendering its stages on `term` as they
+    /// come (spinners on a terminal, plain lines otherwise).
+    pub async fn call_with_progress<M: Method>(
+        &mut self,
+        term: &Term,
+        params: &M::Params,
+    ) -> Result<M::Output, CliError> {
+        let mut progress = crate::progress::Progress::new(term);
+        let result = self.call::<M>(params, &mut progress.sink()).await;
+        progress.finish();
+        result
+    }
 }
 
 fn attach_op(api: ApiError, op: Option<String>) -> ApiError {

@@ -14,7 +14,6 @@ use crate::candidates;
 use crate::cli::{JsonFlag, VmArg};
 use crate::connect::{self, Ctx};
 use crate::errors::CliError;
-use crate::progress::Progress;
 use crate::render;
 
 /// List local images, or the built-in catalog
@@ -191,27 +190,23 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
 /// `image pull`.
 pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
     let image = daemon
-        .call::<ImagePull>(&NameRef { name: args.name }, &mut progress.sink())
-        .await;
-    progress.finish();
-    print_image(args.output, &image?)
+        .call_with_progress::<ImagePull>(&ctx.term, &NameRef { name: args.name })
+        .await?;
+    print_image(args.output, &image)
 }
 
 /// `image import`.
 pub async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
     let params = ImageImportParams {
         reference: args.reference,
         name: args.name,
     };
     let image = daemon
-        .call::<ImageImport>(&params, &mut progress.sink())
-        .await;
-    progress.finish();
-    print_image(args.output, &image?)
+        .call_with_progress::<ImageImport>(&ctx.term, &params)
+        .await?;
+    print_image(args.output, &image)
 }
 
 /// `image register`.
@@ -230,16 +225,14 @@ pub async fn register(ctx: &Ctx, args: RegisterArgs) -> Result<(), CliError> {
 /// `image promote`.
 pub async fn promote(ctx: &Ctx, args: PromoteArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
     let params = ImagePromoteParams {
         vm: args.vm.vm,
         name: args.name,
     };
     let image = daemon
-        .call::<ImagePromote>(&params, &mut progress.sink())
-        .await;
-    progress.finish();
-    print_image(args.output, &image?)
+        .call_with_progress::<ImagePromote>(&ctx.term, &params)
+        .await?;
+    print_image(args.output, &image)
 }
 
 /// `image delete`.

@@ -10,7 +10,6 @@ use crate::candidates;
 use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::CliError;
-use crate::progress::Progress;
 use crate::render;
 
 /// List the built-in kernel catalog
@@ -117,12 +116,10 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
 /// `kernel pull`.
 pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
     let kernel = daemon
-        .call::<KernelPull>(&NameRef { name: args.name }, &mut progress.sink())
-        .await;
-    progress.finish();
-    print_kernel(args.output, &kernel?)
+        .call_with_progress::<KernelPull>(&ctx.term, &NameRef { name: args.name })
+        .await?;
+    print_kernel(args.output, &kernel)
 }
 
 /// `kernel delete`.

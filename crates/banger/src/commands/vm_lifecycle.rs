@@ -17,7 +17,6 @@ use crate::commands::vm_run::summary;
 use crate::connect::Ctx;
 use crate::connect::Daemon;
 use crate::errors::{self, CliError};
-use crate::progress::Progress;
 use crate::render;
 
 /// Boot a stopped VM
@@ -205,12 +204,9 @@ pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
         args.output,
         summary,
         async |daemon, vm| {
-            let mut progress = Progress::new(&ctx.term);
-            let result = daemon
-                .call::<VmStart>(&VmRef { vm }, &mut progress.sink())
-                .await;
-            progress.finish();
-            result
+            daemon
+                .call_with_progress::<VmStart>(&ctx.term, &VmRef { vm })
+                .await
         },
     )
     .await
@@ -225,11 +221,10 @@ pub async fn stop(ctx: &Ctx, args: StopArgs) -> Result<(), CliError> {
         args.output,
         summary,
         async |daemon, vm| {
-            let mut progress = Progress::new(&ctx.term);
             let params = VmStopParams { vm, timeout_secs };
-            let result = daemon.call::<VmStop>(&params, &mut progress.sink()).await;
-            progress.finish();
-            result
+            daemon
+                .call_with_progress::<VmStop>(&ctx.term, &params)
+                .await
         },
     )
     .await
@@ -244,13 +239,10 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<(), CliError> {
         args.output,
         summary,
         async |daemon, vm| {
-            let mut progress = Progress::new(&ctx.term);
             let params = VmStopParams { vm, timeout_secs };
-            let result = daemon
-                .call::<VmRestart>(&params, &mut progress.sink())
-                .await;
-            progress.finish();
-            result
+            daemon
+                .call_with_progress::<VmRestart>(&ctx.term, &params)
+                .await
         },
     )
     .await

@@ -177,18 +177,14 @@ async fn use_vm(
 ) -> Result<ExitCode, CliError> {
     let mut cwd = None;
     if let Some(source) = source {
-        let mut progress = Progress::new(&ctx.term);
+        let params = WorkspacePrepareParams {
+            vm: vm.name.clone(),
+            source: source.display().to_string(),
+        };
         let prepared = daemon
-            .call::<WorkspacePrepare>(
-                &WorkspacePrepareParams {
-                    vm: vm.name.clone(),
-                    source: source.display().to_string(),
-                },
-                &mut progress.sink(),
-            )
-            .await;
-        progress.finish();
-        cwd = prepared?.workspace.map(|w| w.guest_path);
+            .call_with_progress::<WorkspacePrepare>(&ctx.term, &params)
+            .await?;
+        cwd = prepared.workspace.map(|w| w.guest_path);
     }
     if args.detach {
         render::stdout(&detached(vm))?;

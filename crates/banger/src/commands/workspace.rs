@@ -11,7 +11,6 @@ use clap::Args;
 use crate::cli::{JsonFlag, VmArg};
 use crate::connect::{self, Ctx};
 use crate::errors::CliError;
-use crate::progress::Progress;
 use crate::render;
 
 /// Import a git repository into a VM
@@ -50,16 +49,14 @@ pub struct ExportArgs {
 pub async fn prepare(ctx: &Ctx, args: PrepareArgs) -> Result<(), CliError> {
     let source = connect::absolute(&args.path)?;
     let mut daemon = ctx.connect().await?;
-    let mut progress = Progress::new(&ctx.term);
     let params = WorkspacePrepareParams {
         vm: args.vm.vm,
         source: source.display().to_string(),
     };
     let vm = daemon
-        .call::<WorkspacePrepare>(&params, &mut progress.sink())
-        .await;
-    progress.finish();
-    render::data(args.output.json, &vm?, |vm| match &vm.workspace {
+        .call_with_progress::<WorkspacePrepare>(&ctx.term, &params)
+        .await?;
+    render::data(args.output.json, &vm, |vm| match &vm.workspace {
         Some(w) => format!("{}: {} imported at {}\n", vm.name, w.source, w.guest_path),
         None => format!("{}: workspace imported\n", vm.name),
     })
