@@ -556,6 +556,11 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
     assert!(!ssh_dir.join("banger_config").exists());
 
     host.banger_ok(&["vm", "delete", "--force", "web"]);
+    let known_hosts = std::fs::read_to_string(host.root().join("config/ssh/known_hosts"))?;
+    assert!(
+        !known_hosts.contains("web.vm") && !known_hosts.contains(&address),
+        "the deleted VM's host key stayed:\n{known_hosts}"
+    );
     wait_for("the name to disappear", Duration::from_secs(10), || {
         run(Command::new("ip").args([
             "netns",

@@ -199,6 +199,7 @@ impl VmService {
             )))?;
         let _ = std::fs::remove_dir_all(&paths.run_dir);
         self.with_store(|s| s.delete_vm(&vm.id))?;
+        self.forget_host_key(&vm);
         self.forget_lock(&vm.id);
         Ok(vm)
     }

@@ -199,6 +199,22 @@ impl VmService {
         }
     }
 
+    /// Removes a deleted VM's host key from banger's known_hosts: a later VM may take the
+    /// same name or address, with a key of its own. A failure is logged, never fatal.
+    pub(crate) fn forget_host_key(&self, vm: &VmRecord) {
+        if self.cfg.authorized_keys.is_none() {
+            return;
+        }
+        let known = banger_ssh::KnownHosts::new(&self.cfg.dirs.config);
+        let mut names = vec![banger_ssh::vm_host_name(vm.name.as_str())];
+        names.extend(vm.runtime.address.clone());
+        for name in names {
+            if let Err(error) = known.remove(&name) {
+                tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot remove the host key");
+            }
+        }
+    }
+
     /// Re-publishes the names of running VMs after a daemon restart.
     pub(crate) fn republish(&self, vm: &VmRecord) {
         if let Some(address) = vm
