@@ -163,6 +163,14 @@ impl Lab {
         // The host's default route goes to "the internet", which has no route back to
         // the guest pool: only masqueraded traffic gets answers.
         ip(&["-n", &lab.ns, "route", "add", "default", "via", INTERNET_IP])?;
+        // The lab host's resolvers (`ip netns exec` mounts this over /etc/resolv.conf): a
+        // loopback stub a guest cannot use, and a server "on the internet" it can.
+        let etc = PathBuf::from(format!("/etc/netns/{}", lab.ns));
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(
+            etc.join("resolv.conf"),
+            format!("nameserver 127.0.0.53\nnameserver {INTERNET_IP}\n"),
+        )?;
         Ok(lab)
     }
 
@@ -284,6 +292,7 @@ impl Drop for Lab {
         }
         let _ = ip(&["netns", "del", &self.ns]);
         let _ = ip(&["netns", "del", &self.internet]);
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.ns));
     }
 }
 
@@ -438,15 +447,24 @@ fn nat_guest_reaches_the_internet_masqueraded_and_rules_follow_the_lifecycle() -
         !log.contains(&address),
         "the guest address leaked past NAT:\n{log}"
     );
+    // It resolves through the host's reachable name server, not the loopback stub.
+    let resolv = host.banger_ok(&["vm", "exec", "natty", "--", "cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = resolv
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(servers, [format!("nameserver {INTERNET_IP}")], "{resolv}");
 
-    // A guest without --nat cannot get out.
+    // A guest without --nat cannot get out, and gets no resolv.conf from banger (tiny
+    // has none of its own): exit 7 would mean it did.
+    let script = format!("[ -e /etc/resolv.conf ] && exit 7; timeout 5 wget -q -O - {url}");
     let blocked = host.banger(&[
-        "vm", "run", "--rm", "--image", "tiny", "--", "timeout", "5", "wget", "-q", "-O", "-", &url,
+        "vm", "run", "--rm", "--image", "tiny", "--", "sh", "-c", &script,
     ]);
-    assert_ne!(
+    assert!(
+        !matches!(blocked.status.code(), Some(0) | Some(7)),
+        "a guest without NAT reached the internet or got a resolv.conf ({:?}): {}",
         blocked.status.code(),
-        Some(0),
-        "a guest without NAT reached the internet: {}",
         String::from_utf8_lossy(&blocked.stdout)
     );
 

@@ -166,6 +166,11 @@ impl VmService {
                 "systemd" => InitSystem::Systemd,
                 _ => InitSystem::Busybox,
             },
+            resolv_conf: if vm.nat {
+                crate::resolv::for_nat_guest()
+            } else {
+                None
+            },
         };
         patch::apply(
             self.runner.as_ref(),

@@ -13,6 +13,7 @@ mod lifecycle;
 mod net;
 pub mod patch;
 mod reconcile;
+pub mod resolv;
 mod service;
 
 pub use create::CreateRequest;

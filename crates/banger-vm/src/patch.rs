@@ -1,6 +1,7 @@
 //! Offline preparation of a VM's root disk, with no mount and no root: `e2fsck -fy`, then
-//! one `debugfs -w` script that writes the hostname, `/etc/hosts`, ssh authorized keys, the
-//! guest agent and (on systemd guests) its unit and enablement link.
+//! one `debugfs -w` script that writes the hostname, `/etc/hosts`, `/etc/resolv.conf` (for
+//! `--nat` guests), ssh authorized keys, the guest agent and (on systemd guests) its unit
+//! and enablement link.
 //!
 //! `debugfs` exits 0 even when a request fails, so every line it writes to stderr is
 //! checked: only the expected "not found" from `rm` of an absent file and "already exists"
@@ -29,6 +30,8 @@ pub struct GuestPatch {
     /// Host path of the static agent binary.
     pub agent_binary: PathBuf,
     pub init: InitSystem,
+    /// Contents for `/etc/resolv.conf`, if banger should write one.
+    pub resolv_conf: Option<String>,
 }
 
 /// Why the disk could not be prepared.
@@ -114,6 +117,10 @@ pub fn plan(patch: &GuestPatch, stage_dir: &Path) -> PatchPlan {
     );
     let hosts = stage("hosts", hosts.into_bytes(), &mut staged);
     write_file(&mut commands, &hosts, "/etc/hosts", 0o644);
+    if let Some(resolv) = &patch.resolv_conf {
+        let resolv = stage("resolv.conf", resolv.clone().into_bytes(), &mut staged);
+        write_file(&mut commands, &resolv, "/etc/resolv.conf", 0o644);
+    }
 
     if let Some(keys) = &patch.authorized_keys {
         mkdir_p(&mut commands, "/root/.ssh", 0o700);
@@ -228,6 +235,7 @@ mod tests {
             authorized_keys: keys.then(|| "ssh-ed25519 AAAA test\n".to_string()),
             agent_binary: "/opt/banger-agent".into(),
             init,
+            resolv_conf: None,
         }
     }
 
@@ -246,6 +254,24 @@ mod tests {
         assert_eq!(
             plan.staged.iter().map(|f| f.name).collect::<Vec<_>>(),
             ["hostname", "hosts"]
+        );
+    }
+
+    #[test]
+    fn a_resolv_conf_is_written_only_when_given() {
+        let mut patch = sample(InitSystem::Busybox, false);
+        let without = plan(&patch, Path::new("/stage"));
+        assert!(without.commands.iter().all(|c| !c.contains("resolv.conf")));
+        patch.resolv_conf = Some("nameserver 192.0.2.1\n".into());
+        let with = plan(&patch, Path::new("/stage"));
+        assert!(
+            with.commands
+                .contains(&"write /stage/resolv.conf /etc/resolv.conf".into())
+        );
+        assert!(
+            with.staged
+                .iter()
+                .any(|f| f.name == "resolv.conf" && f.contents == b"nameserver 192.0.2.1\n")
         );
     }
 
