@@ -3,7 +3,7 @@
 //! truncated, `vm run --rm` exits with the command's code and leaves no VM, and Ctrl-C
 //! stops the guest command (and `vm run --rm` still cleans up).
 
-use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text, wait_until};
 
 const VM: &str = "exec";
 
@@ -160,18 +160,16 @@ fn ctrl_c_stops_the_guest_command_and_run_rm_cleans_up() {
         ],
     );
     assert!(!status.success(), "{stderr}");
-    let mut alive = true;
-    for _ in 0..50 {
-        let probe = host.exec(VM, &["sh", "-c", "kill -0 $(cat /tmp/long.pid)"]);
-        if exit_code(&probe) != Some(0) {
-            alive = false;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert!(
-        !alive,
-        "the guest command outlived the interrupted `vm exec`"
+    wait_until(
+        "the guest command is gone after the interrupted `vm exec`",
+        std::time::Duration::from_secs(10),
+        || {
+            let probe = host.exec(VM, &["sh", "-c", "kill -0 $(cat /tmp/long.pid)"]);
+            match exit_code(&probe) {
+                Some(0) => Err("the guest process is still alive".to_string()),
+                _ => Ok(()),
+            }
+        },
     );
 
     // `vm run --rm`: Ctrl-C mid-command exits 130 and deletes the VM it made.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use banger_e2e::{HostOptions, TestHost, bin_dir, skip_unless_vm_capable, tail};
+use banger_e2e::{HostOptions, TestHost, bin_dir, skip_unless_vm_capable, tail, wait_until};
 
 /// The guest pool inside the lab's host namespace (the helper's default).
 const BRIDGE_IP: &str = "172.30.0.1";
@@ -81,18 +81,6 @@ fn run(cmd: &mut Command) -> Result<String> {
 
 fn ip(args: &[&str]) -> Result<String> {
     run(Command::new("ip").args(args))
-}
-
-/// Waits until `ready` holds, or fails after `timeout`.
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        if Instant::now() > deadline {
-            bail!("{what} did not happen within {}s", timeout.as_secs());
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// Two namespaces, the veth between them, the HTTP server and the root helper. Dropped
@@ -202,9 +190,15 @@ impl Lab {
             .stderr(log)
             .spawn()?;
         self.http = Some(child);
-        wait_for("the HTTP server to listen", Duration::from_secs(20), || {
-            self.http_log().contains("Serving HTTP")
-        })
+        wait_until("the HTTP server listens", Duration::from_secs(20), || {
+            let log = self.http_log();
+            if log.contains("Serving HTTP") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+        Ok(())
     }
 
     fn helper_socket(&self) -> PathBuf {
@@ -231,10 +225,12 @@ impl Lab {
             .spawn()?;
         self.helper = Some(child);
         let socket = self.helper_socket();
-        wait_for("banger-helper to listen", Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        })
-        .with_context(|| self.helper_log())
+        wait_until("banger-helper listens", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&socket)
+                .map(drop)
+                .map_err(|e| format!("{e}; helper log:\n{}", self.helper_log()))
+        });
+        Ok(())
     }
 
     fn helper_log(&self) -> String {
@@ -579,8 +575,8 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
         !known_hosts.contains("web.vm") && !known_hosts.contains(&address),
         "the deleted VM's host key stayed:\n{known_hosts}"
     );
-    wait_for("the name to disappear", Duration::from_secs(10), || {
-        run(Command::new("ip").args([
+    wait_until("the name is gone", Duration::from_secs(10), || {
+        let answer = run(Command::new("ip").args([
             "netns",
             "exec",
             &lab.ns,
@@ -593,7 +589,12 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
             "+time=1",
             "+tries=1",
         ]))
-        .is_ok_and(|a| a.trim().is_empty())
-    })?;
+        .map_err(|e| e.to_string())?;
+        if answer.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("dig answered {answer:?}"))
+        }
+    });
     Ok(())
 }
