@@ -109,7 +109,7 @@ fn proxy_program(path: &str) -> String {
 /// ssh splits option values (in `-o` and in config files) like a shell would: values
 /// with spaces go in double quotes, with `"` and `\` escaped. `UserKnownHostsFile` takes
 /// several files, so an unquoted space would silently make two.
-fn quote(value: &str) -> String {
+pub fn quote(value: &str) -> String {
     if value.is_empty()
         || value.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '#'))
     {

@@ -13,7 +13,7 @@ pub mod keypair;
 pub mod known_hosts;
 pub mod paths;
 
-pub use client::{SshTarget, host_patterns, ssh_args, ssh_config_block, vm_host_name};
+pub use client::{SshTarget, host_patterns, quote, ssh_args, ssh_config_block, vm_host_name};
 pub use error::{KeyLineError, SshError};
 pub use key_line::{PublicKey, parse_host_public_key, parse_key_line};
 pub use keypair::Keypair;

@@ -199,9 +199,14 @@ impl VmService {
         }
     }
 
-    /// Removes a deleted VM's host key from banger's known_hosts: a later VM may take the
-    /// same name or address, with a key of its own. A failure is logged, never fatal.
+    /// Removes a deleted VM's host key from banger's known_hosts (a later VM may take the
+    /// same name or address, with a key of its own) and its pending-read entry. A failure
+    /// is logged, never fatal.
     pub(crate) fn forget_host_key(&self, vm: &VmRecord) {
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(vm.id.as_str());
         if self.cfg.authorized_keys.is_none() {
             return;
         }

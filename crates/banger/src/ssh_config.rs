@@ -50,23 +50,16 @@ impl Layout {
 
     /// The `Include` line, without its newline.
     pub fn include_line(&self) -> String {
-        format!("Include {}", quote(&self.banger_config))
+        format!(
+            "Include {}",
+            banger_ssh::quote(&self.banger_config.display().to_string())
+        )
     }
 }
 
 /// The comment line install puts above the `Include`, so a reader knows where it came
 /// from.
 pub const MARKER_LINE: &str = "# Added by `banger ssh-config --install`; removed by `--uninstall`.";
-
-/// ssh_config takes double quotes around arguments with spaces.
-fn quote(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text.contains(char::is_whitespace) {
-        format!("\"{text}\"")
-    } else {
-        text
-    }
-}
 
 /// What to do with one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
