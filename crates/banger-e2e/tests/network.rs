@@ -596,5 +596,38 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
             Err(format!("dig answered {answer:?}"))
         }
     });
+
+    // `vm run` with no command is an interactive ssh session. On a terminal (script(1)
+    // makes one), typed input reaches the guest's shell, the shell's exit code is
+    // banger's, and --rm deletes the VM afterwards.
+    let banger = bin_dir().join("banger");
+    let mut session = host
+        .command("script")
+        .args([
+            "-qec",
+            &format!("{} vm run --image tiny --rm", banger.display()),
+            "/dev/null",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(host.env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    session
+        .stdin
+        .take()
+        .context("script's stdin")?
+        .write_all(b"echo marker-$((6*7)); exit 3\n")?;
+    let out = session.wait_with_output()?;
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{transcript}");
+    assert!(transcript.contains("marker-42"), "{transcript}");
+    assert!(
+        host.vm_names().is_empty(),
+        "vm run --rm left {:?}",
+        host.vm_names()
+    );
     Ok(())
 }
