@@ -37,7 +37,7 @@ impl VmService {
                 if let Some(handle) = &handle {
                     self.stop_process(handle, std::time::Duration::ZERO).await;
                 }
-                kill_processes_mentioning(&paths.run_dir);
+                kill_processes_mentioning(&paths.run_dir).await;
                 let _ = std::fs::remove_dir_all(&paths.dir);
                 let _ = std::fs::remove_dir_all(&paths.run_dir);
                 self.with_store(|s| s.delete_vm(&vm.id))?;
@@ -104,7 +104,7 @@ impl VmService {
                 {
                     self.stop_process(&handle, std::time::Duration::ZERO).await;
                 }
-                kill_processes_mentioning(&paths.run_dir);
+                kill_processes_mentioning(&paths.run_dir).await;
                 let _ = std::fs::remove_dir_all(&paths.dir);
                 let _ = std::fs::remove_dir_all(&paths.run_dir);
                 report.orphan_dirs.push(name);
@@ -114,8 +114,14 @@ impl VmService {
     }
 }
 
-/// Kills processes whose command line mentions `dir` (a VMM of a VM being removed).
-fn kill_processes_mentioning(dir: &Path) {
+/// How long a killed stray VMM gets to disappear before reconcile moves on.
+const STRAY_EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Kills processes whose command line mentions `dir` (a VMM of a VM being removed) and
+/// waits until they are gone: SIGKILL is delivered asynchronously, and a VMM caught
+/// mid-start (the daemon died while launching it) may take a moment to go. Once
+/// reconcile returns, nothing of the removed VM runs.
+async fn kill_processes_mentioning(dir: &Path) {
     let needle = dir.display().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
@@ -127,8 +133,19 @@ fn kill_processes_mentioning(dir: &Path) {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = banger_sys::process::send_signal(pid, 9);
+        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+            continue;
+        }
+        // Through a pidfd, so neither the signal nor the wait can hit a recycled pid.
+        let Ok(pidfd) = banger_sys::process::pidfd_open(pid) else {
+            continue;
+        };
+        if banger_sys::process::pidfd_send_signal(&pidfd, 9).is_ok() {
+            match banger_sys::process::wait_for_exit(&pidfd, STRAY_EXIT_TIMEOUT).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(pid, "a stray VMM survived SIGKILL"),
+                Err(error) => tracing::warn!(pid, %error, "cannot wait for a stray VMM"),
+            }
         }
     }
 }
