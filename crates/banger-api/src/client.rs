@@ -99,9 +99,29 @@ impl Client {
         let mut line = serde_json::to_vec(&frame)
             .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
         line.push(b'\n');
-        self.writer.write_all(&line).await?;
+        // A daemon that refuses the peer answers and closes without reading: the write
+        // can then fail with a broken pipe while the refusal waits in our buffer, and
+        // the refusal is the better error.
+        let mut write_error = match self.writer.write_all(&line).await {
+            Ok(()) => None,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Some(error)
+            }
+            Err(error) => return Err(error.into()),
+        };
         loop {
-            let frame = self.read_frame().await?;
+            let frame = match self.read_frame().await {
+                Ok(frame) => frame,
+                Err(error) => match write_error.take() {
+                    Some(write_error) => return Err(write_error.into()),
+                    None => return Err(error),
+                },
+            };
             if frame.id != id && frame.id != 0 {
                 return Err(ClientError::Protocol(format!(
                     "answer for request {} while waiting for {id}",

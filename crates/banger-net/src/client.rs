@@ -133,10 +133,16 @@ impl HelperTransport for UnixTransport {
             .and_then(|()| stream.set_write_timeout(Some(self.timeout)))
             .map_err(HelperClientError::Io)?;
         let line = encode_helper_line(request).map_err(HelperClientError::Protocol)?;
-        stream
-            .write_all(&line)
-            .map_err(|error| self.io_error(error))?;
-        let (reply_line, mut fds) = self.read_reply_line(&stream)?;
+        // A helper that refuses the peer answers and closes without reading, so the
+        // write can fail with a broken pipe while its answer waits in our buffer: the
+        // answer, when there is one, says more than the pipe error.
+        let (reply_line, mut fds) = match stream.write_all(&line) {
+            Ok(()) => self.read_reply_line(&stream)?,
+            Err(error) if closed_by_peer(&error) => self
+                .read_reply_line(&stream)
+                .map_err(|_| self.io_error(error))?,
+            Err(error) => return Err(self.io_error(error)),
+        };
         let reply = decode_helper_reply(&reply_line).map_err(HelperClientError::Protocol)?;
         match reply {
             HelperReply::Ok(outcome) => Ok(HelperAnswer {
@@ -147,6 +153,13 @@ impl HelperTransport for UnixTransport {
             HelperReply::Err(source) => Err(HelperClientError::Refused { op, source }),
         }
     }
+}
+
+fn closed_by_peer(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 impl UnixTransport {
