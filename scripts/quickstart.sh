@@ -34,15 +34,17 @@ runtime=${BANGER_RUNTIME_DIR:-${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/banger}}
 runtime=${runtime:-/tmp/banger-$uid}
 helper_socket=${BANGER_HELPER_SOCKET:-/run/banger/helper.sock}
 mkdir -p -m 0700 "$state" "$runtime"
-if [ -S "$helper_socket" ]; then
-  echo "banger-helper is already listening on $helper_socket" >&2
+if "$BIN/banger-helper" probe --socket "$helper_socket" 2>/dev/null; then
+  echo "(keeping it: stop it and rerun to start the new binary)" >&2
 else
+  # Nothing answers there: start one (it replaces a socket a dead helper left behind).
   $SUDO mkdir -p "$(dirname "$helper_socket")"
   $SUDO sh -c 'nohup "$0" --owner-uid "$1" --state-dir "$2" --runtime-dir "$3" --socket "$4" \
       >>/var/log/banger-helper.log 2>&1 </dev/null &' \
     "$BIN/banger-helper" "$uid" "$state" "$runtime" "$helper_socket"
-  for _ in $(seq 100); do [ -S "$helper_socket" ] && break; sleep 0.1; done
-  [ -S "$helper_socket" ] || { echo "quickstart: banger-helper did not start (see /var/log/banger-helper.log)" >&2; exit 1; }
+  for _ in $(seq 100); do "$BIN/banger-helper" probe --socket "$helper_socket" >/dev/null 2>&1 && break; sleep 0.1; done
+  "$BIN/banger-helper" probe --socket "$helper_socket" \
+    || { echo "quickstart: banger-helper did not start (see /var/log/banger-helper.log)" >&2; exit 1; }
 fi
 
 step "starting the daemon"

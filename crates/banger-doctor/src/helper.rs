@@ -51,7 +51,7 @@ pub fn judge_helper(socket: Option<&Path>, probe: &HelperProbe) -> Check {
         HelperProbe::Refused(error) => Check::warn(
             NAME,
             format!("banger-helper's socket exists{where_} but refuses connections ({error})"),
-            "start banger-helper (as root), or remove the stale socket",
+            "start banger-helper as root (it replaces a socket a dead helper left), e.g. by rerunning ./scripts/quickstart.sh",
         ),
     }
 }

@@ -32,16 +32,20 @@ It performs a closed set of operations for bangerd: create the guest bridge and 
 an opened tap to an unprivileged VMM, per-guest NAT in its own nftables table, loop \
 devices and ownership fixes inside banger's directories, and per-link DNS for `*.vm`. \
 Every argument is validated before anything is touched; no shell is ever run.\n\n\
-Example:\n  banger-helper --owner-uid 1000 --state-dir /home/me/.local/state/banger \\\n    \
---runtime-dir /run/user/1000/banger"
+Examples:\n  banger-helper --owner-uid 1000 --state-dir /home/me/.local/state/banger \\\n    \
+--runtime-dir /run/user/1000/banger\n  banger-helper probe   # exit 0 when a helper answers on the socket",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct HelperArgs {
+    #[command(subcommand)]
+    pub command: Option<HelperCommand>,
     /// Unix socket to listen on (created mode 0600, owned by the owner uid).
     #[arg(long, default_value = DEFAULT_HELPER_SOCKET)]
     pub socket: PathBuf,
     /// The only uid allowed to use the helper (the user bangerd runs as).
-    #[arg(long)]
-    pub owner_uid: u32,
+    #[arg(long, required = true)]
+    pub owner_uid: Option<u32>,
     /// The bridge guests attach to; must start with `banger`.
     #[arg(long, default_value = DEFAULT_BRIDGE)]
     pub bridge: String,
@@ -49,11 +53,11 @@ pub struct HelperArgs {
     #[arg(long, default_value = DEFAULT_SUBNET)]
     pub subnet: String,
     /// banger's state directory: loop devices may only be backed by files under it.
-    #[arg(long)]
-    pub state_dir: PathBuf,
+    #[arg(long, required = true)]
+    pub state_dir: Option<PathBuf>,
     /// banger's runtime directory (ownership fixes are allowed under it too).
-    #[arg(long)]
-    pub runtime_dir: PathBuf,
+    #[arg(long, required = true)]
+    pub runtime_dir: Option<PathBuf>,
     /// Interface NAT traffic leaves through; default: the default route's, looked up
     /// each time NAT is added.
     #[arg(long)]
@@ -61,6 +65,18 @@ pub struct HelperArgs {
     /// Which tool applies NAT rules.
     #[arg(long, value_enum, default_value_t = NatBackend::Auto)]
     pub nat_backend: NatBackend,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum HelperCommand {
+    /// Check whether a banger-helper answers on a socket: exit 0 if one does, 1 if not.
+    /// Scripts use it to start a helper only when none is running.
+    Probe {
+        /// The socket to try.
+        #[arg(long, default_value = DEFAULT_HELPER_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 /// Why the command line is unusable.
@@ -74,6 +90,8 @@ pub enum ConfigError {
     Uplink { name: String, reason: String },
     #[error("--{flag} {}: must be an absolute path", .path.display())]
     RelativePath { flag: &'static str, path: PathBuf },
+    #[error("--{flag} is required to serve")]
+    Missing { flag: &'static str },
 }
 
 /// Host paths the helper reads and writes directly; tests point them at temp dirs.
@@ -120,6 +138,15 @@ impl HelperConfig {
         args: HelperArgs,
         owner_gid: Option<u32>,
     ) -> Result<HelperConfig, ConfigError> {
+        let owner_uid = args
+            .owner_uid
+            .ok_or(ConfigError::Missing { flag: "owner-uid" })?;
+        let state_dir = args
+            .state_dir
+            .ok_or(ConfigError::Missing { flag: "state-dir" })?;
+        let runtime_dir = args.runtime_dir.ok_or(ConfigError::Missing {
+            flag: "runtime-dir",
+        })?;
         check_bridge_name(&args.bridge).map_err(|problem| ConfigError::Bridge {
             name: args.bridge.clone(),
             reason: problem.to_string(),
@@ -133,8 +160,8 @@ impl HelperConfig {
         }
         for (flag, path) in [
             ("socket", &args.socket),
-            ("state-dir", &args.state_dir),
-            ("runtime-dir", &args.runtime_dir),
+            ("state-dir", &state_dir),
+            ("runtime-dir", &runtime_dir),
         ] {
             if !path.is_absolute() {
                 return Err(ConfigError::RelativePath {
@@ -145,12 +172,12 @@ impl HelperConfig {
         }
         Ok(HelperConfig {
             socket: args.socket,
-            owner_uid: args.owner_uid,
+            owner_uid,
             owner_gid,
             bridge: args.bridge,
             subnet,
-            state_dir: args.state_dir,
-            runtime_dir: args.runtime_dir,
+            state_dir,
+            runtime_dir,
             uplink: args.uplink,
             nat_backend: args.nat_backend,
             host: HostPaths::default(),
@@ -220,6 +247,30 @@ mod tests {
             HelperArgs::try_parse_from(["banger-helper"]).is_err(),
             "owner uid is required"
         );
+        assert!(
+            HelperArgs::try_parse_from(["banger-helper", "--owner-uid", "1"]).is_err(),
+            "the directories are required"
+        );
+        assert!(
+            HelperArgs::try_parse_from(["banger-helper", "--owner-uid", "1", "probe"]).is_err(),
+            "probe takes no serving flags"
+        );
+    }
+
+    #[test]
+    fn probe_needs_no_serving_flags() {
+        let args = HelperArgs::try_parse_from(["banger-helper", "probe"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Some(HelperCommand::Probe { socket }) if socket == std::path::Path::new(DEFAULT_HELPER_SOCKET)
+        ));
+        let args =
+            HelperArgs::try_parse_from(["banger-helper", "probe", "--socket", "/tmp/h.sock"])
+                .unwrap();
+        assert!(matches!(
+            args.command,
+            Some(HelperCommand::Probe { socket }) if socket == std::path::Path::new("/tmp/h.sock")
+        ));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! only the owner uid, and performs a closed set of typed operations for the daemon
 //! (`banger_proto::helper::HelperRequest`): bridge and taps (`link`), handing an opened
 //! tap to an unprivileged VMM, per-guest NAT in banger's own nftables table (`nat`),
-//! loop devices (`loopdev`), ownership fixes (`owner`) and per-link DNS (`dns`). Every
+//! loop devices (`loopdev`), ownership fixes (`owner`) and per-link DNS (`dns`);
+//! `probe` tells whether a helper already answers on a socket. Every
 //! argument is validated (`validate`) before anything is touched; external tools run
 //! with an explicit argv and a clean environment (`tool`), never through a shell. It is
 //! synchronous on purpose: std threads, no async runtime.
@@ -15,6 +16,7 @@ pub mod log;
 pub mod loopdev;
 pub mod nat;
 pub mod owner;
+pub mod probe;
 pub mod server;
 pub mod tool;
 pub mod validate;

@@ -1,11 +1,13 @@
 //! The `banger-helper` binary: parse the command line, check it, bind the socket and
-//! serve until killed. See `lib.rs` for what the helper does.
+//! serve until killed; or, as `banger-helper probe`, say whether a helper already
+//! answers on a socket. See `lib.rs` for what the helper does.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use banger_helper::config::{HelperArgs, HelperConfig};
+use banger_helper::config::{HelperArgs, HelperCommand, HelperConfig};
 use banger_helper::dispatch::Helper;
+use banger_helper::probe::{Found, PROBE_TIMEOUT, probe};
 use banger_helper::tool::SystemTools;
 use banger_helper::{log, server};
 use clap::Parser;
@@ -22,8 +24,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = HelperArgs::parse();
-    let owner_gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(args.owner_uid))
-        .ok()
+    if let Some(HelperCommand::Probe { socket }) = &args.command {
+        return run_probe(socket);
+    }
+    let owner_gid = args
+        .owner_uid
+        .and_then(|uid| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok())
         .flatten()
         .map(|user| user.gid.as_raw());
     let config = HelperConfig::from_args(args, owner_gid).context("invalid command line")?;
@@ -43,4 +49,24 @@ fn run() -> anyhow::Result<()> {
     ));
     let helper = Arc::new(Helper::new(config, Arc::new(SystemTools)));
     server::serve(listener, helper).context("accepting connections failed")
+}
+
+/// `banger-helper probe`: one line on stdout when a helper answers, an error otherwise.
+fn run_probe(socket: &std::path::Path) -> anyhow::Result<()> {
+    let found = probe(socket, PROBE_TIMEOUT)
+        .with_context(|| format!("no banger-helper answers on {}", socket.display()))?;
+    let detail = match found {
+        Found::Serving { bridge, subnet } => format!("bridge {bridge}, pool {subnet}"),
+        Found::ServingUid { refused_uid } => {
+            format!("it serves another uid than {refused_uid}")
+        }
+    };
+    #[expect(clippy::print_stdout, reason = "the probe's answer is its output")]
+    {
+        println!(
+            "banger-helper is listening on {} ({detail})",
+            socket.display()
+        );
+    }
+    Ok(())
 }

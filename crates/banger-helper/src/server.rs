@@ -37,8 +37,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long writing a reply may block before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Creates the listening socket at `path`, replacing a stale socket (never another kind
-/// of file), mode 0600 and owned by `owner_uid`.
+/// Creates the listening socket at `path`, replacing a stale socket (never a live one,
+/// nor another kind of file), mode 0600 and owned by `owner_uid`.
 pub fn bind(path: &Path, owner_uid: u32) -> io::Result<UnixListener> {
     if let Some(parent) = path.parent()
         && !parent.exists()
@@ -47,7 +47,19 @@ pub fn bind(path: &Path, owner_uid: u32) -> io::Result<UnixListener> {
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
     }
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(meta) if meta.file_type().is_socket() => {
+            if crate::probe::listening(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "another process (a running banger-helper?) is listening on {}; \
+                         stop it first, or check it with `banger-helper probe --socket {0}`",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path)?
+        }
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,

@@ -168,4 +168,78 @@ fn a_non_owner_uid_is_refused() {
     assert_eq!(error, HelperError::Unauthorized { uid: current_uid() });
     assert_eq!(std::fs::metadata(&helper.socket).unwrap().uid(), other);
     helper.wait_for_log(&format!("refused uid {}", current_uid()));
+    let (ok, stdout, stderr) = probe(&helper.socket);
+    assert!(
+        ok,
+        "a helper that refuses us is still a live helper: {stderr}"
+    );
+    assert!(stdout.contains("serves another uid"), "{stdout}");
+}
+
+/// Runs `banger-helper probe --socket PATH`: (success, stdout, stderr).
+fn probe(socket: &std::path::Path) -> (bool, String, String) {
+    let out = std::process::Command::new(support::helper_binary())
+        .arg("probe")
+        .arg("--socket")
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn probe_tells_a_live_helper_from_a_dead_one() {
+    let helper = RunningHelper::start(None, current_uid(), &[]);
+    let (ok, stdout, stderr) = probe(&helper.socket);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("is listening on") && stdout.contains("pool 172.30.0.0/24"),
+        "{stdout}"
+    );
+    let socket = helper.socket.clone();
+    let dir = helper.dir.path().to_path_buf();
+    drop(helper);
+    let (ok, _, stderr) = probe(&dir.join("nothing.sock"));
+    assert!(!ok);
+    assert!(stderr.contains("no banger-helper answers"), "{stderr}");
+    let (ok, _, _) = probe(&socket);
+    assert!(!ok, "the helper was killed; nothing answers on its path");
+}
+
+#[test]
+fn a_live_helper_keeps_its_socket_and_a_stale_one_is_replaced() {
+    let mut helper = RunningHelper::start(None, current_uid(), &[]);
+    let second = helper
+        .another()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(stderr.contains("is listening on"), "{stderr}");
+    assert!(
+        matches!(
+            helper.call(HelperRequest::Hello),
+            Ok(answer) if matches!(answer.outcome, HelperOutcome::Hello { .. })
+        ),
+        "the first helper still answers on its socket"
+    );
+    helper.crash_and_restart();
+    assert!(matches!(
+        helper.call(HelperRequest::Hello),
+        Ok(answer) if matches!(answer.outcome, HelperOutcome::Hello { .. })
+    ));
 }

@@ -119,7 +119,50 @@ pub struct RunningHelper {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub runtime_dir: PathBuf,
+    command_line: (u32, Vec<String>),
     log: mpsc::Receiver<String>,
+}
+
+pub fn helper_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_banger-helper")
+}
+
+fn serving_args(
+    socket: &Path,
+    owner_uid: u32,
+    state_dir: &Path,
+    runtime_dir: &Path,
+) -> Vec<String> {
+    vec![
+        "--socket".into(),
+        socket.display().to_string(),
+        "--owner-uid".into(),
+        owner_uid.to_string(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+        "--runtime-dir".into(),
+        runtime_dir.display().to_string(),
+    ]
+}
+
+/// Spawns `command` with its stderr lines forwarded to a channel.
+fn spawn_logging(mut command: Command) -> (Child, mpsc::Receiver<String>) {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start banger-helper");
+    let stderr = child.stderr.take().unwrap();
+    let (sender, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, log)
 }
 
 impl RunningHelper {
@@ -132,41 +175,21 @@ impl RunningHelper {
         let runtime_dir = dir.path().join("runtime");
         std::fs::create_dir_all(&state_dir).unwrap();
         std::fs::create_dir_all(&runtime_dir).unwrap();
-        let binary = env!("CARGO_BIN_EXE_banger-helper");
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &ns.name, binary]);
+                c.args(["netns", "exec", &ns.name, helper_binary()]);
                 c
             }
-            None => Command::new(binary),
+            None => Command::new(helper_binary()),
         };
         command
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--owner-uid")
-            .arg(owner_uid.to_string())
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--runtime-dir")
-            .arg(&runtime_dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start banger-helper");
-        let stderr = child.stderr.take().unwrap();
-        let (sender, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .args(serving_args(&socket, owner_uid, &state_dir, &runtime_dir))
+            .args(extra);
+        let (child, log) = spawn_logging(command);
         let helper = RunningHelper {
             child,
+            command_line: (owner_uid, extra.iter().map(|s| s.to_string()).collect()),
             dir,
             socket,
             state_dir,
@@ -175,6 +198,33 @@ impl RunningHelper {
         };
         helper.wait_for_log("listening on");
         helper
+    }
+
+    /// The command line of another helper for the same socket and directories.
+    pub fn another(&self) -> Command {
+        let (owner_uid, extra) = &self.command_line;
+        let mut command = Command::new(helper_binary());
+        command
+            .args(serving_args(
+                &self.socket,
+                *owner_uid,
+                &self.state_dir,
+                &self.runtime_dir,
+            ))
+            .args(extra);
+        command
+    }
+
+    /// Kills the helper (leaving its socket file behind, as a crash would) and starts a
+    /// new one on the same socket, outside any namespace.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        assert!(self.socket.exists(), "a killed helper leaves its socket");
+        let (child, log) = spawn_logging(self.another());
+        self.child = child;
+        self.log = log;
+        self.wait_for_log("listening on");
     }
 
     /// Waits for a log line containing `marker`.
