@@ -176,12 +176,9 @@ fn a_non_owner_uid_is_refused() {
     assert!(stdout.contains("serves another uid"), "{stdout}");
 }
 
-/// Runs `banger-helper probe --socket PATH`: (success, stdout, stderr).
-fn probe(socket: &std::path::Path) -> (bool, String, String) {
-    let out = std::process::Command::new(support::helper_binary())
-        .arg("probe")
-        .arg("--socket")
-        .arg(socket)
+/// Runs `command` to its end: (success, stdout, stderr).
+fn finish(command: &mut std::process::Command) -> (bool, String, String) {
+    let out = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -196,50 +193,50 @@ fn probe(socket: &std::path::Path) -> (bool, String, String) {
     )
 }
 
+/// Runs `banger-helper probe --socket PATH`.
+fn probe(socket: &std::path::Path) -> (bool, String, String) {
+    finish(
+        std::process::Command::new(support::helper_binary())
+            .arg("probe")
+            .arg("--socket")
+            .arg(socket),
+    )
+}
+
+fn answers_hello(helper: &RunningHelper) -> bool {
+    matches!(
+        helper.call(HelperRequest::Hello),
+        Ok(answer) if matches!(answer.outcome, HelperOutcome::Hello { .. })
+    )
+}
+
 #[test]
 fn probe_tells_a_live_helper_from_a_dead_one() {
-    let helper = RunningHelper::start(None, current_uid(), &[]);
+    let mut helper = RunningHelper::start(None, current_uid(), &[]);
     let (ok, stdout, stderr) = probe(&helper.socket);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("is listening on") && stdout.contains("pool 172.30.0.0/24"),
         "{stdout}"
     );
-    let socket = helper.socket.clone();
-    let dir = helper.dir.path().to_path_buf();
-    drop(helper);
-    let (ok, _, stderr) = probe(&dir.join("nothing.sock"));
+    helper.kill();
+    assert!(helper.socket.exists(), "a killed helper leaves its socket");
+    let (ok, _, stderr) = probe(&helper.socket);
+    assert!(!ok, "nothing answers on a dead helper's socket");
+    assert!(stderr.contains("no banger-helper answers"), "{stderr}");
+    let (ok, _, stderr) = probe(&helper.dir.path().join("nothing.sock"));
     assert!(!ok);
     assert!(stderr.contains("no banger-helper answers"), "{stderr}");
-    let (ok, _, _) = probe(&socket);
-    assert!(!ok, "the helper was killed; nothing answers on its path");
 }
 
 #[test]
 fn a_live_helper_keeps_its_socket_and_a_stale_one_is_replaced() {
     let mut helper = RunningHelper::start(None, current_uid(), &[]);
-    let second = helper
-        .another()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-        .wait_with_output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success());
+    let (ok, _, stderr) = finish(&mut helper.another());
+    assert!(!ok, "a second helper must not take a live socket");
     assert!(stderr.contains("is listening on"), "{stderr}");
-    assert!(
-        matches!(
-            helper.call(HelperRequest::Hello),
-            Ok(answer) if matches!(answer.outcome, HelperOutcome::Hello { .. })
-        ),
-        "the first helper still answers on its socket"
-    );
-    helper.crash_and_restart();
-    assert!(matches!(
-        helper.call(HelperRequest::Hello),
-        Ok(answer) if matches!(answer.outcome, HelperOutcome::Hello { .. })
-    ));
+    assert!(answers_hello(&helper), "the first helper still answers");
+    helper.kill();
+    helper.restart();
+    assert!(answers_hello(&helper), "a stale socket is replaced");
 }
