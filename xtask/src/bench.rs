@@ -180,20 +180,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn run(root: &Path, _args: &[String]) -> Result<()> {
-    crate::run(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "banger",
-            "-p",
-            "bangerd",
-            "-p",
-            "banger-helper",
-        ],
-    )?;
+    crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
     for sub in ["home", "state", "run", "config", "manual"] {

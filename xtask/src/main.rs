@@ -87,19 +87,7 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("xtask: --fast: skipping the real-guest profile");
     } else {
         // The e2e tests drive the real binaries.
-        run(
-            root,
-            "cargo",
-            &[
-                "build",
-                "-p",
-                "banger",
-                "-p",
-                "bangerd",
-                "-p",
-                "banger-helper",
-            ],
-        )?;
+        build_binaries(root, false)?;
         run(
             root,
             "cargo",
@@ -118,6 +106,17 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Builds the host binaries the e2e tests and benchmarks drive: banger, bangerd and
+/// banger-helper.
+pub(crate) fn build_binaries(root: &Path, release: bool) -> Result<()> {
+    let mut args = vec!["build"];
+    if release {
+        args.push("--release");
+    }
+    args.extend(["-p", "banger", "-p", "bangerd", "-p", "banger-helper"]);
+    run(root, "cargo", &args)
 }
 
 /// Builds `banger-agent` as a static binary (it runs inside guests whose libc we do not

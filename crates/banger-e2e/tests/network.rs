@@ -95,6 +95,24 @@ struct Lab {
 }
 
 impl Lab {
+    /// `dig +short NAME` against the daemon's DNS on the bridge, from the host's
+    /// namespace: `timeout` seconds a try, `tries` tries.
+    fn dig(&self, name: &str, timeout: u32, tries: u32) -> Result<String> {
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns,
+            "dig",
+            &format!("@{BRIDGE_IP}"),
+            "-p",
+            DNS_PORT,
+            name,
+            "+short",
+            &format!("+time={timeout}"),
+            &format!("+tries={tries}"),
+        ]))
+    }
+
     fn new() -> Result<Lab> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let id = format!(
@@ -495,19 +513,7 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
     host.banger_ok(&["vm", "create", "--image", "tiny", "--name", "web"]);
     let address = address_of(&host, "web");
 
-    let answer = run(Command::new("ip").args([
-        "netns",
-        "exec",
-        &lab.ns,
-        "dig",
-        &format!("@{BRIDGE_IP}"),
-        "-p",
-        DNS_PORT,
-        "web.vm",
-        "+short",
-        "+time=2",
-        "+tries=3",
-    ]))?;
+    let answer = lab.dig("web.vm", 2, 3)?;
     assert_eq!(answer.trim(), address, "dig answered {answer:?}");
 
     let ports = host.banger_ok(&["vm", "ports", "web"]);
@@ -576,20 +582,7 @@ fn dns_ports_ssh_and_ssh_config() -> Result<()> {
         "the deleted VM's host key stayed:\n{known_hosts}"
     );
     wait_until("the name is gone", Duration::from_secs(10), || {
-        let answer = run(Command::new("ip").args([
-            "netns",
-            "exec",
-            &lab.ns,
-            "dig",
-            &format!("@{BRIDGE_IP}"),
-            "-p",
-            DNS_PORT,
-            "web.vm",
-            "+short",
-            "+time=1",
-            "+tries=1",
-        ]))
-        .map_err(|e| e.to_string())?;
+        let answer = lab.dig("web.vm", 1, 1).map_err(|e| e.to_string())?;
         if answer.trim().is_empty() {
             Ok(())
         } else {

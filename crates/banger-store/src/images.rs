@@ -93,17 +93,15 @@ impl Store {
 
     /// Every image, by name.
     pub fn list_images(&self) -> Result<Vec<ImageRecord>, StoreError> {
-        let doing = || "listing images";
-        let mut statement = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM images ORDER BY name"))
-            .map_err(sqlite(doing))?;
-        let rows = statement
-            .query_map([], read)
-            .map_err(sqlite(doing))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sqlite(doing))?;
-        rows.into_iter().map(decode).collect()
+        self.select_all(
+            "listing images",
+            &format!("SELECT {COLUMNS} FROM images ORDER BY name"),
+            [],
+            read,
+        )?
+        .into_iter()
+        .map(decode)
+        .collect()
     }
 
     /// Removes an image record; false when there was none.

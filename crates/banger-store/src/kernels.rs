@@ -70,16 +70,12 @@ impl Store {
 
     /// Every kernel, by name.
     pub fn list_kernels(&self) -> Result<Vec<KernelRecord>, StoreError> {
-        let doing = || "listing kernels";
-        let mut statement = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM kernels ORDER BY name"))
-            .map_err(sqlite(doing))?;
-        statement
-            .query_map([], read)
-            .map_err(sqlite(doing))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sqlite(doing))
+        self.select_all(
+            "listing kernels",
+            &format!("SELECT {COLUMNS} FROM kernels ORDER BY name"),
+            [],
+            read,
+        )
     }
 
     /// Removes a kernel record; false when there was none.

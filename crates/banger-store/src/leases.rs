@@ -79,17 +79,15 @@ impl Store {
 
     /// Every lease, by address text.
     pub fn list_leases(&self) -> Result<Vec<AddressLease>, StoreError> {
-        let doing = || "listing address leases";
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT vm_id, ipv4, leased_at FROM address_leases ORDER BY ipv4")
-            .map_err(sqlite(doing))?;
-        let rows = statement
-            .query_map([], read)
-            .map_err(sqlite(doing))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sqlite(doing))?;
-        rows.into_iter().map(decode).collect()
+        self.select_all(
+            "listing address leases",
+            "SELECT vm_id, ipv4, leased_at FROM address_leases ORDER BY ipv4",
+            [],
+            read,
+        )?
+        .into_iter()
+        .map(decode)
+        .collect()
     }
 
     /// Releases `vm_id`'s address; true when it held one. Deleting the VM does this too.

@@ -14,6 +14,7 @@ mod kernels;
 mod leases;
 mod migrate;
 mod operations;
+mod select;
 mod vms;
 
 use std::path::{Path, PathBuf};

@@ -205,20 +205,18 @@ impl Store {
 
     /// The `limit` most recently started operations, newest first.
     pub fn list_operations(&self, limit: u32) -> Result<Vec<OperationRecord>, StoreError> {
-        let doing = || "listing operations";
-        let mut statement = self
-            .conn
-            .prepare_cached(&format!(
+        self.select_all(
+            "listing operations",
+            &format!(
                 "SELECT {COLUMNS} FROM operations \
                  ORDER BY started_at DESC, rowid DESC LIMIT ?1"
-            ))
-            .map_err(sqlite(doing))?;
-        let raws = statement
-            .query_map([limit], RawOperation::read)
-            .map_err(sqlite(doing))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sqlite(doing))?;
-        raws.into_iter().map(RawOperation::decode).collect()
+            ),
+            [limit],
+            RawOperation::read,
+        )?
+        .into_iter()
+        .map(RawOperation::decode)
+        .collect()
     }
 
     /// Marks every `running` operation failed with `error`: called at daemon start, when

@@ -231,19 +231,15 @@ impl Store {
 
     /// Every VM, oldest first (ties by name).
     pub fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError> {
-        let doing = || "listing VMs";
-        let mut statement = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM vms ORDER BY created_at, name"
-            ))
-            .map_err(sqlite(doing))?;
-        let raws = statement
-            .query_map([], RawVm::read)
-            .map_err(sqlite(doing))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sqlite(doing))?;
-        raws.into_iter().map(RawVm::decode).collect()
+        self.select_all(
+            "listing VMs",
+            &format!("SELECT {COLUMNS} FROM vms ORDER BY created_at, name"),
+            [],
+            RawVm::read,
+        )?
+        .into_iter()
+        .map(RawVm::decode)
+        .collect()
     }
 
     /// Removes a VM; false when there was none.
@@ -257,18 +253,12 @@ impl Store {
 
     /// How many VMs are in each state, in lifecycle order, omitting empty states.
     pub fn count_vms_by_state(&self) -> Result<Vec<(VmState, u64)>, StoreError> {
-        let doing = || "counting VMs by state";
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT state, COUNT(*) FROM vms GROUP BY state")
-            .map_err(sqlite(doing))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })
-            .map_err(sqlite(doing))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sqlite(doing))?;
+        let rows = self.select_all(
+            "counting VMs by state",
+            "SELECT state, COUNT(*) FROM vms GROUP BY state",
+            [],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+        )?;
         let mut counts = Vec::with_capacity(rows.len());
         for (state, count) in rows {
             let what = || format!("VM state {state:?}");

@@ -4,12 +4,12 @@
 
 use std::io::BufRead as _;
 
-use banger_api::ClientError;
 use banger_api::methods::{
     Empty, VmDelete, VmDeleteParams, VmKill, VmKillParams, VmList, VmPrune, VmRef, VmRestart,
     VmStart, VmStop, VmStopParams,
 };
 use banger_api::types::{VmInfo, VmState};
+use banger_api::{ClientError, Method};
 use clap::Args;
 
 use crate::cli::{JsonFlag, VmsArg};
@@ -214,37 +214,28 @@ pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
 
 /// `vm stop`.
 pub async fn stop(ctx: &Ctx, args: StopArgs) -> Result<(), CliError> {
-    let timeout_secs = args.timeout;
-    each_vm(
-        ctx,
-        args.vm.vms,
-        args.output,
-        summary,
-        async |daemon, vm| {
-            let params = VmStopParams { vm, timeout_secs };
-            daemon
-                .call_with_progress::<VmStop>(&ctx.term, &params)
-                .await
-        },
-    )
-    .await
+    stop_then::<VmStop>(ctx, args.vm, args.output, args.timeout).await
 }
 
 /// `vm restart`.
 pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<(), CliError> {
-    let timeout_secs = args.timeout;
-    each_vm(
-        ctx,
-        args.vm.vms,
-        args.output,
-        summary,
-        async |daemon, vm| {
-            let params = VmStopParams { vm, timeout_secs };
-            daemon
-                .call_with_progress::<VmRestart>(&ctx.term, &params)
-                .await
-        },
-    )
+    stop_then::<VmRestart>(ctx, args.vm, args.output, args.timeout).await
+}
+
+/// Stop or restart each VM: the two share their parameters and output.
+async fn stop_then<M>(
+    ctx: &Ctx,
+    vms: VmsArg,
+    output: JsonFlag,
+    timeout_secs: Option<u64>,
+) -> Result<(), CliError>
+where
+    M: Method<Params = VmStopParams, Output = VmInfo>,
+{
+    each_vm(ctx, vms.vms, output, summary, async |daemon, vm| {
+        let params = VmStopParams { vm, timeout_secs };
+        daemon.call_with_progress::<M>(&ctx.term, &params).await
+    })
     .await
 }
 
