@@ -15,7 +15,9 @@ use banger_exec::CommandRunner;
 use banger_image::{GuestInit, ImageService};
 use banger_model::dirs::Dirs;
 use banger_model::progress::ProgressSink;
-use banger_model::{SpecLimits, VmId, VmRecord, VmState, resolve_ref};
+use banger_model::{
+    RefError, SpecLimits, VmId, VmRecord, VmState, resolve_ref, resolve_ref_destructive,
+};
 use banger_proto::agent_client::AgentClient;
 use banger_store::{ImageRecord, KernelRecord, Store};
 use banger_vmm::{VmmDriver, VmmHandle};
@@ -159,15 +161,18 @@ impl VmService {
     /// Finds a VM by exact name, id, or unique prefix of either.
     pub fn find(&self, query: &str) -> Result<VmRecord, VmError> {
         let vms = self.list()?;
-        match resolve_ref(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str()) {
-            Ok(vm) => Ok(vm.clone()),
-            Err(banger_model::RefError::NotFound { .. }) => {
-                Err(VmError::NotFound(format!("no VM named {query:?}")))
-            }
-            Err(banger_model::RefError::Ambiguous { query, candidates }) => {
-                Err(VmError::Ambiguous { query, candidates })
-            }
-        }
+        resolve_ref(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
+            .cloned()
+            .map_err(|error| ref_error(query, error))
+    }
+
+    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): a
+    /// prefix must be at least [`banger_model::MIN_DESTRUCTIVE_PREFIX`] characters.
+    pub fn find_destructive(&self, query: &str) -> Result<VmRecord, VmError> {
+        let vms = self.list()?;
+        resolve_ref_destructive(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
+            .cloned()
+            .map_err(|error| ref_error(query, error))
     }
 
     pub(crate) fn reload(&self, id: &VmId) -> Result<VmRecord, VmError> {
@@ -298,6 +303,14 @@ impl VmService {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         console_excerpt(&text, lines)
+    }
+}
+
+fn ref_error(query: &str, error: RefError) -> VmError {
+    match error {
+        RefError::NotFound { .. } => VmError::NotFound(format!("no VM named {query:?}")),
+        RefError::Ambiguous { query, candidates } => VmError::Ambiguous { query, candidates },
+        too_short @ RefError::PrefixTooShort { .. } => VmError::BadRequest(too_short.to_string()),
     }
 }
 

@@ -443,6 +443,75 @@ async fn vm_show_of_an_ambiguous_prefix_lists_the_candidates() {
     daemon.shutdown().await;
 }
 
+/// One character of an id or name is enough for `vm show`, never for `vm delete` or
+/// `vm kill`: those need the full name or id, or a prefix of four characters or more.
+#[tokio::test]
+async fn destructive_commands_refuse_short_prefixes() {
+    let daemon = TestDaemon::start().await;
+    daemon
+        .insert_vms(vec![stored_vm("scratch", 0xabcd_ef01)])
+        .await;
+    let mut client = daemon.client().await;
+    let shown = client
+        .call::<m::VmShow>(&VmRef { vm: "s".into() }, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(shown.name, "scratch");
+    let id_prefixes = [&shown.id[..1], &shown.id[..3]];
+    for short in ["s", "scr"].into_iter().chain(id_prefixes) {
+        let err = api_error(
+            client
+                .call::<m::VmDelete>(
+                    &m::VmDeleteParams {
+                        vm: short.into(),
+                        force: true,
+                    },
+                    |_| {},
+                )
+                .await,
+        );
+        assert_eq!(err.code, ErrorCode::BadRequest, "{short}: {err:?}");
+        assert!(
+            err.message.contains("at least 4 characters"),
+            "{short}: {}",
+            err.message
+        );
+        let err = api_error(
+            client
+                .call::<m::VmKill>(
+                    &m::VmKillParams {
+                        vm: short.into(),
+                        signal: "KILL".into(),
+                    },
+                    |_| {},
+                )
+                .await,
+        );
+        assert!(
+            err.message.contains("at least 4 characters"),
+            "{}",
+            err.message
+        );
+    }
+    // Still there; four characters of its id delete it.
+    let all = client.call::<m::VmList>(&Empty {}, |_| {}).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let deleted = client
+        .call::<m::VmDelete>(
+            &m::VmDeleteParams {
+                vm: shown.id[..4].into(),
+                force: false,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.name, "scratch");
+    let all = client.call::<m::VmList>(&Empty {}, |_| {}).await.unwrap();
+    assert!(all.is_empty(), "{all:?}");
+    daemon.shutdown().await;
+}
+
 #[tokio::test]
 async fn another_users_connection_is_unauthorized() {
     let daemon = TestDaemon::start_with_owner(current_uid() + 1).await;
