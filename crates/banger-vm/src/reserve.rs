@@ -28,6 +28,7 @@ impl SpaceReserve {
         }
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -16,7 +16,7 @@ use banger_image::{GuestInit, ImageService};
 use banger_model::dirs::Dirs;
 use banger_model::progress::ProgressSink;
 use banger_model::{
-    RefError, SpecLimits, VmId, VmRecord, VmState, resolve_ref, resolve_ref_destructive,
+    ByteSize, RefError, SpecLimits, VmId, VmRecord, VmState, resolve_ref, resolve_ref_destructive,
 };
 use banger_proto::agent_client::AgentClient;
 use banger_store::{ImageRecord, KernelRecord, Store};
@@ -24,6 +24,7 @@ use banger_vmm::{VmmDriver, VmmHandle};
 
 use crate::error::VmError;
 use crate::layout::VmPaths;
+use crate::reserve::SpaceReserve;
 
 /// Settings of the VM service.
 #[derive(Debug, Clone)]
@@ -86,6 +87,8 @@ pub struct VmService {
     /// By VM id: whether the ssh host key read started at the VM's last boot has
     /// finished (see `net.rs`).
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// Space kept back so `vm delete` can record its progress on a full disk.
+    pub(crate) space_reserve: SpaceReserve,
 }
 
 impl VmService {
@@ -97,7 +100,6 @@ impl VmService {
         runner: Arc<dyn CommandRunner>,
     ) -> Arc<VmService> {
         Arc::new(VmService {
-            cfg,
             store,
             images,
             driver,
@@ -109,6 +111,8 @@ impl VmService {
             lease_lock: Mutex::new(()),
             names: Arc::new(banger_dns::StaticNames::new()),
             host_keys: Mutex::new(HashMap::new()),
+            space_reserve: SpaceReserve::new(&cfg.dirs.state),
+            cfg,
         })
     }
 
@@ -134,6 +138,23 @@ impl VmService {
             Ok(())
         })?;
         output.ok_or_else(|| VmError::Conflict("the store query did not run".into()))
+    }
+
+    /// Refuses a root disk of `size` that the state directory's file system could not
+    /// hold, counting the `allocated` bytes it already occupies (see
+    /// [`crate::disk::check_room`]). A file system whose free space cannot be read is
+    /// not a reason to refuse.
+    pub(crate) fn check_disk_room(&self, size: ByteSize, allocated: u64) -> Result<(), VmError> {
+        let dir = &self.cfg.dirs.state;
+        match banger_sys::space::available_bytes(dir) {
+            Ok(free) => {
+                crate::disk::check_room(size, allocated, free, dir).map_err(VmError::BadRequest)
+            }
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "cannot measure free space");
+                Ok(())
+            }
+        }
     }
 
     pub(crate) fn paths(&self, id: &VmId) -> VmPaths {
@@ -344,7 +365,8 @@ pub(crate) fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-/// True for states in which a VMM process may exist.
+/// True for states in which a VMM process may exist and should be kept: a `deleting`
+/// VM's process is killed by the delete that reconcile finishes.
 pub(crate) fn may_have_process(state: VmState) -> bool {
     matches!(
         state,

@@ -632,3 +632,37 @@ async fn a_stale_socket_is_replaced_and_removed_on_shutdown() {
         "{err:?}"
     );
 }
+
+/// What a restart used to break: the old daemon, finishing its shutdown, deleted the
+/// socket a newer daemon had bound at the same path, leaving the newer one unreachable.
+/// A server removes only the socket it bound itself.
+#[tokio::test]
+async fn a_socket_bound_by_another_daemon_survives_our_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let dirs = test_dirs(dir.path());
+    let socket = dirs.socket.clone();
+    let listener = bangerd::socket::bind(&socket, current_uid()).await.unwrap();
+    let ctx = Arc::new(DaemonContext::new(current_uid(), dirs));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(bangerd::run(
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+        ctx,
+    ));
+    // Another daemon takes the path over (as a restart that found the old socket dead
+    // would) while the first one is still running. The file system may well give the
+    // new socket the old one's inode number.
+    std::fs::remove_file(&socket).unwrap();
+    let newer = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(socket.exists(), "the newer daemon's socket was removed");
+    let _client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let (_conn, _) = newer.accept().unwrap();
+}
