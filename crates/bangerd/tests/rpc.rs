@@ -443,6 +443,41 @@ async fn vm_show_of_an_ambiguous_prefix_lists_the_candidates() {
     daemon.shutdown().await;
 }
 
+/// `vm set` checks memory against the host's, as it checks vCPUs against its cores, and
+/// refuses a disk the state directory's file system could not hold; the VM is unchanged.
+#[tokio::test]
+async fn vm_set_checks_memory_and_disk_against_the_host() {
+    let daemon = TestDaemon::start().await;
+    daemon.insert_vms(vec![stored_vm("sized", 0x5151)]).await;
+    let mut client = daemon.client().await;
+    let set = |memory_mib, disk_mib| m::VmSetParams {
+        vm: "sized".into(),
+        vcpus: None,
+        memory_mib,
+        disk_mib,
+    };
+    let tib_in_mib = 1024 * 1024;
+    let cases = [
+        (set(Some(tib_in_mib), None), "this host's memory"),
+        (set(None, Some(2 * tib_in_mib)), "free"),
+    ];
+    for (params, fragment) in cases {
+        let err = api_error(client.call::<m::VmSet>(&params, |_| {}).await);
+        assert_eq!(err.code, ErrorCode::BadRequest, "{params:?}: {err:?}");
+        assert!(
+            err.message.contains(fragment),
+            "{params:?}: {}",
+            err.message
+        );
+    }
+    let shown = client
+        .call::<m::VmShow>(&VmRef { vm: "sized".into() }, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((shown.memory_mib, shown.disk_mib), (512, 4096));
+    daemon.shutdown().await;
+}
+
 /// One character of an id or name is enough for `vm show`, never for `vm delete` or
 /// `vm kill`: those need the full name or id, or a prefix of four characters or more.
 #[tokio::test]
