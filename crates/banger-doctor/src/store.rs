@@ -243,7 +243,13 @@ mod tests {
     fn unwritable_stores_fail_and_say_why() {
         let db = Path::new("/s/banger.db");
         let dir = Path::new("/s");
-        let cases: Vec<(Result<(), Errno>, Option<Result<(), Errno>>, Option<&str>)> = vec![
+        // (directory access, database access, fragment of the failure's hint)
+        type Case = (
+            Result<(), Errno>,
+            Option<Result<(), Errno>>,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (Ok(()), None, None),
             (Ok(()), Some(Ok(())), None),
             (Err(Errno::EROFS), None, Some("read-only file system")),
