@@ -36,12 +36,14 @@ impl VmService {
                 vm.name
             )));
         }
+        // The answer shows the VM as it was when the delete began.
+        let before = vm.clone();
         if vm.state != VmState::Deleting {
             vm.state = VmState::Deleting;
             self.with_store_freeing_reserve(|s| s.update_vm(&vm))?;
         }
         self.finish_delete(&vm).await?;
-        Ok(vm)
+        Ok(before)
     }
 
     /// The destructive steps of a delete, for a VM already recorded as `deleting` (the
