@@ -25,7 +25,9 @@ banger's VMs with banger's key and known_hosts file.
 adds one `Include` line for it at the top of ~/.ssh/config (created with mode 0600 if \
 missing). Nothing else in your file changes, and installing twice changes nothing. \
 --uninstall removes exactly that line and banger's file, restoring your config byte for \
-byte. Without a flag, prints the block so you can add it yourself.",
+byte. A ~/.ssh/config that is a symbolic link (a dotfile manager's) is written through, \
+so it stays a link; one that points at nothing is refused, naming its target. Without a \
+flag, prints the block so you can add it yourself.",
     after_help = "\
 Examples:
   banger ssh-config --install && ssh web.vm
