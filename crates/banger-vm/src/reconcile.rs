@@ -67,11 +67,14 @@ impl VmService {
                     self.set_live(
                         &vm.id,
                         Some(Live {
-                            handle,
+                            handle: handle.clone(),
                             agent: None,
                         }),
                     );
                     self.republish(&vm);
+                    // Should the resumed stop fail, the VM still becomes `stopped` when
+                    // its VMM exits.
+                    self.watch(vm.id.clone(), handle);
                     let service = Arc::clone(self);
                     let id = vm.id.clone();
                     let name = vm.name.to_string();
