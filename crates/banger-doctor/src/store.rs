@@ -1,10 +1,16 @@
 //! store: a quick look at banger's SQLite database without opening it as a database
 //! (banger-doctor does not depend on banger-store). The first 100 bytes of a SQLite file
 //! are its header: a 16-byte magic string, and the schema's `user_version` (big-endian
-//! u32) at offset 60, which banger's migrations advance.
+//! u32) at offset 60, which banger's migrations advance. The database must also be
+//! writable, and so must its directory (SQLite creates its `-wal` and `-shm` files
+//! there): `access(2)` says so without writing anything, and reports a read-only mount
+//! (`EROFS`) even to root.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::unistd::{AccessFlags, access};
 
 use crate::Check;
 
@@ -50,9 +56,70 @@ pub fn parse_sqlite_header(bytes: &[u8]) -> Result<SqliteHeader, HeaderError> {
     })
 }
 
-/// The store check for `database`: missing is fine (created on first use); otherwise the
-/// header must be SQLite's.
+/// Why the store could not be written, if it could not; pure. `dir` is the database's
+/// directory (or its nearest existing ancestor), `dir_access` and `file_access` the
+/// results of asking for write access (`file_access` is `None` for a missing database).
+pub fn judge_writable(
+    database: &Path,
+    dir: &Path,
+    dir_access: Result<(), Errno>,
+    file_access: Option<Result<(), Errno>>,
+) -> Option<Check> {
+    let hint = |what: &Path, errno: Errno| {
+        if errno == Errno::EROFS {
+            format!(
+                "{} is on a read-only file system; remount it read-write, or point \
+                 BANGER_STATE_DIR at a writable directory",
+                what.display()
+            )
+        } else {
+            format!(
+                "make {} readable and writable by your user, or point BANGER_STATE_DIR \
+                 at a directory that is",
+                what.display()
+            )
+        }
+    };
+    if let Err(errno) = dir_access {
+        return Some(Check::fail(
+            NAME,
+            format!(
+                "cannot write in {} ({}): the database and its journal cannot be written",
+                dir.display(),
+                errno.desc()
+            ),
+            hint(dir, errno),
+        ));
+    }
+    if let Some(Err(errno)) = file_access {
+        return Some(Check::fail(
+            NAME,
+            format!("cannot write {} ({})", database.display(), errno.desc()),
+            hint(database, errno),
+        ));
+    }
+    None
+}
+
+/// The nearest existing ancestor of `path` (the directory the daemon would create it in).
+fn existing_dir(path: &Path) -> PathBuf {
+    path.ancestors()
+        .skip(1)
+        .find(|candidate| candidate.is_dir())
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+}
+
+/// The store check for `database`: it must be writable (with its directory); missing is
+/// fine (created on first use); otherwise the header must be SQLite's.
 pub fn check_store(database: &Path) -> Check {
+    let dir = existing_dir(database);
+    let dir_access = access(&dir, AccessFlags::W_OK | AccessFlags::X_OK);
+    let file_access = database
+        .exists()
+        .then(|| access(database, AccessFlags::R_OK | AccessFlags::W_OK));
+    if let Some(check) = judge_writable(database, &dir, dir_access, file_access) {
+        return check;
+    }
     let mut file = match std::fs::File::open(database) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -169,6 +236,42 @@ mod tests {
                 "{:?}",
                 &bytes[..bytes.len().min(20)]
             );
+        }
+    }
+
+    #[test]
+    fn unwritable_stores_fail_and_say_why() {
+        let db = Path::new("/s/banger.db");
+        let dir = Path::new("/s");
+        // (directory access, database access, fragment of the failure's hint)
+        type Case = (
+            Result<(), Errno>,
+            Option<Result<(), Errno>>,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (Ok(()), None, None),
+            (Ok(()), Some(Ok(())), None),
+            (Err(Errno::EROFS), None, Some("read-only file system")),
+            (
+                Err(Errno::EROFS),
+                Some(Ok(())),
+                Some("read-only file system"),
+            ),
+            (Err(Errno::EACCES), None, Some("readable and writable")),
+            (Ok(()), Some(Err(Errno::EACCES)), Some("make /s/banger.db")),
+        ];
+        for (dir_access, file_access, hint) in cases {
+            let check = judge_writable(db, dir, dir_access, file_access);
+            match (hint, check) {
+                (None, None) => {}
+                (Some(fragment), Some(check)) => {
+                    assert_eq!(check.status, Status::Fail);
+                    let hint = check.hint.unwrap();
+                    assert!(hint.contains(fragment), "{hint}");
+                }
+                (hint, check) => panic!("{dir_access:?} {file_access:?}: {hint:?} vs {check:?}"),
+            }
         }
     }
 

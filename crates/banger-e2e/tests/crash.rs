@@ -3,7 +3,8 @@
 //! given event arrives); after a restart the VM either exists and answers, or nothing of
 //! it is left: never an orphan row, directory or VMM. (b) The VMM is killed behind the
 //! daemon's back: the VM becomes `stopped` with a reason and starts again. (c) The daemon
-//! dies while a VM runs: the restarted daemon reattaches the same VMM.
+//! dies while a VM runs: the restarted daemon reattaches the same VMM. (d) The daemon dies
+//! mid-stop: the VM shows `stopping` (not `running`) until the resumed stop is done.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -253,4 +254,56 @@ fn daemon_restart_reattaches_running_vms() {
     );
     host.banger_ok(&["vm", "start", VM]);
     assert_eq!(host.exec_ok(VM, &["echo", "ok"]), "ok\n");
+}
+
+/// The daemon dies in the middle of `vm stop` while the guest is still up (it is frozen
+/// with SIGSTOP, so the stop cannot finish before the kill). After the restart the VM
+/// says `stopping`, not `running`, while its stop is finished in the background; then it
+/// is `stopped` and its VMM is gone.
+#[test]
+fn daemon_killed_mid_stop_shows_stopping_until_the_guest_is_down() {
+    if skip_unless_vm_capable("daemon_killed_mid_stop_shows_stopping_until_the_guest_is_down") {
+        return;
+    }
+    let mut host = TestHost::start().unwrap();
+    host.create_vm(VM, &["--image", "tiny"]);
+    let pid = host.vm_show(VM)["pid"].as_u64().unwrap() as u32;
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    };
+    signal("STOP");
+    let mut stop = host.spawn_banger(&["vm", "stop", VM, "--timeout", "60"]);
+    wait_until("the VM is stopping", Duration::from_secs(30), || {
+        let vm = host.vm_show(VM);
+        if vm["state"] == "stopping" {
+            Ok(())
+        } else {
+            Err(vm.to_string())
+        }
+    });
+    host.kill_daemon(9).unwrap();
+    let _ = stop.wait();
+    host.start_daemon().unwrap();
+
+    let vm = host.vm_show(VM);
+    assert_eq!(vm["state"], "stopping", "right after the restart: {vm}");
+    assert_eq!(vm["pid"].as_u64(), Some(u64::from(pid)), "{vm}");
+    signal("CONT");
+    let started = Instant::now();
+    let vm = wait_until("the resumed stop finishes", Duration::from_secs(90), || {
+        let vm = host.vm_show(VM);
+        match vm["state"].as_str() {
+            Some("stopped") => Ok(vm),
+            Some("stopping") => Err(vm.to_string()),
+            _ => panic!("a VM being stopped became {vm}"),
+        }
+    });
+    report_timing("resumed stop after restart", started.elapsed());
+    assert!(vm["pid"].is_null(), "{vm}");
+    assert!(!pid_alive(pid), "the VMM still runs");
+    assert!(host.vmm_pids().is_empty());
 }

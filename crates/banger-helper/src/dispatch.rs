@@ -11,6 +11,7 @@ use banger_proto::helper::{HELPER_PROTOCOL_VERSION, HelperError, HelperOutcome, 
 
 use crate::config::{HelperConfig, NatBackend};
 use crate::link::{self, failed};
+use crate::listing;
 use crate::loopdev::{self, LoopScope};
 use crate::nat::{self, NatTarget};
 use crate::tool::ToolRunner;
@@ -127,6 +128,14 @@ impl Helper {
                 validate::guest_address(&config.subnet, guest_ip)?;
                 let _guard = self.locked();
                 self.remove_nat(guest_ip).map(|()| Answer::done())
+            }
+            HelperRequest::ListNetwork => {
+                let _guard = self.locked();
+                let listing = listing::list_network(tools, config.nat_backend, &config.subnet)?;
+                Ok(Answer {
+                    outcome: HelperOutcome::Network(listing),
+                    fd: None,
+                })
             }
             HelperRequest::AttachLoop { path } => {
                 let _guard = self.locked();

@@ -2,7 +2,8 @@
 //! only the owner uid, and performs a closed set of typed operations for the daemon
 //! (`banger_proto::helper::HelperRequest`): bridge and taps (`link`), handing an opened
 //! tap to an unprivileged VMM, per-guest NAT in banger's own nftables table (`nat`),
-//! loop devices (`loopdev`), ownership fixes (`owner`) and per-link DNS (`dns`);
+//! loop devices (`loopdev`), ownership fixes (`owner`) and per-link DNS (`dns`), and
+//! lists what of banger's is on the host (`listing`, for the daemon's reconcile);
 //! `probe` tells whether a helper already answers on a socket. Every
 //! argument is validated (`validate`) before anything is touched; external tools run
 //! with an explicit argv and a clean environment (`tool`), never through a shell. It is
@@ -12,6 +13,7 @@ pub mod config;
 pub mod dispatch;
 pub mod dns;
 pub mod link;
+pub mod listing;
 pub mod log;
 pub mod loopdev;
 pub mod nat;

@@ -209,7 +209,13 @@ fn list_nft_table(tools: &dyn ToolRunner) -> Result<Vec<u8>, ToolError> {
 /// Whether banger's table exists (`nft -j list tables ip` lists it).
 fn nft_table_exists(tools: &dyn ToolRunner, op: &str) -> Result<bool, HelperError> {
     let json = nft(tools, &["-j", "list", "tables", "ip"], None).map_err(|e| failed(op, e))?;
-    let root: Value = serde_json::from_slice(&json).map_err(|e| failed(op, e))?;
+    tables_include_banger(&json).map_err(|e| failed(op, e))
+}
+
+/// Whether `nft -j list tables ip` output lists banger's table.
+pub fn tables_include_banger(json: &[u8]) -> Result<bool, String> {
+    let root: Value =
+        serde_json::from_slice(json).map_err(|e| format!("unreadable `nft -j` output: {e}"))?;
     Ok(root
         .get("nftables")
         .and_then(Value::as_array)

@@ -4,6 +4,11 @@
 //! (others get one `unauthorized` reply and are closed without a byte being read), and
 //! runs each accepted connection on its own thread: read a request line, dispatch,
 //! write one reply line (with the tap descriptor as SCM_RIGHTS for `open_tap`).
+//!
+//! A request that adds something to the host (a tap, NAT rules, a loop device...) is not
+//! acted on when its sender has already hung up: a daemon killed right after sending it
+//! cannot record what it asked for, and its restarted successor may already have
+//! reconciled the host, so acting then would leave exactly the leftover reconcile removed.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsFd;
@@ -185,6 +190,13 @@ fn serve_connection(stream: &UnixStream, helper: &Helper, pid: i32) -> io::Resul
             Ok(request) => {
                 let op = request.op_name();
                 let described = describe(&request);
+                if adds_to_the_host(&request) && peer_gone(stream, reader.buffer()) {
+                    log::info(format_args!(
+                        "pid {pid}: {op}{described} -> not done: the client hung up before it \
+                         could be answered"
+                    ));
+                    return Ok(());
+                }
                 match helper.handle(request) {
                     Ok(answer) => (HelperReply::Ok(answer.outcome), answer.fd, (op, described)),
                     Err(error) => (HelperReply::Err(error), None, (op, described)),
@@ -216,6 +228,39 @@ fn serve_connection(stream: &UnixStream, helper: &Helper, pid: i32) -> io::Resul
     }
 }
 
+/// Requests whose effect someone must record to undo it later.
+fn adds_to_the_host(request: &HelperRequest) -> bool {
+    matches!(
+        request,
+        HelperRequest::EnsureBridge
+            | HelperRequest::CreateTap { .. }
+            | HelperRequest::OpenTap { .. }
+            | HelperRequest::AddNat { .. }
+            | HelperRequest::AttachLoop { .. }
+            | HelperRequest::SetupDns { .. }
+    )
+}
+
+/// True when the peer has closed the connection: nothing more is buffered and the socket
+/// reads end-of-file without blocking. A live client waiting for its answer reads as
+/// "would block"; one that pipelined more requests has bytes waiting.
+fn peer_gone(stream: &UnixStream, buffered: &[u8]) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    if !buffered.is_empty() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Ok(0)
+    )
+}
+
 /// The request's arguments for the log line.
 fn describe(request: &HelperRequest) -> String {
     match serde_json::to_value(request) {
@@ -238,4 +283,77 @@ fn write_reply(
 ) -> io::Result<()> {
     let line = encode_helper_line(&reply).map_err(io::Error::other)?;
     send_with_fd(stream.as_fd(), &line, fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HelperConfig, HostPaths, NatBackend};
+    use crate::testing::FakeTools;
+    use std::io::Write as _;
+
+    fn helper(dir: &Path) -> (Helper, Arc<FakeTools>) {
+        let config = HelperConfig {
+            socket: dir.join("helper.sock"),
+            owner_uid: 1000,
+            owner_gid: None,
+            bridge: "banger0".into(),
+            subnet: "172.30.0.0/24".parse().unwrap(),
+            state_dir: dir.join("state"),
+            runtime_dir: dir.join("run"),
+            uplink: Some("eth0".into()),
+            nat_backend: NatBackend::Nft,
+            host: HostPaths {
+                proc_sys: dir.join("proc_sys"),
+                sys: dir.join("sys"),
+                dev: dir.join("dev"),
+            },
+        };
+        let tools = Arc::new(FakeTools::new().reply("ip -j -d link show", "[]"));
+        (Helper::new(config, tools.clone()), tools)
+    }
+
+    /// A daemon killed right after sending `add_nat` or `create_tap` would leave rules or
+    /// a tap nobody knows of (its successor may have reconciled already): not done.
+    #[test]
+    fn requests_of_a_client_that_hung_up_add_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (helper, tools) = helper(dir.path());
+        for request in [
+            r#"{"op":"add_nat","guest_ip":"172.30.0.2"}"#,
+            r#"{"op":"create_tap","name":"bgt-0123abcd"}"#,
+        ] {
+            let (mut client, server) = UnixStream::pair().unwrap();
+            client.write_all(format!("{request}\n").as_bytes()).unwrap();
+            drop(client);
+            serve_connection(&server, &helper, 1).unwrap();
+        }
+        assert!(tools.commands().is_empty(), "{:?}", tools.commands());
+    }
+
+    #[test]
+    fn a_client_waiting_for_its_answer_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let (helper, tools) = helper(dir.path());
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client
+            .write_all(b"{\"op\":\"create_tap\",\"name\":\"bgt-0123abcd\"}\n")
+            .unwrap();
+        std::thread::scope(|scope| {
+            let served = scope.spawn(|| serve_connection(&server, &helper, 1));
+            let mut reply = String::new();
+            BufReader::new(&client).read_line(&mut reply).unwrap();
+            assert!(reply.starts_with("{\"ok\""), "{reply}");
+            client.shutdown(std::net::Shutdown::Both).unwrap();
+            served.join().unwrap().unwrap();
+        });
+        assert!(
+            tools
+                .commands()
+                .iter()
+                .any(|c| c.starts_with("ip tuntap add dev bgt-0123abcd")),
+            "{:?}",
+            tools.commands()
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use banger_proto::helper::{HelperOutcome, HelperRequest};
+use banger_proto::helper::{HelperOutcome, HelperRequest, NetworkListing};
 use serde_json::Value;
 use support::{Netns, RunningHelper, current_uid, has_program, is_root, run, skip};
 
@@ -34,6 +34,14 @@ fn done(helper: &RunningHelper, request: HelperRequest) {
         .call(request)
         .unwrap_or_else(|e| panic!("{shown}: {e:?}"));
     assert_eq!(answer.outcome, HelperOutcome::Done, "{shown}");
+}
+
+/// What `list_network` reports.
+fn listing(helper: &RunningHelper) -> NetworkListing {
+    match helper.call(HelperRequest::ListNetwork).unwrap().outcome {
+        HelperOutcome::Network(listing) => listing,
+        other => panic!("list_network answered {other:?}"),
+    }
 }
 
 fn links(ns: &Netns) -> Vec<Value> {
@@ -91,6 +99,7 @@ fn bridge_and_tap_lifecycle() {
         .filter(|l| l["ifname"].as_str().unwrap().starts_with("bgt-"))
         .count();
     assert_eq!(taps, 1);
+    assert_eq!(listing(&helper).taps, [tap]);
 
     // The descriptor arrives over the socket and is attached to that tap.
     let answer = helper
@@ -121,6 +130,7 @@ fn bridge_and_tap_lifecycle() {
         done(&helper, HelperRequest::DeleteTap { name: tap.into() });
     }
     assert!(link(&links(&ns), tap).is_none());
+    assert_eq!(listing(&helper), NetworkListing::default());
     done(&helper, HelperRequest::DeleteBridge);
     done(&helper, HelperRequest::DeleteBridge);
     assert!(link(&links(&ns), "banger0").is_none());
@@ -203,10 +213,12 @@ fn nat_rules_are_scoped_idempotent_and_removable() {
 
     let guest = ip("172.30.0.2");
     let other = ip("172.30.0.20");
+    assert_eq!(listing(&helper), NetworkListing::default(), "no table yet");
     for _ in 0..2 {
         done(&helper, HelperRequest::AddNat { guest_ip: guest });
     }
     done(&helper, HelperRequest::AddNat { guest_ip: other });
+    assert_eq!(listing(&helper).nat_guests, [guest, other]);
     let expected = |addr: &str| {
         vec![
             (
@@ -247,6 +259,7 @@ fn nat_rules_are_scoped_idempotent_and_removable() {
     );
     done(&helper, HelperRequest::RemoveNat { guest_ip: other });
     assert_eq!(rules_for(&ns, other), []);
+    assert_eq!(listing(&helper), NetworkListing::default());
 
     // Round-trip timings through the socket, for the report.
     let rounds = 20u8;
@@ -318,7 +331,9 @@ fn nat_with_iptables_when_asked() {
         1,
         "{forward}"
     );
+    assert_eq!(listing(&helper).nat_guests, [guest]);
     done(&helper, HelperRequest::RemoveNat { guest_ip: guest });
+    assert!(listing(&helper).nat_guests.is_empty());
     let nat = ns.exec("iptables", &["-w", "-t", "nat", "-S", "POSTROUTING"]);
     let forward = ns.exec("iptables", &["-w", "-S", "FORWARD"]);
     assert!(!nat.contains("172.30.0.5"), "{nat}");

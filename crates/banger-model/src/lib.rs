@@ -16,7 +16,10 @@ pub mod state;
 pub mod vm;
 
 pub use id::{IdError, VmId};
-pub use lookup::{RefError, resolve_ref};
+pub use lookup::{
+    MIN_DESTRUCTIVE_PREFIX, RefError, RefMatch, check_destructive, resolve_ref,
+    resolve_ref_destructive, resolve_ref_match,
+};
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};

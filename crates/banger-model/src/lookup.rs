@@ -3,6 +3,12 @@
 //! Order of precedence: an exact name, then an exact id, then a prefix of a name or an
 //! id that matches exactly one item. An exact name wins even when it is also the prefix
 //! of other names or ids, so `web` always means the VM named `web` and never `web-2`.
+//!
+//! Commands that destroy something (`vm delete`, `vm kill`) accept a prefix only when it
+//! is at least [`MIN_DESTRUCTIVE_PREFIX`] characters long ([`check_destructive`]): one
+//! typed character must not be enough to delete a VM. [`resolve_ref_match`] says how a
+//! reference matched, so a caller can apply that rule (or ask for confirmation) on
+//! prefix matches only.
 
 /// Why a reference did not pick exactly one item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +23,58 @@ pub enum RefError {
         /// Names of the matching items, sorted.
         candidates: Vec<String>,
     },
+    /// A prefix too short for a destructive command (see [`check_destructive`]).
+    #[error(
+        "{query:?} is only a prefix of {matched:?}; destructive commands need the full name \
+         or id, or a prefix of at least {min} characters"
+    )]
+    PrefixTooShort {
+        query: String,
+        /// The name of the item the prefix picked.
+        matched: String,
+        min: usize,
+    },
+}
+
+/// How a reference picked its item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefMatch {
+    ExactName,
+    ExactId,
+    /// A unique prefix of the name or the id.
+    Prefix,
+}
+
+/// The shortest prefix a destructive command accepts. Four characters of a random
+/// 16-hex id collide with another VM's about once in 65536 pairs, and are never typed
+/// by accident.
+pub const MIN_DESTRUCTIVE_PREFIX: usize = 4;
+
+/// The rule for destructive commands: an exact name or id always, a prefix only when it
+/// is at least [`MIN_DESTRUCTIVE_PREFIX`] characters. `matched` is the picked item's name,
+/// for the message.
+pub fn check_destructive(query: &str, how: RefMatch, matched: &str) -> Result<(), RefError> {
+    match how {
+        RefMatch::ExactName | RefMatch::ExactId => Ok(()),
+        RefMatch::Prefix if query.chars().count() >= MIN_DESTRUCTIVE_PREFIX => Ok(()),
+        RefMatch::Prefix => Err(RefError::PrefixTooShort {
+            query: query.to_owned(),
+            matched: matched.to_owned(),
+            min: MIN_DESTRUCTIVE_PREFIX,
+        }),
+    }
+}
+
+/// [`resolve_ref`] followed by [`check_destructive`]: what `vm delete` and `vm kill` use.
+pub fn resolve_ref_destructive<'a, T>(
+    query: &str,
+    items: &'a [T],
+    id: impl Fn(&T) -> &str,
+    name: impl Fn(&T) -> &str,
+) -> Result<&'a T, RefError> {
+    let (item, how) = resolve_ref_match(query, items, &id, &name)?;
+    check_destructive(query, how, name(item))?;
+    Ok(item)
 }
 
 /// Finds the one item `query` refers to; see the module docs for the precedence.
@@ -26,16 +84,26 @@ pub fn resolve_ref<'a, T>(
     id: impl Fn(&T) -> &str,
     name: impl Fn(&T) -> &str,
 ) -> Result<&'a T, RefError> {
+    resolve_ref_match(query, items, id, name).map(|(item, _)| item)
+}
+
+/// Like [`resolve_ref`], also saying how the item matched.
+pub fn resolve_ref_match<'a, T>(
+    query: &str,
+    items: &'a [T],
+    id: impl Fn(&T) -> &str,
+    name: impl Fn(&T) -> &str,
+) -> Result<(&'a T, RefMatch), RefError> {
     if query.is_empty() {
         return Err(RefError::NotFound {
             query: String::new(),
         });
     }
     if let Some(item) = items.iter().find(|item| name(item) == query) {
-        return Ok(item);
+        return Ok((item, RefMatch::ExactName));
     }
     if let Some(item) = items.iter().find(|item| id(item) == query) {
-        return Ok(item);
+        return Ok((item, RefMatch::ExactId));
     }
     let matches: Vec<&T> = items
         .iter()
@@ -45,7 +113,7 @@ pub fn resolve_ref<'a, T>(
         [] => Err(RefError::NotFound {
             query: query.to_owned(),
         }),
-        [only] => Ok(only),
+        [only] => Ok((only, RefMatch::Prefix)),
         several => {
             let mut candidates: Vec<String> =
                 several.iter().map(|item| name(item).to_owned()).collect();
@@ -131,6 +199,59 @@ mod tests {
         for (query, expected) in cases {
             assert_eq!(resolve(query), expected, "{query:?}");
         }
+    }
+
+    #[test]
+    fn destructive_commands_need_an_exact_ref_or_a_long_prefix() {
+        let too_short = |q: &str, matched: &str| {
+            Err(RefError::PrefixTooShort {
+                query: q.to_owned(),
+                matched: matched.to_owned(),
+                min: MIN_DESTRUCTIVE_PREFIX,
+            })
+        };
+        let cases: Vec<(&str, Result<&str, RefError>)> = vec![
+            // Exact names and ids, however short.
+            ("db", Ok("db")),
+            ("web", Ok("web")),
+            ("cccc333300000000", Ok("db")),
+            // Prefixes of four characters or more.
+            ("dddd", Ok("aaaa")),
+            ("bbbb2", Ok("web-2")),
+            ("cach", Ok("cache")),
+            // Shorter prefixes are refused, naming what they would have picked.
+            ("e", too_short("e", "cache")),
+            ("ca", too_short("ca", "cache")),
+            ("web-", Ok("web-2")),
+            ("ccc", too_short("ccc", "db")),
+            // Not found and ambiguous stay what they were.
+            (
+                "zzz",
+                Err(RefError::NotFound {
+                    query: "zzz".into(),
+                }),
+            ),
+            (
+                "we",
+                Err(RefError::Ambiguous {
+                    query: "we".into(),
+                    candidates: vec!["web".into(), "web-2".into()],
+                }),
+            ),
+        ];
+        for (query, expected) in cases {
+            let got = resolve_ref_destructive(query, ITEMS, |i| i.id, |i| i.name).map(|i| i.name);
+            assert_eq!(got, expected, "{query:?}");
+        }
+        assert_eq!(
+            resolve_ref_match("c", &ITEMS[2..3], |i| i.id, |i| i.name).map(|(_, how)| how),
+            Ok(RefMatch::Prefix)
+        );
+        assert_eq!(
+            too_short("e", "cache").unwrap_err().to_string(),
+            "\"e\" is only a prefix of \"cache\"; destructive commands need the full name or \
+             id, or a prefix of at least 4 characters"
+        );
     }
 
     #[test]

@@ -34,6 +34,16 @@ impl Default for VmSpec {
 pub struct SpecLimits {
     /// The host's cores, or a lower cap from the configuration.
     pub max_vcpus: u32,
+    /// The host's memory (`MemTotal`): a guest asking for more cannot start.
+    pub max_memory: ByteSize,
+}
+
+impl SpecLimits {
+    /// No host limits: what the CLI checks before it knows the daemon's host.
+    pub const UNBOUNDED: SpecLimits = SpecLimits {
+        max_vcpus: u32::MAX,
+        max_memory: ByteSize(u64::MAX),
+    };
 }
 
 /// Why a spec was rejected. Messages name the field, the value and the limit.
@@ -45,6 +55,8 @@ pub enum SpecError {
     MemoryTooSmall { value: ByteSize, min: ByteSize },
     #[error("memory is {value}; it must be a whole number of MiB")]
     MemoryNotWholeMib { value: ByteSize },
+    #[error("memory is {value}; it must be at most {max}, this host's memory")]
+    MemoryTooLarge { value: ByteSize, max: ByteSize },
     #[error("disk is {value}; it must be at least {min}")]
     DiskTooSmall { value: ByteSize, min: ByteSize },
     #[error("disk is {value}; it must be a whole number of MiB")]
@@ -69,6 +81,12 @@ impl VmSpec {
         if !self.memory.is_whole_mib() {
             return Err(SpecError::MemoryNotWholeMib { value: self.memory });
         }
+        if self.memory > limits.max_memory {
+            return Err(SpecError::MemoryTooLarge {
+                value: self.memory,
+                max: limits.max_memory,
+            });
+        }
         if self.disk < MIN_DISK {
             return Err(SpecError::DiskTooSmall {
                 value: self.disk,
@@ -86,7 +104,10 @@ impl VmSpec {
 mod tests {
     use super::*;
 
-    const LIMITS: SpecLimits = SpecLimits { max_vcpus: 4 };
+    const LIMITS: SpecLimits = SpecLimits {
+        max_vcpus: 4,
+        max_memory: ByteSize(16 * GIB),
+    };
 
     fn spec(vcpus: u32, memory: u64, disk: u64) -> VmSpec {
         VmSpec {
@@ -109,6 +130,14 @@ mod tests {
         let cases: Vec<(VmSpec, Result<(), SpecError>)> = vec![
             (spec(1, 128 * MIB, GIB), ok.clone()),
             (spec(4, 8 * GIB, 100 * GIB), ok.clone()),
+            (spec(1, 16 * GIB, 4 * GIB), ok.clone()),
+            (
+                spec(1, 16 * GIB + MIB, 4 * GIB),
+                Err(SpecError::MemoryTooLarge {
+                    value: ByteSize(16 * GIB + MIB),
+                    max: ByteSize(16 * GIB),
+                }),
+            ),
             (spec(2, 129 * MIB, GIB + MIB), ok.clone()),
             (
                 spec(0, GIB, 4 * GIB),
@@ -168,6 +197,10 @@ mod tests {
             (
                 spec(1, GIB + 1024, 4 * GIB),
                 "memory is 1048577KiB; it must be a whole number of MiB",
+            ),
+            (
+                spec(1, 1024 * GIB, 4 * GIB),
+                "memory is 1TiB; it must be at most 16GiB, this host's memory",
             ),
         ];
         for (spec, message) in cases {

@@ -7,7 +7,12 @@
 //! stopping -> stopped | error
 //! stopped  -> starting
 //! error    -> starting | stopping | stopped  (retry, or clean up what is left)
+//! any      -> deleting                       (`vm delete` began; the row goes when done)
 //! ```
+//!
+//! `deleting` is recorded before anything is destroyed, so a delete cut short (a full
+//! disk, a crash) leaves a VM that says what it is, and the next `vm delete` or the
+//! daemon's startup reconcile finishes the job. Nothing leaves `deleting` but removal.
 //!
 //! Staying in the same state is not a transition. Verbs check the state first with
 //! `can_start`/`can_stop`/`can_delete`/`can_exec` so users get a precise refusal.
@@ -26,24 +31,28 @@ pub enum VmState {
     Stopped,
     /// The last operation failed; `last_error` says why.
     Error,
+    /// `vm delete` started and has not finished; the next delete (or the daemon's
+    /// startup) completes it.
+    Deleting,
 }
 
 /// A stored or typed state name that is not one of [`VmState`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown VM state {0:?}; expected one of creating, starting, running, stopping, stopped, error"
+    "unknown VM state {0:?}; expected one of creating, starting, running, stopping, stopped, error, deleting"
 )]
 pub struct UnknownState(pub String);
 
 impl VmState {
     /// Every state, in lifecycle order (also the order of per-state counts).
-    pub const ALL: [VmState; 6] = [
+    pub const ALL: [VmState; 7] = [
         VmState::Creating,
         VmState::Starting,
         VmState::Running,
         VmState::Stopping,
         VmState::Stopped,
         VmState::Error,
+        VmState::Deleting,
     ];
 
     /// The state named exactly `name` (as [`VmState::as_str`] spells it).
@@ -65,6 +74,10 @@ impl VmState {
                 | (Stopping, Stopped | Error)
                 | (Stopped, Starting)
                 | (Error, Starting | Stopping | Stopped)
+                | (
+                    Creating | Starting | Running | Stopping | Stopped | Error,
+                    Deleting
+                )
         )
     }
 
@@ -80,7 +93,7 @@ impl VmState {
     pub fn is_transitional(self) -> bool {
         matches!(
             self,
-            VmState::Creating | VmState::Starting | VmState::Stopping
+            VmState::Creating | VmState::Starting | VmState::Stopping | VmState::Deleting
         )
     }
 
@@ -96,7 +109,8 @@ impl VmState {
         matches!(self, VmState::Starting | VmState::Running | VmState::Error)
     }
 
-    /// `vm delete` without `--force` is allowed: nothing is running or in flight.
+    /// `vm delete` without `--force` is allowed: nothing is running or in flight, or an
+    /// earlier delete was cut short and this one finishes it.
     pub fn can_delete(self) -> bool {
         !self.is_active()
     }
@@ -114,6 +128,7 @@ impl VmState {
             VmState::Stopping => "stopping",
             VmState::Stopped => "stopped",
             VmState::Error => "error",
+            VmState::Deleting => "deleting",
         }
     }
 }
@@ -138,14 +153,15 @@ mod tests {
     #[test]
     fn transition_table() {
         // Rows: from; columns: to, in VmState::ALL order.
-        let table: [(VmState, [bool; 6]); 6] = [
-            //            creating starting running stopping stopped error
-            (Creating, [false, true, false, false, true, true]),
-            (Starting, [false, false, true, true, true, true]),
-            (Running, [false, false, false, true, true, true]),
-            (Stopping, [false, false, false, false, true, true]),
-            (Stopped, [false, true, false, false, false, false]),
-            (Error, [false, true, false, true, true, false]),
+        let table: [(VmState, [bool; 7]); 7] = [
+            //            creating starting running stopping stopped error deleting
+            (Creating, [false, true, false, false, true, true, true]),
+            (Starting, [false, false, true, true, true, true, true]),
+            (Running, [false, false, false, true, true, true, true]),
+            (Stopping, [false, false, false, false, true, true, true]),
+            (Stopped, [false, true, false, false, false, false, true]),
+            (Error, [false, true, false, true, true, false, true]),
+            (Deleting, [false, false, false, false, false, false, false]),
         ];
         for (from, row) in table {
             for (to, expected) in VmState::ALL.into_iter().zip(row) {
@@ -164,6 +180,7 @@ mod tests {
             (Stopping, true, true, false, false, false, false),
             (Stopped, false, false, true, false, true, false),
             (Error, false, false, true, true, true, false),
+            (Deleting, false, true, false, false, true, false),
         ];
         for (state, active, transitional, start, stop, delete, exec) in table {
             assert_eq!(state.is_active(), active, "{state} active");
@@ -194,7 +211,7 @@ mod tests {
         assert_eq!(
             "paused".parse::<VmState>().unwrap_err().to_string(),
             "unknown VM state \"paused\"; expected one of creating, starting, running, \
-             stopping, stopped, error"
+             stopping, stopped, error, deleting"
         );
     }
 }

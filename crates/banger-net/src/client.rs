@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use banger_proto::helper::{
     HELPER_PROTOCOL_VERSION, HelperError, HelperFrameError, HelperOutcome, HelperReply,
-    HelperRequest, Ipv4Subnet, MAX_HELPER_LINE_BYTES, decode_helper_reply, encode_helper_line,
+    HelperRequest, Ipv4Subnet, MAX_HELPER_LINE_BYTES, NetworkListing, decode_helper_reply,
+    encode_helper_line,
 };
 use banger_sys::fdpass::recv_with_fds;
 
@@ -310,6 +311,26 @@ impl HelperClient {
 
     pub async fn remove_nat(&self, guest_ip: Ipv4Addr) -> Result<(), HelperClientError> {
         self.done(HelperRequest::RemoveNat { guest_ip }).await
+    }
+
+    /// banger's taps and the guests its NAT rules name, as the helper sees the host.
+    /// The reply is checked against `pool` (the helper lists only its pool's guests and
+    /// banger's tap names; anything else means the wrong helper or a bug).
+    pub async fn list_network(
+        &self,
+        pool: &Ipv4Subnet,
+    ) -> Result<NetworkListing, HelperClientError> {
+        const OP: &str = "list_network";
+        match self.call(HelperRequest::ListNetwork).await?.outcome {
+            HelperOutcome::Network(listing) => match listing.check(pool) {
+                Ok(()) => Ok(listing),
+                Err(problem) => Err(HelperClientError::UnexpectedOutcome {
+                    op: OP,
+                    outcome: problem,
+                }),
+            },
+            other => Err(unexpected(OP, &other)),
+        }
     }
 
     /// Attaches an image under the state directory; returns the loop device path.

@@ -108,7 +108,7 @@ async fn typed_calls_send_typed_requests() {
             None,
         ),
         Script::Reply(
-            r#"{"ok":{"outcome":"hello","version":1,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#.into(),
+            r#"{"ok":{"outcome":"hello","version":2,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#.into(),
             None,
         ),
     ]);
@@ -129,6 +129,44 @@ async fn typed_calls_send_typed_requests() {
             r#"{"op":"hello"}"#,
         ]
     );
+}
+
+/// A listing is checked before the daemon acts on it: a helper naming an interface that
+/// is not banger's, or an address outside the pool, is not believed.
+#[tokio::test]
+async fn network_listings_are_checked() {
+    let helper = ScriptedHelper::start(vec![
+        Script::Reply(
+            r#"{"ok":{"outcome":"network","taps":["bgt-01234567"],"nat_guests":["172.30.0.2"]}}"#
+                .into(),
+            None,
+        ),
+        Script::Reply(
+            r#"{"ok":{"outcome":"network","taps":["eth0"],"nat_guests":[]}}"#.into(),
+            None,
+        ),
+        Script::Reply(
+            r#"{"ok":{"outcome":"network","taps":[],"nat_guests":["8.8.8.8"]}}"#.into(),
+            None,
+        ),
+    ]);
+    let pool: Ipv4Subnet = "172.30.0.0/24".parse().unwrap();
+    let client = helper.client();
+    let listing = client.list_network(&pool).await.unwrap();
+    assert_eq!(listing.taps, ["bgt-01234567"]);
+    assert_eq!(
+        listing.nat_guests,
+        ["172.30.0.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    for fragment in ["eth0", "8.8.8.8"] {
+        let error = client.list_network(&pool).await.unwrap_err();
+        assert!(
+            matches!(error, HelperClientError::UnexpectedOutcome { .. }),
+            "{error:?}"
+        );
+        assert!(format!("{error}").contains(fragment), "{error}");
+    }
+    assert_eq!(helper.requests(), [r#"{"op":"list_network"}"#; 3]);
 }
 
 #[tokio::test]

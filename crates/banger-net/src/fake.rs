@@ -1,6 +1,7 @@
 //! fake: an in-memory helper for tests of the services that use the network (here and in
 //! banger-vm). It records every request, keeps the taps and NAT rules it was asked for,
-//! answers `open_tap` with a real descriptor (`/dev/null`), and can be told to refuse a
+//! answers `open_tap` with a real descriptor (`/dev/null`), lists what it holds, can be
+//! given leftovers of a crash (`plant`), and can be told to refuse a
 //! given operation, so rollback paths are testable.
 
 use std::collections::{BTreeSet, HashMap};
@@ -8,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use banger_proto::helper::{
-    HELPER_PROTOCOL_VERSION, HelperError, HelperOutcome, HelperRequest, Ipv4Subnet,
+    HELPER_PROTOCOL_VERSION, HelperError, HelperOutcome, HelperRequest, Ipv4Subnet, NetworkListing,
 };
 
 use crate::client::{HelperAnswer, HelperClientError, HelperTransport};
@@ -49,6 +50,13 @@ impl FakeHelper {
 
     pub fn state(&self) -> FakeHelperState {
         lock(&self.state).clone()
+    }
+
+    /// Puts taps and NAT rules in place as if a crashed daemon had left them.
+    pub fn plant(&self, taps: &[&str], nat: &[Ipv4Addr]) {
+        let mut state = lock(&self.state);
+        state.taps.extend(taps.iter().map(|tap| (*tap).to_owned()));
+        state.nat.extend(nat.iter().copied());
     }
 }
 
@@ -122,6 +130,14 @@ impl HelperTransport for FakeHelper {
                 state.nat.remove(guest_ip);
                 done
             }
+            HelperRequest::ListNetwork => Ok(HelperAnswer {
+                outcome: HelperOutcome::Network(NetworkListing::new(
+                    state.taps.iter().cloned(),
+                    state.nat.iter().copied(),
+                    &self.subnet,
+                )),
+                fd: None,
+            }),
             HelperRequest::AttachLoop { .. } => Ok(HelperAnswer {
                 outcome: HelperOutcome::LoopAttached {
                     device: "/dev/loop0".into(),

@@ -15,7 +15,9 @@ pub mod names;
 pub mod network;
 pub mod pool;
 
-pub use banger_proto::helper::{DEFAULT_BRIDGE, DEFAULT_HELPER_SOCKET, DEFAULT_SUBNET, Ipv4Subnet};
+pub use banger_proto::helper::{
+    DEFAULT_BRIDGE, DEFAULT_HELPER_SOCKET, DEFAULT_SUBNET, Ipv4Subnet, NetworkListing,
+};
 pub use client::{
     DEFAULT_HELPER_TIMEOUT, HelperAnswer, HelperClient, HelperClientError, HelperInfo,
     HelperTransport, UnixTransport,

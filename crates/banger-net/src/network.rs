@@ -2,15 +2,18 @@
 //! away. [`Network::attach`] leases an address (the caller passes the addresses already
 //! taken and the VM's previous one; the daemon persists the result), then through the
 //! helper ensures the bridge, creates the VM's tap, adds NAT if asked, and opens the tap
-//! for an unprivileged QEMU. A failure part-way undoes what this call did. [`Network::detach`]
-//! removes NAT and the tap; the address is released by the daemon forgetting it.
+//! for an unprivileged QEMU; a guest without NAT first has any rules left for its address
+//! removed, so it never inherits another guest's internet access. A failure part-way
+//! undoes what this call did. [`Network::detach`] removes NAT and the tap; the address is
+//! released by the daemon forgetting it. [`Network::listing`] is what the helper sees of
+//! banger's on the host, for the daemon's startup reconcile.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
 use banger_model::VmId;
-use banger_proto::helper::Ipv4Subnet;
+use banger_proto::helper::{Ipv4Subnet, NetworkListing};
 
 use crate::client::{HelperClient, HelperClientError};
 use crate::names::{MacAddress, mac_address, tap_name};
@@ -87,6 +90,12 @@ pub enum NetError {
     },
     #[error("cannot reach banger-helper")]
     HelperUnavailable(#[source] HelperClientError),
+    #[error("cannot remove {what}")]
+    Cleanup {
+        what: String,
+        #[source]
+        source: HelperClientError,
+    },
 }
 
 /// The network service.
@@ -171,11 +180,17 @@ impl Network {
             .create_tap(&tap)
             .await
             .map_err(|e| fail("create the tap", e))?;
-        if request.nat
-            && let Err(error) = self.helper.add_nat(guest_ip).await
-        {
+        if request.nat {
+            if let Err(error) = self.helper.add_nat(guest_ip).await {
+                self.undo(&tap, None).await;
+                return Err(fail("add NAT", error));
+            }
+        } else if let Err(error) = self.helper.remove_nat(guest_ip).await {
+            // A guest without NAT must never inherit rules left for its address (by a
+            // daemon that crashed, or a detach that failed): they would give it the
+            // internet. Removing none is cheap; failing to look is a failed attach.
             self.undo(&tap, None).await;
-            return Err(fail("add NAT", error));
+            return Err(fail("clear NAT rules left for its address", error));
         }
         let tap_fd = if self.config.pass_tap_fd {
             match self.helper.open_tap(&tap).await {
@@ -197,6 +212,36 @@ impl Network {
             netmask: self.pool.netmask(),
             prefix_len: self.config.subnet.prefix_len(),
         })
+    }
+
+    /// banger's taps and the guests its NAT rules name, as the helper sees the host.
+    pub async fn listing(&self) -> Result<NetworkListing, NetError> {
+        self.helper
+            .list_network(&self.config.subnet)
+            .await
+            .map_err(NetError::HelperUnavailable)
+    }
+
+    /// Removes one tap left on the host (the daemon found no VM owning it).
+    pub async fn remove_tap(&self, tap: &str) -> Result<(), NetError> {
+        self.helper
+            .delete_tap(tap)
+            .await
+            .map_err(|source| NetError::Cleanup {
+                what: format!("tap {tap}"),
+                source,
+            })
+    }
+
+    /// Removes the NAT rules left for one guest address (no VM owns them).
+    pub async fn remove_nat_rules(&self, guest_ip: Ipv4Addr) -> Result<(), NetError> {
+        self.helper
+            .remove_nat(guest_ip)
+            .await
+            .map_err(|source| NetError::Cleanup {
+                what: format!("the NAT rules of {guest_ip}"),
+                source,
+            })
     }
 
     /// Best-effort rollback of a failed attach; the original error is what the caller
@@ -353,13 +398,76 @@ mod tests {
             .await
             .unwrap();
         assert!(attachment.tap_fd.is_none());
-        assert_eq!(fake.state().log, ["ensure_bridge", "create_tap"]);
+        assert_eq!(
+            fake.state().log,
+            ["ensure_bridge", "create_tap", "remove_nat"]
+        );
         network
             .detach(&vm(), attachment.guest_ip, false)
             .await
             .unwrap();
         assert_eq!(fake.state().log.last(), Some(&"delete_tap"));
-        assert!(!fake.state().log.contains(&"remove_nat"));
+        assert_eq!(
+            fake.state()
+                .log
+                .iter()
+                .filter(|op| **op == "remove_nat")
+                .count(),
+            1,
+            "only the attach's clearing; a guest without NAT has none to remove"
+        );
+    }
+
+    /// The reproduction at the service level: rules left for an address by a
+    /// crashed daemon are gone before a guest without NAT gets that address.
+    #[tokio::test]
+    async fn a_guest_without_nat_never_inherits_rules_left_for_its_address() {
+        let (network, fake) = setup(false);
+        fake.plant(&[], &[ip("172.30.0.2")]);
+        let attachment = network
+            .attach(AttachRequest {
+                vm_id: &vm(),
+                nat: false,
+                taken: &HashSet::new(),
+                previous: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(attachment.guest_ip, ip("172.30.0.2"));
+        assert!(fake.state().nat.is_empty(), "{:?}", fake.state());
+
+        // Failing to clear them fails the attach, and leaves no tap.
+        let (network, fake) = setup(false);
+        fake.refuse(
+            "remove_nat",
+            HelperError::Failed {
+                op: "remove_nat".into(),
+                message: "nft is wedged".into(),
+            },
+        );
+        let error = network
+            .attach(AttachRequest {
+                vm_id: &vm(),
+                nat: false,
+                taken: &HashSet::new(),
+                previous: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("clear NAT rules"), "{error}");
+        assert!(fake.state().taps.is_empty());
+    }
+
+    #[tokio::test]
+    async fn listing_shows_what_is_planted() {
+        let (network, fake) = setup(false);
+        fake.plant(&["bgt-deadbeef"], &[ip("172.30.0.7")]);
+        let listing = network.listing().await.unwrap();
+        assert_eq!(listing.taps, ["bgt-deadbeef"]);
+        assert_eq!(listing.nat_guests, [ip("172.30.0.7")]);
+        network.remove_tap("bgt-deadbeef").await.unwrap();
+        network.remove_nat_rules(ip("172.30.0.7")).await.unwrap();
+        assert_eq!(network.listing().await.unwrap(), NetworkListing::default());
     }
 
     #[tokio::test]

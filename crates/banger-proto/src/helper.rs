@@ -8,7 +8,8 @@
 //! The rules here ([`Ipv4Subnet`], [`check_tap_name`], [`check_bridge_name`]) are pure so
 //! the daemon can plan with the same rules the helper enforces. The nftables text the
 //! helper applies is the helper's own business (`banger-helper/src/nat.rs`): the daemon
-//! only ever asks for `add_nat`/`remove_nat`.
+//! only ever asks for `add_nat`/`remove_nat`, and `list_network` tells it which taps and
+//! per-guest rules exist, so its startup reconcile can remove those no VM owns.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -18,7 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; the helper reports it in `hello`.
-pub const HELPER_PROTOCOL_VERSION: u32 = 1;
+pub const HELPER_PROTOCOL_VERSION: u32 = 2;
 
 /// Where the helper listens unless told otherwise.
 pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger/helper.sock";
@@ -75,6 +76,9 @@ pub enum HelperRequest {
     RemoveNat {
         guest_ip: Ipv4Addr,
     },
+    /// What banger has on the host: its taps and the guest addresses its NAT rules
+    /// name. Changes nothing.
+    ListNetwork,
     /// Attach a file under the state directory to a free loop device, owned by the owner.
     AttachLoop {
         path: PathBuf,
@@ -110,6 +114,7 @@ impl HelperRequest {
             HelperRequest::DeleteTap { .. } => "delete_tap",
             HelperRequest::AddNat { .. } => "add_nat",
             HelperRequest::RemoveNat { .. } => "remove_nat",
+            HelperRequest::ListNetwork => "list_network",
             HelperRequest::AttachLoop { .. } => "attach_loop",
             HelperRequest::DetachLoop { .. } => "detach_loop",
             HelperRequest::ChownToOwner { .. } => "chown_to_owner",
@@ -139,6 +144,59 @@ pub enum HelperOutcome {
     LoopAttached {
         device: PathBuf,
     },
+    /// The answer to `list_network`: every tap with banger's prefix, and every guest
+    /// address of the pool that one of banger's NAT rules names, each sorted and once.
+    Network(NetworkListing),
+}
+
+/// banger's network state on the host, as the helper lists it. Only names that pass
+/// [`check_tap_name`] and only guest addresses of the pool appear; [`NetworkListing::check`]
+/// is how the daemon verifies that of a reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkListing {
+    pub taps: Vec<String>,
+    pub nat_guests: Vec<Ipv4Addr>,
+}
+
+impl NetworkListing {
+    /// Builds a listing from what was found: names without banger's tap shape and
+    /// addresses outside `pool`'s guest range are dropped (they are not banger's to
+    /// manage), the rest sorted and deduplicated.
+    pub fn new(
+        taps: impl IntoIterator<Item = String>,
+        nat_guests: impl IntoIterator<Item = Ipv4Addr>,
+        pool: &Ipv4Subnet,
+    ) -> NetworkListing {
+        let mut taps: Vec<String> = taps
+            .into_iter()
+            .filter(|name| check_tap_name(name).is_ok())
+            .collect();
+        taps.sort();
+        taps.dedup();
+        let mut nat_guests: Vec<Ipv4Addr> = nat_guests
+            .into_iter()
+            .filter(|ip| pool.is_guest_address(*ip))
+            .collect();
+        nat_guests.sort();
+        nat_guests.dedup();
+        NetworkListing { taps, nat_guests }
+    }
+
+    /// Checks a listing received from a helper: every name a tap name, every address a
+    /// guest address of `pool`. The error names the first offender.
+    pub fn check(&self, pool: &Ipv4Subnet) -> Result<(), String> {
+        if let Some(bad) = self.taps.iter().find(|name| check_tap_name(name).is_err()) {
+            return Err(format!("{bad:?} is not a tap name of banger's"));
+        }
+        if let Some(bad) = self
+            .nat_guests
+            .iter()
+            .find(|ip| !pool.is_guest_address(**ip))
+        {
+            return Err(format!("{bad} is not a guest address of {pool}"));
+        }
+        Ok(())
+    }
 }
 
 /// Why the helper refused or failed an operation. Refusals (everything but `failed`)
@@ -580,6 +638,7 @@ mod tests {
         let cases: Vec<(HelperRequest, &str)> = vec![
             (HelperRequest::Hello, r#"{"op":"hello"}"#),
             (HelperRequest::EnsureBridge, r#"{"op":"ensure_bridge"}"#),
+            (HelperRequest::ListNetwork, r#"{"op":"list_network"}"#),
             (
                 HelperRequest::CreateTap {
                     name: "bgt-0123abcd".into(),
@@ -652,7 +711,14 @@ mod tests {
                     subnet: subnet("172.30.0.0/24"),
                     gateway: "172.30.0.1".parse().unwrap(),
                 }),
-                r#"{"ok":{"outcome":"hello","version":1,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#,
+                r#"{"ok":{"outcome":"hello","version":2,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#,
+            ),
+            (
+                HelperReply::Ok(HelperOutcome::Network(NetworkListing {
+                    taps: vec!["bgt-0123abcd".into()],
+                    nat_guests: vec!["172.30.0.2".parse().unwrap()],
+                })),
+                r#"{"ok":{"outcome":"network","taps":["bgt-0123abcd"],"nat_guests":["172.30.0.2"]}}"#,
             ),
             (
                 HelperReply::Err(HelperError::Unauthorized { uid: 1001 }),
@@ -677,6 +743,53 @@ mod tests {
                 .is_err(),
             "a subnet with host bits must not decode"
         );
+    }
+
+    #[test]
+    fn network_listings_hold_only_banger_names_and_pool_addresses() {
+        let pool = subnet("172.30.0.0/24");
+        let ip = |text: &str| -> Ipv4Addr { text.parse().unwrap() };
+        let listing = NetworkListing::new(
+            [
+                "bgt-b".to_owned(),
+                "eth0".to_owned(),
+                "bgt-a".to_owned(),
+                "bgt-b".to_owned(),
+                "bgt-../x".to_owned(),
+            ],
+            [
+                ip("172.30.0.9"),
+                ip("172.30.0.1"),
+                ip("10.0.0.2"),
+                ip("172.30.0.2"),
+                ip("172.30.0.9"),
+            ],
+            &pool,
+        );
+        assert_eq!(listing.taps, ["bgt-a", "bgt-b"]);
+        assert_eq!(listing.nat_guests, [ip("172.30.0.2"), ip("172.30.0.9")]);
+        assert_eq!(listing.check(&pool), Ok(()));
+
+        let cases: Vec<(NetworkListing, &str)> = vec![
+            (
+                NetworkListing {
+                    taps: vec!["eth0".into()],
+                    nat_guests: vec![],
+                },
+                "\"eth0\" is not a tap name",
+            ),
+            (
+                NetworkListing {
+                    taps: vec![],
+                    nat_guests: vec![ip("172.30.0.255")],
+                },
+                "172.30.0.255 is not a guest address of 172.30.0.0/24",
+            ),
+        ];
+        for (listing, fragment) in cases {
+            let error = listing.check(&pool).unwrap_err();
+            assert!(error.contains(fragment), "{error}");
+        }
     }
 
     #[test]

@@ -36,6 +36,20 @@ pub enum StoreError {
     OutOfRange { field: &'static str, value: u64 },
 }
 
+impl StoreError {
+    /// SQLite could not write for lack of space (`SQLITE_FULL`): the caller may free some
+    /// and retry.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(failure, _),
+                ..
+            } if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 /// Builds the `map_err` closure for a SQLite call; `doing` is only formatted on failure.
 pub(crate) fn sqlite<D: Into<String>>(
     doing: impl FnOnce() -> D,

@@ -570,3 +570,31 @@ fn corrupt_operation_rows() {
             .unwrap();
     }
 }
+
+/// A database that cannot grow (SQLite's own page cap, standing in for a full disk)
+/// fails writes with an error that says so, and a delete still works once space is back.
+#[test]
+fn a_full_database_is_reported_as_disk_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("banger.db")).unwrap();
+    store.insert_vm(&vm(1, "web", VmState::Running)).unwrap();
+    let pages: u32 = pragma(&store.conn, "page_count");
+    store
+        .conn
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    let mut big = vm(2, "big", VmState::Stopped);
+    big.runtime.last_error = Some("x".repeat(64 * 1024));
+    let error = store.insert_vm(&big).unwrap_err();
+    assert!(error.is_disk_full(), "{error:?}");
+    let other = StoreError::NotFound {
+        what: "VM",
+        name: "web".into(),
+    };
+    assert!(!other.is_disk_full());
+    store
+        .conn
+        .pragma_update(None, "max_page_count", 1_000_000)
+        .unwrap();
+    store.insert_vm(&big).unwrap();
+}

@@ -54,6 +54,7 @@ impl VmService {
         };
         spec.validate(&self.cfg.limits)
             .map_err(|e| VmError::BadRequest(e.to_string()))?;
+        self.check_disk_room(spec.disk, 0)?;
         if let Some(image) = &req.image {
             banger_model::ResourceName::parse_as("image name", image)
                 .map_err(|e| VmError::BadRequest(e.to_string()))?;
@@ -390,7 +391,14 @@ impl VmService {
             let _ = std::fs::remove_file(&paths.handle_file);
             if let Ok(mut vm) = service.reload(&id) {
                 service.detach_network(&vm).await;
-                if matches!(vm.state, VmState::Running | VmState::Starting) {
+                if vm.state == VmState::Stopping {
+                    // A stop resumed after a daemon restart: the guest powered off.
+                    vm.state = VmState::Stopped;
+                    vm.runtime.boot_id = None;
+                    vm.runtime.address = None;
+                    vm.runtime.last_error = None;
+                    let _ = service.save(&vm);
+                } else if matches!(vm.state, VmState::Running | VmState::Starting) {
                     vm.state = VmState::Stopped;
                     vm.runtime.boot_id = None;
                     vm.runtime.address = None;

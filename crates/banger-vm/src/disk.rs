@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use banger_exec::{Cmd, CommandRunner, ExecError};
+use banger_model::ByteSize;
 
 /// How a root disk was provisioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,9 +135,81 @@ pub async fn grow(
     Ok(true)
 }
 
+/// Refuses a disk the state directory's file system could never hold: the `requested`
+/// size, less the `allocated` bytes the disk already occupies, must fit in `free`. Disks
+/// are sparse, so a bigger one would be accepted and then fail inside the guest (or fill
+/// the host) once written. Pure; the message names the sizes and `dir`.
+pub fn check_room(
+    requested: ByteSize,
+    allocated: u64,
+    free: u64,
+    dir: &Path,
+) -> Result<(), String> {
+    let needed = requested.bytes().saturating_sub(allocated);
+    if needed <= free {
+        return Ok(());
+    }
+    Err(format!(
+        "disk is {requested}; it needs {} more on the file system of {}, which has {} free",
+        approximately(needed),
+        dir.display(),
+        approximately(free)
+    ))
+}
+
+/// A byte count for a message: GiB with one decimal from 1 GiB up, else whole MiB.
+fn approximately(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= 1024 * MIB {
+        format!("{:.1}GiB", bytes as f64 / (1024 * MIB) as f64)
+    } else {
+        format!("{}MiB", bytes / MIB)
+    }
+}
+
 /// Bytes the file occupies on the host (allocated blocks), and its apparent size.
 pub fn usage(disk: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(disk)?;
     Ok((meta.blocks() * 512, meta.len()))
+}
+
+#[cfg(test)]
+mod room_tests {
+    use super::*;
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+
+    #[test]
+    fn a_disk_must_fit_in_the_free_space() {
+        let dir = Path::new("/state");
+        // (requested, already allocated, free, fits)
+        let cases = [
+            (ByteSize(4 * GIB), 0, 10 * GIB, true),
+            (ByteSize(4 * GIB), 0, 4 * GIB, true),
+            (ByteSize(4 * GIB), 0, 4 * GIB - 1, false),
+            // Growing an 8 GiB disk that holds 3 GiB to 10 GiB needs 7 GiB.
+            (ByteSize(10 * GIB), 3 * GIB, 7 * GIB, true),
+            (ByteSize(10 * GIB), 3 * GIB, 6 * GIB, false),
+            (ByteSize(2048 * GIB), 0, 60 * GIB, false),
+            (ByteSize(GIB), 2 * GIB, 0, true),
+        ];
+        for (requested, allocated, free, fits) in cases {
+            assert_eq!(
+                check_room(requested, allocated, free, dir).is_ok(),
+                fits,
+                "{requested} with {allocated} allocated, {free} free"
+            );
+        }
+        assert_eq!(
+            check_room(ByteSize(2048 * GIB), 0, 60 * GIB + GIB / 2, dir).unwrap_err(),
+            "disk is 2TiB; it needs 2048.0GiB more on the file system of /state, which has \
+             60.5GiB free"
+        );
+        assert!(
+            check_room(ByteSize(GIB), 0, 5 * 1024 * 1024, dir)
+                .unwrap_err()
+                .ends_with("which has 5MiB free")
+        );
+    }
 }

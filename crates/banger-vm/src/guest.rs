@@ -29,10 +29,22 @@ impl VmService {
             .live_handle(&vm.id)
             .filter(|_| vm.state == VmState::Running)
         else {
-            return Err(VmError::Conflict(format!(
-                "VM {} is {}; start it with `banger vm start {}`",
-                vm.name, vm.state, vm.name
-            )));
+            return Err(VmError::Conflict(match vm.state {
+                VmState::Deleting => format!(
+                    "VM {} is being deleted; `banger vm delete {}` finishes that",
+                    vm.name, vm.name
+                ),
+                VmState::Starting | VmState::Stopping | VmState::Creating => {
+                    format!(
+                        "VM {} is {}; try again when it is running",
+                        vm.name, vm.state
+                    )
+                }
+                _ => format!(
+                    "VM {} is {}; start it with `banger vm start {}`",
+                    vm.name, vm.state, vm.name
+                ),
+            }));
         };
         if let Some(agent) = &live.agent
             && !agent.is_closed()

@@ -4,6 +4,7 @@
 
 pub mod cmdline;
 mod create;
+mod delete;
 pub mod disk;
 pub mod error;
 mod guest;
@@ -13,6 +14,8 @@ mod lifecycle;
 mod net;
 pub mod patch;
 mod reconcile;
+mod reconcile_net;
+mod reserve;
 pub mod resolv;
 mod service;
 
@@ -21,4 +24,5 @@ pub use error::{VmError, VmErrorKind, chain};
 pub use guest::VmUsage;
 pub use lifecycle::SetRequest;
 pub use reconcile::ReconcileReport;
+pub use reconcile_net::{NetCleanup, NetOwners, plan_cleanup};
 pub use service::{StoreAccess, VmService, VmServiceConfig};

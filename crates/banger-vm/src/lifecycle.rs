@@ -1,5 +1,5 @@
-//! The lifecycle verbs on existing VMs: start, stop, restart, kill, delete, prune, set.
-//! Each takes the VM's own lock, so verbs on one VM are serialised.
+//! The lifecycle verbs on existing VMs: start, stop, restart, kill, set (delete and prune
+//! are in `delete.rs`). Each takes the VM's own lock, so verbs on one VM are serialised.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,13 +75,25 @@ impl VmService {
                 vm.name
             )));
         }
+        if vm.state == VmState::Deleting {
+            return Err(VmError::Conflict(format!(
+                "VM {} is being deleted; `banger vm delete {}` finishes that",
+                vm.name, vm.name
+            )));
+        }
         if let Some(live) = self.live_handle(id) {
             // A VM reattached after a daemon restart has no agent connection yet: make
             // one, or the guest is never asked to power off and is killed at the timeout.
-            let agent = tokio::time::timeout(Duration::from_secs(2), self.agent_for(&vm))
-                .await
-                .ok()
-                .and_then(Result::ok);
+            // A stop resumed after a restart finds the VM `stopping`, for which
+            // `agent_for` refuses; the guest still gets its poweroff request.
+            let agent = match &live.agent {
+                Some(agent) if !agent.is_closed() => Some(Arc::clone(agent)),
+                _ => tokio::time::timeout(Duration::from_secs(2), self.connect_agent(&live.handle))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(Arc::new),
+            };
             vm.state = VmState::Stopping;
             self.save(&vm)?;
             // Ask the guest to power off (busybox init ignores ACPI power buttons); the
@@ -133,8 +145,9 @@ impl VmService {
     }
 
     /// Sends `signal` to the VMM process. A VMM that exits is `stopped`, not `error`.
+    /// Like `delete`, it takes an exact name or id, or a prefix of four characters.
     pub async fn kill(&self, query: &str, signal: GuestSignal) -> Result<VmRecord, VmError> {
-        let vm = self.find(query)?;
+        let vm = self.find_destructive(query)?;
         let lock = self.vm_lock(&vm.id);
         let _guard = lock.lock().await;
         let mut vm = self.reload(&vm.id)?;
@@ -165,64 +178,18 @@ impl VmService {
         Ok(vm)
     }
 
-    /// Deletes a VM, its disk and directories. A running VM needs `force`.
-    pub async fn delete(&self, query: &str, force: bool) -> Result<VmRecord, VmError> {
-        let vm = self.find(query)?;
-        let lock = self.vm_lock(&vm.id);
-        let _guard = lock.lock().await;
-        let vm = self.reload(&vm.id)?;
-        let live = self.live_handle(&vm.id);
-        if live.is_some() && !force {
-            return Err(VmError::Conflict(format!(
-                "VM {} is running; stop it first or delete with --force",
-                vm.name
-            )));
-        }
-        if let Some(live) = live {
-            self.stop_process(&live.handle, Duration::ZERO).await;
-            self.set_live(&vm.id, None);
-        }
-        // Also for a stopped VM: a tap or NAT rule left by a failed detach goes now.
-        self.detach_network(&vm).await;
-        let paths = self.paths(&vm.id);
-        std::fs::remove_dir_all(&paths.dir)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(VmError::io(format!(
-                "cannot remove {}",
-                paths.dir.display()
-            )))?;
-        let _ = std::fs::remove_dir_all(&paths.run_dir);
-        self.with_store(|s| s.delete_vm(&vm.id))?;
-        self.forget_host_key(&vm);
-        self.forget_lock(&vm.id);
-        Ok(vm)
-    }
-
-    /// Deletes every VM that is not running (stopped or in error); never a running one.
-    pub async fn prune(&self) -> Result<Vec<String>, VmError> {
-        let mut deleted = Vec::new();
-        for vm in self.list()? {
-            if vm.state.is_active() || self.live_handle(&vm.id).is_some() {
-                continue;
-            }
-            self.delete(vm.id.as_str(), false).await?;
-            deleted.push(vm.name.to_string());
-        }
-        Ok(deleted)
-    }
-
     /// Changes vCPUs, memory or disk of a stopped VM. The disk only grows.
     pub async fn set(&self, query: &str, req: SetRequest) -> Result<VmRecord, VmError> {
         let vm = self.find(query)?;
         let lock = self.vm_lock(&vm.id);
         let _guard = lock.lock().await;
         let mut vm = self.reload(&vm.id)?;
+        if vm.state == VmState::Deleting {
+            return Err(VmError::Conflict(format!(
+                "VM {} is being deleted; `banger vm delete {}` finishes that",
+                vm.name, vm.name
+            )));
+        }
         if vm.state.is_active() || self.live_handle(&vm.id).is_some() {
             return Err(VmError::Conflict(format!(
                 "VM {} is {}; stop it before changing its resources",
@@ -247,6 +214,8 @@ impl VmService {
         }
         if spec.disk > vm.spec.disk {
             let paths = self.paths(&vm.id);
+            let (allocated, _) = disk::usage(&paths.root_disk).unwrap_or((0, 0));
+            self.check_disk_room(spec.disk, allocated)?;
             patch::fsck(self.runner.as_ref(), &paths.root_disk).await?;
             disk::grow(self.runner.as_ref(), &paths.root_disk, spec.disk.bytes()).await?;
         }

@@ -125,23 +125,27 @@ impl VmService {
     }
 
     /// Removes the VM's tap, NAT rules and name; keeps its lease. Best effort: a failure
-    /// is logged, and the next detach (or the helper's idempotent ops) finishes the job.
+    /// is logged, and the next detach (or the helper's idempotent ops, or the startup
+    /// reconcile) finishes the job.
     pub(crate) async fn detach_network(&self, vm: &VmRecord) {
-        self.names.remove(vm.name.as_str());
-        let Some(network) = self.network() else {
-            return;
-        };
-        let lease = match self.with_store(|s| s.get_lease(&vm.id)) {
-            Ok(Some(lease)) => lease,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot read the VM's lease");
-                return;
-            }
-        };
-        if let Err(error) = network.detach(&vm.id, lease.ipv4, vm.nat).await {
+        if let Err(error) = self.try_detach_network(vm).await {
             tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot remove the VM's network");
         }
+    }
+
+    /// [`Self::detach_network`] that says whether it worked: a delete must not release
+    /// the lease (by removing the row) while rules for its address may remain.
+    pub(crate) async fn try_detach_network(&self, vm: &VmRecord) -> Result<(), VmError> {
+        self.names.remove(vm.name.as_str());
+        let Some(network) = self.network() else {
+            return Ok(());
+        };
+        let Some(lease) = self.with_store(|s| s.get_lease(&vm.id))? else {
+            return Ok(());
+        };
+        // Rules for the address go whether or not the VM asked for NAT: any left there
+        // (by a crash or a failed detach) are no one's once its network is gone.
+        Ok(network.detach(&vm.id, lease.ipv4, true).await?)
     }
 
     /// Publishes a running VM's name and, when banger installs its key in guests, records

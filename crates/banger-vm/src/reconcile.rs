@@ -1,11 +1,16 @@
 //! Startup reconciliation: make the store agree with the host after the daemon was away.
 //!
+//! - A VM left `deleting` by an interrupted delete is deleted now (or stays `deleting`).
 //! - A VM still `creating` was interrupted mid-create: its process, files and row go.
-//! - A VM whose VMM is alive (pid + start time match its handle file) is reattached.
+//! - A VM whose VMM is alive (pid + start time match its handle file) is reattached; one
+//!   that was `stopping` stays `stopping`, and its stop is finished in the background.
 //! - A VM that should be running but whose VMM is gone is marked stopped, with the reason.
 //! - A directory under `vms/` with no row is an orphan of an interrupted create: removed.
 //! - A VMM process still mentioning a removed VM's runtime directory is killed, which
 //!   covers a daemon killed between spawning the VMM and recording its handle.
+//! - Last, the host's taps and NAT rules are compared with the VMs left running, and
+//!   whatever none of them owns is removed (`reconcile_net.rs`), before the daemon serves
+//!   and so before any address is leased again.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,16 +25,26 @@ use crate::service::{Live, VmService, may_have_process};
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub reattached: Vec<String>,
+    /// Reattached while `stopping`: their stop goes on in the background.
+    pub resumed_stops: Vec<String>,
     pub marked_stopped: Vec<String>,
     pub removed: Vec<String>,
+    /// Deletes a previous daemon left unfinished, finished now.
+    pub finished_deletes: Vec<String>,
     pub orphan_dirs: Vec<String>,
+    /// Taps and NAT rules (by guest address) no VM owned, removed.
+    pub network: crate::reconcile_net::NetCleanup,
 }
 
 impl VmService {
     pub async fn reconcile(self: &Arc<Self>) -> Result<ReconcileReport, VmError> {
         let mut report = ReconcileReport::default();
         let vms = self.list()?;
+        report.finished_deletes = self.finish_interrupted_deletes(&vms).await;
         for mut vm in vms.clone() {
+            if vm.state == VmState::Deleting {
+                continue;
+            }
             let paths = self.paths(&vm.id);
             let handle = handle_file::read(&paths.handle_file)
                 .filter(|h| banger_sys::process::is_same_process_alive(h.pid, h.start_time));
@@ -45,6 +60,31 @@ impl VmService {
                 continue;
             }
             match handle {
+                Some(handle) if vm.state == VmState::Stopping => {
+                    // The daemon died mid-stop: the guest may be powering off right now.
+                    // It says `stopping` (not `running`) until the stop, resumed here
+                    // with the usual timeout, is done.
+                    self.set_live(
+                        &vm.id,
+                        Some(Live {
+                            handle: handle.clone(),
+                            agent: None,
+                        }),
+                    );
+                    self.republish(&vm);
+                    // Should the resumed stop fail, the VM still becomes `stopped` when
+                    // its VMM exits.
+                    self.watch(vm.id.clone(), handle);
+                    let service = Arc::clone(self);
+                    let id = vm.id.clone();
+                    let name = vm.name.to_string();
+                    tokio::spawn(async move {
+                        if let Err(error) = service.stop(id.as_str(), None).await {
+                            tracing::warn!(vm = %name, error = %crate::error::chain(&error), "cannot finish the interrupted stop");
+                        }
+                    });
+                    report.resumed_stops.push(vm.name.to_string());
+                }
                 Some(handle) if may_have_process(vm.state) => {
                     self.set_live(
                         &vm.id,
@@ -74,11 +114,13 @@ impl VmService {
                     if may_have_process(vm.state) {
                         // Its tap and NAT rules outlived it.
                         self.detach_network(&vm).await;
+                        let was_stopping = vm.state == VmState::Stopping;
                         vm.state = VmState::Stopped;
                         vm.runtime.boot_id = None;
                         vm.runtime.address = None;
-                        vm.runtime.last_error =
-                            Some("the VMM exited while the daemon was not running".into());
+                        // A VM being stopped that is now down has simply stopped.
+                        vm.runtime.last_error = (!was_stopping)
+                            .then(|| "the VMM exited while the daemon was not running".into());
                         self.save(&vm)?;
                         report.marked_stopped.push(vm.name.to_string());
                     }
@@ -110,6 +152,8 @@ impl VmService {
                 report.orphan_dirs.push(name);
             }
         }
+        report.network = self.reconcile_network().await;
+        self.space_reserve.ensure();
         Ok(report)
     }
 }
@@ -121,7 +165,7 @@ const STRAY_EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 /// waits until they are gone: SIGKILL is delivered asynchronously, and a VMM caught
 /// mid-start (the daemon died while launching it) may take a moment to go. Once
 /// reconcile returns, nothing of the removed VM runs.
-async fn kill_processes_mentioning(dir: &Path) {
+pub(crate) async fn kill_processes_mentioning(dir: &Path) {
     let needle = dir.display().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;

@@ -15,13 +15,16 @@ use banger_exec::CommandRunner;
 use banger_image::{GuestInit, ImageService};
 use banger_model::dirs::Dirs;
 use banger_model::progress::ProgressSink;
-use banger_model::{SpecLimits, VmId, VmRecord, VmState, resolve_ref};
+use banger_model::{
+    ByteSize, RefError, SpecLimits, VmId, VmRecord, VmState, resolve_ref, resolve_ref_destructive,
+};
 use banger_proto::agent_client::AgentClient;
 use banger_store::{ImageRecord, KernelRecord, Store};
 use banger_vmm::{VmmDriver, VmmHandle};
 
 use crate::error::VmError;
 use crate::layout::VmPaths;
+use crate::reserve::SpaceReserve;
 
 /// Settings of the VM service.
 #[derive(Debug, Clone)]
@@ -84,6 +87,8 @@ pub struct VmService {
     /// By VM id: whether the ssh host key read started at the VM's last boot has
     /// finished (see `net.rs`).
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// Space kept back so `vm delete` can record its progress on a full disk.
+    pub(crate) space_reserve: SpaceReserve,
 }
 
 impl VmService {
@@ -95,7 +100,6 @@ impl VmService {
         runner: Arc<dyn CommandRunner>,
     ) -> Arc<VmService> {
         Arc::new(VmService {
-            cfg,
             store,
             images,
             driver,
@@ -107,6 +111,8 @@ impl VmService {
             lease_lock: Mutex::new(()),
             names: Arc::new(banger_dns::StaticNames::new()),
             host_keys: Mutex::new(HashMap::new()),
+            space_reserve: SpaceReserve::new(&cfg.dirs.state),
+            cfg,
         })
     }
 
@@ -134,6 +140,23 @@ impl VmService {
         output.ok_or_else(|| VmError::Conflict("the store query did not run".into()))
     }
 
+    /// Refuses a root disk of `size` that the state directory's file system could not
+    /// hold, counting the `allocated` bytes it already occupies (see
+    /// [`crate::disk::check_room`]). A file system whose free space cannot be read is
+    /// not a reason to refuse.
+    pub(crate) fn check_disk_room(&self, size: ByteSize, allocated: u64) -> Result<(), VmError> {
+        let dir = &self.cfg.dirs.state;
+        match banger_sys::space::available_bytes(dir) {
+            Ok(free) => {
+                crate::disk::check_room(size, allocated, free, dir).map_err(VmError::BadRequest)
+            }
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "cannot measure free space");
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn paths(&self, id: &VmId) -> VmPaths {
         VmPaths::new(&self.cfg.dirs, id.as_str())
     }
@@ -159,15 +182,18 @@ impl VmService {
     /// Finds a VM by exact name, id, or unique prefix of either.
     pub fn find(&self, query: &str) -> Result<VmRecord, VmError> {
         let vms = self.list()?;
-        match resolve_ref(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str()) {
-            Ok(vm) => Ok(vm.clone()),
-            Err(banger_model::RefError::NotFound { .. }) => {
-                Err(VmError::NotFound(format!("no VM named {query:?}")))
-            }
-            Err(banger_model::RefError::Ambiguous { query, candidates }) => {
-                Err(VmError::Ambiguous { query, candidates })
-            }
-        }
+        resolve_ref(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
+            .cloned()
+            .map_err(|error| ref_error(query, error))
+    }
+
+    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): a
+    /// prefix must be at least [`banger_model::MIN_DESTRUCTIVE_PREFIX`] characters.
+    pub fn find_destructive(&self, query: &str) -> Result<VmRecord, VmError> {
+        let vms = self.list()?;
+        resolve_ref_destructive(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
+            .cloned()
+            .map_err(|error| ref_error(query, error))
     }
 
     pub(crate) fn reload(&self, id: &VmId) -> Result<VmRecord, VmError> {
@@ -301,6 +327,14 @@ impl VmService {
     }
 }
 
+fn ref_error(query: &str, error: RefError) -> VmError {
+    match error {
+        RefError::NotFound { .. } => VmError::NotFound(format!("no VM named {query:?}")),
+        RefError::Ambiguous { query, candidates } => VmError::Ambiguous { query, candidates },
+        too_short @ RefError::PrefixTooShort { .. } => VmError::BadRequest(too_short.to_string()),
+    }
+}
+
 /// How many lines before a kernel panic an excerpt keeps: the cause (e.g. init failing
 /// to execute) is printed just before the panic line.
 const LINES_BEFORE_PANIC: usize = 5;
@@ -331,7 +365,8 @@ pub(crate) fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-/// True for states in which a VMM process may exist.
+/// True for states in which a VMM process may exist and should be kept: a `deleting`
+/// VM's process is killed by the delete that reconcile finishes.
 pub(crate) fn may_have_process(state: VmState) -> bool {
     matches!(
         state,

@@ -40,12 +40,11 @@ pub fn disk_mib(input: &str) -> Result<u64, String> {
 }
 
 /// Validates a spec in which only one field differs from the (valid) default, so any
-/// error is about that field. The vCPU limit is the daemon's to know; clap checks ≥ 1.
+/// error is about that field. The host limits (vCPUs, memory) are the daemon's to know;
+/// clap checks vCPUs ≥ 1.
 fn check_spec(spec: VmSpec) -> Result<(), String> {
-    spec.validate(&SpecLimits {
-        max_vcpus: u32::MAX,
-    })
-    .map_err(|err| err.to_string())
+    spec.validate(&SpecLimits::UNBOUNDED)
+        .map_err(|err| err.to_string())
 }
 
 /// `vm kill --signal`: a signal name or number, sent to the daemon as its bare name.

@@ -507,3 +507,75 @@ fn doctor_fails_only_on_fail_and_reports_the_daemon() {
     let any_fail = checks.iter().any(|c| c["status"] == "fail");
     assert_eq!(output.status.code(), Some(if any_fail { 1 } else { 0 }));
 }
+
+/// `banger doctor` on a state directory it cannot write: the store check fails and says
+/// so. As root (who may write anything a mode forbids) the directory is a read-only
+/// tmpfs mounted in a private mount namespace (`unshare`), so the host is untouched;
+/// otherwise its mode is 0500.
+#[test]
+fn doctor_fails_the_store_check_on_a_read_only_state_dir() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    });
+    let output = if is_root {
+        let has_unshare = std::process::Command::new("unshare")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !has_unshare {
+            eprintln!(
+                "SKIPPED doctor_fails_the_store_check_on_a_read_only_state_dir: needs unshare (util-linux) as root"
+            );
+            return;
+        }
+        let banger = banger_std(home.path(), &home.path().join("none.sock"));
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o ro none "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&state)
+            .arg(banger.get_program())
+            .args(["doctor", "--json"])
+            .env_clear()
+            .envs(banger.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        Command::from_std(cmd).output().unwrap()
+    } else {
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let mut cmd = banger(home.path(), &home.path().join("none.sock"));
+        cmd.args(["doctor", "--json"]).output().unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let store = checks
+        .iter()
+        .find(|c| c["name"] == "store")
+        .expect("a store check");
+    assert_eq!(store["status"], "fail", "{store}");
+    assert!(
+        store["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot write in"),
+        "{store}"
+    );
+    if is_root {
+        assert!(
+            store["hint"]
+                .as_str()
+                .unwrap()
+                .contains("read-only file system"),
+            "{store}"
+        );
+    }
+    assert_eq!(output.status.code(), Some(1), "a failed check fails doctor");
+}

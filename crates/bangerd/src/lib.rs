@@ -1,7 +1,8 @@
 //! bangerd, the banger daemon: it runs as the user, owns banger's state (SQLite, VM
 //! directories) and serves the CLI over a Unix socket speaking the `banger-api` protocol.
 //!
-//! The pieces, each in its own module: `socket` binds the socket safely, `server` accepts
+//! The pieces, each in its own module: `instance_lock` keeps it the only daemon of its
+//! state directory, `socket` binds the socket safely, `server` accepts
 //! connections and shuts down gracefully, `connection` serves one client (peer uid check,
 //! frames in order), `dispatch` maps a method name to its handler, `handlers` hold one thin
 //! function per method, `ops` runs long operations detached from the request, and
@@ -14,6 +15,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod events;
 pub mod handlers;
+pub mod instance_lock;
 pub mod layout;
 pub mod networking;
 pub mod ops;

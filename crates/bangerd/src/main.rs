@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use banger_model::dirs::Dirs;
+use bangerd::instance_lock::{self, InstanceLock};
 use bangerd::{DaemonContext, layout, server, socket};
 use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
@@ -26,7 +27,10 @@ use tracing_subscriber::EnvFilter;
         dir is $BANGER_RUNTIME_DIR, else $XDG_RUNTIME_DIR/banger, else /tmp/banger-<uid>). \
         Only your uid may connect. Logs go to stderr.\n\n\
         SIGTERM or SIGINT stops it: it stops accepting connections, lets requests in \
-        flight finish (up to 5 seconds), and removes its socket.",
+        flight finish (up to 5 seconds), and removes its socket.\n\n\
+        One daemon serves a state directory at a time (it holds <state dir>/bangerd.lock): \
+        a second one exits at once, naming the first one's pid, and one started while \
+        the previous daemon finishes its requests waits for it to exit.",
     after_help = "Examples:\n  \
         bangerd                               # serve on the default socket\n  \
         bangerd --log-format json             # structured logs for a supervisor\n  \
@@ -109,17 +113,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     for dir in [&dirs.state, &dirs.cache, &dirs.config] {
         layout::create_private_dir(dir)?;
     }
+    // Before the socket, the store or any VM is touched: this is the only daemon of this
+    // state directory until it exits.
+    let lock = InstanceLock::acquire(&dirs.state, instance_lock::DRAIN_WAIT, |pid| {
+        tracing::info!(
+            pid,
+            "waiting for the previous bangerd to finish its requests and exit"
+        )
+    })?;
     layout::ensure_private_dir(&dirs.runtime, uid)?;
     // Signal handlers first: a signal arriving right after bind must not kill us before
     // the socket can be cleaned up.
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let listener = socket::bind(&dirs.socket, uid).await?;
-    let shutdown = async move {
+    let shutdown = async {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
+        // A daemon started from now on waits for this one instead of refusing.
+        lock.mark_draining();
     };
     let net_settings = bangerd::networking::NetSettings::from_lookup(|k| std::env::var(k).ok())?;
     // banger's ssh keypair: its public key goes into every new guest.
@@ -163,12 +177,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     match ctx.services.vms.reconcile().await {
         Ok(report) => tracing::info!(
             reattached = ?report.reattached,
+            resumed_stops = ?report.resumed_stops,
             marked_stopped = ?report.marked_stopped,
             removed = ?report.removed,
+            finished_deletes = ?report.finished_deletes,
             orphan_dirs = ?report.orphan_dirs,
+            removed_taps = ?report.network.taps,
+            removed_nat = ?report.network.nat_guests,
             "reconciled VMs with the host"
         ),
         Err(error) => tracing::warn!(error = %banger_vm::chain(&error), "reconcile failed"),
     }
-    server::run(listener, shutdown, ctx).await
+    let served = server::run(listener, shutdown, ctx).await;
+    // Released only now, after the socket is gone, so the next daemon binds a fresh one.
+    drop(lock);
+    served
 }

@@ -1,7 +1,10 @@
 //! The accept loop. The listener and the shutdown signal are passed in, so tests bind
 //! their own socket in a temporary directory and stop the server when they are done.
 //! On shutdown the server stops accepting, lets requests in flight finish within a grace
-//! period, and removes its socket file.
+//! period, and removes its socket file, but only if the path still names the socket this
+//! server bound: the same device and inode, and nobody answering on it (a file system
+//! may give a new socket the inode number of a removed one). A socket another daemon
+//! bound there meanwhile is never deleted from under it.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,7 @@ pub async fn run(
         .local_addr()
         .ok()
         .and_then(|addr| addr.as_pathname().map(PathBuf::from));
+    let bound = socket_path.as_deref().and_then(file_identity);
     tracing::info!(
         socket = %socket_path.as_deref().unwrap_or(Path::new("(unnamed)")).display(),
         pid = std::process::id(),
@@ -95,14 +99,47 @@ pub async fn run(
         connections.shutdown().await;
     }
     if let Some(path) = socket_path {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                tracing::warn!(%error, socket = %path.display(), "cannot remove the socket file");
-            }
-        }
+        remove_own_socket(&path, bound).await;
     }
     tracing::info!("bangerd stopped");
     Ok(())
+}
+
+/// The (device, inode) a path names, without following a final symlink.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
+/// Removes `path` if it is still the socket this server bound (`bound`), whose listener
+/// is closed by now; leaves it when it is gone or belongs to someone else now.
+pub async fn remove_own_socket(path: &Path, bound: Option<(u64, u64)>) {
+    let current = file_identity(path);
+    if current.is_none() {
+        return;
+    }
+    let answers = matches!(
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::UnixStream::connect(path)
+        )
+        .await,
+        Ok(Ok(_))
+    );
+    if current != bound || answers {
+        tracing::warn!(
+            socket = %path.display(),
+            "the socket path now names another daemon's socket; left in place"
+        );
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(%error, socket = %path.display(), "cannot remove the socket file");
+        }
+    }
 }

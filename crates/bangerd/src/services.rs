@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use banger_exec::CommandRunner;
 use banger_image::{Catalog, ImageService};
-use banger_model::SpecLimits;
 use banger_model::dirs::Dirs;
+use banger_model::{ByteSize, SpecLimits};
 use banger_store::{Store, StoreError};
 use banger_sys::kvm::KvmProbe;
 use banger_vm::{StoreAccess, VmService, VmServiceConfig};
@@ -66,7 +66,10 @@ impl Services {
         let config = VmServiceConfig {
             dirs: dirs.clone(),
             agent_binary: agent_binary(),
-            limits: SpecLimits { max_vcpus: cores },
+            limits: SpecLimits {
+                max_vcpus: cores,
+                max_memory: host_memory(),
+            },
             ready_timeout: Duration::from_secs(env_secs("BANGER_READY_TIMEOUT", 300)),
             stop_timeout: Duration::from_secs(10),
             authorized_keys,
@@ -135,6 +138,23 @@ fn agent_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("banger-agent"))
 }
 
+/// The host's memory (`MemTotal` in `/proc/meminfo`); unbounded when it cannot be read,
+/// so a host without `/proc` is not refused every VM.
+fn host_memory() -> ByteSize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| parse_mem_total(&text))
+        .unwrap_or(ByteSize(u64::MAX))
+}
+
+/// `MemTotal:  24000000 kB` -> bytes.
+fn parse_mem_total(meminfo: &str) -> Option<ByteSize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let kib: u64 = fields.next()?.parse().ok()?;
+    (fields.next() == Some("kB")).then(|| ByteSize(kib.saturating_mul(1024)))
+}
+
 fn env_secs(key: &str, default: u64) -> u64 {
     std::env::var(key)
         .ok()
@@ -152,4 +172,30 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_total_parses() {
+        let cases: &[(&str, Option<u64>)] = &[
+            (
+                "MemTotal:       24558916 kB\nMemFree:         6870148 kB\n",
+                Some(24_558_916 * 1024),
+            ),
+            ("MemFree: 1 kB\nMemTotal: 2048 kB\n", Some(2048 * 1024)),
+            ("MemTotal: 2048 MB\n", None),
+            ("MemTotal: lots kB\n", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_mem_total(text).map(|b| b.bytes()),
+                *expected,
+                "{text:?}"
+            );
+        }
+    }
 }

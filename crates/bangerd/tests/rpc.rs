@@ -443,6 +443,110 @@ async fn vm_show_of_an_ambiguous_prefix_lists_the_candidates() {
     daemon.shutdown().await;
 }
 
+/// `vm set` checks memory against the host's, as it checks vCPUs against its cores, and
+/// refuses a disk the state directory's file system could not hold; the VM is unchanged.
+#[tokio::test]
+async fn vm_set_checks_memory_and_disk_against_the_host() {
+    let daemon = TestDaemon::start().await;
+    daemon.insert_vms(vec![stored_vm("sized", 0x5151)]).await;
+    let mut client = daemon.client().await;
+    let set = |memory_mib, disk_mib| m::VmSetParams {
+        vm: "sized".into(),
+        vcpus: None,
+        memory_mib,
+        disk_mib,
+    };
+    let tib_in_mib = 1024 * 1024;
+    let cases = [
+        (set(Some(tib_in_mib), None), "this host's memory"),
+        (set(None, Some(2 * tib_in_mib)), "free"),
+    ];
+    for (params, fragment) in cases {
+        let err = api_error(client.call::<m::VmSet>(&params, |_| {}).await);
+        assert_eq!(err.code, ErrorCode::BadRequest, "{params:?}: {err:?}");
+        assert!(
+            err.message.contains(fragment),
+            "{params:?}: {}",
+            err.message
+        );
+    }
+    let shown = client
+        .call::<m::VmShow>(&VmRef { vm: "sized".into() }, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((shown.memory_mib, shown.disk_mib), (512, 4096));
+    daemon.shutdown().await;
+}
+
+/// One character of an id or name is enough for `vm show`, never for `vm delete` or
+/// `vm kill`: those need the full name or id, or a prefix of four characters or more.
+#[tokio::test]
+async fn destructive_commands_refuse_short_prefixes() {
+    let daemon = TestDaemon::start().await;
+    daemon
+        .insert_vms(vec![stored_vm("scratch", 0xabcd_ef01)])
+        .await;
+    let mut client = daemon.client().await;
+    let shown = client
+        .call::<m::VmShow>(&VmRef { vm: "s".into() }, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(shown.name, "scratch");
+    let id_prefixes = [&shown.id[..1], &shown.id[..3]];
+    for short in ["s", "scr"].into_iter().chain(id_prefixes) {
+        let err = api_error(
+            client
+                .call::<m::VmDelete>(
+                    &m::VmDeleteParams {
+                        vm: short.into(),
+                        force: true,
+                    },
+                    |_| {},
+                )
+                .await,
+        );
+        assert_eq!(err.code, ErrorCode::BadRequest, "{short}: {err:?}");
+        assert!(
+            err.message.contains("at least 4 characters"),
+            "{short}: {}",
+            err.message
+        );
+        let err = api_error(
+            client
+                .call::<m::VmKill>(
+                    &m::VmKillParams {
+                        vm: short.into(),
+                        signal: "KILL".into(),
+                    },
+                    |_| {},
+                )
+                .await,
+        );
+        assert!(
+            err.message.contains("at least 4 characters"),
+            "{}",
+            err.message
+        );
+    }
+    // Still there; four characters of its id delete it.
+    let all = client.call::<m::VmList>(&Empty {}, |_| {}).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let deleted = client
+        .call::<m::VmDelete>(
+            &m::VmDeleteParams {
+                vm: shown.id[..4].into(),
+                force: false,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.name, "scratch");
+    let all = client.call::<m::VmList>(&Empty {}, |_| {}).await.unwrap();
+    assert!(all.is_empty(), "{all:?}");
+    daemon.shutdown().await;
+}
+
 #[tokio::test]
 async fn another_users_connection_is_unauthorized() {
     let daemon = TestDaemon::start_with_owner(current_uid() + 1).await;
@@ -562,4 +666,38 @@ async fn a_stale_socket_is_replaced_and_removed_on_shutdown() {
         matches!(err, ClientError::Closed | ClientError::Io(_)),
         "{err:?}"
     );
+}
+
+/// What a restart used to break: the old daemon, finishing its shutdown, deleted the
+/// socket a newer daemon had bound at the same path, leaving the newer one unreachable.
+/// A server removes only the socket it bound itself.
+#[tokio::test]
+async fn a_socket_bound_by_another_daemon_survives_our_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let dirs = test_dirs(dir.path());
+    let socket = dirs.socket.clone();
+    let listener = bangerd::socket::bind(&socket, current_uid()).await.unwrap();
+    let ctx = Arc::new(DaemonContext::new(current_uid(), dirs));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(bangerd::run(
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+        ctx,
+    ));
+    // Another daemon takes the path over (as a restart that found the old socket dead
+    // would) while the first one is still running. The file system may well give the
+    // new socket the old one's inode number.
+    std::fs::remove_file(&socket).unwrap();
+    let newer = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(socket.exists(), "the newer daemon's socket was removed");
+    let _client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let (_conn, _) = newer.accept().unwrap();
 }

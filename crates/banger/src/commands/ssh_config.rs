@@ -25,7 +25,9 @@ banger's VMs with banger's key and known_hosts file.
 adds one `Include` line for it at the top of ~/.ssh/config (created with mode 0600 if \
 missing). Nothing else in your file changes, and installing twice changes nothing. \
 --uninstall removes exactly that line and banger's file, restoring your config byte for \
-byte. Without a flag, prints the block so you can add it yourself.",
+byte. A ~/.ssh/config that is a symbolic link (a dotfile manager's) is written through, \
+so it stays a link; one that points at nothing is refused, naming its target. Without a \
+flag, prints the block so you can add it yourself.",
     after_help = "\
 Examples:
   banger ssh-config --install && ssh web.vm
@@ -92,7 +94,37 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, CliError> {
     }
 }
 
+/// Refuses a path that is a symbolic link to nothing: writing there would either replace
+/// the link with a file (losing the user's dotfile set-up) or create a file wherever the
+/// link points. The user decides which.
+fn refuse_dangling_link(path: &Path) -> Result<(), CliError> {
+    let Ok(link) = std::fs::read_link(path) else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    Err(CliError::failed(
+        format!(
+            "{} is a symbolic link to {}, which does not exist; refusing to replace the link \
+             or to create its target",
+            path.display(),
+            link.display()
+        ),
+        Some("create the file the link points to (or remove the link), then run this again"),
+    ))
+}
+
 fn apply(layout: &Layout, plan: &Plan) -> Result<(), CliError> {
+    // Checked for both files before either is written.
+    for (path, change) in [
+        (&layout.banger_config, &plan.banger_config),
+        (&layout.user_config, &plan.user_config),
+    ] {
+        if matches!(change, FileChange::Write(_)) {
+            refuse_dangling_link(path)?;
+        }
+    }
     if let Some(ssh_dir) = layout.user_config.parent()
         && !ssh_dir.exists()
     {
@@ -226,6 +258,36 @@ mod tests {
         round_trip(None);
         round_trip(Some(b"Host a\n  User x"));
         round_trip(Some(b"\xff\xfe not utf-8\nHost *\r\n"));
+    }
+
+    /// A dangling `~/.ssh/config` link (a dotfile manager's, its target not checked out)
+    /// is refused, saying where it points; neither file is written and the link stays.
+    #[test]
+    fn a_dangling_symlinked_config_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(
+            home.path(),
+            &home.path().join(".config/banger"),
+            Path::new("/usr/bin/banger"),
+        );
+        std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+        let missing = home.path().join("dotfiles/ssh/config");
+        std::os::unix::fs::symlink(&missing, &layout.user_config).unwrap();
+
+        let user = read(&layout.user_config).unwrap();
+        assert_eq!(user, None, "a dangling link reads as no file");
+        let plan = plan_install(&layout, user.as_deref(), None);
+        let error = apply(&layout, &plan).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("is a symbolic link to"), "{text}");
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+        let link = std::fs::symlink_metadata(&layout.user_config).unwrap();
+        assert!(link.file_type().is_symlink(), "the link was replaced");
+        assert!(!missing.exists(), "the link's target was created");
+        assert!(
+            !layout.banger_config.exists(),
+            "banger's file was written anyway"
+        );
     }
 
     #[test]

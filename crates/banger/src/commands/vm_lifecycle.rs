@@ -88,7 +88,8 @@ pub struct RestartArgs {
 to shut down: with the default KILL this is pulling the plug, and writes the guest had not \
 flushed are lost. The disk is kept.
 
-Prefer `vm stop` (clean shutdown, forced after a timeout); use `vm kill` for a hung VM.",
+Prefer `vm stop` (clean shutdown, forced after a timeout); use `vm kill` for a hung VM. \
+Like `vm delete`, it takes a full name or id, or a prefix of at least 4 characters.",
     after_help = "\
 Examples:
   banger vm kill web
@@ -109,6 +110,13 @@ pub struct KillArgs {
 #[command(
     long_about = "Delete a VM: its record, its disk and its files. This cannot be undone. \
 A running VM is refused unless --force is given (it is then killed first).
+
+Name the VM by its full name or id, or by a prefix of at least 4 characters (a shorter \
+prefix is refused, so one stray character cannot delete a VM).
+
+A delete that cannot finish (a full disk, a file that cannot be removed) leaves the VM \
+`deleting`: run `vm delete` again (no --force needed), or the daemon finishes it when it \
+next starts.
 
 `vm stop` keeps the disk; `vm prune` deletes every VM that is not running.",
     after_help = "\

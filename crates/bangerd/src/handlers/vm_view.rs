@@ -51,6 +51,10 @@ pub fn resolve<'a>(records: &'a [VmRecord], query: &str) -> Result<&'a VmRecord,
                 candidates.join(", ")
             ))
             .with_hint("use the full name, or a longer prefix of the name or id"),
+            too_short @ RefError::PrefixTooShort { .. } => {
+                ApiError::bad_request(too_short.to_string())
+                    .with_hint("`banger vm list` shows the full names and ids")
+            }
         }
     })
 }
