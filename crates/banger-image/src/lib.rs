@@ -24,9 +24,11 @@ pub mod ext4;
 pub mod initramfs;
 mod kernel;
 pub mod mirror;
+pub mod oci;
 mod recipe;
 mod resolve_memo;
 mod service;
+pub mod spill;
 pub mod store;
 pub mod tar_edit;
 #[cfg(test)]

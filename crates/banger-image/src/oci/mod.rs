@@ -1,0 +1,5 @@
+//! OCI images: references, the registry HTTP API v2 client, the layer blob cache, and
+//! flattening layers into one tree that becomes an ext4 image.
+
+pub mod apply;
+pub mod paths;
