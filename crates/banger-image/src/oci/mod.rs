@@ -3,3 +3,6 @@
 
 pub mod apply;
 pub mod paths;
+pub mod auth;
+pub mod manifest;
+pub mod reference;
