@@ -21,6 +21,7 @@ pub mod deb;
 mod debian;
 mod error;
 pub mod ext4;
+pub mod http;
 pub mod initramfs;
 mod kernel;
 pub mod mirror;
@@ -28,7 +29,6 @@ pub mod oci;
 mod recipe;
 mod resolve_memo;
 mod service;
-pub mod spill;
 pub mod store;
 pub mod tar_edit;
 #[cfg(test)]
@@ -42,6 +42,6 @@ pub use banger_model::catalog::{DEFAULT_IMAGE, DEFAULT_KERNEL};
 pub use catalog::{
     Catalog, GuestInit, ImageEntry, ImageRecipe, KernelEntry, KernelRecipe, TINY_IMAGE,
 };
-pub use error::ImageError;
+pub use error::{ImageError, error_chain};
 pub use kernel::{INITRAMFS_FILE, INITRAMFS_RECIPE_VERSION, KernelArtifact, VMLINUX_FILE};
 pub use service::{ImageArtifact, ImageService};

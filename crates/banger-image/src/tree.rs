@@ -3,15 +3,15 @@
 //! ownership is whatever the tree says (root by default) no matter who runs the build,
 //! and no path can escape through a symlink. `mkfs.ext4 -d` then reads the tar.
 //!
-//! File contents are either in memory (`Kind::File`, small trees such as `tiny`) or in a
-//! [`Spill`] file on disk (`Kind::Spilled`, OCI layers of any size), so memory stays
-//! bounded by the number of entries, not their bytes. Extended attributes live in a side
+//! File contents are either in memory (`Kind::File`, small trees such as `tiny`) or a
+//! byte range of a source file on disk (`Kind::Spilled`: an uncompressed OCI layer in
+//! the cache), so memory stays bounded by the number of entries, not their bytes. Extended attributes live in a side
 //! map keyed by path and travel as PAX records.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 
-use crate::spill::Spill;
 use crate::usrmerge::normalize;
 
 /// One extended attribute: name (`security.capability`) and raw value.
@@ -47,8 +47,10 @@ impl Meta {
 pub enum Kind {
     Dir,
     File(Vec<u8>),
-    /// A regular file whose bytes are in the tree's [`Spill`] file.
+    /// A regular file whose bytes are `len` bytes at `offset` of source file `source`
+    /// (an index into the sources handed to [`Tree::write_tar_with`]).
     Spilled {
+        source: u32,
         offset: u64,
         len: u64,
     },
@@ -273,11 +275,15 @@ impl Tree {
         self.write_tar_with(out, None)
     }
 
-    /// [`Tree::write_tar`] for a tree whose `Spilled` contents are in `spill`.
+    /// [`Tree::write_tar`] for a tree whose `Spilled` contents are in `sources`.
     ///
     /// A hard link is written with its target's mode and ownership: they share one
     /// inode, and `mkfs.ext4 -d` applies the link entry's header to it.
-    pub fn write_tar_with<W: Write>(&self, out: W, spill: Option<&Spill>) -> io::Result<W> {
+    pub fn write_tar_with<W: Write>(
+        &self,
+        out: W,
+        sources: Option<&[std::fs::File]>,
+    ) -> io::Result<W> {
         let mut builder = tar::Builder::new(out);
         append_xattrs(&mut builder, self.xattrs(""))?;
         let mut header = header_for(&Kind::Dir, &self.root);
@@ -289,7 +295,7 @@ impl Tree {
                 continue;
             }
             append_xattrs(&mut builder, self.xattrs(path))?;
-            append_node_with(&mut builder, path, node, spill)?;
+            append_node_with(&mut builder, path, node, sources)?;
         }
         for (path, target) in hardlinks {
             match self.nodes.get(target) {
@@ -326,6 +332,35 @@ fn append_xattrs<W: Write>(builder: &mut tar::Builder<W>, xattrs: &[Xattr]) -> i
     builder.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
 }
 
+/// Reads one file's byte range from a source file, by position.
+#[derive(Debug)]
+pub struct SourceReader<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
+    pub remaining: u64,
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a layer file is shorter than its entries say",
+            ));
+        }
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
 fn header_for(kind: &Kind, meta: &Meta) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_mode(meta.perm & 0o7777);
@@ -357,16 +392,25 @@ fn append_node_with<W: Write>(
     builder: &mut tar::Builder<W>,
     path: &str,
     node: &Node,
-    spill: Option<&Spill>,
+    sources: Option<&[std::fs::File]>,
 ) -> io::Result<()> {
     let mut header = header_for(&node.kind, &node.meta);
     match &node.kind {
-        Kind::Spilled { offset, len } => {
-            let spill = spill.ok_or_else(|| {
-                io::Error::other(format!("{path}: spilled content without a spill file"))
-            })?;
+        Kind::Spilled {
+            source,
+            offset,
+            len,
+        } => {
+            let file = sources
+                .and_then(|sources| sources.get(*source as usize))
+                .ok_or_else(|| io::Error::other(format!("{path}: its source file is missing")))?;
             header.set_size(*len);
-            builder.append_data(&mut header, path, spill.reader(*offset, *len))
+            let reader = SourceReader {
+                file,
+                offset: *offset,
+                remaining: *len,
+            };
+            builder.append_data(&mut header, path, reader)
         }
         Kind::Dir => builder.append_data(&mut header, format!("{path}/"), io::empty()),
         Kind::File(data) => {

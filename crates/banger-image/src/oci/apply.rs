@@ -2,21 +2,18 @@
 //! with the layer semantics of the OCI image spec: later layers replace earlier entries,
 //! `.wh.NAME` removes `NAME` from the layers below, `.wh..wh..opq` hides everything the
 //! layers below put in its directory. Nothing is unpacked to the host: names are checked
-//! and resolved inside the tree ([`super::paths`]), file bytes go to the [`Spill`] file.
+//! and resolved inside the tree ([`super::paths`]); a file's bytes stay where they are
+//! in the uncompressed layer file, and the tree records their offset.
 //!
 //! Refused, with the entry named: `..` in a name, a parent symlink that leaves the image,
 //! a hard link to a path outside the image or not extracted yet, a whiteout that would
-//! escape, a stream larger than the configured limit. Device nodes are skipped and
-//! listed (the guest gets devtmpfs); setuid bits are kept, since they only ever land in
-//! the ext4 image.
+//! escape. Device nodes are skipped and listed (the guest gets devtmpfs); setuid bits
+//! are kept, since they only ever land in the ext4 image, never on a host file.
 
 use std::collections::HashSet;
 use std::io::{self, Read};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::oci::paths::{self, PathError};
-use crate::spill::{Spill, SpillError};
 use crate::tree::{Kind, Meta, Node, Tree, Xattr};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -41,74 +38,14 @@ pub enum ApplyError {
     BadWhiteout { entry: String },
     #[error("layer entry {entry:?} has an unsupported type ({kind})")]
     UnsupportedEntry { entry: String, kind: String },
-    #[error(
-        "the layers expand to more than {limit} bytes (the limit on an import's expanded size; \
-         BANGER_IMPORT_MAX_BYTES raises it)"
-    )]
-    TooLarge { limit: u64 },
     #[error("cannot read the layer")]
     Read(#[source] io::Error),
-    #[error("cannot write to the spill file")]
-    Spill(#[source] io::Error),
-}
-
-/// Counts the decompressed bytes read from all layers and stops at a limit, so a
-/// decompression bomb fails instead of filling the disk.
-#[derive(Debug, Clone)]
-pub struct ExpandedBudget {
-    used: Arc<AtomicU64>,
-    limit: u64,
-}
-
-impl ExpandedBudget {
-    pub fn new(limit: u64) -> ExpandedBudget {
-        ExpandedBudget {
-            used: Arc::new(AtomicU64::new(0)),
-            limit,
-        }
-    }
-
-    pub fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    fn exceeded(&self) -> bool {
-        self.used() > self.limit
-    }
-
-    /// Wraps a decompressed stream so that every byte counts against the budget.
-    pub fn reader<R: Read>(&self, inner: R) -> BudgetReader<R> {
-        BudgetReader {
-            inner,
-            budget: self.clone(),
-        }
-    }
-}
-
-/// A reader that fails once its [`ExpandedBudget`] is spent.
-#[derive(Debug)]
-pub struct BudgetReader<R> {
-    inner: R,
-    budget: ExpandedBudget,
-}
-
-impl<R: Read> Read for BudgetReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let used = self.budget.used.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if used > self.budget.limit {
-            return Err(io::Error::other("expanded size limit reached"));
-        }
-        Ok(n)
-    }
 }
 
 /// The image being assembled from its layers.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LayerStack {
     pub tree: Tree,
-    spill: Spill,
-    budget: ExpandedBudget,
     /// Paths that hard links point at, so removing one can hand its content over.
     link_targets: HashSet<String>,
     /// Device nodes found in the layers and left out.
@@ -116,38 +53,24 @@ pub struct LayerStack {
 }
 
 impl LayerStack {
-    pub fn new(spill: Spill, budget: ExpandedBudget) -> LayerStack {
-        LayerStack {
-            tree: Tree::new(),
-            spill,
-            budget,
-            link_targets: HashSet::new(),
-            skipped_devices: Vec::new(),
-        }
+    pub fn new() -> LayerStack {
+        LayerStack::default()
     }
 
-    pub fn spill(&self) -> &Spill {
-        &self.spill
-    }
-
-    /// Applies one layer (an uncompressed tar stream) on top of the ones before.
-    pub fn apply<R: Read>(&mut self, layer: R) -> Result<usize, ApplyError> {
-        let read_error = |budget: &ExpandedBudget, error: io::Error| {
-            if budget.exceeded() {
-                ApplyError::TooLarge {
-                    limit: budget.limit,
-                }
-            } else {
-                ApplyError::Read(error)
-            }
-        };
-        let mut archive = tar::Archive::new(self.budget.reader(layer));
+    /// Applies one layer on top of the ones before. `layer` is its uncompressed tar
+    /// file, `source` the index under which the final tar writer will find that file:
+    /// file entries are recorded as byte ranges of it, not read.
+    pub fn apply(&mut self, source: u32, layer: &std::fs::File) -> Result<usize, ApplyError> {
+        let read_error = ApplyError::Read;
+        let file_len = layer.metadata().map_err(read_error)?.len();
+        let reader = io::BufReader::with_capacity(64 << 10, layer);
+        let mut archive = tar::Archive::new(reader);
         // Paths this layer created: whiteouts and opaque markers only hide lower layers.
         let mut this_layer: HashSet<String> = HashSet::new();
         let mut count = 0;
-        let entries = archive.entries().map_err(|e| read_error(&self.budget, e))?;
+        let entries = archive.entries_with_seek().map_err(read_error)?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| read_error(&self.budget, e))?;
+            let mut entry = entry.map_err(read_error)?;
             let raw = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw).into_owned();
             let unsafe_path = |reason| ApplyError::UnsafePath {
@@ -195,15 +118,22 @@ impl LayerStack {
 
             let path = paths::join(&dir, name);
             let meta = meta_of(entry.header()).map_err(ApplyError::Read)?;
-            let xattrs = xattrs_of(&mut entry).map_err(|e| read_error(&self.budget, e))?;
+            let xattrs = xattrs_of(&mut entry).map_err(read_error)?;
             let kind = match entry_type {
                 tar::EntryType::Directory => Kind::Dir,
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let (offset, len) = self.spill.append(&mut entry).map_err(|e| match e {
-                        SpillError::Read(e) => read_error(&self.budget, e),
-                        SpillError::Write(e) => ApplyError::Spill(e),
-                    })?;
-                    Kind::Spilled { offset, len }
+                    let (offset, len) = (entry.raw_file_position(), entry.size());
+                    if offset.saturating_add(len) > file_len {
+                        return Err(ApplyError::Read(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("{shown}: the layer ends inside this file"),
+                        )));
+                    }
+                    Kind::Spilled {
+                        source,
+                        offset,
+                        len,
+                    }
                 }
                 tar::EntryType::Symlink => {
                     let target = entry

@@ -99,10 +99,14 @@ struct RawDocument {
 pub fn parse(content_type: &str, body: &[u8]) -> Result<Document, ManifestError> {
     let raw: RawDocument =
         serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
-    let declared = raw
-        .media_type
-        .clone()
-        .unwrap_or_else(|| content_type.split(';').next().unwrap_or("").trim().to_string());
+    let declared = raw.media_type.clone().unwrap_or_else(|| {
+        content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    });
     // An OCI document may omit mediaType; its shape tells index from manifest.
     let kind = match declared.as_str() {
         OCI_INDEX | DOCKER_LIST => "index",
@@ -264,15 +268,24 @@ mod tests {
         };
         assert_eq!(parsed.config.size, 10);
         let kinds: Vec<Compression> = parsed.layers.iter().map(|(_, c)| *c).collect();
-        assert_eq!(kinds, [Compression::Gzip, Compression::Zstd, Compression::None]);
+        assert_eq!(
+            kinds,
+            [Compression::Gzip, Compression::Zstd, Compression::None]
+        );
 
         // OCI manifest without mediaType, recognised by shape and Content-Type.
         let oci = format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":1}},"layers":[]}}"#,
             digest('e')
         );
-        assert!(matches!(parse(OCI_MANIFEST, oci.as_bytes()), Ok(Document::Manifest(_))));
-        assert!(matches!(parse("", oci.as_bytes()), Ok(Document::Manifest(_))));
+        assert!(matches!(
+            parse(OCI_MANIFEST, oci.as_bytes()),
+            Ok(Document::Manifest(_))
+        ));
+        assert!(matches!(
+            parse("", oci.as_bytes()),
+            Ok(Document::Manifest(_))
+        ));
 
         let index = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[

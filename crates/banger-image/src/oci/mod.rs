@@ -2,7 +2,10 @@
 //! flattening layers into one tree that becomes an ext4 image.
 
 pub mod apply;
-pub mod paths;
 pub mod auth;
+pub mod blobs;
 pub mod manifest;
+pub mod paths;
 pub mod reference;
+pub mod registry;
+pub mod unpack;

@@ -118,7 +118,9 @@ impl Reference {
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         host == "localhost"
-            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// A default image name for `image import` without `--name`: the last repository
@@ -170,7 +172,10 @@ impl fmt::Display for Reference {
 /// `sha256:` followed by 64 lower-case hex digits.
 pub fn is_sha256_digest(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -203,30 +208,101 @@ mod tests {
     #[test]
     fn references_parse_like_docker() {
         let cases: Vec<(String, &str, &str, Option<&str>, Option<&str>)> = vec![
-            ("python".into(), "docker.io", "library/python", Some("latest"), None),
-            ("python:3.12".into(), "docker.io", "library/python", Some("3.12"), None),
-            ("docker.io/library/python:3.12".into(), "docker.io", "library/python", Some("3.12"), None),
-            ("user/app".into(), "docker.io", "user/app", Some("latest"), None),
-            ("localhost:5000/app:v1".into(), "localhost:5000", "app", Some("v1"), None),
-            ("localhost/app".into(), "localhost", "app", Some("latest"), None),
-            ("127.0.0.1:41234/tiny/layers".into(), "127.0.0.1:41234", "tiny/layers", Some("latest"), None),
-            ("ghcr.io/org/tool:v1.2".into(), "ghcr.io", "org/tool", Some("v1.2"), None),
-            (format!("ghcr.io/org/tool@{D}"), "ghcr.io", "org/tool", None, Some(D)),
-            (format!("app:v1@{D}"), "docker.io", "library/app", Some("v1"), Some(D)),
+            (
+                "python".into(),
+                "docker.io",
+                "library/python",
+                Some("latest"),
+                None,
+            ),
+            (
+                "python:3.12".into(),
+                "docker.io",
+                "library/python",
+                Some("3.12"),
+                None,
+            ),
+            (
+                "docker.io/library/python:3.12".into(),
+                "docker.io",
+                "library/python",
+                Some("3.12"),
+                None,
+            ),
+            (
+                "user/app".into(),
+                "docker.io",
+                "user/app",
+                Some("latest"),
+                None,
+            ),
+            (
+                "localhost:5000/app:v1".into(),
+                "localhost:5000",
+                "app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "localhost/app".into(),
+                "localhost",
+                "app",
+                Some("latest"),
+                None,
+            ),
+            (
+                "127.0.0.1:41234/tiny/layers".into(),
+                "127.0.0.1:41234",
+                "tiny/layers",
+                Some("latest"),
+                None,
+            ),
+            (
+                "ghcr.io/org/tool:v1.2".into(),
+                "ghcr.io",
+                "org/tool",
+                Some("v1.2"),
+                None,
+            ),
+            (
+                format!("ghcr.io/org/tool@{D}"),
+                "ghcr.io",
+                "org/tool",
+                None,
+                Some(D),
+            ),
+            (
+                format!("app:v1@{D}"),
+                "docker.io",
+                "library/app",
+                Some("v1"),
+                Some(D),
+            ),
         ];
         for (input, registry, repository, tag, digest) in cases {
             let got = Reference::parse(&input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(
-                (got.registry.as_str(), got.repository.as_str(), got.tag.as_deref(), got.digest.as_deref()),
+                (
+                    got.registry.as_str(),
+                    got.repository.as_str(),
+                    got.tag.as_deref(),
+                    got.digest.as_deref()
+                ),
                 (registry, repository, tag, digest),
                 "{input}"
             );
         }
         let bad = [
             ("", ReferenceError::Empty),
-            ("Python", ReferenceError::Repository("library/Python".into())),
+            (
+                "Python",
+                ReferenceError::Repository("library/Python".into()),
+            ),
             ("app:", ReferenceError::Tag("".into())),
-            ("app@sha256:abc", ReferenceError::Digest("sha256:abc".into())),
+            (
+                "app@sha256:abc",
+                ReferenceError::Digest("sha256:abc".into()),
+            ),
             ("a//b", ReferenceError::Repository("a//b".into())),
         ];
         for (input, error) in bad {
@@ -241,7 +317,12 @@ mod tests {
         assert_eq!(hub.manifest_ref(), "3.12");
         assert_eq!(hub.to_string(), "docker.io/library/python:3.12");
         assert!(!hub.is_loopback());
-        for local in ["localhost:5000/a", "127.0.0.1:5000/a", "[::1]:5000/a", "127.0.0.1/a"] {
+        for local in [
+            "localhost:5000/a",
+            "127.0.0.1:5000/a",
+            "[::1]:5000/a",
+            "127.0.0.1/a",
+        ] {
             assert!(Reference::parse(local).unwrap().is_loopback(), "{local}");
         }
         let pinned = Reference::parse(&format!("ghcr.io/o/t@{D}")).unwrap();
