@@ -62,6 +62,8 @@ pub enum ImageError {
         #[source]
         source: Box<ExecError>,
     },
+    #[error("debugfs could not set extended attributes: {errors}")]
+    Xattrs { errors: String },
     #[error("{what} is not an ext4 filesystem image")]
     NotExt4 { what: String },
     #[error("no Debian {release} mirror in the host's apt sources ({dir})")]
@@ -71,6 +73,12 @@ pub enum ImageError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("cannot import {reference}")]
+    Oci {
+        reference: String,
+        #[source]
+        source: Box<crate::oci::import::OciError>,
     },
     #[error("a background build task failed")]
     Join(#[source] tokio::task::JoinError),

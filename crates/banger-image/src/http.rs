@@ -204,10 +204,10 @@ impl Response {
     }
 }
 
-/// Sends GET requests.
-#[derive(Debug, Default)]
+/// Sends GET requests. Cheap to clone; clones share the TLS configuration.
+#[derive(Debug, Default, Clone)]
 pub struct HttpClient {
-    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    tls: Arc<OnceLock<Result<Arc<rustls::ClientConfig>, String>>>,
 }
 
 impl HttpClient {

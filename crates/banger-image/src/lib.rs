@@ -44,4 +44,4 @@ pub use catalog::{
 };
 pub use error::{ImageError, error_chain};
 pub use kernel::{INITRAMFS_FILE, INITRAMFS_RECIPE_VERSION, KernelArtifact, VMLINUX_FILE};
-pub use service::{ImageArtifact, ImageService};
+pub use service::{ImageArtifact, ImageService, ImportOutcome};

@@ -1,5 +1,10 @@
-//! The layer cache: `<cache>/oci/blobs/sha256/<hex>`, one read-only file per blob,
-//! shared by every image that uses the layer. A download goes to `<hex>.partial`, held
+//! The layer cache. Each layer is kept once, uncompressed, as
+//! `<cache>/oci/layers/<hex>.tar` (named by the digest of its compressed blob), shared by
+//! every image that uses it: the tree of an image points into these files, so a second
+//! image on the same base reads no layer bytes until the final tar is written.
+//!
+//! The compressed blob only exists while it is fetched and unpacked, as
+//! `<cache>/oci/blobs/sha256/<hex>`. A download goes to `<hex>.partial`, held
 //! under an exclusive lock (so two imports, even from two daemons sharing the cache,
 //! fetch a blob once; the lock dies with its process), is checked against the declared
 //! size as it streams (more bytes than declared is refused at once), resumed with a
@@ -11,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::oci::manifest::Descriptor;
+use crate::oci::manifest::{Compression, Descriptor};
 use crate::oci::registry::{Registry, RegistryError};
+use crate::oci::unpack::{ExpandedBudget, UnpackError, unpack_layer};
 
 /// How many times a download is resumed or restarted after a failure.
 pub const ATTEMPTS: usize = 4;
@@ -46,6 +52,8 @@ pub enum BlobError {
     },
     #[error("a background task failed")]
     Join(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BlobError {
@@ -53,22 +61,132 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BlobError {
     move |source| BlobError::Io { context, source }
 }
 
-/// The blob directory.
+/// The blob and layer directories.
 #[derive(Debug, Clone)]
 pub struct BlobCache {
+    /// `<cache>/oci/blobs/sha256`: compressed blobs in flight.
     dir: PathBuf,
+    /// `<cache>/oci/layers`: uncompressed layers.
+    layers: PathBuf,
+}
+
+/// A layer ready to be applied.
+#[derive(Debug, Clone)]
+pub struct CachedLayer {
+    pub path: PathBuf,
+    /// Uncompressed size.
+    pub size: u64,
+    /// True when it was in the cache already.
+    pub reused: bool,
 }
 
 impl BlobCache {
-    /// The cache under `<cache>/oci/blobs/sha256`.
+    /// The cache under `<cache>/oci`.
     pub fn new(cache_dir: &Path) -> BlobCache {
+        let oci = cache_dir.join("oci");
         BlobCache {
-            dir: cache_dir.join("oci").join("blobs").join("sha256"),
+            dir: oci.join("blobs").join("sha256"),
+            layers: oci.join("layers"),
         }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn layers_dir(&self) -> &Path {
+        &self.layers
+    }
+
+    /// The uncompressed layer file of the blob `digest`.
+    pub fn layer_path(&self, digest: &str) -> PathBuf {
+        self.layers
+            .join(format!("{}.tar", digest.trim_start_matches("sha256:")))
+    }
+
+    /// The layer for `descriptor`, uncompressed, fetching and unpacking it if needed.
+    /// Its uncompressed size counts against `budget` either way.
+    pub async fn ensure_layer(
+        &self,
+        registry: &Registry,
+        descriptor: &Descriptor,
+        compression: Compression,
+        budget: &ExpandedBudget,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<CachedLayer, BlobError> {
+        let digest = descriptor.digest.clone();
+        let path = self.layer_path(&digest);
+        let cached = |path: &Path| std::fs::metadata(path).ok().filter(|m| m.is_file());
+        let charge = |size: u64| {
+            if budget.charge(size) {
+                Ok(())
+            } else {
+                Err(BlobError::Unpack(UnpackError::TooLarge {
+                    limit: budget.limit(),
+                }))
+            }
+        };
+        if let Some(meta) = cached(&path) {
+            charge(meta.len())?;
+            return Ok(CachedLayer {
+                path,
+                size: meta.len(),
+                reused: true,
+            });
+        }
+        std::fs::create_dir_all(&self.layers)
+            .map_err(io(format!("cannot create {}", self.layers.display())))?;
+        let lock_path = self.layers.join(format!(
+            "{}.lock",
+            digest.trim_start_matches("sha256:")
+        ));
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(BlobError::Join)?
+        .map_err(io("cannot lock a layer of the cache"))?;
+        if let Some(meta) = cached(&path) {
+            charge(meta.len())?;
+            return Ok(CachedLayer {
+                path,
+                size: meta.len(),
+                reused: true,
+            });
+        }
+        let (blob, _) = self.fetch(registry, descriptor, progress).await?;
+        let partial = self.layers.join(format!(
+            "{}.tar.partial",
+            digest.trim_start_matches("sha256:")
+        ));
+        let (from, to, budget, layer_digest) =
+            (blob.clone(), partial.clone(), budget.clone(), digest.clone());
+        let size = tokio::task::spawn_blocking(move || {
+            unpack_layer(&from, compression, &layer_digest, &to, &budget)
+        })
+        .await
+        .map_err(BlobError::Join)??;
+        set_read_only(&partial).map_err(io(format!("cannot protect {}", partial.display())))?;
+        std::fs::rename(&partial, &path)
+            .map_err(io(format!("cannot publish {}", path.display())))?;
+        // The compressed blob has served its purpose; the layer is what images use.
+        let _ = std::fs::remove_file(&blob);
+        let _ = std::fs::remove_file(
+            self.layers
+                .join(format!("{}.lock", digest.trim_start_matches("sha256:"))),
+        );
+        drop(lock);
+        Ok(CachedLayer {
+            path,
+            size,
+            reused: false,
+        })
     }
 
     /// The final path of `digest` (`sha256:<hex>`).
@@ -85,7 +203,7 @@ impl BlobCache {
     /// bytes this call downloads as they arrive.
     pub async fn fetch(
         &self,
-        registry: &Registry<'_>,
+        registry: &Registry,
         layer: &Descriptor,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(PathBuf, bool), BlobError> {
@@ -176,7 +294,7 @@ impl BlobCache {
     /// One GET from `have` on, appended to `partial`.
     async fn download(
         &self,
-        registry: &Registry<'_>,
+        registry: &Registry,
         layer: &Descriptor,
         partial: &mut std::fs::File,
         hasher: &mut Sha256,

@@ -9,3 +9,5 @@ pub mod paths;
 pub mod reference;
 pub mod registry;
 pub mod unpack;
+pub mod guest;
+pub mod import;

@@ -65,25 +65,25 @@ enum Authorization {
 
 /// A connection to one repository of one registry.
 #[derive(Debug)]
-pub struct Registry<'a> {
-    http: &'a HttpClient,
+pub struct Registry {
+    http: HttpClient,
     reference: Reference,
     base: Url,
     credentials: Option<Credentials>,
     authorization: Mutex<Authorization>,
 }
 
-impl<'a> Registry<'a> {
+impl Registry {
     /// Picks the scheme (HTTPS; plain HTTP for a loopback registry without TLS) by
     /// probing `GET /v2/`, whose answer (200 or 401) also starts the auth dance.
     pub async fn connect(
-        http: &'a HttpClient,
+        http: &HttpClient,
         reference: &Reference,
         credentials: Option<Credentials>,
-    ) -> Result<Registry<'a>, RegistryError> {
+    ) -> Result<Registry, RegistryError> {
         let https = Url::parse(&format!("https://{}/v2/", reference.api_host()))?;
         let mut registry = Registry {
-            http,
+            http: http.clone(),
             reference: reference.clone(),
             base: https.clone(),
             credentials,
