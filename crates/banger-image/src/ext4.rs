@@ -88,7 +88,16 @@ where
     let feeder = tokio::task::spawn_blocking(move || write(writer));
     let cmd = Cmd::new("mkfs.ext4")
         .args([
-            "-q", "-F", "-L", "rootfs", "-m", "0", "-E", "root_owner=0:0", "-d", "-",
+            "-q",
+            "-F",
+            "-L",
+            "rootfs",
+            "-m",
+            "0",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            "-",
         ])
         .arg(image)
         .stdin_fd(reader)

@@ -314,6 +314,28 @@ impl ImageService {
         Ok(ImageArtifact::from_manifest(&manifest, &store))
     }
 
+    /// Writes the `tiny` image's root filesystem as a tar at `out` (what its
+    /// `mkfs.ext4 -d` reads), without making an image: for building OCI test images and
+    /// benchmarks from a tree that boots.
+    pub async fn export_tiny_tar(
+        &self,
+        out: &Path,
+        progress: &dyn ProgressSink,
+    ) -> Result<(), ImageError> {
+        let store = ImageStore::new(self.images_dir());
+        let memo = ResolveMemo::new(self.cache_dir.join("resolved"));
+        let debs_dir = self.debs_dir();
+        let ctx = BuildContext {
+            runner: self.runner.as_ref(),
+            store: &store,
+            debs_dir: &debs_dir,
+            memo: &memo,
+            apt_dir: &self.apt_dir,
+            lists_dir: &self.apt_lists_dir,
+        };
+        tiny::export_tar(&ctx, out, progress).await
+    }
+
     fn debs_dir(&self) -> PathBuf {
         self.cache_dir.join("debs")
     }

@@ -136,10 +136,9 @@ impl BlobCache {
         }
         std::fs::create_dir_all(&self.layers)
             .map_err(io(format!("cannot create {}", self.layers.display())))?;
-        let lock_path = self.layers.join(format!(
-            "{}.lock",
-            digest.trim_start_matches("sha256:")
-        ));
+        let lock_path = self
+            .layers
+            .join(format!("{}.lock", digest.trim_start_matches("sha256:")));
         let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             let file = std::fs::OpenOptions::new()
                 .write(true)
@@ -165,8 +164,12 @@ impl BlobCache {
             "{}.tar.partial",
             digest.trim_start_matches("sha256:")
         ));
-        let (from, to, budget, layer_digest) =
-            (blob.clone(), partial.clone(), budget.clone(), digest.clone());
+        let (from, to, budget, layer_digest) = (
+            blob.clone(),
+            partial.clone(),
+            budget.clone(),
+            digest.clone(),
+        );
         let size = tokio::task::spawn_blocking(move || {
             unpack_layer(&from, compression, &layer_digest, &to, &budget)
         })

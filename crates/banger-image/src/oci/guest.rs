@@ -89,7 +89,8 @@ fn ensure_dir(tree: &mut Tree, path: &str, perm: u32) {
 
 /// `export KEY='value'` lines for the image's `KEY=value` environment.
 pub fn env_script(env: &[String]) -> String {
-    let mut script = String::from("# The image's environment (from its OCI config), set by banger's init.\n");
+    let mut script =
+        String::from("# The image's environment (from its OCI config), set by banger's init.\n");
     for pair in env {
         let Some((key, value)) = pair.split_once('=') else {
             continue;
@@ -100,7 +101,10 @@ pub fn env_script(env: &[String]) -> String {
         if !valid {
             continue;
         }
-        script.push_str(&format!("export {key}='{}'\n", value.replace('\'', "'\\''")));
+        script.push_str(&format!(
+            "export {key}='{}'\n",
+            value.replace('\'', "'\\''")
+        ));
     }
     script
 }
@@ -150,7 +154,11 @@ mod tests {
     fn scratch_images_get_init_accounts_and_mount_points() {
         let mut tree = Tree::new();
         tree.insert("app/server", Node::file(0o755, "bin"));
-        let setup = prepare(&mut tree, b"BUSYBOX", &["PATH=/app".into(), "MSG=it's".into()]);
+        let setup = prepare(
+            &mut tree,
+            b"BUSYBOX",
+            &["PATH=/app".into(), "MSG=it's".into()],
+        );
         assert_eq!(
             setup,
             GuestSetup {
@@ -164,7 +172,9 @@ mod tests {
         );
         assert_eq!(tree.get("tmp").unwrap().meta.perm, 0o1777);
         assert_eq!(tree.get("root").unwrap().meta.perm, 0o700);
-        assert!(matches!(&tree.get("etc/passwd").unwrap().kind, Kind::File(p) if p.starts_with(b"root:x:0:0:root:/root:/usr/lib/banger/busybox\n")));
+        assert!(
+            matches!(&tree.get("etc/passwd").unwrap().kind, Kind::File(p) if p.starts_with(b"root:x:0:0:root:/root:/usr/lib/banger/busybox\n"))
+        );
         assert!(matches!(&tree.get(ENV_PATH).unwrap().kind, Kind::File(e)
             if String::from_utf8_lossy(e).contains("export PATH='/app'\nexport MSG='it'\\''s'\n")));
         assert_eq!(tree.get(BUSYBOX_PATH).unwrap().meta.perm, 0o755);
@@ -179,7 +189,10 @@ mod tests {
         tree.insert("usr/sbin/init", Node::symlink("/lib/systemd/systemd"));
         let setup = prepare(&mut tree, b"BB", &[]);
         assert_eq!(setup.init, GuestInit::Systemd);
-        assert_eq!(tree.get("sbin").unwrap().kind, Kind::Symlink("usr/sbin".into()));
+        assert_eq!(
+            tree.get("sbin").unwrap().kind,
+            Kind::Symlink("usr/sbin".into())
+        );
 
         let mut tree = Tree::new();
         tree.insert("usr/sbin", Node::dir(0o755));
@@ -187,17 +200,31 @@ mod tests {
         tree.insert("usr/sbin/init", Node::symlink("/bin/busybox"));
         let setup = prepare(&mut tree, b"BB", &[]);
         assert_eq!(setup.init, GuestInit::Busybox);
-        assert_eq!(setup.replaced_init.as_deref(), Some("/sbin/init -> /bin/busybox"));
+        assert_eq!(
+            setup.replaced_init.as_deref(),
+            Some("/sbin/init -> /bin/busybox")
+        );
         assert_eq!(
             tree.get("usr/sbin/init").unwrap().kind,
             Kind::Symlink("/usr/lib/banger/init".into())
         );
-        assert_eq!(tree.get("sbin").unwrap().kind, Kind::Symlink("usr/sbin".into()));
+        assert_eq!(
+            tree.get("sbin").unwrap().kind,
+            Kind::Symlink("usr/sbin".into())
+        );
     }
 
     #[test]
     fn env_lines_skip_invalid_keys() {
-        let script = env_script(&["A=1".into(), "1BAD=x".into(), "NOEQUALS".into(), "B_2=a=b".into()]);
-        assert!(script.ends_with("export A='1'\nexport B_2='a=b'\n"), "{script}");
+        let script = env_script(&[
+            "A=1".into(),
+            "1BAD=x".into(),
+            "NOEQUALS".into(),
+            "B_2=a=b".into(),
+        ]);
+        assert!(
+            script.ends_with("export A='1'\nexport B_2='a=b'\n"),
+            "{script}"
+        );
     }
 }

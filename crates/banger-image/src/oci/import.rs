@@ -219,12 +219,12 @@ pub async fn import(
     drop(sources);
     let skipped = set_xattrs(ctx.runner, &image, &staging.path().join("xattrs"), &xattrs).await?;
     if !skipped.is_empty() {
-        tracing::warn!(?skipped, "extended attributes debugfs cannot address were left out");
+        tracing::warn!(
+            ?skipped,
+            "extended attributes debugfs cannot address were left out"
+        );
     }
-    progress.stage_done(
-        STAGE_MKFS,
-        Some(&format!("{} image", mib(size))),
-    );
+    progress.stage_done(STAGE_MKFS, Some(&format!("{} image", mib(size))));
 
     let request = PublishRequest {
         name: name.to_string(),

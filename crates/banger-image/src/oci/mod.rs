@@ -4,10 +4,10 @@
 pub mod apply;
 pub mod auth;
 pub mod blobs;
+pub mod guest;
+pub mod import;
 pub mod manifest;
 pub mod paths;
 pub mod reference;
 pub mod registry;
 pub mod unpack;
-pub mod guest;
-pub mod import;
