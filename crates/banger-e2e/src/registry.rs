@@ -472,3 +472,124 @@ pub fn image_config(env: &[&str]) -> Blob {
         serde_json::to_vec(&config).expect("serialize a config"),
     )
 }
+
+/// What the proxy does to responses for paths containing its `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Cut the body after this many bytes, for the first `times` matching requests.
+    Truncate { body_bytes: usize, times: usize },
+}
+
+/// A TCP proxy in front of a [`Registry`] that injects a [`Fault`] into the responses
+/// for one path (e.g. a blob) and records every request line it forwards. It refuses
+/// TLS (closes the connection), so clients fall back to plain HTTP as with the registry.
+#[derive(Debug)]
+pub struct FaultyProxy {
+    addr: SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: &Registry, target: &str, fault: Fault) -> Result<FaultyProxy> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let upstream = upstream.addr;
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (seen, stopping, target) =
+            (Arc::clone(&requests), Arc::clone(&stop), target.to_string());
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let (seen, hits, target) = (Arc::clone(&seen), Arc::clone(&hits), target.clone());
+                std::thread::spawn(move || {
+                    let _ = relay(client, upstream, &target, fault, &seen, &hits);
+                });
+            }
+        });
+        Ok(FaultyProxy {
+            addr,
+            requests,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:<port>`, to use in place of the registry's host.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The request heads forwarded so far (request line and headers).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    target: &str,
+    fault: Fault,
+    seen: &std::sync::Mutex<Vec<String>>,
+    hits: &std::sync::atomic::AtomicUsize,
+) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        if head.is_empty() && byte[0] == 0x16 {
+            // A TLS ClientHello: this proxy speaks plain HTTP only.
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    if let Ok(mut seen) = seen.lock() {
+        seen.push(text.trim_end().to_string());
+    }
+    let matches = text
+        .lines()
+        .next()
+        .is_some_and(|line| line.contains(target));
+    // One request per connection upstream, so the response ends with the connection.
+    let forwarded = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(forwarded.as_bytes())?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response)?;
+    let Fault::Truncate { body_bytes, times } = fault;
+    if matches && hits.fetch_add(1, Ordering::SeqCst) < times {
+        let body_start = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(response.len(), |i| i + 4);
+        let end = (body_start + body_bytes).min(response.len());
+        client.write_all(&response[..end])?;
+        return Ok(());
+    }
+    client.write_all(&response)?;
+    Ok(())
+}
