@@ -64,6 +64,12 @@ pub enum ImageError {
     },
     #[error("debugfs could not set extended attributes: {errors}")]
     Xattrs { errors: String },
+    #[error("{what} is not a clean ext4 filesystem (e2fsck found problems)")]
+    Unclean {
+        what: String,
+        #[source]
+        source: Box<ExecError>,
+    },
     #[error("{what} is not an ext4 filesystem image")]
     NotExt4 { what: String },
     #[error("no Debian {release} mirror in the host's apt sources ({dir})")]

@@ -24,8 +24,10 @@ pub mod ext4;
 pub mod http;
 pub mod initramfs;
 mod kernel;
+mod local;
 pub mod mirror;
 pub mod oci;
+pub mod prune;
 mod recipe;
 mod resolve_memo;
 mod service;
@@ -44,4 +46,5 @@ pub use catalog::{
 };
 pub use error::{ImageError, error_chain};
 pub use kernel::{INITRAMFS_FILE, INITRAMFS_RECIPE_VERSION, KernelArtifact, VMLINUX_FILE};
-pub use service::{ImageArtifact, ImageService, ImportOutcome};
+pub use local::LocalSource;
+pub use service::{ImageArtifact, ImageService, ImportOutcome, Pulled};

@@ -72,6 +72,14 @@ pub struct ImageService {
     max_expanded: u64,
 }
 
+/// A finished catalog pull.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub artifact: ImageArtifact,
+    /// False when the published image was already current and nothing was built.
+    pub built: bool,
+}
+
 /// A finished `image import`.
 #[derive(Debug, Clone)]
 pub struct ImportOutcome {
@@ -186,6 +194,81 @@ impl ImageService {
         })
     }
 
+    /// Copies `source` (an ext4 file, or a stopped VM's disk) into the image store,
+    /// checks it there and publishes it as `name`. `init` is detected when `None`.
+    pub async fn publish_local(
+        &self,
+        source: &Path,
+        name: &str,
+        kernel: &str,
+        kind: crate::local::LocalSource,
+        init: Option<GuestInit>,
+        progress: &dyn ProgressSink,
+    ) -> Result<ImageArtifact, ImageError> {
+        let store = self.user_store();
+        let (manifest, _) = crate::local::publish(
+            self.runner.as_ref(),
+            &store,
+            source,
+            name,
+            kernel,
+            kind,
+            init,
+            progress,
+        )
+        .await?;
+        Ok(ImageArtifact::from_manifest(&manifest, &store))
+    }
+
+    /// Removes staging directories and partial downloads that crashed builds left
+    /// (their lock is free), in every store; at daemon start.
+    pub fn clean_leftovers(&self) -> Vec<crate::prune::Pruned> {
+        let mut removed: Vec<crate::prune::Pruned> = [self.catalog_store(), self.user_store()]
+            .iter()
+            .flat_map(|store| store.clean_staging(false))
+            .map(|(path, bytes)| crate::prune::Pruned { path, bytes })
+            .collect();
+        let blobs = self.blob_cache();
+        for dir in [blobs.dir(), blobs.layers_dir()] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                let partial = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(".partial"));
+                // Kept: a partial layer download resumes; a partial unpack does not.
+                let resumable = dir == blobs.dir();
+                if partial && !resumable {
+                    let free = std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+                    if free {
+                        let bytes = crate::prune::disk_usage(&path);
+                        if std::fs::remove_file(&path).is_ok() {
+                            removed.push(crate::prune::Pruned { path, bytes });
+                        }
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    /// `image cache prune`: removes what `keep` does not name (see [`crate::prune`]).
+    pub fn prune_cache(
+        &self,
+        keep: &crate::prune::Keep,
+        dry_run: bool,
+    ) -> Vec<crate::prune::Pruned> {
+        crate::prune::prune(
+            &self.cache_dir,
+            &[self.catalog_store(), self.user_store()],
+            &self.blob_cache(),
+            keep,
+            dry_run,
+        )
+    }
+
     /// busybox-static's binary (from its Debian package, shared with the kernel and
     /// tiny builds) and an id of its exact .deb for recipe keys. The package resolution
     /// is remembered while the apt lists do not change.
@@ -286,6 +369,24 @@ impl ImageService {
         name: &str,
         progress: &dyn ProgressSink,
     ) -> Result<ImageArtifact, ImageError> {
+        self.pull_image_with(name, false, progress)
+            .await
+            .map(|pulled| pulled.artifact)
+    }
+
+    /// [`ImageService::pull_image`], also saying whether anything was built; `force`
+    /// rebuilds even when the inputs are unchanged.
+    pub async fn pull_image_with(
+        &self,
+        name: &str,
+        force: bool,
+        progress: &dyn ProgressSink,
+    ) -> Result<Pulled, ImageError> {
+        // A manifest published during this call is a new build; one found is older.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
         let entry = self
             .catalog
             .image(name)
@@ -303,6 +404,7 @@ impl ImageService {
             memo: &memo,
             apt_dir: &self.apt_dir,
             lists_dir: &self.apt_lists_dir,
+            force,
         };
         let manifest = match &entry.recipe {
             ImageRecipe::Tiny => tiny::build(&ctx, &entry, progress).await?,
@@ -311,7 +413,10 @@ impl ImageService {
                 bundle::pull(&ctx, &entry, url, sha256, *init, progress).await?
             }
         };
-        Ok(ImageArtifact::from_manifest(&manifest, &store))
+        Ok(Pulled {
+            artifact: ImageArtifact::from_manifest(&manifest, &store),
+            built: manifest.created_unix >= started,
+        })
     }
 
     /// Writes the `tiny` image's root filesystem as a tar at `out` (what its
@@ -332,6 +437,7 @@ impl ImageService {
             memo: &memo,
             apt_dir: &self.apt_dir,
             lists_dir: &self.apt_lists_dir,
+            force: false,
         };
         tiny::export_tar(&ctx, out, progress).await
     }

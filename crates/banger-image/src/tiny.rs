@@ -68,7 +68,7 @@ pub(crate) async fn build(
         "resolve packages",
         Some(&format!("{} packages", debs.len())),
     );
-    if let Some(manifest) = ctx.store.find(&key)? {
+    if let Some(manifest) = ctx.find(&key)? {
         return Ok(manifest);
     }
 

@@ -21,4 +21,4 @@ pub use error::{VmError, VmErrorKind, chain};
 pub use guest::VmUsage;
 pub use lifecycle::SetRequest;
 pub use reconcile::ReconcileReport;
-pub use service::{StoreAccess, VmService, VmServiceConfig};
+pub use service::{StoreAccess, VmService, VmServiceConfig, artifact_of, init_name};
