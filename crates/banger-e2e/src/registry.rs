@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+/// `(status, headers, body)` of one HTTP exchange.
+pub type HttpAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// The registry program from Debian's `docker-registry` package.
 pub const REGISTRY_PROGRAM: &str = "docker-registry";
 
@@ -106,10 +109,8 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((status, _, _)) = registry.request("GET", "/v2/", &[], &[]) {
-                if status == 200 {
-                    return Ok(registry);
-                }
+            if let Ok((200, _, _)) = registry.request("GET", "/v2/", &[], &[]) {
+                return Ok(registry);
             }
             if let Some(status) = registry.child.try_wait()? {
                 bail!("{REGISTRY_PROGRAM} exited ({status}): {}", registry.log());
@@ -229,7 +230,7 @@ impl Registry {
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    ) -> Result<HttpAnswer> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut head = format!(

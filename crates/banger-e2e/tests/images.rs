@@ -137,12 +137,14 @@ fn an_imported_oci_image_boots_and_answers_exec() {
     let promoted = host.banger_json(&["image", "promote", "imp", "imp-golden"]);
     assert_eq!(promoted["source"], "promoted", "{promoted}");
     let path = promoted["path"].as_str().unwrap().to_string();
-    let debugfs = std::process::Command::new("debugfs")
-        .args(["-R", "cat /opt/old/new"])
-        .arg(&path)
-        .output()
+    let debugfs = host
+        .block_on(banger_exec::run(
+            &banger_exec::Cmd::new("debugfs")
+                .args(["-R", "cat /opt/old/new"])
+                .arg(&path),
+        ))
         .unwrap();
-    assert_eq!(text(&debugfs.stdout).trim(), "changed");
+    assert_eq!(debugfs.stdout_text().trim(), "changed");
     host.banger_ok(&["vm", "delete", "imp"]);
     host.banger_ok(&["image", "delete", "imp-golden"]);
     host.banger_ok(&["image", "delete", "imported"]);

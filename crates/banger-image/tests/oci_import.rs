@@ -213,10 +213,10 @@ async fn an_index_resolves_to_linux_amd64() {
     let amd64 = LayerBuilder::new().file("arch", 0o644, b"amd64\n").gzip();
     let arm64 = LayerBuilder::new().file("arch", 0o644, b"arm64\n").gzip();
     let amd64_manifest = registry
-        .push("test/multi", "amd64", &config, &[amd64.clone()])
+        .push("test/multi", "amd64", &config, std::slice::from_ref(&amd64))
         .unwrap();
     let arm64_manifest = registry
-        .push("test/multi", "arm64", &config, &[arm64.clone()])
+        .push("test/multi", "arm64", &config, std::slice::from_ref(&arm64))
         .unwrap();
     let manifest_size = |tag: &str| -> usize {
         let (_, _, body) = registry

@@ -154,7 +154,12 @@ async fn bad_blobs_and_documents_are_refused() {
     // A digest mismatch: the registry's stored bytes are changed after the push.
     let victim = LayerBuilder::new().file("data", 0o644, &[7u8; 4096]).gzip();
     registry
-        .push("bad/digest", "latest", &config, &[victim.clone()])
+        .push(
+            "bad/digest",
+            "latest",
+            &config,
+            std::slice::from_ref(&victim),
+        )
         .unwrap();
     let hex = victim.digest().trim_start_matches("sha256:").to_string();
     let stored = registry
@@ -282,7 +287,7 @@ async fn a_cut_download_is_resumed_and_one_that_never_completes_is_not_published
         .collect();
     let layer = LayerBuilder::new().file("noise", 0o644, &noise).gzip();
     registry
-        .push("cut/layer", "latest", &config, &[layer.clone()])
+        .push("cut/layer", "latest", &config, std::slice::from_ref(&layer))
         .unwrap();
 
     // Cut once, after 100 KiB: the client resumes from where it stopped.

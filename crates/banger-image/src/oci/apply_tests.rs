@@ -75,7 +75,6 @@ fn layer(entries: &[E]) -> Vec<u8> {
             E::Char(name) => append(raw_header(name, tar::EntryType::Char, 0o600, 0), b""),
             E::Fifo(name) => append(raw_header(name, tar::EntryType::Fifo, 0o644, 0), b""),
             E::Xattr(name, key, value) => {
-                drop(append);
                 builder
                     .append_pax_extensions([(format!("SCHILY.xattr.{key}").as_str(), *value)])
                     .unwrap();
@@ -144,10 +143,13 @@ fn listing(applied: &Applied) -> Vec<String> {
         .collect()
 }
 
+/// What a case is called, its layers, and the listing they must give.
+type Case = (&'static str, Vec<Vec<E>>, Vec<&'static str>);
+
 #[test]
 fn layers_stack_with_whiteouts_and_opaque_dirs() {
     use E::*;
-    let cases: Vec<(&str, Vec<Vec<E>>, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "a later layer replaces a file and adds to a directory",
             vec![

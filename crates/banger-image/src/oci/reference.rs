@@ -207,7 +207,8 @@ mod tests {
 
     #[test]
     fn references_parse_like_docker() {
-        let cases: Vec<(String, &str, &str, Option<&str>, Option<&str>)> = vec![
+        type Case<'a> = (String, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "python".into(),
                 "docker.io",
