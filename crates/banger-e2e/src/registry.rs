@@ -32,6 +32,8 @@ pub struct Registry {
 pub struct Blob {
     pub media_type: String,
     pub bytes: Vec<u8>,
+    /// For a layer: `sha256:` of its uncompressed tar (the config's `diff_ids`).
+    pub diff_id: Option<String>,
 }
 
 impl Blob {
@@ -39,6 +41,7 @@ impl Blob {
         Blob {
             media_type: media_type.to_string(),
             bytes,
+            diff_id: None,
         }
     }
 
@@ -443,30 +446,43 @@ impl LayerBuilder {
 
     /// The tar, gzip-compressed, as an OCI layer blob.
     pub fn gzip(&mut self) -> Blob {
+        let tar = self.finish();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&self.finish()).expect("gzip a layer");
-        Blob::new(
+        gz.write_all(&tar).expect("gzip a layer");
+        let mut blob = Blob::new(
             "application/vnd.oci.image.layer.v1.tar+gzip",
             gz.finish().expect("gzip a layer"),
-        )
+        );
+        blob.diff_id = Some(sha256_digest(&tar));
+        blob
     }
 
     /// The tar, zstd-compressed, as an OCI layer blob.
     pub fn zstd(&mut self) -> Blob {
-        Blob::new(
+        let tar = self.finish();
+        let mut blob = Blob::new(
             "application/vnd.oci.image.layer.v1.tar+zstd",
-            zstd::encode_all(self.finish().as_slice(), 3).expect("zstd a layer"),
-        )
+            zstd::encode_all(tar.as_slice(), 3).expect("zstd a layer"),
+        );
+        blob.diff_id = Some(sha256_digest(&tar));
+        blob
     }
 }
 
-/// An OCI image config for linux/amd64 with `env`.
+/// An OCI image config for linux/amd64 with `env` (banger does not read `diff_ids`).
 pub fn image_config(env: &[&str]) -> Blob {
+    image_config_for(env, &[])
+}
+
+/// An OCI image config for linux/amd64 with `env` and the `diff_ids` of `layers`, as
+/// other tools (umoci) require.
+pub fn image_config_for(env: &[&str], layers: &[Blob]) -> Blob {
+    let diff_ids: Vec<String> = layers.iter().filter_map(|l| l.diff_id.clone()).collect();
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "config": { "Env": env },
-        "rootfs": { "type": "layers", "diff_ids": [] },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
     });
     Blob::new(
         "application/vnd.oci.image.config.v1+json",

@@ -293,8 +293,23 @@ impl ImageService {
                 refs
             }
         };
+        let Some(deb_ref) = refs.first() else {
+            return Err(ImageError::MissingDeb {
+                package: "busybox-static".to_string(),
+            });
+        };
+        // The extracted binary is kept beside the layers, so an import after a cache
+        // prune (which removes .deb files) needs neither apt nor dpkg-deb.
+        let extracted = self
+            .cache_dir
+            .join("oci")
+            .join("busybox")
+            .join(&deb_ref.sha256);
+        if let Ok(busybox) = fs_err::read(&extracted) {
+            return Ok((busybox, format!("{} {}", deb_ref.filename, deb_ref.sha256)));
+        }
         let debs = apt.fetch_debs(&refs, &self.debs_dir()).await?;
-        let (Some(deb), Some(deb_ref)) = (debs.first(), refs.first()) else {
+        let Some(deb) = debs.first() else {
             return Err(ImageError::MissingDeb {
                 package: "busybox-static".to_string(),
             });
@@ -306,6 +321,15 @@ impl ImageService {
                 deb: deb.clone(),
                 file: "bin/busybox".to_string(),
             })?;
+        if let Some(dir) = extracted.parent() {
+            let staged = dir.join(format!(".{}.{}", deb_ref.sha256, std::process::id()));
+            let kept = fs_err::create_dir_all(dir)
+                .and_then(|()| fs_err::write(&staged, &busybox))
+                .and_then(|()| fs_err::rename(&staged, &extracted));
+            if let Err(error) = kept {
+                tracing::warn!(%error, "cannot keep the extracted busybox");
+            }
+        }
         Ok((busybox, format!("{} {}", deb_ref.filename, deb_ref.sha256)))
     }
 

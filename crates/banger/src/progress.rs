@@ -165,11 +165,11 @@ impl Progress {
                 transfer.latest_ms.saturating_sub(transfer.started_ms),
             );
             let amount = match total {
-                Some(total) => format!("{} / {}", render::bytes(done), render::bytes(total)),
-                None => render::bytes(done),
+                Some(total) => format!("{} / {}", approx_bytes(done), approx_bytes(total)),
+                None => approx_bytes(done),
             };
             let rate = rate
-                .map(|r| format!(", {}/s", render::bytes(r)))
+                .map(|r| format!(", {}/s", approx_bytes(r)))
                 .unwrap_or_default();
             bar.set_message(format!("{stage} {amount}{rate}"));
         }
@@ -206,6 +206,25 @@ fn write_stderr(line: &str) {
     let _ = stderr.write_all(line.as_bytes());
 }
 
+/// `34.8 MiB`: a size to read at a glance, for progress (data output stays exact).
+fn approx_bytes(value: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if value < 1024 {
+        return format!("{value} B");
+    }
+    let mut scaled = value as f64 / 1024.0;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    if scaled >= 100.0 {
+        format!("{scaled:.0} {}", UNITS[unit])
+    } else {
+        format!("{scaled:.1} {}", UNITS[unit])
+    }
+}
+
 /// Bytes per second over `ms`, when the span is long enough to mean something.
 fn rate(bytes: u64, ms: u64) -> Option<u64> {
     (ms >= 200).then(|| bytes.saturating_mul(1000) / ms)
@@ -220,10 +239,10 @@ fn with_transfer(detail: Option<&str>, transfer: Transfer, done_ms: u64) -> Stri
         match rate(transfer.done, done_ms.saturating_sub(transfer.started_ms)) {
             Some(rate) => format!(
                 "{} downloaded at {}/s",
-                render::bytes(transfer.done),
-                render::bytes(rate)
+                approx_bytes(transfer.done),
+                approx_bytes(rate)
             ),
-            None => format!("{} downloaded", render::bytes(transfer.done)),
+            None => format!("{} downloaded", approx_bytes(transfer.done)),
         }
     };
     match detail.filter(|d| !d.is_empty()) {
@@ -320,13 +339,21 @@ mod tests {
                 Some("2 layers"),
                 transfer(10 << 20, 0),
                 2000,
-                "2 layers; 10MiB downloaded at 5MiB/s",
+                "2 layers; 10.0 MiB downloaded at 5.0 MiB/s",
             ),
-            (None, transfer(3 << 20, 1000), 1100, "3MiB downloaded"),
+            (None, transfer(3 << 20, 1000), 1100, "3.0 MiB downloaded"),
             (Some(""), transfer(0, 0), 5000, "nothing downloaded"),
         ];
         for (detail, transfer, done_ms, expected) in cases {
             assert_eq!(with_transfer(detail, transfer, done_ms), expected);
+        }
+        for (bytes, text) in [
+            (500, "500 B"),
+            (36_483_691, "34.8 MiB"),
+            (300 << 20, "300 MiB"),
+            (5 << 30, "5.0 GiB"),
+        ] {
+            assert_eq!(approx_bytes(bytes), text);
         }
         let mut progress = Progress {
             mode: Mode::Plain,
