@@ -7,13 +7,18 @@
 //!   readiness (the guest agent's first answer);
 //! - root disk provisioning time vs image size;
 //! - daemon idle RSS;
-//! - `vm exec true` round trip (the RPC, and the whole CLI process).
+//! - `vm exec true` round trip (the RPC, and the whole CLI process);
+//! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
+//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+#[path = "bench_images.rs"]
+mod images;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -179,7 +184,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS")
 }
 
-pub fn run(root: &Path, _args: &[String]) -> Result<()> {
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
@@ -195,6 +200,15 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
         extra_env: Vec::new(),
     };
     let daemon_pid = bench.start_daemon()?;
+    if args.first().map(String::as_str) == Some("images") {
+        // Only the image section, spliced into the existing report.
+        let section = images::section(&bench)?;
+        let path = root.join("BENCHMARKS.md");
+        let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, images::splice(&report, &section))?;
+        eprintln!("bench: wrote the images section of BENCHMARKS.md");
+        return Ok(());
+    }
     let idle_rss = rss_kib(daemon_pid)?;
     // Asked now: the network phase below restarts the daemon in a namespace and stops it.
     let accelerator = accel(&bench)?;
@@ -256,6 +270,7 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
     bench.banger(&["vm", "delete", "--force", "bench-exec"])?;
 
     let provisioning = runtime.block_on(provisioning(&bench.dir))?;
+    let images = images::section(&bench)?;
     let network = network_phase(&mut bench)?;
     let dns = dns_bench(root)?;
 
@@ -311,6 +326,7 @@ pub fn run(root: &Path, _args: &[String]) -> Result<()> {
         "\n## `vm run --rm -- true` vs booting the same guest by hand (tiny, median of {ROUNDS})\n\n| what | seconds |\n| --- | --- |\n| `banger vm run --image tiny --rm -- true` (create, boot, run, delete; whole CLI) | {run_rm_median:.2} |\n| the same QEMU command line by hand to the agent's first answer (above) | {manual_median:.2} |\n\nOverhead: **{:+.1}%** (target: <= 20%). Raw: {run_rm:.2?}.\n",
         (run_rm_median / manual_median - 1.0) * 100.0
     ));
+    report.push_str(&images);
     report.push_str(&network);
     report.push_str(&dns);
     std::fs::write(root.join("BENCHMARKS.md"), report)?;

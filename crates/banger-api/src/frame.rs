@@ -87,6 +87,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// How far a running stage's transfer is (a download): bytes so far, and the total
+    /// when known. Sent a few times a second at most.
+    Bytes {
+        op: String,
+        stage: String,
+        done: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+        /// Milliseconds since the operation started.
+        elapsed_ms: u64,
+    },
     /// Bytes from a guest command or a log, base64 on the wire.
     Output {
         stream: OutputStream,

@@ -80,12 +80,16 @@ methods! {
     ImageCatalog = "image.catalog": Empty => Vec<CatalogEntry>;
     ImageShow = "image.show": NameRef => ImageInfo;
     /// Build or download a catalog image. Long operation.
-    ImagePull = "image.pull": NameRef => ImageInfo;
+    ImagePull = "image.pull": ImagePullParams => ImageInfo;
+    /// Pull an OCI image from a registry and make it bootable. Long operation.
     ImageImport = "image.import": ImageImportParams => ImageInfo;
+    /// Copy an ext4 file into banger's images (checked with `e2fsck -n`). Long operation.
     ImageRegister = "image.register": ImageRegisterParams => ImageInfo;
+    /// A stopped VM's disk becomes an image. Long operation.
     ImagePromote = "image.promote": ImagePromoteParams => ImageInfo;
+    /// Refused while a VM's record names the image.
     ImageDelete = "image.delete": NameRef => ImageInfo;
-    ImageCachePrune = "image.cache_prune": Empty => CachePruneOutput;
+    ImageCachePrune = "image.cache_prune": CachePruneParams => CachePruneOutput;
 
     KernelCatalog = "kernel.catalog": Empty => Vec<CatalogEntry>;
     KernelList = "kernel.list": Empty => Vec<KernelInfo>;
@@ -213,10 +217,30 @@ pub struct NameRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePullParams {
+    pub name: String,
+    /// Rebuild even when the image is current.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageImportParams {
     /// OCI reference, e.g. `localhost:5000/app:latest`.
     pub reference: String,
-    pub name: String,
+    /// Name of the new image; derived from the reference when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Rebuild even when the same image was imported before.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachePruneParams {
+    /// Only report what would be removed.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +262,9 @@ pub struct ImagePromoteParams {
 pub struct CachePruneOutput {
     pub removed: Vec<String>,
     pub freed_bytes: u64,
+    /// True when nothing was removed because it was a dry run.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// What to complete.

@@ -114,6 +114,22 @@ pub struct ImageInfo {
     /// Kernel this image boots with by default.
     pub kernel: String,
     pub created_at: String,
+    /// Bytes the (sparse) file really uses on disk.
+    #[serde(default)]
+    pub disk_bytes: u64,
+    /// Where it came from: an OCI `reference@digest`, the registered file, the VM.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
+    /// How its guests start: `systemd` or `busybox` (banger's init for imports).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub init: String,
+    /// VMs whose record names this image.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+    /// Set by `image pull` and `image import`: false when the image was already current
+    /// and nothing changed, true when it was built or recorded now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<bool>,
 }
 
 /// An entry of the built-in image or kernel catalog.
@@ -140,6 +156,12 @@ pub struct KernelInfo {
     pub vmlinux: String,
     pub initramfs: String,
     pub created_at: String,
+    /// Bytes of vmlinux plus initramfs.
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// Images and VMs whose records name this kernel.
+    #[serde(default)]
+    pub used_by: Vec<String>,
 }
 
 /// State of the SQLite store as the daemon sees it.

@@ -12,6 +12,7 @@
 
 mod file_server;
 mod host;
+pub mod registry;
 mod wait;
 
 use std::path::{Path, PathBuf};

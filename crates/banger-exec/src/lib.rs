@@ -9,9 +9,11 @@
 
 use std::ffi::OsString;
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -34,6 +36,8 @@ pub struct Cmd {
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
+    /// A pipe (or file) the child reads as stdin; taken by the first run.
+    stdin_fd: Option<Arc<Mutex<Option<OwnedFd>>>>,
     timeout: Duration,
     stdout_file: Option<PathBuf>,
 }
@@ -46,6 +50,7 @@ impl Cmd {
             env: Vec::new(),
             cwd: None,
             stdin: None,
+            stdin_fd: None,
             timeout: DEFAULT_TIMEOUT,
             stdout_file: None,
         }
@@ -79,6 +84,14 @@ impl Cmd {
     /// Bytes written to the child's stdin (otherwise stdin is `/dev/null`).
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
         self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// The child reads stdin from `fd` (e.g. the read end of a `std::io::pipe()` that
+    /// another thread writes a stream into). The fd is handed over at the first run; a
+    /// second run of the same command (or a clone) gets `/dev/null`.
+    pub fn stdin_fd(mut self, fd: impl Into<OwnedFd>) -> Cmd {
+        self.stdin_fd = Some(Arc::new(Mutex::new(Some(fd.into()))));
         self
     }
 
@@ -226,11 +239,15 @@ pub async fn run(cmd: &Cmd) -> Result<CmdOutput, ExecError> {
         Some(dir) => child_cmd.current_dir(dir),
         None => child_cmd.current_dir("/"),
     };
+    let stdin_fd = cmd
+        .stdin_fd
+        .as_ref()
+        .and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
     child_cmd
-        .stdin(if cmd.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        .stdin(match stdin_fd {
+            Some(fd) => Stdio::from(fd),
+            None if cmd.stdin.is_some() => Stdio::piped(),
+            None => Stdio::null(),
         })
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -340,6 +357,23 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stdin_streams_from_a_pipe() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write as _;
+            for i in 0..1000 {
+                writeln!(writer, "line {i}").unwrap();
+            }
+        });
+        let cmd = Cmd::new("wc").arg("-l").stdin_fd(reader);
+        let out = run(&cmd).await.unwrap();
+        feeder.join().unwrap();
+        assert_eq!(out.stdout_text().trim(), "1000");
+        // The fd went to the first run; a second run reads /dev/null.
+        assert_eq!(run(&cmd).await.unwrap().stdout_text().trim(), "0");
     }
 
     #[tokio::test]

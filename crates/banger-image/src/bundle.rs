@@ -47,7 +47,7 @@ pub(crate) async fn pull(
         BUNDLE_RECIPE_VERSION,
         &[url.to_string(), expected.clone()],
     );
-    if let Some(manifest) = ctx.store.find(&key)? {
+    if let Some(manifest) = ctx.find(&key)? {
         return Ok(manifest);
     }
     let staging = ctx.store.staging()?;

@@ -98,7 +98,7 @@ pub(crate) async fn build(
         "resolve packages",
         Some(&format!("{} packages", installs.len())),
     );
-    if let Some(manifest) = ctx.store.find(&key)? {
+    if let Some(manifest) = ctx.find(&key)? {
         return Ok(manifest);
     }
 

@@ -62,6 +62,14 @@ pub enum ImageError {
         #[source]
         source: Box<ExecError>,
     },
+    #[error("debugfs could not set extended attributes: {errors}")]
+    Xattrs { errors: String },
+    #[error("{what} is not a clean ext4 filesystem (e2fsck found problems)")]
+    Unclean {
+        what: String,
+        #[source]
+        source: Box<ExecError>,
+    },
     #[error("{what} is not an ext4 filesystem image")]
     NotExt4 { what: String },
     #[error("no Debian {release} mirror in the host's apt sources ({dir})")]
@@ -71,6 +79,12 @@ pub enum ImageError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("cannot import {reference}")]
+    Oci {
+        reference: String,
+        #[source]
+        source: Box<crate::oci::import::OciError>,
     },
     #[error("a background build task failed")]
     Join(#[source] tokio::task::JoinError),
@@ -100,4 +114,19 @@ impl From<std::io::Error> for ImageError {
             source,
         }
     }
+}
+
+/// An error with its whole source chain on one line, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

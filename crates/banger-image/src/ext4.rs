@@ -67,6 +67,117 @@ pub async fn mkfs_from_tar(
     }
 }
 
+/// Creates `image` as a sparse file of `size_bytes` and formats it from the tar stream
+/// that `write` produces on another thread (`mkfs.ext4 -d -` reads it from a pipe, so
+/// the flattened tar never exists on disk).
+pub async fn mkfs_from_stream<F>(
+    runner: &dyn CommandRunner,
+    image: &Path,
+    size_bytes: u64,
+    write: F,
+) -> Result<(), ImageError>
+where
+    F: FnOnce(std::io::PipeWriter) -> std::io::Result<()> + Send + 'static,
+{
+    let file = fs_err::File::create(image)?;
+    file.set_len(size_bytes)
+        .map_err(ImageError::io(format!("cannot size {}", image.display())))?;
+    drop(file);
+    let (reader, writer) =
+        std::io::pipe().map_err(ImageError::io("cannot create a pipe for mkfs.ext4"))?;
+    let feeder = tokio::task::spawn_blocking(move || write(writer));
+    let cmd = Cmd::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "rootfs",
+            "-m",
+            "0",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            "-",
+        ])
+        .arg(image)
+        .stdin_fd(reader)
+        .timeout(Duration::from_secs(3600));
+    let made = runner.run(&cmd).await;
+    // mkfs has exited, so the pipe's read end is closed: a writer still going fails
+    // with EPIPE instead of blocking.
+    let fed = feeder.await.map_err(ImageError::Join)?;
+    match made {
+        Ok(_) => fed.map_err(ImageError::io("cannot write the image's tar stream")),
+        Err(source) if tarball_unsupported(&source) => Err(ImageError::MkfsNeedsTarSupport {
+            source: Box::new(source),
+        }),
+        Err(source) => {
+            if let Err(error) = fed
+                && error.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(ImageError::io("cannot write the image's tar stream")(error));
+            }
+            Err(ImageError::command("mkfs.ext4")(source))
+        }
+    }
+}
+
+/// Sets extended attributes that `mkfs.ext4 -d` leaves out (it keeps only
+/// `security.capability` from a tar) with one `debugfs -w` script. Values are staged as
+/// files in `scratch`. Paths debugfs cannot quote (with `"` or a newline) are skipped
+/// and returned.
+pub async fn set_xattrs(
+    runner: &dyn CommandRunner,
+    image: &Path,
+    scratch: &Path,
+    xattrs: &[(String, String, Vec<u8>)],
+) -> Result<Vec<String>, ImageError> {
+    let mut skipped = Vec::new();
+    let mut commands = Vec::new();
+    fs_err::create_dir_all(scratch)?;
+    for (index, (path, name, value)) in xattrs.iter().enumerate() {
+        if path.contains(['"', '\n']) || name.contains(['"', '\n', ' ']) {
+            skipped.push(format!("/{path} {name}"));
+            continue;
+        }
+        let value_file = scratch.join(format!("xattr-{index}"));
+        fs_err::write(&value_file, value)?;
+        commands.push(format!(
+            "ea_set -f \"{}\" \"/{path}\" {name}",
+            value_file.display()
+        ));
+    }
+    if commands.is_empty() {
+        return Ok(skipped);
+    }
+    let script = scratch.join("xattrs.debugfs");
+    fs_err::write(&script, commands.join("\n") + "\n")?;
+    let out = runner
+        .run(
+            &Cmd::new("debugfs")
+                .args(["-w", "-f"])
+                .arg(&script)
+                .arg(image)
+                .timeout(Duration::from_secs(600)),
+        )
+        .await
+        .map_err(ImageError::command("debugfs ea_set"))?;
+    // debugfs exits 0 whatever happens; its stderr tells.
+    let errors: Vec<String> = out
+        .stderr_text()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("debugfs "))
+        .map(str::to_string)
+        .collect();
+    if !errors.is_empty() {
+        return Err(ImageError::Xattrs {
+            errors: errors.join("; "),
+        });
+    }
+    Ok(skipped)
+}
+
 /// The messages an e2fsprogs without tarball support prints for `-d FILE.tar`.
 fn tarball_unsupported(error: &ExecError) -> bool {
     matches!(error, ExecError::Failed { stderr, .. }

@@ -21,9 +21,13 @@ pub mod deb;
 mod debian;
 mod error;
 pub mod ext4;
+pub mod http;
 pub mod initramfs;
 mod kernel;
+mod local;
 pub mod mirror;
+pub mod oci;
+pub mod prune;
 mod recipe;
 mod resolve_memo;
 mod service;
@@ -40,6 +44,7 @@ pub use banger_model::catalog::{DEFAULT_IMAGE, DEFAULT_KERNEL};
 pub use catalog::{
     Catalog, GuestInit, ImageEntry, ImageRecipe, KernelEntry, KernelRecipe, TINY_IMAGE,
 };
-pub use error::ImageError;
+pub use error::{ImageError, error_chain};
 pub use kernel::{INITRAMFS_FILE, INITRAMFS_RECIPE_VERSION, KernelArtifact, VMLINUX_FILE};
-pub use service::{ImageArtifact, ImageService};
+pub use local::LocalSource;
+pub use service::{ImageArtifact, ImageService, ImportOutcome, Pulled};

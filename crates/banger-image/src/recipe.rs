@@ -19,4 +19,20 @@ pub(crate) struct BuildContext<'a> {
     pub apt_dir: &'a Path,
     /// The host's `/var/lib/apt/lists` (fingerprinted to memoize resolutions).
     pub lists_dir: &'a Path,
+    /// Build even when an image with the same inputs is published (`image pull --force`).
+    pub force: bool,
+}
+
+impl BuildContext<'_> {
+    /// The image published under `key`, unless this is a forced rebuild.
+    pub fn find(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::store::ImageManifest>, crate::ImageError> {
+        if self.force {
+            Ok(None)
+        } else {
+            self.store.find(key)
+        }
+    }
 }

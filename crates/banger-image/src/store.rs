@@ -15,6 +15,34 @@ use sha2::{Digest, Sha256};
 use crate::catalog::GuestInit;
 use crate::error::ImageError;
 
+const STAGING_PREFIX: &str = ".staging-";
+const STAGING_LOCK: &str = ".lock";
+
+/// A staging directory of a store; see [`ImageStore::staging`].
+#[derive(Debug)]
+pub struct Staging {
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// True when nobody holds the staging directory at `path`.
+fn staging_abandoned(path: &Path) -> bool {
+    match std::fs::File::open(path.join(STAGING_LOCK)) {
+        Ok(lock) => lock.try_lock().is_ok(),
+        Err(_) => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60)),
+    }
+}
+
 /// What is known about a published image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageManifest {
@@ -82,16 +110,89 @@ impl ImageStore {
         Ok(present.then_some(manifest))
     }
 
-    /// A fresh staging directory inside the store (removed when dropped).
-    pub fn staging(&self) -> Result<tempfile::TempDir, ImageError> {
+    /// A fresh staging directory inside the store, removed when dropped. It holds a
+    /// locked `.lock` file for as long as it lives, so [`ImageStore::clean_staging`]
+    /// (at daemon start, or from another daemon sharing the cache) can tell a staging
+    /// directory whose owner died (a kill -9 mid-build) from one in use.
+    pub fn staging(&self) -> Result<Staging, ImageError> {
         fs_err::create_dir_all(&self.dir)?;
-        tempfile::Builder::new()
-            .prefix(".staging-")
+        let dir = tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
             .tempdir_in(&self.dir)
             .map_err(ImageError::io(format!(
                 "cannot create a staging directory in {}",
                 self.dir.display()
-            )))
+            )))?;
+        let lock = fs_err::File::create(dir.path().join(STAGING_LOCK))?
+            .into_parts()
+            .0;
+        lock.lock()
+            .map_err(ImageError::io("cannot lock a staging directory"))?;
+        Ok(Staging { dir, _lock: lock })
+    }
+
+    /// Removes staging directories nobody holds (their builder died); returns them with
+    /// the bytes they used. One without a lock file is left alone while younger than a
+    /// minute (it may be between its creation and its lock).
+    pub fn clean_staging(&self, dry_run: bool) -> Vec<(PathBuf, u64)> {
+        let mut removed = Vec::new();
+        let Ok(entries) = fs_err::read_dir(&self.dir) else {
+            return removed;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(STAGING_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            if !staging_abandoned(&path) {
+                continue;
+            }
+            let bytes = crate::prune::disk_usage(&path);
+            if dry_run || fs_err::remove_dir_all(&path).is_ok() {
+                removed.push((path, bytes));
+            }
+        }
+        removed
+    }
+
+    /// Every published image file of the store (`sha256-*.ext4`).
+    pub fn image_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs_err::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("sha256-") && n.ends_with(".ext4"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Removes `file` (a published image) and the manifests that point at it.
+    pub fn remove_image_file(&self, file: &Path) -> Result<(), ImageError> {
+        if let Ok(entries) = fs_err::read_dir(self.dir.join("keys")) {
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                let points_here = fs_err::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<ImageManifest>(&text).ok())
+                    .is_some_and(|m| self.path_of(&m) == file);
+                if points_here {
+                    let _ = fs_err::remove_file(&path);
+                }
+            }
+        }
+        match fs_err::remove_file(file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Hashes `staged` (a file inside a staging directory), makes it read-only, moves it
@@ -215,6 +316,31 @@ mod tests {
         // A manifest whose file is gone is not a hit.
         fs_err::remove_file(&path).unwrap();
         assert_eq!(store.find("k1").unwrap(), None);
+    }
+
+    #[test]
+    fn abandoned_staging_is_cleaned_and_live_staging_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path().join("images"));
+        let live = store.staging().unwrap();
+        fs_err::write(live.path().join("work"), b"in progress").unwrap();
+        // A staging directory whose builder died: its lock file is there, unlocked.
+        let dead = dir.path().join("images/.staging-dead");
+        fs_err::create_dir_all(&dead).unwrap();
+        fs_err::write(dead.join(".lock"), b"").unwrap();
+        fs_err::write(dead.join("image.ext4"), vec![1u8; 8192]).unwrap();
+        let dry = store.clean_staging(true);
+        assert_eq!(dry.len(), 1);
+        assert!(dead.exists());
+        let removed = store.clean_staging(false);
+        assert_eq!(
+            removed.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+            vec![dead.clone()]
+        );
+        assert!(removed[0].1 >= 8192);
+        assert!(!dead.exists());
+        assert!(live.path().join("work").exists());
+        drop(live);
     }
 
     #[test]

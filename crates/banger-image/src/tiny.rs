@@ -68,44 +68,13 @@ pub(crate) async fn build(
         "resolve packages",
         Some(&format!("{} packages", debs.len())),
     );
-    if let Some(manifest) = ctx.store.find(&key)? {
+    if let Some(manifest) = ctx.find(&key)? {
         return Ok(manifest);
     }
 
-    progress.stage_started("download packages");
-    let deb_paths = apt.fetch_debs(&debs, ctx.debs_dir).await?;
-    progress.stage_done("download packages", None);
-
-    progress.stage_started("assemble rootfs");
     let staging = ctx.store.staging()?;
-    let mut data_tars = Vec::with_capacity(deb_paths.len());
-    for path in &deb_paths {
-        data_tars.push(apt.data_tar(path).await?);
-    }
-    let applets = busybox_applets(ctx, &deb_paths, &data_tars, staging.path()).await?;
     let tarball = staging.path().join("rootfs.tar");
-    let tar_path = tarball.clone();
-    let tree_bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-        let mut tree = Tree::new();
-        for data_tar in &data_tars {
-            add_data_tar(&mut tree, data_tar.as_slice())?;
-        }
-        drop(data_tars);
-        configure(&mut tree, &applets);
-        let file = std::io::BufWriter::new(fs_err::File::create(&tar_path)?);
-        tree.write_tar(file)?
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
-        Ok(tree.content_bytes())
-    })
-    .await
-    .map_err(ImageError::Join)?
-    .map_err(ImageError::io("cannot assemble the tiny rootfs"))?;
-    progress.stage_done(
-        "assemble rootfs",
-        Some(&format!("{} MiB of files", tree_bytes >> 20)),
-    );
+    assemble(ctx, &debs, &tarball, staging.path(), progress).await?;
 
     progress.stage_started("mkfs.ext4");
     let image = staging.path().join("image.ext4");
@@ -131,6 +100,69 @@ pub(crate) async fn build(
     })
     .await
     .map_err(ImageError::Join)?
+}
+
+/// Downloads the packages and writes the tiny root filesystem as one tar at `tarball`
+/// (what `mkfs.ext4 -d` reads); `scratch` holds temporary files.
+async fn assemble(
+    ctx: &BuildContext<'_>,
+    debs: &[DebRef],
+    tarball: &Path,
+    scratch: &Path,
+    progress: &dyn ProgressSink,
+) -> Result<(), ImageError> {
+    let apt = Apt { runner: ctx.runner };
+    progress.stage_started("download packages");
+    let deb_paths = apt.fetch_debs(debs, ctx.debs_dir).await?;
+    progress.stage_done("download packages", None);
+
+    progress.stage_started("assemble rootfs");
+    let mut data_tars = Vec::with_capacity(deb_paths.len());
+    for path in &deb_paths {
+        data_tars.push(apt.data_tar(path).await?);
+    }
+    let applets = busybox_applets(ctx, &deb_paths, &data_tars, scratch).await?;
+    let tar_path = tarball.to_path_buf();
+    let tree_bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut tree = Tree::new();
+        for data_tar in &data_tars {
+            add_data_tar(&mut tree, data_tar.as_slice())?;
+        }
+        drop(data_tars);
+        configure(&mut tree, &applets);
+        let file = std::io::BufWriter::new(fs_err::File::create(&tar_path)?);
+        tree.write_tar(file)?
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        Ok(tree.content_bytes())
+    })
+    .await
+    .map_err(ImageError::Join)?
+    .map_err(ImageError::io("cannot assemble the tiny rootfs"))?;
+    progress.stage_done(
+        "assemble rootfs",
+        Some(&format!("{} MiB of files", tree_bytes >> 20)),
+    );
+    Ok(())
+}
+
+/// The tiny root filesystem as a tar at `out`, without making an image (tests and
+/// benchmarks build OCI images from it).
+pub(crate) async fn export_tar(
+    ctx: &BuildContext<'_>,
+    out: &Path,
+    progress: &dyn ProgressSink,
+) -> Result<(), ImageError> {
+    let apt = Apt { runner: ctx.runner };
+    progress.stage_started("resolve packages");
+    let debs = resolve(ctx, &apt).await?;
+    progress.stage_done(
+        "resolve packages",
+        Some(&format!("{} packages", debs.len())),
+    );
+    let scratch = ctx.store.staging()?;
+    assemble(ctx, &debs, out, scratch.path(), progress).await
 }
 
 /// The exact .debs: memoized while the apt lists are unchanged.

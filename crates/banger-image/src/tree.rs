@@ -2,11 +2,20 @@
 //! together here (packages, generated files, symlinks) without touching the disk, so
 //! ownership is whatever the tree says (root by default) no matter who runs the build,
 //! and no path can escape through a symlink. `mkfs.ext4 -d` then reads the tar.
+//!
+//! File contents are either in memory (`Kind::File`, small trees such as `tiny`) or a
+//! byte range of a source file on disk (`Kind::Spilled`: an uncompressed OCI layer in
+//! the cache), so memory stays bounded by the number of entries, not their bytes. Extended attributes live in a side
+//! map keyed by path and travel as PAX records.
 
-use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 
 use crate::usrmerge::normalize;
+
+/// One extended attribute: name (`security.capability`) and raw value.
+pub type Xattr = (String, Vec<u8>);
 
 /// A fixed mtime for files banger generates, so rebuilds give the same tar.
 pub const GENERATED_MTIME: u64 = 1_700_000_000;
@@ -38,6 +47,13 @@ impl Meta {
 pub enum Kind {
     Dir,
     File(Vec<u8>),
+    /// A regular file whose bytes are `len` bytes at `offset` of source file `source`
+    /// (an index into the sources handed to [`Tree::write_tar_with`]).
+    Spilled {
+        source: u32,
+        offset: u64,
+        len: u64,
+    },
     Symlink(String),
     /// A hard link to another regular file of the tree (normalized path).
     Hardlink(String),
@@ -88,6 +104,7 @@ impl Node {
 pub struct Tree {
     root: Meta,
     nodes: BTreeMap<String, Node>,
+    xattrs: HashMap<String, Vec<Xattr>>,
 }
 
 impl Default for Tree {
@@ -101,6 +118,7 @@ impl Tree {
         Tree {
             root: Meta::root(0o755),
             nodes: BTreeMap::new(),
+            xattrs: HashMap::new(),
         }
     }
 
@@ -120,7 +138,63 @@ impl Tree {
         if replaces_dir_with_other {
             self.remove_children(&path);
         }
+        if node.kind != Kind::Dir || !self.nodes.contains_key(&path) {
+            self.xattrs.remove(&path);
+        }
         self.nodes.insert(path, node);
+    }
+
+    /// Sets the extended attributes of `path` (normalized here), replacing earlier ones.
+    pub fn set_xattrs(&mut self, path: &str, xattrs: Vec<Xattr>) {
+        let path = normalize(path);
+        if xattrs.is_empty() {
+            self.xattrs.remove(&path);
+        } else {
+            self.xattrs.insert(path, xattrs);
+        }
+    }
+
+    /// The extended attributes of `path`, if any.
+    pub fn xattrs(&self, path: &str) -> &[Xattr] {
+        self.xattrs
+            .get(&normalize(path))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Every path with extended attributes, in no particular order.
+    pub fn all_xattrs(&self) -> impl Iterator<Item = (&str, &[Xattr])> {
+        self.xattrs
+            .iter()
+            .filter(|(path, _)| path.is_empty() || self.nodes.contains_key(path.as_str()))
+            .map(|(path, xattrs)| (path.as_str(), xattrs.as_slice()))
+    }
+
+    /// The paths strictly below `dir` (normalized), in order.
+    pub fn descendants(&self, dir: &str) -> Vec<String> {
+        let dir = normalize(dir);
+        if dir.is_empty() {
+            return self.nodes.keys().cloned().collect();
+        }
+        let prefix = format!("{dir}/");
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Replaces the node at an existing `path` in place (no parent creation, no child
+    /// removal): how a hard link takes over the content of the file it pointed to.
+    pub fn replace_node(&mut self, path: &str, node: Node) {
+        if let Some(slot) = self.nodes.get_mut(&normalize(path)) {
+            *slot = node;
+        }
+    }
+
+    /// The root directory's metadata.
+    pub fn root_meta(&self) -> Meta {
+        self.root
     }
 
     pub fn get(&self, path: &str) -> Option<&Node> {
@@ -135,6 +209,7 @@ impl Tree {
     pub fn remove(&mut self, path: &str) {
         let path = normalize(path);
         self.remove_children(&path);
+        self.xattrs.remove(&path);
         self.nodes.remove(&path);
     }
 
@@ -157,6 +232,7 @@ impl Tree {
             .values()
             .map(|node| match &node.kind {
                 Kind::File(data) => data.len() as u64,
+                Kind::Spilled { len, .. } => *len,
                 _ => 0,
             })
             .sum()
@@ -186,37 +262,102 @@ impl Tree {
             .map(|(key, _)| key.clone())
             .collect();
         for child in children {
+            self.xattrs.remove(&child);
             self.nodes.remove(&child);
         }
     }
 
     /// Writes the tree as a tar stream: the root, then every entry with parents first,
     /// then hard links (their targets must come earlier in the stream). A hard link
-    /// whose target is not a regular file of the tree is left out.
+    /// whose target is not a regular file of the tree is left out. The tree must hold no
+    /// `Spilled` files; see [`Tree::write_tar_with`].
     pub fn write_tar<W: Write>(&self, out: W) -> io::Result<W> {
+        self.write_tar_with(out, None)
+    }
+
+    /// [`Tree::write_tar`] for a tree whose `Spilled` contents are in `sources`.
+    ///
+    /// A hard link is written with its target's mode and ownership: they share one
+    /// inode, and `mkfs.ext4 -d` applies the link entry's header to it.
+    pub fn write_tar_with<W: Write>(
+        &self,
+        out: W,
+        sources: Option<&[std::fs::File]>,
+    ) -> io::Result<W> {
         let mut builder = tar::Builder::new(out);
+        append_xattrs(&mut builder, self.xattrs(""))?;
         let mut header = header_for(&Kind::Dir, &self.root);
         builder.append_data(&mut header, "./", io::empty())?;
         let mut hardlinks = Vec::new();
         for (path, node) in &self.nodes {
             if let Kind::Hardlink(target) = &node.kind {
-                hardlinks.push((path, node, target));
+                hardlinks.push((path, target));
                 continue;
             }
-            append_node(&mut builder, path, node)?;
+            append_xattrs(&mut builder, self.xattrs(path))?;
+            append_node_with(&mut builder, path, node, sources)?;
         }
-        for (path, node, target) in hardlinks {
+        for (path, target) in hardlinks {
             match self.nodes.get(target) {
-                Some(Node {
-                    kind: Kind::File(_),
-                    ..
-                }) => append_node(&mut builder, path, node)?,
+                Some(
+                    target_node @ Node {
+                        kind: Kind::File(_) | Kind::Spilled { .. },
+                        ..
+                    },
+                ) => {
+                    let link = Node {
+                        kind: Kind::Hardlink(target.clone()),
+                        meta: target_node.meta,
+                    };
+                    append_node(&mut builder, path, &link)?;
+                }
                 _ => {
                     tracing::warn!(path = %path, target = %target, "hard link to a missing file left out")
                 }
             }
         }
         builder.into_inner()
+    }
+}
+
+/// PAX records for `xattrs`, written just before the entry they belong to.
+fn append_xattrs<W: Write>(builder: &mut tar::Builder<W>, xattrs: &[Xattr]) -> io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<(String, &[u8])> = xattrs
+        .iter()
+        .map(|(name, value)| (format!("SCHILY.xattr.{name}"), value.as_slice()))
+        .collect();
+    builder.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+}
+
+/// Reads one file's byte range from a source file, by position.
+#[derive(Debug)]
+pub struct SourceReader<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
+    pub remaining: u64,
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a layer file is shorter than its entries say",
+            ));
+        }
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }
 
@@ -229,7 +370,7 @@ fn header_for(kind: &Kind, meta: &Meta) -> tar::Header {
     header.set_size(0);
     header.set_entry_type(match kind {
         Kind::Dir => tar::EntryType::Directory,
-        Kind::File(_) => tar::EntryType::Regular,
+        Kind::File(_) | Kind::Spilled { .. } => tar::EntryType::Regular,
         Kind::Symlink(_) => tar::EntryType::Symlink,
         Kind::Hardlink(_) => tar::EntryType::Link,
         Kind::CharDevice { .. } => tar::EntryType::Char,
@@ -244,8 +385,33 @@ pub(crate) fn append_node<W: Write>(
     path: &str,
     node: &Node,
 ) -> io::Result<()> {
+    append_node_with(builder, path, node, None)
+}
+
+fn append_node_with<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &str,
+    node: &Node,
+    sources: Option<&[std::fs::File]>,
+) -> io::Result<()> {
     let mut header = header_for(&node.kind, &node.meta);
     match &node.kind {
+        Kind::Spilled {
+            source,
+            offset,
+            len,
+        } => {
+            let file = sources
+                .and_then(|sources| sources.get(*source as usize))
+                .ok_or_else(|| io::Error::other(format!("{path}: its source file is missing")))?;
+            header.set_size(*len);
+            let reader = SourceReader {
+                file,
+                offset: *offset,
+                remaining: *len,
+            };
+            builder.append_data(&mut header, path, reader)
+        }
         Kind::Dir => builder.append_data(&mut header, format!("{path}/"), io::empty()),
         Kind::File(data) => {
             header.set_size(data.len() as u64);

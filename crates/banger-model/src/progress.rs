@@ -11,6 +11,9 @@ pub trait ProgressSink: Send + Sync {
     fn stage_started(&self, stage: &str);
     /// The stage finished; `detail` is a short note such as a size or a version.
     fn stage_done(&self, stage: &str, detail: Option<&str>);
+    /// Bytes moved so far by a running stage (a download), with the total when known.
+    /// Sinks that show no byte counts ignore it; callers throttle it themselves.
+    fn stage_bytes(&self, _stage: &str, _done: u64, _total: Option<u64>) {}
 }
 
 /// A sink that drops everything, for callers that do not report progress.

@@ -23,12 +23,21 @@ pub struct ImageRecord {
     pub init: String,
     /// RFC 3339.
     pub created_at: String,
+    /// Where it came from: an OCI `reference@digest`, a registered file, a VM; empty
+    /// for catalog builds.
+    #[serde(default)]
+    pub origin: String,
+    /// Digests of the cached OCI layers it was built from (kept by `image cache prune`).
+    #[serde(default)]
+    pub layers: Vec<String>,
 }
 
-const COLUMNS: &str = "name, source, digest, path, size_bytes, kernel, init, created_at";
+const COLUMNS: &str =
+    "name, source, digest, path, size_bytes, kernel, init, created_at, origin, layers";
 
-fn read(row: &Row<'_>) -> rusqlite::Result<(ImageRecord, i64)> {
-    // size_bytes is returned separately so its sign is checked outside the closure.
+fn read(row: &Row<'_>) -> rusqlite::Result<(ImageRecord, i64, String)> {
+    // size_bytes and layers are returned separately so they are checked outside the
+    // closure.
     Ok((
         ImageRecord {
             name: row.get(0)?,
@@ -39,14 +48,27 @@ fn read(row: &Row<'_>) -> rusqlite::Result<(ImageRecord, i64)> {
             kernel: row.get(5)?,
             init: row.get(6)?,
             created_at: row.get(7)?,
+            origin: row.get(8)?,
+            layers: Vec::new(),
         },
         row.get(4)?,
+        row.get(9)?,
     ))
 }
 
-fn decode((mut image, size): (ImageRecord, i64)) -> Result<ImageRecord, StoreError> {
+fn decode(
+    (mut image, size, layers): (ImageRecord, i64, String),
+) -> Result<ImageRecord, StoreError> {
     image.size_bytes = to_u64(|| format!("image {:?}", image.name), "size_bytes", size)?;
+    image.layers = serde_json::from_str(&layers).map_err(|e| StoreError::Corrupt {
+        what: format!("image {:?}", image.name),
+        detail: format!("layers: {e}"),
+    })?;
     Ok(image)
+}
+
+fn layers_json(layers: &[String]) -> String {
+    serde_json::to_string(layers).unwrap_or_else(|_| "[]".to_string())
 }
 
 impl Store {
@@ -56,11 +78,12 @@ impl Store {
             .execute(
                 &format!(
                     "INSERT INTO images ({COLUMNS}) VALUES (:name, :source, :digest, :path, \
-                     :size_bytes, :kernel, :init, :created_at) \
+                     :size_bytes, :kernel, :init, :created_at, :origin, :layers) \
                      ON CONFLICT (name) DO UPDATE SET source = excluded.source, \
                      digest = excluded.digest, path = excluded.path, \
                      size_bytes = excluded.size_bytes, kernel = excluded.kernel, \
-                     init = excluded.init, created_at = excluded.created_at"
+                     init = excluded.init, created_at = excluded.created_at, \
+                     origin = excluded.origin, layers = excluded.layers"
                 ),
                 named_params! {
                     ":name": image.name,
@@ -71,10 +94,41 @@ impl Store {
                     ":kernel": image.kernel,
                     ":init": image.init,
                     ":created_at": image.created_at,
+                    ":origin": image.origin,
+                    ":layers": layers_json(&image.layers),
                 },
             )
             .map_err(sqlite(|| format!("saving image {:?}", image.name)))?;
         Ok(())
+    }
+
+    /// Adds an image under a name nobody has; `false` (and nothing written) when the
+    /// name is taken. The one short write that publishes an imported, registered or
+    /// promoted image.
+    pub fn insert_image(&self, image: &ImageRecord) -> Result<bool, StoreError> {
+        let inserted = self
+            .conn
+            .execute(
+                &format!(
+                    "INSERT INTO images ({COLUMNS}) VALUES (:name, :source, :digest, :path, \
+                     :size_bytes, :kernel, :init, :created_at, :origin, :layers) \
+                     ON CONFLICT (name) DO NOTHING"
+                ),
+                named_params! {
+                    ":name": image.name,
+                    ":source": image.source,
+                    ":digest": image.digest,
+                    ":path": image.path,
+                    ":size_bytes": to_i64("image size", image.size_bytes)?,
+                    ":kernel": image.kernel,
+                    ":init": image.init,
+                    ":created_at": image.created_at,
+                    ":origin": image.origin,
+                    ":layers": layers_json(&image.layers),
+                },
+            )
+            .map_err(sqlite(|| format!("saving image {:?}", image.name)))?;
+        Ok(inserted > 0)
     }
 
     /// The image named `name`, if any.

@@ -34,7 +34,27 @@ fn image(name: &str) -> ImageRecord {
         kernel: "debian-6.1-cloud".into(),
         init: "/sbin/init".into(),
         created_at: "2026-01-01T00:00:00Z".into(),
+        origin: String::new(),
+        layers: Vec::new(),
     }
+}
+
+#[test]
+fn images_keep_origin_and_layers_and_insert_refuses_a_taken_name() {
+    let store = Store::open_in_memory().unwrap();
+    let mut imported = image("app");
+    imported.source = "oci".into();
+    imported.origin = "localhost:5000/app:v1@sha256:aa".into();
+    imported.layers = vec!["sha256:11".into(), "sha256:22".into()];
+    assert!(store.insert_image(&imported).unwrap());
+    assert_eq!(store.get_image("app").unwrap(), Some(imported.clone()));
+    let mut other = image("app");
+    other.digest = "sha256:other".into();
+    assert!(!store.insert_image(&other).unwrap());
+    assert_eq!(
+        store.get_image("app").unwrap().unwrap().digest,
+        imported.digest
+    );
 }
 
 fn kernel(name: &str) -> KernelRecord {

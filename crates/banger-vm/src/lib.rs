@@ -25,4 +25,4 @@ pub use guest::VmUsage;
 pub use lifecycle::SetRequest;
 pub use reconcile::ReconcileReport;
 pub use reconcile_net::{NetCleanup, NetOwners, plan_cleanup};
-pub use service::{StoreAccess, VmService, VmServiceConfig};
+pub use service::{StoreAccess, VmService, VmServiceConfig, artifact_of, init_name};

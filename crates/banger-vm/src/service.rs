@@ -252,7 +252,9 @@ impl VmService {
         self.ensure_kernel(name, progress).await
     }
 
-    /// The recorded image when its file is still there; otherwise pulled and recorded.
+    /// The recorded image when its file is still there; otherwise a catalog image is
+    /// pulled and recorded. An imported, registered or promoted image whose file is gone
+    /// cannot be made again here: that is an error naming the way back.
     pub async fn resolve_image(
         &self,
         name: &str,
@@ -260,19 +262,15 @@ impl VmService {
     ) -> Result<banger_image::ImageArtifact, VmError> {
         if let Some(record) = self.with_store(|s| s.get_image(name))? {
             let path = PathBuf::from(&record.path);
-            if record.source == "catalog" && path.exists() {
-                return Ok(banger_image::ImageArtifact {
-                    name: record.name,
-                    digest: record.digest,
-                    path,
-                    size_bytes: record.size_bytes,
-                    kernel: record.kernel,
-                    init: if record.init == "systemd" {
-                        GuestInit::Systemd
-                    } else {
-                        GuestInit::Busybox
-                    },
-                });
+            if path.exists() {
+                return Ok(artifact_of(record));
+            }
+            if record.source != "catalog" {
+                return Err(VmError::NotFound(format!(
+                    "the file of image {name:?} ({}) is gone; `banger image delete {name}` \
+                     and import, register or promote it again",
+                    record.path
+                )));
             }
         }
         self.ensure_image(name, progress).await
@@ -296,13 +294,37 @@ impl VmService {
         Ok(kernel)
     }
 
-    /// Pulls (or finds cached) the image and records it.
+    /// Pulls (or finds cached) the catalog image and records it.
     pub async fn ensure_image(
         &self,
         name: &str,
         progress: &dyn ProgressSink,
     ) -> Result<banger_image::ImageArtifact, VmError> {
-        let image = self.images.pull_image(name, progress).await?;
+        self.pull_catalog_image(name, false, progress)
+            .await
+            .map(|(image, _)| image)
+    }
+
+    /// Pulls the catalog image (rebuilding it with `force`) and records it. Returns
+    /// whether the record changed: an image that was already current keeps its record,
+    /// created time included.
+    pub async fn pull_catalog_image(
+        &self,
+        name: &str,
+        force: bool,
+        progress: &dyn ProgressSink,
+    ) -> Result<(banger_image::ImageArtifact, bool), VmError> {
+        let pulled = self.images.pull_image_with(name, force, progress).await?;
+        let image = pulled.artifact;
+        let existing = self.with_store(|s| s.get_image(name))?;
+        let current = existing.as_ref().is_some_and(|record| {
+            record.source == "catalog"
+                && record.digest == image.digest
+                && Path::new(&record.path) == image.path
+        });
+        if current && !pulled.built {
+            return Ok((image, false));
+        }
         let record = ImageRecord {
             name: image.name.clone(),
             source: "catalog".into(),
@@ -312,9 +334,11 @@ impl VmService {
             kernel: image.kernel.clone(),
             init: init_name(image.init).into(),
             created_at: now(),
+            origin: String::new(),
+            layers: Vec::new(),
         };
         self.with_store(|s| s.upsert_image(&record))?;
-        Ok(image)
+        Ok((image, true))
     }
 
     /// At most `lines` lines of a VM's serial console: the last ones, or, when the guest
@@ -353,7 +377,24 @@ pub(crate) fn console_excerpt(text: &str, lines: usize) -> String {
     all[start..end].join("\n")
 }
 
-pub(crate) fn init_name(init: GuestInit) -> &'static str {
+/// The artifact a record describes.
+pub fn artifact_of(record: ImageRecord) -> banger_image::ImageArtifact {
+    banger_image::ImageArtifact {
+        name: record.name,
+        digest: record.digest,
+        path: PathBuf::from(record.path),
+        size_bytes: record.size_bytes,
+        kernel: record.kernel,
+        init: if record.init == "systemd" {
+            GuestInit::Systemd
+        } else {
+            GuestInit::Busybox
+        },
+    }
+}
+
+/// `systemd` or `busybox`, as image records store the init.
+pub fn init_name(init: GuestInit) -> &'static str {
     match init {
         GuestInit::Systemd => "systemd",
         GuestInit::Busybox => "busybox",

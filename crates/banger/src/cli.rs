@@ -149,7 +149,7 @@ Examples:
   banger image list --catalog           What can be pulled
   banger image pull debian-bookworm     Build the default image
   banger image import localhost:5000/app:latest --name app
-  banger image promote web --name web-golden"
+  banger image promote web web-golden"
 )]
 pub enum ImageCommand {
     List(image::ListArgs),

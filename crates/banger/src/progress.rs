@@ -2,7 +2,9 @@
 //! `Event::Output` as the guest's bytes on stdout/stderr. On a terminal each running stage
 //! is a spinner and each finished stage a line; elsewhere (pipes, CI logs) every start and
 //! finish is a plain line such as `[  1.2s] boot ... done`, so logs stay readable. Data
-//! never goes to stderr and progress never to stdout.
+//! never goes to stderr and progress never to stdout. A stage that moves bytes (a
+//! download) shows them with its rate while it runs, and its done line says how much
+//! moved and how fast.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -30,6 +32,16 @@ pub struct Progress {
     colour: bool,
     bars: MultiProgress,
     active: Vec<(String, ProgressBar)>,
+    /// Per stage: (bytes done, first and latest elapsed ms seen).
+    transfers: Vec<(String, Transfer)>,
+}
+
+/// What a stage's byte events said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Transfer {
+    done: u64,
+    started_ms: u64,
+    latest_ms: u64,
 }
 
 impl Progress {
@@ -49,6 +61,7 @@ impl Progress {
             colour: render::stderr_colour(),
             bars: MultiProgress::with_draw_target(target),
             active: Vec::new(),
+            transfers: Vec::new(),
         }
     }
 
@@ -62,7 +75,22 @@ impl Progress {
                 elapsed_ms,
                 detail,
                 ..
-            } => self.stage(stage, state, elapsed_ms, detail.as_deref()),
+            } => {
+                let detail = match (state, self.transfer(&stage)) {
+                    (StageState::Done, Some(transfer)) => {
+                        Some(with_transfer(detail.as_deref(), transfer, elapsed_ms))
+                    }
+                    _ => detail,
+                };
+                self.stage(stage, state, elapsed_ms, detail.as_deref())
+            }
+            Event::Bytes {
+                stage,
+                done,
+                total,
+                elapsed_ms,
+                ..
+            } => self.bytes(stage, done, total, elapsed_ms),
             Event::Output { stream, data } => self.output(stream, &data),
         }
     }
@@ -107,6 +135,46 @@ impl Progress {
         }
     }
 
+    fn transfer(&self, stage: &str) -> Option<Transfer> {
+        self.transfers
+            .iter()
+            .find(|(name, _)| name == stage)
+            .map(|(_, t)| *t)
+    }
+
+    fn bytes(&mut self, stage: String, done: u64, total: Option<u64>, elapsed_ms: u64) {
+        let transfer = match self.transfers.iter_mut().find(|(name, _)| *name == stage) {
+            Some((_, transfer)) => {
+                transfer.done = done;
+                transfer.latest_ms = elapsed_ms;
+                *transfer
+            }
+            None => {
+                let transfer = Transfer {
+                    done,
+                    started_ms: elapsed_ms,
+                    latest_ms: elapsed_ms,
+                };
+                self.transfers.push((stage.clone(), transfer));
+                transfer
+            }
+        };
+        if let Some((_, bar)) = self.active.iter().find(|(name, _)| *name == stage) {
+            let rate = rate(
+                transfer.done,
+                transfer.latest_ms.saturating_sub(transfer.started_ms),
+            );
+            let amount = match total {
+                Some(total) => format!("{} / {}", approx_bytes(done), approx_bytes(total)),
+                None => approx_bytes(done),
+            };
+            let rate = rate
+                .map(|r| format!(", {}/s", approx_bytes(r)))
+                .unwrap_or_default();
+            bar.set_message(format!("{stage} {amount}{rate}"));
+        }
+    }
+
     fn output(&mut self, stream: OutputStream, data: &[u8]) {
         // Guest bytes go out untouched (no colour stripping): they are the command's data.
         let write = || match stream {
@@ -136,6 +204,51 @@ impl Drop for Progress {
 fn write_stderr(line: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(line.as_bytes());
+}
+
+/// `34.8 MiB`: a size to read at a glance, for progress (data output stays exact).
+fn approx_bytes(value: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if value < 1024 {
+        return format!("{value} B");
+    }
+    let mut scaled = value as f64 / 1024.0;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    if scaled >= 100.0 {
+        format!("{scaled:.0} {}", UNITS[unit])
+    } else {
+        format!("{scaled:.1} {}", UNITS[unit])
+    }
+}
+
+/// Bytes per second over `ms`, when the span is long enough to mean something.
+fn rate(bytes: u64, ms: u64) -> Option<u64> {
+    (ms >= 200).then(|| bytes.saturating_mul(1000) / ms)
+}
+
+/// A done stage's detail with what it moved: `12.0 MiB at 3.1 MiB/s`. The rate runs
+/// from the first byte event to the stage's end.
+fn with_transfer(detail: Option<&str>, transfer: Transfer, done_ms: u64) -> String {
+    let moved = if transfer.done == 0 {
+        "nothing downloaded".to_string()
+    } else {
+        match rate(transfer.done, done_ms.saturating_sub(transfer.started_ms)) {
+            Some(rate) => format!(
+                "{} downloaded at {}/s",
+                approx_bytes(transfer.done),
+                approx_bytes(rate)
+            ),
+            None => format!("{} downloaded", approx_bytes(transfer.done)),
+        }
+    };
+    match detail.filter(|d| !d.is_empty()) {
+        Some(detail) => format!("{detail}; {moved}"),
+        None => moved,
+    }
 }
 
 /// One progress line: `[  1.2s] boot ... done (detail)`.
@@ -212,6 +325,53 @@ mod tests {
                 "{stage} {state:?} {elapsed}"
             );
         }
+    }
+
+    #[test]
+    fn transfers_add_amount_and_rate_to_the_done_line() {
+        let transfer = |done, started_ms| Transfer {
+            done,
+            started_ms,
+            latest_ms: started_ms,
+        };
+        let cases = [
+            (
+                Some("2 layers"),
+                transfer(10 << 20, 0),
+                2000,
+                "2 layers; 10.0 MiB downloaded at 5.0 MiB/s",
+            ),
+            (None, transfer(3 << 20, 1000), 1100, "3.0 MiB downloaded"),
+            (Some(""), transfer(0, 0), 5000, "nothing downloaded"),
+        ];
+        for (detail, transfer, done_ms, expected) in cases {
+            assert_eq!(with_transfer(detail, transfer, done_ms), expected);
+        }
+        for (bytes, text) in [
+            (500, "500 B"),
+            (36_483_691, "34.8 MiB"),
+            (300 << 20, "300 MiB"),
+            (5 << 30, "5.0 GiB"),
+        ] {
+            assert_eq!(approx_bytes(bytes), text);
+        }
+        let mut progress = Progress {
+            mode: Mode::Plain,
+            colour: false,
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+            active: Vec::new(),
+            transfers: Vec::new(),
+        };
+        progress.bytes("download layers".into(), 1 << 20, Some(4 << 20), 100);
+        progress.bytes("download layers".into(), 4 << 20, Some(4 << 20), 1100);
+        assert_eq!(
+            progress.transfer("download layers"),
+            Some(Transfer {
+                done: 4 << 20,
+                started_ms: 100,
+                latest_ms: 1100
+            })
+        );
     }
 
     #[test]

@@ -188,6 +188,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ),
         Err(error) => tracing::warn!(error = %banger_vm::chain(&error), "reconcile failed"),
     }
+    // Image builds and imports a previous daemon was killed in the middle of left
+    // staging directories (never a published image: publication is a rename).
+    let images = std::sync::Arc::clone(&ctx.services.images);
+    match tokio::task::spawn_blocking(move || images.clean_leftovers()).await {
+        Ok(removed) if !removed.is_empty() => tracing::info!(
+            removed = ?removed.iter().map(|p| p.path.display().to_string()).collect::<Vec<_>>(),
+            "removed what interrupted image builds left"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cleaning image build leftovers failed"),
+    }
     let served = server::run(listener, shutdown, ctx).await;
     // Released only now, after the socket is gone, so the next daemon binds a fresh one.
     drop(lock);

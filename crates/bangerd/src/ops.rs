@@ -236,6 +236,17 @@ impl ProgressSink for OpProgress {
         });
         self.emit(stage, StageState::Done, elapsed_ms, detail);
     }
+
+    fn stage_bytes(&self, stage: &str, done: u64, total: Option<u64>) {
+        // Not recorded: the stage's `done` detail says how much moved in the end.
+        self.events.emit(Event::Bytes {
+            op: self.id.to_string(),
+            stage: stage.to_string(),
+            done,
+            total,
+            elapsed_ms: self.elapsed_ms(),
+        });
+    }
 }
 
 /// Runs `work` as operation `kind` on `target` (e.g. `vm.create` on `web`): announces its

@@ -56,9 +56,13 @@ impl Services {
         // Catalog images are rebuilt from Debian packages on demand and addressed by
         // content, so they live in the cache directory; that also lets several banger
         // installations (e.g. test runs) share one build.
+        // Imported, registered and promoted images cannot be rebuilt: they are state.
         let images = Arc::new(
             ImageService::new(dirs.cache.clone(), dirs.cache.clone(), runner.clone())
-                .with_catalog(catalog(&dirs.config)),
+                .with_catalog(catalog(&dirs.config))
+                .with_user_images_dir(dirs.state.join("images"))
+                .with_docker_config(docker_config())
+                .with_import_limit(import_limit()),
         );
         let cores = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
@@ -125,6 +129,27 @@ fn catalog(config_dir: &Path) -> Catalog {
         }
     }
     catalog
+}
+
+/// The user's docker `config.json` (registry credentials for `image import`):
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".docker").join("config.json"))
+}
+
+/// `BANGER_IMPORT_MAX_BYTES` (a size: bare numbers are MiB): how far an import's layers
+/// may expand; 32 GiB by default.
+fn import_limit() -> u64 {
+    std::env::var("BANGER_IMPORT_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<banger_model::ByteSize>().ok())
+        .map(|size| size.bytes())
+        .unwrap_or(banger_image::oci::import::DEFAULT_MAX_EXPANDED)
 }
 
 /// The static guest agent: `BANGER_AGENT`, else `banger-agent` beside this binary.

@@ -230,8 +230,9 @@ async fn a_daemon_restarted_while_the_old_one_drains_keeps_its_socket_and_answer
             let mut client = Client::connect(&pull_socket).await.unwrap();
             client
                 .call::<m::ImagePull>(
-                    &m::NameRef {
+                    &m::ImagePullParams {
                         name: "stalled".into(),
+                        force: false,
                     },
                     |_| {},
                 )

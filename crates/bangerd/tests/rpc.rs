@@ -568,19 +568,20 @@ async fn unfinished_features_are_not_yet_available() {
     // VMs and images are implemented now; repository workspaces are not yet.
     let daemon = TestDaemon::start().await;
     let mut client = daemon.client().await;
+    // An import with a bad reference is refused before any work: the method exists.
     let err = api_error(
         client
             .call::<m::ImageImport>(
                 &m::ImageImportParams {
-                    reference: "localhost:5000/app:latest".into(),
-                    name: "app".into(),
+                    reference: "Not A Reference".into(),
+                    name: None,
+                    force: false,
                 },
                 |_| {},
             )
             .await,
     );
-    assert_eq!(err.code, ErrorCode::NotYetAvailable);
-    assert!(err.message.contains("image import"), "{}", err.message);
+    assert_eq!(err.code, ErrorCode::BadRequest, "{}", err.message);
     let err = api_error(
         client
             .call::<m::WorkspaceExport>(&m::WorkspaceExportParams { vm: "web".into() }, |_| {})

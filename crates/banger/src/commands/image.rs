@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use banger_api::methods::{
-    Empty, ImageCachePrune, ImageCatalog, ImageDelete, ImageImport, ImageImportParams, ImageList,
-    ImagePromote, ImagePromoteParams, ImagePull, ImageRegister, ImageRegisterParams, ImageShow,
-    NameRef,
+    CachePruneParams, Empty, ImageCachePrune, ImageCatalog, ImageDelete, ImageImport,
+    ImageImportParams, ImageList, ImagePromote, ImagePromoteParams, ImagePull, ImagePullParams,
+    ImageRegister, ImageRegisterParams, ImageShow, NameRef,
 };
 use banger_api::types::ImageInfo;
 use clap::Args;
@@ -19,9 +19,11 @@ use crate::render;
 /// List local images, or the built-in catalog
 #[derive(Debug, Args)]
 #[command(
-    long_about = "List the images on this host (NAME, SOURCE, KERNEL, SIZE, DIGEST, \
-CREATED). With --catalog, list the built-in catalog instead: what `image pull` can build or \
-download, whether it is pulled already, and which image VMs use by default.",
+    long_about = "List the images on this host: name, where it came from (catalog, oci, \
+registered, promoted), the kernel it boots, its size and what it uses on disk, when it was \
+made, and the VMs created from it. With --catalog, list the catalog instead: what `image \
+pull` can build or download, whether it is pulled already, and which image VMs use by \
+default.",
     after_help = "\
 Examples:
   banger image list
@@ -39,8 +41,9 @@ pub struct ListArgs {
 /// Show one image
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Show one local image: where it came from, its kernel, size, digest and \
-the path of its root filesystem.",
+    long_about = "Show one local image: where it came from (for an import, the exact \
+reference and manifest digest), its kernel and init, its size and disk use, digest, the \
+path of its root filesystem, and the VMs created from it.",
     after_help = "Examples:\n  banger image show debian-bookworm"
 )]
 pub struct ShowArgs {
@@ -56,16 +59,22 @@ pub struct ShowArgs {
 #[command(
     long_about = "Make a catalog image available locally: `build` images are made on this \
 host from Debian packages, `bundle` images are downloaded and checked against their \
-sha256. Each stage is shown as it runs. `banger image list --catalog` shows the choices.",
+sha256. Each stage is shown as it runs, downloads with bytes and rate. An image that is \
+already current is left as it is (say so, change nothing); --force rebuilds it. `banger \
+image list --catalog` shows the choices.",
     after_help = "\
 Examples:
   banger image pull debian-bookworm
-  banger image pull tiny"
+  banger image pull tiny
+  banger image pull tiny --force        Rebuild even though nothing changed"
 )]
 pub struct PullArgs {
     /// Catalog image name
     #[arg(value_name = "IMAGE", add = candidates::image_names())]
     pub name: String,
+    /// Rebuild even when the image is current
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -73,21 +82,36 @@ pub struct PullArgs {
 /// Import an image from an OCI registry
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Pull a container image from an OCI registry, flatten its layers into an \
-ext4 root filesystem and register it under --name. The guest agent and init are added so \
-it boots as a VM.",
+    long_about = "Pull an image from an OCI registry (HTTP API v2; Docker Hub names such as \
+`python:3.12` work) and turn it into a bootable ext4 image. Manifest lists are resolved to \
+linux/amd64; layers (gzip, zstd or plain) are checked against their digests and kept in a \
+cache shared by all images, so a second image on the same base downloads only what is new. \
+Whiteouts are applied; owners, modes, setuid bits, links and extended attributes are kept; \
+device nodes are left out (and listed); an entry that would escape the image refuses the \
+import. banger adds an init that needs no systemd (unless the image has systemd), and the \
+guest agent and your ssh key are added per VM, as for every image, so `vm exec` and `vm \
+ssh` work (ssh needs an sshd in the image).
+
+Credentials for private registries come from your docker config (`~/.docker/config.json`, \
+`auths`; credential helpers are not run). Registries on localhost may be plain HTTP. \
+Without --name, the image is named after the repository and tag (`python:3.12` becomes \
+`python-3.12`). Importing the same image again changes nothing unless --force.",
     after_help = "\
 Examples:
+  banger image import python:3.12
   banger image import localhost:5000/app:latest --name app
-  banger image import docker.io/library/debian:bookworm --name deb"
+  banger vm run --image python-3.12 --rm -- python3 --version"
 )]
 pub struct ImportArgs {
-    /// OCI reference, e.g. `registry/repo:tag`
+    /// OCI reference, e.g. `registry/repo:tag` or `repo@sha256:...`
     #[arg(value_name = "REFERENCE")]
     pub reference: String,
-    /// Name of the new image
+    /// Name of the new image (default: from the reference)
     #[arg(long, value_name = "NAME", value_parser = crate::values::image_name)]
-    pub name: String,
+    pub name: Option<String>,
+    /// Import again even when the same image was imported before
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -95,9 +119,13 @@ pub struct ImportArgs {
 /// Register an ext4 file on this host as an image
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Register an existing ext4 root filesystem file as an image. banger copies \
-nothing until a VM is created from it; keep the file where it is.",
-    after_help = "Examples:\n  banger image register myimg --rootfs ./rootfs.ext4 --kernel <kernel>"
+    long_about = "Register an existing ext4 root filesystem file as an image. The file is \
+copied into banger's images (a reflink where the filesystem allows it, else a sparse copy) \
+and the copy is checked with `e2fsck -n`; an unclean filesystem is refused. Images are \
+never changed afterwards, so the original can be moved or edited freely. The guest's \
+agent is started by systemd when the image has it; otherwise the image's own init must \
+run `/usr/local/sbin/banger-agent` (banger's images do).",
+    after_help = "Examples:\n  banger image register myimg --rootfs ./rootfs.ext4\n  banger image register myimg --rootfs ./rootfs.ext4 --kernel debian-6.1-cloud"
 )]
 pub struct RegisterArgs {
     /// Name of the new image
@@ -116,15 +144,17 @@ pub struct RegisterArgs {
 /// Turn a VM's disk into a new image
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Save a VM's disk as a new image, so new VMs start from what you set up in \
-it. Stop the VM first so that its filesystem is clean.",
-    after_help = "Examples:\n  banger vm stop web && banger image promote web --name web-golden"
+    long_about = "Save a stopped VM's disk as a new image, so new VMs start from what you \
+set up in it. The disk is copied (the VM keeps its own), checked and repaired like a disk \
+before boot, and loses the VM's ssh host keys, so every VM made from the image gets its \
+own. The image boots with the VM's kernel.",
+    after_help = "Examples:\n  banger vm stop web && banger image promote web web-golden\n  banger vm create --image web-golden"
 )]
 pub struct PromoteArgs {
     #[command(flatten)]
     pub vm: VmArg,
     /// Name of the new image
-    #[arg(long, value_name = "NAME", value_parser = crate::values::image_name)]
+    #[arg(value_name = "NAME", value_parser = crate::values::image_name)]
     pub name: String,
     #[command(flatten)]
     pub output: JsonFlag,
@@ -133,8 +163,9 @@ pub struct PromoteArgs {
 /// Delete a local image
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Delete a local image. VMs created from it keep working: each has its own \
-disk.",
+    long_about = "Delete a local image and its file. Refused while a VM's record names the \
+image (the error lists them): delete those VMs first. Layers an imported image used stay \
+in the cache until `image cache prune`.",
     after_help = "Examples:\n  banger image delete app"
 )]
 pub struct DeleteArgs {
@@ -146,11 +177,17 @@ pub struct DeleteArgs {
 /// Remove cached downloads and build inputs
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Remove what the image cache holds (downloaded packages, OCI layers) that \
-no image needs; it can be fetched again.",
-    after_help = "Examples:\n  banger image cache prune"
+    long_about = "Remove what no image or kernel record needs: OCI layers no image was \
+built from, image files no record points at (older catalog builds, an import cut short), \
+kernel versions no kernel record uses, downloaded .deb packages, and leftovers of \
+interrupted builds. All of it can be fetched or built again. Says how much it freed; \
+--dry-run only lists it.",
+    after_help = "Examples:\n  banger image cache prune --dry-run\n  banger image cache prune"
 )]
 pub struct CachePruneArgs {
+    /// List what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -190,10 +227,25 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
 /// `image pull`.
 pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
+    let params = ImagePullParams {
+        name: args.name,
+        force: args.force,
+    };
     let image = daemon
-        .call_with_progress::<ImagePull>(&ctx.term, &NameRef { name: args.name })
+        .call_with_progress::<ImagePull>(&ctx.term, &params)
         .await?;
+    note_unchanged(&image, "pull");
     print_image(args.output, &image)
+}
+
+/// Says on stderr that a pull or import found the image current.
+fn note_unchanged(image: &ImageInfo, verb: &str) {
+    if image.updated == Some(false) {
+        render::note(&format!(
+            "image {} is already current; nothing changed (`banger image {verb} --force` rebuilds it)",
+            image.name
+        ));
+    }
 }
 
 /// `image import`.
@@ -202,10 +254,12 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), CliError> {
     let params = ImageImportParams {
         reference: args.reference,
         name: args.name,
+        force: args.force,
     };
     let image = daemon
         .call_with_progress::<ImageImport>(&ctx.term, &params)
         .await?;
+    note_unchanged(&image, "import");
     print_image(args.output, &image)
 }
 
@@ -218,7 +272,9 @@ pub async fn register(ctx: &Ctx, args: RegisterArgs) -> Result<(), CliError> {
         rootfs: rootfs.display().to_string(),
         kernel: args.kernel,
     };
-    let image = daemon.ask::<ImageRegister>(&params).await?;
+    let image = daemon
+        .call_with_progress::<ImageRegister>(&ctx.term, &params)
+        .await?;
     print_image(args.output, &image)
 }
 
@@ -247,17 +303,34 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
 /// `image cache prune`.
 pub async fn cache_prune(ctx: &Ctx, args: CachePruneArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let pruned = daemon.ask::<ImageCachePrune>(&Empty {}).await?;
+    let params = CachePruneParams {
+        dry_run: args.dry_run,
+    };
+    let pruned = daemon.ask::<ImageCachePrune>(&params).await?;
     render::data(args.output.json, &pruned, |pruned| {
-        format!(
-            "removed {} cache entr{}, freed {}\n",
-            pruned.removed.len(),
-            if pruned.removed.len() == 1 {
-                "y"
-            } else {
-                "ies"
-            },
-            render::bytes(pruned.freed_bytes)
-        )
+        let entries = if pruned.removed.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        };
+        let mut text: String = pruned
+            .removed
+            .iter()
+            .map(|path| format!("{path}\n"))
+            .collect();
+        if pruned.dry_run {
+            text.push_str(&format!(
+                "would remove {} cache {entries}, freeing {} (dry run: nothing removed)\n",
+                pruned.removed.len(),
+                render::bytes(pruned.freed_bytes)
+            ));
+        } else {
+            text.push_str(&format!(
+                "removed {} cache {entries}, freed {}\n",
+                pruned.removed.len(),
+                render::bytes(pruned.freed_bytes)
+            ));
+        }
+        text
     })
 }

@@ -95,10 +95,24 @@ pub fn image(image: &ImageInfo, now: jiff::Timestamp) -> String {
     pairs(&[
         ("name", Some(image.name.clone())),
         ("source", Some(table::source_name(image.source).to_string())),
+        (
+            "origin",
+            (!image.origin.is_empty()).then(|| image.origin.clone()),
+        ),
         ("kernel", Some(image.kernel.clone())),
+        ("init", (!image.init.is_empty()).then(|| image.init.clone())),
         ("size", Some(bytes(image.size_bytes))),
+        ("on disk", Some(bytes(image.disk_bytes))),
         ("digest", Some(image.digest.clone())),
         ("path", Some(image.path.clone())),
+        (
+            "used by",
+            Some(if image.used_by.is_empty() {
+                "no VM".to_string()
+            } else {
+                image.used_by.join(", ")
+            }),
+        ),
         (
             "created",
             Some(format!(
@@ -115,8 +129,17 @@ pub fn kernel(kernel: &KernelInfo, now: jiff::Timestamp) -> String {
     pairs(&[
         ("name", Some(kernel.name.clone())),
         ("version", Some(kernel.version.clone())),
+        ("size", Some(bytes(kernel.size_bytes))),
         ("vmlinux", Some(kernel.vmlinux.clone())),
         ("initramfs", Some(kernel.initramfs.clone())),
+        (
+            "used by",
+            Some(if kernel.used_by.is_empty() {
+                "nothing".to_string()
+            } else {
+                kernel.used_by.join(", ")
+            }),
+        ),
         (
             "created",
             Some(format!(

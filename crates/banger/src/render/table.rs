@@ -77,13 +77,21 @@ pub fn images(images: &[ImageInfo], now: jiff::Timestamp) -> String {
                 source_name(image.source).to_string(),
                 image.kernel.clone(),
                 bytes(image.size_bytes),
+                bytes(image.disk_bytes),
                 short_digest(&image.digest),
                 age(&image.created_at, now),
+                if image.used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    image.used_by.join(",")
+                },
             ]
         })
         .collect();
     grid(
-        &["NAME", "SOURCE", "KERNEL", "SIZE", "DIGEST", "CREATED"],
+        &[
+            "NAME", "SOURCE", "KERNEL", "SIZE", "ON DISK", "DIGEST", "CREATED", "USED BY",
+        ],
         rows,
     )
 }
@@ -116,11 +124,17 @@ pub fn kernels(kernels: &[KernelInfo], now: jiff::Timestamp) -> String {
             vec![
                 kernel.name.clone(),
                 kernel.version.clone(),
+                bytes(kernel.size_bytes),
                 age(&kernel.created_at, now),
+                if kernel.used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    kernel.used_by.join(", ")
+                },
             ]
         })
         .collect();
-    grid(&["NAME", "VERSION", "CREATED"], rows)
+    grid(&["NAME", "VERSION", "SIZE", "CREATED", "USED BY"], rows)
 }
 
 /// `vm ports`.

@@ -1,33 +1,67 @@
 //! Kernel methods: the built-in catalog, local kernel records, and pulls (Debian's cloud
-//! kernel package unpacked, `vmlinux` extracted, initramfs built) as long operations.
+//! kernel package unpacked, `vmlinux` extracted, initramfs built) as long operations;
+//! deletion is refused while an image or a VM names the kernel.
 
 use std::sync::Arc;
 
-use banger_api::ApiError;
 use banger_api::methods::{Empty, NameRef};
 use banger_api::types::{CatalogEntry, KernelInfo};
-use banger_store::KernelRecord;
+use banger_api::{ApiError, ErrorCode};
+use banger_model::VmRecord;
+use banger_store::{ImageRecord, KernelRecord};
 
 use crate::context::DaemonContext;
 use crate::errors;
 use crate::events::EventSink;
 use crate::ops::run_op;
 
-fn kernel_info(record: &KernelRecord) -> KernelInfo {
+fn kernel_info(record: &KernelRecord, users: &Users) -> KernelInfo {
+    let size = |path: &str| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     KernelInfo {
         name: record.name.clone(),
         version: record.version.clone(),
         vmlinux: record.vmlinux.clone(),
         initramfs: record.initramfs.clone(),
         created_at: record.created_at.clone(),
+        size_bytes: size(&record.vmlinux) + size(&record.initramfs),
+        used_by: users.of(&record.name),
     }
 }
 
-async fn records(ctx: &Arc<DaemonContext>) -> Result<Vec<KernelRecord>, ApiError> {
+/// Who names kernels: images (their default kernel) and VMs.
+struct Users {
+    images: Vec<ImageRecord>,
+    vms: Vec<VmRecord>,
+}
+
+impl Users {
+    fn of(&self, kernel: &str) -> Vec<String> {
+        let images = self
+            .images
+            .iter()
+            .filter(|i| i.kernel == kernel)
+            .map(|i| format!("image {}", i.name));
+        let vms = self
+            .vms
+            .iter()
+            .filter(|vm| vm.kernel == kernel)
+            .map(|vm| format!("VM {}", vm.name));
+        images.chain(vms).collect()
+    }
+}
+
+async fn records(ctx: &Arc<DaemonContext>) -> Result<(Vec<KernelRecord>, Users), ApiError> {
     ctx.with_store(|store| {
-        store
+        let kernels = store
             .list_kernels()
-            .map_err(|e| errors::internal("cannot list kernels", &e))
+            .map_err(|e| errors::internal("cannot list kernels", &e))?;
+        let images = store
+            .list_images()
+            .map_err(|e| errors::internal("cannot list images", &e))?;
+        let vms = store
+            .list_vms()
+            .map_err(|e| errors::internal("cannot list VMs", &e))?;
+        Ok((kernels, Users { images, vms }))
     })
     .await
 }
@@ -42,7 +76,7 @@ pub async fn catalog(
     _params: Empty,
     _events: &EventSink,
 ) -> Result<Vec<CatalogEntry>, ApiError> {
-    let local = records(ctx).await?;
+    let (local, _) = records(ctx).await?;
     Ok(ctx
         .services
         .images
@@ -64,7 +98,8 @@ pub async fn list(
     _params: Empty,
     _events: &EventSink,
 ) -> Result<Vec<KernelInfo>, ApiError> {
-    Ok(records(ctx).await?.iter().map(kernel_info).collect())
+    let (kernels, users) = records(ctx).await?;
+    Ok(kernels.iter().map(|k| kernel_info(k, &users)).collect())
 }
 
 pub async fn show(
@@ -72,11 +107,11 @@ pub async fn show(
     params: NameRef,
     _events: &EventSink,
 ) -> Result<KernelInfo, ApiError> {
-    records(ctx)
-        .await?
+    let (kernels, users) = records(ctx).await?;
+    kernels
         .iter()
         .find(|r| r.name == params.name)
-        .map(kernel_info)
+        .map(|k| kernel_info(k, &users))
         .ok_or_else(|| unknown(&params.name))
 }
 
@@ -115,17 +150,40 @@ pub async fn delete(
     _events: &EventSink,
 ) -> Result<KernelInfo, ApiError> {
     let name = params.name.clone();
-    let record = ctx
+    let info = ctx
         .with_store(move |store| {
             let record = store
                 .get_kernel(&name)
                 .map_err(|e| errors::internal("cannot read the kernel record", &e))?
                 .ok_or_else(|| unknown(&name))?;
+            let users = Users {
+                images: store
+                    .list_images()
+                    .map_err(|e| errors::internal("cannot list images", &e))?,
+                vms: store
+                    .list_vms()
+                    .map_err(|e| errors::internal("cannot list VMs", &e))?,
+            };
+            let info = kernel_info(&record, &users);
+            if !info.used_by.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("kernel {name:?} is used by {}", info.used_by.join(", ")),
+                )
+                .with_hint("delete those VMs and images first, or keep the kernel"));
+            }
             store
                 .delete_kernel(&name)
                 .map_err(|e| errors::internal("cannot delete the kernel", &e))?;
-            Ok(record)
+            Ok(info)
         })
         .await?;
-    Ok(kernel_info(&record))
+    // The kernel's files live in one directory of the cache; `image cache prune` would
+    // remove it too, since no record names it any more.
+    if let Some(dir) = std::path::Path::new(&info.vmlinux).parent()
+        && dir.starts_with(ctx.dirs.cache.join("kernels"))
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(info)
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use banger_api::methods::{CompleteKind, CompleteParams, Empty};
 use banger_api::types::{Health, Pong, StoreStatus};
 use banger_api::{ApiError, PROTOCOL_VERSION};
-use banger_model::catalog;
 
 use crate::context::DaemonContext;
 use crate::errors;
@@ -108,12 +107,13 @@ pub async fn complete_names(
             Ok(names)
         })
         .await?;
-    let builtin: &[(&str, &str)] = match kind {
-        CompleteKind::Vm => &[],
-        CompleteKind::Image => catalog::BUILTIN_IMAGES,
-        CompleteKind::Kernel => catalog::BUILTIN_KERNELS,
-    };
-    names.extend(builtin.iter().map(|(name, _)| name.to_string()));
+    // The daemon's catalog: the built-in entries plus the user's catalog.json.
+    let catalog = ctx.services.images.catalog();
+    match kind {
+        CompleteKind::Vm => {}
+        CompleteKind::Image => names.extend(catalog.images.iter().map(|e| e.name.clone())),
+        CompleteKind::Kernel => names.extend(catalog.kernels.iter().map(|e| e.name.clone())),
+    }
     names.sort_unstable();
     names.dedup();
     Ok(names)

@@ -55,11 +55,22 @@ pub async fn show(
 fn vm_error(err: banger_vm::VmError) -> ApiError {
     use banger_vm::VmErrorKind;
     let message = banger_vm::chain(&err);
+    let missing = match &err {
+        banger_vm::VmError::Image(image) => match **image {
+            banger_image::ImageError::UnknownImage(_) => Some(
+                "`banger image list` shows local images, `banger image list --catalog` what can be pulled",
+            ),
+            banger_image::ImageError::UnknownKernel(_) => {
+                Some("`banger kernel catalog` lists the kernels banger can pull")
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     match err.kind() {
         VmErrorKind::BadRequest => ApiError::bad_request(message),
-        VmErrorKind::NotFound => {
-            ApiError::not_found(message).with_hint("`banger vm list` shows the VMs that exist")
-        }
+        VmErrorKind::NotFound => ApiError::not_found(message)
+            .with_hint(missing.unwrap_or("`banger vm list` shows the VMs that exist")),
         VmErrorKind::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, message)
             .with_hint("pick another --name, or omit it to get a generated one"),
         VmErrorKind::Conflict => ApiError::new(ErrorCode::Conflict, message),
