@@ -21,7 +21,7 @@ pub const VMLINUX_FILE: &str = "vmlinux";
 pub const INITRAMFS_FILE: &str = "initramfs.cpio.gz";
 /// Version of banger's initramfs recipe (init script, module set). Bump it when either
 /// changes, so cached kernels get a fresh initramfs.
-pub const INITRAMFS_RECIPE_VERSION: u32 = 2;
+pub const INITRAMFS_RECIPE_VERSION: u32 = 3;
 
 /// A kernel ready to boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

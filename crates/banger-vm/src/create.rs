@@ -17,7 +17,7 @@ use crate::cmdline::{GuestNet, kernel_cmdline};
 use crate::error::{VmError, chain};
 use crate::patch::{GuestPatch, InitSystem};
 use crate::service::{Live, VmService, init_name, now};
-use crate::{disk, handle_file, patch};
+use crate::{disk, early_boot, handle_file, patch};
 
 /// What `vm create` asks for; `None` means the default.
 #[derive(Debug, Clone, Default)]
@@ -209,13 +209,34 @@ impl VmService {
         let paths = self.paths(&vm.id);
         std::fs::create_dir_all(&paths.run_dir)
             .map_err(VmError::io("cannot create the VM's runtime directory"))?;
-        let attachment = self.attach_network(vm).await?;
-        let result = self.boot_attached(vm, &kernel, attachment, progress).await;
-        if result.is_err() {
+        let mut attempt = 1;
+        loop {
+            let attachment = self.attach_network(vm).await?;
+            let result = self.boot_attached(vm, &kernel, attachment, progress).await;
+            let Err(error) = result else {
+                return Ok(());
+            };
             self.detach_network(vm).await;
             vm.runtime.address = None;
+            let console = std::fs::read(&paths.serial_log)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            let retry = match &error {
+                VmError::BootFailed { .. } if attempt < early_boot::BOOT_ATTEMPTS => {
+                    early_boot::retryable(&console)
+                }
+                _ => None,
+            };
+            let Some(why) = retry else {
+                return Err(error);
+            };
+            tracing::warn!(vm = %vm.name, attempt, why, "guest failed in early boot; booting it again");
+            progress.stage_done(
+                "agent ready",
+                Some(&format!("failed: {why}; booting again")),
+            );
+            attempt += 1;
         }
-        result
     }
 
     /// The rest of [`Self::boot`], once the network (if any) is attached.

@@ -6,6 +6,7 @@ pub mod cmdline;
 mod create;
 mod delete;
 pub mod disk;
+mod early_boot;
 pub mod error;
 mod guest;
 mod handle_file;
