@@ -8,15 +8,21 @@
 
 pub mod error;
 pub mod git;
+pub mod guest_path;
 pub mod listing;
 pub mod plan;
 pub mod tar_stream;
 
 pub use error::WorkspaceError;
+pub use guest_path::validate_guest_path;
 pub use plan::{
     Entry, EntryKind, Mode, Plan, PlanOptions, Repo, discover, plan, tracked_signature,
 };
 pub use tar_stream::write_tar;
+
+/// The command runner the plan functions take (re-exported so callers need not depend on
+/// `banger-exec` for it).
+pub use banger_exec::{CommandRunner, SystemRunner};
 
 /// Where the workspace lands in the guest unless `--guest-path` says otherwise.
 pub const DEFAULT_GUEST_PATH: &str = "/root/repo";
