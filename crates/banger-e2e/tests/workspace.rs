@@ -282,3 +282,94 @@ fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
     );
     host.assert_no_vm_left("after vm run --rm");
 }
+
+#[test]
+fn prepare_streams_into_a_running_vm_and_exec_runs_there() {
+    if skip_unless_vm_capable("prepare_streams_into_a_running_vm_and_exec_runs_there") {
+        return;
+    }
+    let host = TestHost::start().unwrap();
+    let repo = fixture(host.root());
+    host.create_vm("live", &["--image", "tiny"]);
+
+    // No workspace yet: exec runs where the agent starts.
+    assert_eq!(host.exec_ok("live", &["pwd"]), "/root\n");
+
+    let started = std::time::Instant::now();
+    let out = host.banger(&["vm", "workspace", "prepare", "live", repo.to_str().unwrap()]);
+    banger_e2e::report_timing("vm workspace prepare (tiny, fixture)", started.elapsed());
+    assert_eq!(exit_code(&out), Some(0), "stderr: {}", text(&out.stderr));
+    let tracked = expected(&host, &repo, &[]);
+    let hashed = host.exec("live", &["sh", "-c", GUEST_HASH, "sh", "/root/repo"]);
+    assert_eq!(exit_code(&hashed), Some(0), "{}", text(&hashed.stderr));
+    let got = parse_guest(&hashed.stdout);
+    assert!(
+        got == tracked,
+        "guest tree differs from the dry run:\n{}",
+        diff(&tracked, &got)
+    );
+    assert_eq!(host.vm_show("live")["workspace"]["delivery"], "stream");
+
+    // exec runs in the workspace; --cwd wins; no warning while nothing changed.
+    let out = host.exec("live", &["pwd"]);
+    assert_eq!(text(&out.stdout), "/root/repo\n");
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = host.banger_ok(&["vm", "exec", "live", "--cwd", "/tmp", "--", "pwd"]);
+    assert_eq!(out, "/tmp\n");
+
+    // The host moves on: a tracked edit, then a commit; exec says so.
+    write(&repo, "README", b"edited on the host again\n");
+    let out = host.exec("live", &["cat", "README"]);
+    assert!(
+        text(&out.stderr).contains("tracked files changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    git(&repo, &["commit", "-qam", "more"]);
+    let out = host.exec("live", &["true"]);
+    assert!(
+        text(&out.stderr).contains("HEAD is"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --auto-prepare copies it again first.
+    let out = host.banger(&[
+        "vm",
+        "exec",
+        "live",
+        "--auto-prepare",
+        "--",
+        "cat",
+        "README",
+    ]);
+    assert_eq!(exit_code(&out), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "edited on the host again\n");
+    let out = host.exec("live", &["true"]);
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A prepare that fails on the host (not a repository) leaves the guest as it was.
+    let plain = host.root().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let out = host.banger(&[
+        "vm",
+        "workspace",
+        "prepare",
+        "live",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(exit_code(&out), Some(1));
+    assert_eq!(
+        host.exec_ok("live", &["cat", "/root/repo/README"]),
+        "edited on the host again\n"
+    );
+    host.banger_ok(&["vm", "delete", "--force", "live"]);
+}

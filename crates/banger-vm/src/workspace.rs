@@ -215,3 +215,125 @@ pub(crate) async fn run_checked(
     }
     Ok(())
 }
+
+/// The stage that streams a workspace into a running VM.
+pub const COPY_STAGE: &str = "copy workspace";
+
+/// Run in the guest by `prepare`: empties the guest path (a mounted workspace disk
+/// stays mounted) and unpacks the tar on stdin into it.
+const UNPACK_SCRIPT: &str = "set -e; mkdir -p \"$1\"; \
+    rm -rf -- \"$1\"/* \"$1\"/.[!.]* \"$1\"/..?*; \
+    tar -x -f - -C \"$1\"";
+
+impl VmService {
+    /// The per-VM workspace lock: held for the whole of a copy (and by an export), so
+    /// two never interleave, while lifecycle commands (`stop`, `delete`) take only the
+    /// VM's lifecycle lock and never queue behind a copy.
+    pub fn workspace_lock(
+        &self,
+        id: &banger_model::VmId,
+    ) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .workspace_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.as_str().to_string()).or_default().clone()
+    }
+
+    /// `vm workspace prepare`: streams the repository into a running VM through the
+    /// guest agent (replacing what the guest path held) and records the workspace.
+    pub async fn prepare_workspace(
+        &self,
+        query: &str,
+        req: WorkspaceRequest,
+        progress: &dyn ProgressSink,
+    ) -> Result<VmRecord, VmError> {
+        let found = self.find(query)?;
+        // The host side first: a bad PATH fails before the guest is touched.
+        let plan = self.plan_workspace(&req).await?;
+        let workspace_lock = self.workspace_lock(&found.id);
+        let _copying = workspace_lock.lock().await;
+        // The lifecycle lock only while the state is checked.
+        let (vm, agent) = {
+            let lock = self.vm_lock(&found.id);
+            let _guard = lock.lock().await;
+            let vm = self.reload(&found.id)?;
+            let agent = self.agent_for(&vm).await?;
+            (vm, agent)
+        };
+        let delivery = match &vm.workspace {
+            Some(w)
+                if w.delivery == WorkspaceDelivery::Disk && !self.extra_disks(&vm).is_empty() =>
+            {
+                if w.guest_path != req.guest_path {
+                    return Err(VmError::Conflict(format!(
+                        "VM {} has its workspace disk mounted at {}; prepare into that path (--guest-path {})",
+                        vm.name, w.guest_path, w.guest_path
+                    )));
+                }
+                WorkspaceDelivery::Disk
+            }
+            _ => WorkspaceDelivery::Stream,
+        };
+
+        progress.stage_started(COPY_STAGE);
+        let detail = format!(
+            "{} entries, {:.1} MiB, {}",
+            plan.entries.len(),
+            plan.total_bytes as f64 / (1024.0 * 1024.0),
+            plan.options.mode
+        );
+        let record = record_of(&plan, &req.guest_path, delivery);
+        let (reader, writer) =
+            std::io::pipe().map_err(VmError::io("cannot create a pipe for the workspace"))?;
+        let stdin = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())
+            .map_err(VmError::io("cannot read the workspace pipe"))?;
+        let feeder =
+            tokio::task::spawn_blocking(move || banger_workspace::write_tar(&plan, writer));
+        let mut stderr = Vec::new();
+        let argv = [
+            "sh",
+            "-c",
+            UNPACK_SCRIPT,
+            "unpack-workspace",
+            &req.guest_path,
+        ]
+        .map(String::from)
+        .to_vec();
+        let code = agent
+            .exec_with_stdin(
+                ExecRequest {
+                    argv,
+                    env: Default::default(),
+                    cwd: Some("/".into()),
+                    stdin: true,
+                },
+                stdin,
+                |stream, bytes| {
+                    if stream == banger_proto::agent::Stream::Stderr && stderr.len() < 8192 {
+                        stderr.extend_from_slice(bytes);
+                    }
+                },
+                std::future::pending(),
+            )
+            .await?;
+        let fed = feeder
+            .await
+            .map_err(|e| VmError::Conflict(format!("the workspace stream failed: {e}")))?;
+        if code != 0 {
+            return Err(VmError::Conflict(format!(
+                "unpacking the workspace in the guest failed (exit code {code}): {}",
+                String::from_utf8_lossy(&stderr).trim()
+            )));
+        }
+        fed.map_err(VmError::io("cannot write the workspace stream"))?;
+
+        let lock = self.vm_lock(&found.id);
+        let _guard = lock.lock().await;
+        let mut vm = self.reload(&found.id)?;
+        vm.workspace = Some(record);
+        self.save(&vm)?;
+        progress.stage_done(COPY_STAGE, Some(&detail));
+        Ok(vm)
+    }
+}

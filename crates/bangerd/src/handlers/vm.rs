@@ -387,14 +387,31 @@ pub async fn ssh_target(
     })
 }
 
+/// `vm.workspace.prepare`: the repository streamed into a running VM (a long operation).
 pub async fn workspace_prepare(
-    _ctx: &Arc<DaemonContext>,
-    _params: WorkspacePrepareParams,
-    _events: &EventSink,
+    ctx: &Arc<DaemonContext>,
+    params: WorkspacePrepareParams,
+    events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    Err(ApiError::not_yet_available(
-        "repository workspaces (vm workspace prepare)",
-    ))
+    let request = banger_vm::WorkspaceRequest::parse(
+        &params.source,
+        params.options.guest_path.as_deref(),
+        params.options.mode.as_deref(),
+        params.options.include_untracked,
+    )
+    .map_err(vm_error)?;
+    let target = params.vm.clone();
+    vm_operation(
+        ctx,
+        "vm.workspace.prepare",
+        &target,
+        events,
+        |vms, progress| async move {
+            vms.prepare_workspace(&params.vm, request, progress.as_ref())
+                .await
+        },
+    )
+    .await
 }
 
 pub async fn workspace_export(
