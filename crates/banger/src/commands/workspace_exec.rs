@@ -66,6 +66,8 @@ async fn changes_since(workspace: &WorkspaceInfo) -> Vec<String> {
     let repo = Repo {
         root: PathBuf::from(&workspace.source),
         subdir: PathBuf::new(),
+        // Only tracked files and HEAD are read here, which git resolves itself.
+        linked: None,
     };
     let mut changes = Vec::new();
     if let Ok(head) = banger_workspace::plan::head_commit(&runner, &repo.root).await {

@@ -90,7 +90,9 @@ pub(crate) fn workspace_hint(error: &banger_workspace::WorkspaceError) -> &'stat
         W::NotARepo(_) => {
             "PATH must be a git working tree or a directory inside one (`git init` makes one)"
         }
-        W::GitDirIsAFile(_) => "give the main working tree of the repository instead",
+        W::GitDirIsAFile(_) => {
+            "give the superproject (a submodule is copied with it), or the main working tree"
+        }
         W::BadGuestPath(_) => "--guest-path takes an absolute path such as /root/repo",
         W::GitRefused { .. } => "run `git status` in PATH to see what git objects to",
         _ => "check PATH",
