@@ -412,3 +412,41 @@ async fn with_progress<F: Future>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn disks_have_room_to_build_and_at_least_4_gib() {
+        assert_eq!(disk_size(0, 0), 4096 * MIB);
+        assert_eq!(disk_size(100 * MIB, 1000), 4096 * MIB);
+        let big = disk_size(10 * 1024 * MIB, 100_000);
+        assert!(big >= 21 * 1024 * MIB, "{big}");
+        assert_eq!(big % MIB, 0);
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_runs() {
+        let ok = WorkspaceRequest::parse("/src/repo", None, None, false).unwrap();
+        assert_eq!(ok.guest_path, "/root/repo");
+        assert_eq!(ok.mode, Mode::Overlay);
+        let full = WorkspaceRequest::parse("/src/repo", Some("/srv/app"), Some("full_copy"), true)
+            .unwrap();
+        assert_eq!(
+            (full.guest_path.as_str(), full.mode),
+            ("/srv/app", Mode::FullCopy)
+        );
+        for (source, guest, mode) in [
+            ("relative", None, None),
+            ("/src", Some("/"), None),
+            ("/src", Some("/root/../etc"), None),
+            ("/src", None, Some("readonly")),
+        ] {
+            let refused = WorkspaceRequest::parse(source, guest, mode, false).unwrap_err();
+            assert_eq!(refused.kind(), crate::VmErrorKind::BadRequest, "{refused}");
+        }
+    }
+}
