@@ -2,6 +2,8 @@
 //!
 //! - `ci`: everything CI checks, in order: fmt, clippy, tidy, the static guest agent, the
 //!   fast test profile, then the real-guest `vm` profile.
+//! - `test`: one nextest profile, then how many tests ran and every skip (fatal under
+//!   `CI=true`).
 //! - `tidy`: conventions the compiler cannot check (file headers, crate layering).
 //! - `agent`: builds the static guest agent and prints its path.
 //! - `bench`: end-to-end benchmarks; writes BENCHMARKS.md.
@@ -13,6 +15,7 @@
 )]
 
 mod bench;
+mod testrun;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +28,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
+        Some("test") => testrun::cli(&root, &args[1..]),
         Some("tidy") => tidy::run(&root),
         Some("agent") => {
             let path = build_agent(&root)?;
@@ -33,7 +37,7 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci [--fast]|tidy|agent|bench>");
+            eprintln!("usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|agent|bench>");
             std::process::exit(2);
         }
     }
@@ -78,32 +82,18 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     )?;
     tidy::run(root)?;
     build_agent(root)?;
-    run(
-        root,
-        "cargo",
-        &["nextest", "run", "--workspace", "--no-fail-fast"],
-    )?;
+    let mut outcomes = vec![testrun::run(root, "default", &[])?];
     if fast {
-        eprintln!("xtask: --fast: skipping the real-guest profile");
+        eprintln!("xtask: --fast: not running the real-guest profile");
     } else {
-        // The e2e tests drive the real binaries.
-        build_binaries(root, false)?;
-        run(
-            root,
-            "cargo",
-            &[
-                "nextest",
-                "run",
-                "--workspace",
-                "--profile",
-                "vm",
-                "--no-fail-fast",
-            ],
-        )?;
+        // The vm profile's setup scripts build the binaries the e2e tests drive.
+        outcomes.push(testrun::run(root, "vm", &[])?);
     }
+    let summary: Vec<String> = outcomes.iter().map(testrun::Outcome::summary).collect();
     eprintln!(
-        "xtask: ci passed in {:.0}s",
-        started.elapsed().as_secs_f64()
+        "xtask: ci passed in {:.0}s: {}",
+        started.elapsed().as_secs_f64(),
+        summary.join("; ")
     );
     Ok(())
 }

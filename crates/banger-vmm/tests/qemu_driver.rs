@@ -45,10 +45,10 @@ macro_rules! require_qemu {
     () => {
         match qemu_binary() {
             Some(binary) => binary,
-            None => {
-                eprintln!("skipped: qemu-system-x86_64 is not installed");
-                return;
-            }
+            None => banger_requires::skip!(
+                "{} is not installed (scripts/install-deps.sh installs it)",
+                QemuConfig::DEFAULT_BINARY
+            ),
         }
     };
 }
