@@ -5,6 +5,7 @@
 //! - `test`: one nextest profile, then how many tests ran and every skip (fatal under
 //!   `CI=true`).
 //! - `tidy`: conventions the compiler cannot check (file headers, crate layering).
+//! - `layers`: the layering check alone; `--write` regenerates ARCHITECTURE.md's table.
 //! - `agent`: builds the static guest agent and prints its path.
 //! - `bench`: end-to-end benchmarks; writes BENCHMARKS.md.
 #![allow(
@@ -15,6 +16,7 @@
 )]
 
 mod bench;
+mod layers;
 mod testrun;
 mod tidy;
 
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(&root, &args[1..]),
         Some("test") => testrun::cli(&root, &args[1..]),
         Some("tidy") => tidy::run(&root),
+        Some("layers") => layers::cli(&root, &args[1..]),
         Some("agent") => {
             let path = build_agent(&root)?;
             println!("{}", path.display());
@@ -37,7 +40,9 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|agent|bench>");
+            eprintln!(
+                "usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|layers [--write]|agent|bench>"
+            );
             std::process::exit(2);
         }
     }

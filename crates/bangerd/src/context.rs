@@ -25,7 +25,8 @@ pub struct DaemonContext {
     pub store: Arc<SharedStore>,
     /// Recent long operations; also written to the store.
     pub ops: Arc<OpRegistry>,
-    /// Runs external commands (driver probes now, services later).
+    /// Runs the handlers' external commands (driver probes); the services hold the
+    /// runner they were built with.
     pub runner: Arc<dyn CommandRunner>,
     /// The VM and image services.
     pub services: Services,
