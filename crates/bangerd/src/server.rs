@@ -1,5 +1,7 @@
 //! The accept loop. The listener and the shutdown signal are passed in, so tests bind
 //! their own socket in a temporary directory and stop the server when they are done.
+//! At most `limits.max_connections` connections are served at once; one more is answered
+//! with an error and closed.
 //! On shutdown the server stops accepting, lets requests in flight finish within a grace
 //! period, and removes its socket file, but only if the path still names the socket this
 //! server bound: the same device and inode, and nobody answering on it (a file system
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +53,8 @@ pub async fn run(
     );
     let stop = CancellationToken::new();
     let mut connections = JoinSet::new();
+    let max_connections = ctx.limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut next_conn: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -58,12 +63,24 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     next_conn += 1;
-                    connections.spawn(connection::serve(
-                        stream,
-                        Arc::clone(&ctx),
-                        stop.child_token(),
-                        next_conn,
-                    ));
+                    match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(slot) => {
+                            let serving = connection::serve(
+                                stream,
+                                Arc::clone(&ctx),
+                                stop.child_token(),
+                                next_conn,
+                            );
+                            connections.spawn(async move {
+                                serving.await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            tracing::warn!(max_connections, "refusing a connection past the limit");
+                            connections.spawn(connection::refuse_busy(stream, max_connections));
+                        }
+                    }
                 }
                 Err(error) if is_resource_exhaustion(&error) => {
                     // Out of fds or memory: pause so the loop does not spin while
