@@ -1,13 +1,15 @@
 //! `cargo xtask`: the project's automation in Rust, so it runs the same everywhere.
 //!
 //! - `ci`: everything CI checks, in order: fmt, clippy, tidy, the static guest agent, the
-//!   fast test profile, then the real-guest `vm` profile.
+//!   fast test profile, `reliability --check`, then the real-guest `vm` profile.
 //! - `test`: one nextest profile, then how many tests ran and every skip (fatal under
 //!   `CI=true`).
 //! - `tidy`: conventions the compiler cannot check (file headers, crate layering).
 //! - `layers`: the layering check alone; `--write` regenerates ARCHITECTURE.md's table.
 //! - `agent`: builds the static guest agent and prints its path.
 //! - `bench`: end-to-end benchmarks; writes BENCHMARKS.md.
+//! - `reliability`: bad inputs, floods and concurrency; writes RELIABILITY.md (`--check`
+//!   in CI).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -17,6 +19,7 @@
 
 mod bench;
 mod layers;
+mod reliability;
 mod testrun;
 mod tidy;
 
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         Some("test") => testrun::cli(&root, &args[1..]),
         Some("tidy") => tidy::run(&root),
         Some("layers") => layers::cli(&root, &args[1..]),
+        Some("reliability") => reliability::run(&root, &args[1..]),
         Some("agent") => {
             let path = build_agent(&root)?;
             println!("{}", path.display());
@@ -41,7 +45,7 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|layers [--write]|agent|bench>"
+                "usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|layers [--write]|agent|bench|reliability [--check]>"
             );
             std::process::exit(2);
         }
@@ -88,6 +92,8 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     tidy::run(root)?;
     build_agent(root)?;
     let mut outcomes = vec![testrun::run(root, "default", &[])?];
+    // Bad inputs, the connection flood and 1000 clients against a real daemon (~30 s).
+    reliability::run(root, &["--check".to_owned()])?;
     if fast {
         eprintln!("xtask: --fast: not running the real-guest profile");
     } else {

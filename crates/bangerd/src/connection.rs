@@ -126,7 +126,7 @@ async fn serve_inner(stream: UnixStream, ctx: Arc<DaemonContext>, stop: Cancella
 /// Answers a connection past the daemon's connection limit with an error, then closes it.
 pub async fn refuse_busy(stream: UnixStream, max_connections: usize) {
     let error = ApiError::operation_failed(format!(
-        "bangerd is serving {max_connections} connections, its limit; this one is closed"
+        "bangerd is serving {max_connections} connections, its limit, and none finished in time; this one is closed"
     ))
     .with_hint("a client may be opening connections without closing them; retry shortly");
     let (_, mut writer) = stream.into_split();

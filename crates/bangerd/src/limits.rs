@@ -1,7 +1,8 @@
 //! What one daemon lets its clients hold, so that a runaway or hostile client of the same
 //! user cannot take its memory or its connections:
 //!
-//! - at most [`Limits::max_connections`] connections at once; one more is answered with an
+//! - at most [`Limits::max_connections`] connections served at once; one more waits up to
+//!   [`Limits::slot_wait`] for a slot (at most as many wait), then is answered with an
 //!   error naming the limit and closed (the accept loop never blocks on it);
 //! - at most [`Limits::max_buffered_bytes`] of request lines buffered across all
 //!   connections, beyond the first [`Limits::free_bytes_per_line`] of each line (so an
@@ -20,6 +21,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_connections: usize,
+    /// How long a connection past the cap waits for a slot before it is refused.
+    pub slot_wait: Duration,
     pub max_buffered_bytes: usize,
     pub free_bytes_per_line: usize,
     pub partial_frame_timeout: Duration,
@@ -32,6 +35,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 512,
+            slot_wait: Duration::from_secs(2),
             max_buffered_bytes: 16 << 20,
             free_bytes_per_line: 64 << 10,
             partial_frame_timeout: Duration::from_secs(10),

@@ -1,7 +1,8 @@
 //! The accept loop. The listener and the shutdown signal are passed in, so tests bind
 //! their own socket in a temporary directory and stop the server when they are done.
-//! At most `limits.max_connections` connections are served at once; one more is answered
-//! with an error and closed.
+//! At most `limits.max_connections` connections are served at once; one more waits up to
+//! `limits.slot_wait` for a slot (at most as many wait), then is answered with an error
+//! and closed.
 //! On shutdown the server stops accepting, lets requests in flight finish within a grace
 //! period, and removes its socket file, but only if the path still names the socket this
 //! server bound: the same device and inode, and nobody answering on it (a file system
@@ -55,6 +56,9 @@ pub async fn run(
     let mut connections = JoinSet::new();
     let max_connections = ctx.limits.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
+    // Connections past the cap that wait for a slot; as many as may be served.
+    let waiting = Arc::new(Semaphore::new(max_connections));
+    let slot_wait = ctx.limits.slot_wait;
     let mut next_conn: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -63,23 +67,38 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     next_conn += 1;
+                    let (ctx, token, conn) = (Arc::clone(&ctx), stop.child_token(), next_conn);
                     match Arc::clone(&slots).try_acquire_owned() {
                         Ok(slot) => {
-                            let serving = connection::serve(
-                                stream,
-                                Arc::clone(&ctx),
-                                stop.child_token(),
-                                next_conn,
-                            );
                             connections.spawn(async move {
-                                serving.await;
+                                connection::serve(stream, ctx, token, conn).await;
                                 drop(slot);
                             });
                         }
-                        Err(_) => {
-                            tracing::warn!(max_connections, "refusing a connection past the limit");
-                            connections.spawn(connection::refuse_busy(stream, max_connections));
-                        }
+                        Err(_) => match Arc::clone(&waiting).try_acquire_owned() {
+                            Ok(queued) => {
+                                let slots = Arc::clone(&slots);
+                                connections.spawn(async move {
+                                    let slot =
+                                        tokio::time::timeout(slot_wait, slots.acquire_owned()).await;
+                                    drop(queued);
+                                    if let Ok(Ok(slot)) = slot {
+                                        connection::serve(stream, ctx, token, conn).await;
+                                        drop(slot);
+                                    } else {
+                                        tracing::warn!(
+                                            max_connections,
+                                            "refusing a connection that waited for a slot"
+                                        );
+                                        connection::refuse_busy(stream, max_connections).await;
+                                    }
+                                });
+                            }
+                            Err(_) => {
+                                tracing::warn!(max_connections, "refusing a connection past the limit");
+                                connections.spawn(connection::refuse_busy(stream, max_connections));
+                            }
+                        },
                     }
                 }
                 Err(error) if is_resource_exhaustion(&error) => {

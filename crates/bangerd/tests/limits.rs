@@ -115,9 +115,10 @@ impl Conn {
 }
 
 #[tokio::test]
-async fn connections_past_the_cap_are_refused_and_a_freed_slot_serves_again() {
+async fn connections_past_the_cap_wait_for_a_slot_then_are_refused() {
     let daemon = start(Limits {
         max_connections: 3,
+        slot_wait: Duration::from_secs(1),
         ..Limits::default()
     })
     .await;
