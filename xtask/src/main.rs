@@ -18,6 +18,7 @@
 )]
 
 mod bench;
+mod disk;
 mod layers;
 mod reliability;
 mod testrun;
@@ -76,6 +77,7 @@ pub(crate) fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
 fn ci(root: &Path, args: &[String]) -> Result<()> {
     let fast = args.iter().any(|a| a == "--fast");
     let started = std::time::Instant::now();
+    disk::report(root, "start");
     run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
     run(
         root,
@@ -98,6 +100,7 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("xtask: --fast: not running the real-guest profile");
     } else {
         // The vm profile's setup scripts build the binaries the e2e tests drive.
+        disk::report(root, "before the real-guest profile");
         outcomes.push(testrun::run(root, "vm", &[])?);
     }
     let summary: Vec<String> = outcomes.iter().map(testrun::Outcome::summary).collect();

@@ -289,6 +289,10 @@ mod tests {
     }
 
     /// Runs `skipping_child` in a child test process with `ci` as `CI`.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test binary re-runs itself; banger-exec is not a dependency here"
+    )]
     fn run_child(ci: &str) -> (std::process::Output, String) {
         let dir = std::env::temp_dir().join(format!("banger-requires-{}-{ci}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

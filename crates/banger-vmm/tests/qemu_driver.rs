@@ -1,5 +1,5 @@
-//! The QEMU driver and its QMP client against a real `qemu-system-x86_64` (skipped, with
-//! the reason printed, when QEMU is not installed). No real guest is needed: QMP is tested
+//! The QEMU driver and its QMP client against a real `qemu-system-x86_64` (a recorded skip,
+//! fatal under CI=true, when QEMU is not installed). No real guest is needed: QMP is tested
 //! on a QEMU started paused with no kernel at all, and the driver's launch/stop on a
 //! 36-byte multiboot "kernel" that only halts, which QEMU loads as readily as a vmlinux.
 //! Booting real guests belongs to the e2e crate.
@@ -87,6 +87,7 @@ fn spec(dir: &Path, kernel: PathBuf) -> LaunchSpec {
         cmdline: "console=ttyS0".into(),
         root_disk: disk,
         root_disk_format: DiskFormat::Raw,
+        extra_disks: Vec::new(),
         run_dir: dir.join("run"),
         serial_log: dir.join("serial.log"),
         net: None,
