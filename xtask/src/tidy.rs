@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["banger-model", "banger-sys", "banger-exec", "banger-proto"],
     ),
     ("banger-dns", &["banger-model"]),
+    ("banger-mcp", &[]),
     ("banger-ssh", &["banger-model", "banger-exec"]),
     ("banger-workspace", &["banger-model", "banger-exec"]),
     (
@@ -63,6 +64,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "banger-doctor",
             "banger-ssh",
             "banger-workspace",
+            "banger-mcp",
         ],
     ),
     ("banger-helper", &["banger-proto", "banger-sys"]),
