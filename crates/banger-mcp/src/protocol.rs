@@ -102,7 +102,8 @@ impl ToolResult {
     }
 
     /// The `tools/call` result: the JSON as text content (for clients without
-    /// structured content) and as `structuredContent`; errors as `isError: true`.
+    /// structured content) and as `structuredContent`; errors as `isError: true` with
+    /// text only (an error does not match the tool's output schema).
     pub fn to_value(&self) -> Value {
         match self {
             ToolResult::Ok(value) => json!({
@@ -117,7 +118,6 @@ impl ToolResult {
                 };
                 json!({
                     "content": [{"type": "text", "text": text}],
-                    "structuredContent": {"error": error, "hint": hint},
                     "isError": true,
                 })
             }
@@ -156,6 +156,6 @@ mod tests {
             value["content"][0]["text"],
             "error: VM x not found\nhint: `vm_list` shows VMs"
         );
-        assert_eq!(value["structuredContent"]["hint"], "`vm_list` shows VMs");
+        assert!(value.get("structuredContent").is_none());
     }
 }

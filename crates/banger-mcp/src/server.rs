@@ -30,7 +30,7 @@ pub enum CallError {
 }
 
 /// What the banger side plugs into the loop.
-pub trait Handler: Send + Sync + 'static {
+pub trait Handler: 'static {
     /// The tools `tools/list` shows (already filtered by the session's profile).
     fn tools(&self) -> Vec<Tool>;
     /// The client said who it is.
@@ -42,7 +42,7 @@ pub trait Handler: Send + Sync + 'static {
         name: String,
         arguments: Value,
         ctx: CallCtx,
-    ) -> impl Future<Output = Result<ToolResult, CallError>> + Send + 'static;
+    ) -> impl Future<Output = Result<ToolResult, CallError>> + 'static;
 }
 
 /// Fixed facts of the server.
@@ -128,6 +128,8 @@ pub struct CallCtx {
 type InFlight = Arc<Mutex<HashMap<Id, watch::Sender<bool>>>>;
 
 /// Serves until `reader` ends. I/O errors on the streams end the loop with that error.
+/// Calls run as local tasks (banger's daemon client is not `Send`), so this must run
+/// inside a [`tokio::task::LocalSet`].
 pub async fn serve<R, W, H>(
     mut reader: R,
     writer: W,
@@ -295,7 +297,7 @@ fn start_call<H: Handler>(
     let future = Arc::clone(handler).call(name.to_string(), arguments, ctx);
     let out = out.clone();
     let in_flight = Arc::clone(in_flight);
-    calls.spawn(async move {
+    calls.spawn_local(async move {
         let outcome = future.await;
         if let Ok(mut map) = in_flight.lock() {
             map.remove(&id);

@@ -98,7 +98,8 @@ fn start(handler: Arc<Fake>) -> (Client, tokio::task::JoinHandle<std::io::Result
         max_message_bytes: 1024,
         shutdown_grace: Duration::from_secs(5),
     };
-    let task = tokio::spawn(serve(BufReader::new(server_in), server_out, handler, info));
+    let task =
+        tokio::task::spawn_local(serve(BufReader::new(server_in), server_out, handler, info));
     (
         Client {
             input,
@@ -110,6 +111,8 @@ fn start(handler: Arc<Fake>) -> (Client, tokio::task::JoinHandle<std::io::Result
 
 #[tokio::test]
 async fn handshake_list_and_call() {
+    tokio::task::LocalSet::new()
+        .run_until(async move {
     let fake = Arc::new(Fake::default());
     let (mut c, _task) = start(Arc::clone(&fake));
     c.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"scripted","version":"1"}}}"#).await;
@@ -137,10 +140,14 @@ async fn handshake_list_and_call() {
     assert_eq!(answer["id"], 2);
     assert_eq!(answer["result"]["structuredContent"], json!({"a": 1}));
     assert_eq!(answer["result"]["isError"], false);
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn protocol_errors_are_answered_and_the_server_keeps_serving() {
+    tokio::task::LocalSet::new()
+        .run_until(async move {
     let (mut c, _task) = start(Arc::new(Fake::default()));
     let cases: &[(&str, Value, i64)] = &[
         ("{oops", Value::Null, code::PARSE_ERROR),
@@ -191,10 +198,14 @@ async fn protocol_errors_are_answered_and_the_server_keeps_serving() {
     );
     c.send(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"typed","arguments":{"n":2}}}"#).await;
     assert_eq!(c.recv().await["result"]["structuredContent"]["n"], 2);
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn cancellation_fires_the_call_and_suppresses_its_answer() {
+    tokio::task::LocalSet::new()
+        .run_until(async move {
     let fake = Arc::new(Fake::default());
     let (mut c, _task) = start(Arc::clone(&fake));
     c.send(r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"slow"}}"#)
@@ -213,17 +224,23 @@ async fn cancellation_fires_the_call_and_suppresses_its_answer() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the cancelled call did not run its cleanup");
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn end_of_input_cancels_running_calls_and_waits_for_them() {
-    let fake = Arc::new(Fake::default());
-    let (mut c, task) = start(Arc::clone(&fake));
-    c.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}"#)
+    tokio::task::LocalSet::new()
+        .run_until(async move {
+            let fake = Arc::new(Fake::default());
+            let (mut c, task) = start(Arc::clone(&fake));
+            c.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}"#)
+                .await;
+            c.send(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).await;
+            assert_eq!(c.recv().await["id"], 2);
+            drop(c.input);
+            task.await.unwrap().unwrap();
+            assert!(fake.cleaned_up.load(Ordering::SeqCst));
+        })
         .await;
-    c.send(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).await;
-    assert_eq!(c.recv().await["id"], 2);
-    drop(c.input);
-    task.await.unwrap().unwrap();
-    assert!(fake.cleaned_up.load(Ordering::SeqCst));
 }
