@@ -37,15 +37,9 @@ pub fn snippet(format: ConfigFormat, command: &str, args: &[String]) -> String {
     match format {
         ConfigFormat::Claude => {
             let value = json!({"mcpServers": {"banger": {"command": command, "args": argv}}});
-            let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
-            let shell_args = argv
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ");
             format!(
-                "# Claude Code: `claude mcp add banger -- {} {shell_args}`, or in .mcp.json:\n{pretty}\n",
-                shell_quote(command)
+                "{}\n",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
             )
         }
         ConfigFormat::Codex => {
@@ -70,6 +64,23 @@ pub fn snippet(format: ConfigFormat, command: &str, args: &[String]) -> String {
     }
 }
 
+/// A line for stderr beside the snippet: the command that registers it instead
+/// (Claude Code's `claude mcp add`), so the snippet itself stays pure JSON or TOML.
+pub fn note(format: ConfigFormat, command: &str, args: &[String]) -> Option<String> {
+    if format != ConfigFormat::Claude {
+        return None;
+    }
+    let shell_args = std::iter::once("mcp".to_string())
+        .chain(args.iter().cloned())
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(format!(
+        "for .mcp.json (project) or ~/.claude.json; or register it with: claude mcp add banger -- {} {shell_args}",
+        shell_quote(command)
+    ))
+}
+
 fn shell_quote(text: &str) -> String {
     if !text.is_empty()
         && text
@@ -89,9 +100,11 @@ mod tests {
     #[test]
     fn snippets_name_the_binary_and_args() {
         let args = vec!["--profile".to_string(), "run".to_string()];
-        let claude = snippet(ConfigFormat::Claude, "/usr/bin/banger", &args);
-        assert!(claude.contains("claude mcp add banger -- /usr/bin/banger mcp --profile run"));
-        assert!(claude.contains("\"mcpServers\""));
+        let claude: serde_json::Value =
+            serde_json::from_str(&snippet(ConfigFormat::Claude, "/usr/bin/banger", &args)).unwrap();
+        assert_eq!(claude["mcpServers"]["banger"]["args"][0], "mcp");
+        let note = note(ConfigFormat::Claude, "/usr/bin/banger", &args).unwrap();
+        assert!(note.contains("claude mcp add banger -- /usr/bin/banger mcp --profile run"));
         let codex = snippet(ConfigFormat::Codex, "/opt/my dir/banger", &args);
         assert!(codex.contains("command = \"/opt/my dir/banger\""));
         assert!(codex.contains("args = [\"mcp\", \"--profile\", \"run\"]"));

@@ -89,6 +89,9 @@ pub async fn mcp(ctx: &Ctx, args: McpArgs) -> Result<ExitCode, CliError> {
             extra.push("--allow-repo".into());
             extra.push(path.display().to_string());
         }
+        if let Some(note) = config::note(format, &command, &extra) {
+            render::note(&note);
+        }
         render::stdout(&config::snippet(format, &command, &extra))?;
         return Ok(ExitCode::SUCCESS);
     }
