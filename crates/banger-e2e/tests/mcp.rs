@@ -187,7 +187,7 @@ fn mcp_runs_cancels_and_keeps_to_its_profile_on_a_real_guest() {
         "file_write",
         json!({"vm": vm, "path": "/tmp/note.txt", "content": "line one\n\u{e9}t\u{e9}\n"}),
     );
-    assert_eq!(written["bytes"], 14);
+    assert_eq!(written["bytes"], 15);
     let read = mcp.call_ok("file_read", json!({"vm": vm, "path": "/tmp/note.txt"}));
     assert_eq!(read["content"], "line one\n\u{e9}t\u{e9}\n");
     assert_eq!(read["encoding"], "utf-8");
