@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use banger_e2e::{TestHost, bin_dir, skip_unless_vm_capable, wait_until};
+use banger_e2e::{TestHost, bin_dir, require_vm, wait_until};
 use serde_json::{Value, json};
 
 struct Mcp {
@@ -154,9 +154,7 @@ fn git(dir: &Path, args: &[&str]) {
 
 #[test]
 fn mcp_runs_cancels_and_keeps_to_its_profile_on_a_real_guest() {
-    if skip_unless_vm_capable("mcp_runs_cancels_and_keeps_to_its_profile_on_a_real_guest") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     let repo = host.root().join("repo");
     std::fs::create_dir_all(&repo).unwrap();

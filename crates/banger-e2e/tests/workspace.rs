@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, require_vm, text};
 use sha2::{Digest, Sha256};
 
 fn git(dir: &Path, args: &[&str]) {
@@ -218,10 +218,7 @@ fn diff(expected: &BTreeMap<Vec<u8>, String>, got: &BTreeMap<Vec<u8>, String>) -
 
 #[test]
 fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
-    if skip_unless_vm_capable("vm_run_copies_the_repository_in_and_runs_in_the_matching_directory")
-    {
-        return;
-    }
+    require_vm!();
     let mut host = TestHost::start().unwrap();
     let repo = fixture(host.root());
 
@@ -344,9 +341,7 @@ fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
 
 #[test]
 fn prepare_streams_into_a_running_vm_and_exec_runs_there() {
-    if skip_unless_vm_capable("prepare_streams_into_a_running_vm_and_exec_runs_there") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     let repo = fixture(host.root());
     host.create_vm("live", &["--image", "tiny"]);
