@@ -299,3 +299,43 @@ fn print_config_names_this_binary() {
     assert!(text.contains(r#""mcp", "--profile", "full""#), "{text}");
     assert!(text.contains("banger\""), "{text}");
 }
+
+#[test]
+fn a_cancelled_vm_run_drops_the_exec_and_deletes_its_vm() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::events_then(
+            "vm.create",
+            vec![Event::Stage {
+                op: "op-1".into(),
+                stage: "reserve name".into(),
+                state: StageState::Done,
+                elapsed_ms: 1,
+                detail: Some("gentle-otter".into()),
+            }],
+            vm_json("gentle-otter", "running"),
+        ),
+        // The command never ends on its own.
+        Reply::hang("vm.exec", vec![]),
+        Reply::ok("vm.delete", vm_json("gentle-otter", "stopped")),
+    ]);
+    let mut mcp = Mcp::start(Some(daemon.socket()), &[]);
+    mcp.handshake();
+    mcp.send_line(
+        r#"{"jsonrpc":"2.0","id":"run","method":"tools/call","params":{"name":"vm_run","arguments":{"argv":["sleep","1000"]}}}"#,
+    );
+    assert!(daemon.wait_for("vm.exec", Duration::from_secs(30)));
+    mcp.send_line(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"run","reason":"test"}}"#,
+    );
+    assert!(
+        daemon.wait_for("vm.delete", Duration::from_secs(30)),
+        "the cancelled vm_run deleted its VM"
+    );
+    // The cancelled call is never answered; the next answer is the ping's.
+    let pong = mcp.request("ping", json!({}));
+    assert_eq!(pong["result"], json!({}));
+    mcp.finish();
+    let received = daemon.finish();
+    assert_eq!(received[2].params["vm"], "gentle-otter");
+    assert_eq!(received[2].params["force"], true);
+}
