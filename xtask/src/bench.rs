@@ -11,7 +11,9 @@
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
-//!   with `cargo xtask bench workspaces`, it needs root).
+//!   with `cargo xtask bench workspaces`, it needs root);
+//! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
+//!   only with `cargo xtask bench mcp`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +23,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_images.rs"]
 mod images;
+#[path = "bench_mcp.rs"]
+mod mcp;
 #[path = "bench_workspaces.rs"]
 mod workspaces;
 
@@ -191,6 +195,9 @@ fn rss_kib(pid: u32) -> Result<u64> {
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("workspaces") {
         return workspaces::run(root);
+    }
+    if args.first().map(String::as_str) == Some("mcp") {
+        return mcp::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;

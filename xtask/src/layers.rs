@@ -157,6 +157,13 @@ pub const RULES: &[Rule] = &[
         note: "",
     },
     Rule {
+        krate: "banger-mcp",
+        layer: Layer::Protocols,
+        may_use: &[],
+        tests_may_use: &[],
+        note: "the MCP subset `banger mcp` serves (JSON-RPC loop, session policy); knows nothing of the daemon",
+    },
+    Rule {
         krate: "banger-dns",
         layer: Layer::Services,
         may_use: &["banger-model"],
@@ -229,9 +236,10 @@ pub const RULES: &[Rule] = &[
             "banger-ssh",
             "banger-workspace",
             "banger-tar",
+            "banger-mcp",
         ],
         tests_may_use: &[],
-        note: "talks to the daemon only; doctor's read-only checks run locally so `banger doctor` works while the daemon is down; the ssh argv and config block come from `banger-ssh`; a workspace's files are read on the user's side (`banger-workspace`, `banger-tar`)",
+        note: "talks to the daemon only; doctor's read-only checks run locally so `banger doctor` works while the daemon is down; the ssh argv and config block come from `banger-ssh`; a workspace's files are read on the user's side (`banger-workspace`, `banger-tar`); `banger mcp` runs on `banger-mcp`",
     },
     Rule {
         krate: "banger-helper",
