@@ -54,7 +54,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     // gives it the ssh argv and config block.
     (
         "banger",
-        &["banger-api", "banger-model", "banger-doctor", "banger-ssh"],
+        &[
+            "banger-api",
+            "banger-model",
+            "banger-doctor",
+            "banger-ssh",
+            "banger-sys",
+            "banger-exec",
+        ],
     ),
     ("banger-helper", &["banger-proto", "banger-sys"]),
     ("banger-agent", &["banger-proto", "banger-sys"]),
