@@ -264,4 +264,63 @@ mod tests {
         assert_eq!(quote("HOME=/home/a b"), "\"HOME=/home/a b\"");
         assert_eq!(quote("a\"b"), "\"a\\\"b\"");
     }
+
+    fn analyze(args: &[&str]) -> Option<(bool, String)> {
+        let child = std::process::Command::new("systemd-analyze")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some((out.status.success(), text))
+    }
+
+    /// `systemd-analyze verify` accepts both units and `security --offline` scores them
+    /// (binaries pointed at /usr/bin/true, since verify wants ExecStart to exist).
+    #[test]
+    fn units_pass_systemd_analyze() {
+        if analyze(&["--version"]).is_none() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "systemd-analyze is missing (package systemd)"
+            );
+            eprintln!("SKIPPED units_pass_systemd_analyze: no systemd-analyze");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut metadata = metadata();
+        metadata.paths.helper = "/usr/bin/true".into();
+        metadata.paths.bangerd = "/usr/bin/true".into();
+        for service in [Service::Helper, Service::Daemon] {
+            let path = dir.path().join(service.unit_name());
+            std::fs::write(&path, unit(&metadata, service)).unwrap();
+            let path = path.display().to_string();
+            let (ok, text) = analyze(&["verify", &path]).unwrap();
+            assert!(ok && text.trim().is_empty(), "verify {path}: {text}");
+            let (_, text) = analyze(&["security", "--offline=yes", &path]).unwrap();
+            let score = text
+                .lines()
+                .find_map(|l| l.split("Overall exposure level for ").nth(1))
+                .and_then(|rest| rest.split(": ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no score in {text}"));
+            eprintln!("EXPOSURE {}: {score}", service.unit_name());
+            let limit = match service {
+                Service::Helper => 4.0,
+                Service::Daemon => 2.5,
+            };
+            assert!(
+                score <= limit,
+                "{}: exposure {score} > {limit}\n{text}",
+                service.unit_name()
+            );
+        }
+    }
 }
