@@ -9,7 +9,9 @@
 //! - daemon idle RSS;
 //! - `vm exec true` round trip (the RPC, and the whole CLI process);
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
-//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone).
+//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
+//! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
+//!   with `cargo xtask bench workspaces`, it needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_images.rs"]
 mod images;
+#[path = "bench_workspaces.rs"]
+mod workspaces;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -185,6 +189,9 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("workspaces") {
+        return workspaces::run(root);
+    }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
