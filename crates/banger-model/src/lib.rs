@@ -13,6 +13,7 @@ pub mod signal;
 pub mod size;
 pub mod spec;
 pub mod state;
+pub mod system;
 pub mod vm;
 pub mod workspace;
 

@@ -7,6 +7,7 @@ pub mod fdpass;
 pub mod kvm;
 pub mod peer;
 pub mod process;
+pub mod service;
 pub mod space;
 pub mod tap;
 pub mod tsc;
