@@ -352,11 +352,20 @@ async fn faults_reach_the_caller() {
         other => panic!("expected a fault, got {other:?}"),
     }
 
+    // The driver refuses more than 32 vCPUs before sending anything (`BootPlan`); a plan
+    // forced past that check shows the limit is the contract's.
     let too_many = LaunchSpec {
         vcpus: 64,
         ..launch_spec(dir.path(), false)
     };
-    match client.configure_and_start(&plan_for(&too_many)).await {
+    let paths = FirecrackerPaths::in_run_dir(&too_many.run_dir);
+    assert!(matches!(
+        BootPlan::from_spec(&too_many, &paths),
+        Err(VmmError::Unsupported { .. })
+    ));
+    let mut forced = plan_for(&launch_spec(dir.path(), false));
+    forced.vcpus = 64;
+    match client.configure_and_start(&forced).await {
         Err(VmmError::Api {
             request,
             source: ApiError::Fault { fault_message, .. },

@@ -124,6 +124,14 @@ impl BootPlan {
         if spec.root_disk_format == DiskFormat::Qcow2 {
             return Err(unsupported("boot from a qcow2 disk (raw images only)"));
         }
+        if spec.vcpus > crate::warm::FIRECRACKER_MAX_VCPUS {
+            return Err(unsupported(&format!(
+                "run {} vCPUs (its limit is {}; ask for --vcpus {} or fewer)",
+                spec.vcpus,
+                crate::warm::FIRECRACKER_MAX_VCPUS,
+                crate::warm::FIRECRACKER_MAX_VCPUS
+            )));
+        }
         Ok(BootPlan {
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
@@ -417,6 +425,25 @@ mod tests {
         let error =
             BootPlan::from_spec(&spec, &FirecrackerPaths::in_run_dir(&spec.run_dir)).unwrap_err();
         assert!(matches!(error, VmmError::Unsupported { .. }), "{error}");
+    }
+
+    #[test]
+    fn more_than_32_vcpus_are_refused() {
+        let at_limit = LaunchSpec {
+            vcpus: 32,
+            ..spec()
+        };
+        let paths = FirecrackerPaths::in_run_dir(&at_limit.run_dir);
+        assert_eq!(BootPlan::from_spec(&at_limit, &paths).unwrap().vcpus, 32);
+        let too_many = LaunchSpec {
+            vcpus: 33,
+            ..spec()
+        };
+        let error = BootPlan::from_spec(&too_many, &paths).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "firecracker cannot run 33 vCPUs (its limit is 32; ask for --vcpus 32 or fewer)"
+        );
     }
 
     #[test]
