@@ -33,9 +33,6 @@ pub struct WarmLaunch {
     pub ignore_shared: bool,
     /// Leave the guest paused after loading (to save it again without running it).
     pub paused: bool,
-    /// The NIC keeps its device but gets no host side (no tap): for a VMM that loads a
-    /// snapshot only to save it again.
-    pub detached_nic: bool,
 }
 
 /// Saving a running guest.

@@ -106,9 +106,6 @@ impl QemuDriver {
         let stderr = process::create_log(&paths.stderr_log)?;
         let mut args = qemu_args(spec, &options, &paths);
         if let Some(warm) = warm {
-            if warm.detached_nic {
-                super::warm::detach_nic(&mut args);
-            }
             args.extend(super::warm::warm_args(warm, spec.memory_mib));
         }
         let mut spawned = process::spawn(VmmCommand {

@@ -30,10 +30,6 @@ pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pause between `query-migrate` polls.
 const POLL: Duration = Duration::from_millis(5);
 
-/// The `-netdev` of a NIC without a host side: the guest keeps its virtio-net device
-/// (the saved state has one) while a QEMU that only converts a snapshot needs no tap.
-pub const DETACHED_NETDEV: &str = "hubport,id=n0,hubid=0";
-
 /// Arguments appended to the usual command line for `warm` (`memory_mib` sizes the
 /// backend). Later `-machine` options add to the first one.
 pub fn warm_args(warm: &WarmLaunch, memory_mib: u64) -> Vec<OsString> {
@@ -57,15 +53,6 @@ pub fn warm_args(warm: &WarmLaunch, memory_mib: u64) -> Vec<OsString> {
         }
     }
     args
-}
-
-/// Replaces the tap of the NIC by [`DETACHED_NETDEV`] in a built command line.
-pub fn detach_nic(args: &mut [OsString]) {
-    if let Some(index) = args.iter().position(|arg| arg == "-netdev")
-        && let Some(value) = args.get_mut(index + 1)
-    {
-        *value = DETACHED_NETDEV.into();
-    }
 }
 
 /// The `file:` migration URI for `path`. QEMU reads options after a comma in it, so a
@@ -292,19 +279,6 @@ mod tests {
         for (warm, expected) in cases {
             assert_eq!(render(&warm_args(&warm, 512)), expected, "{warm:?}");
         }
-    }
-
-    #[test]
-    fn detach_nic_replaces_only_the_netdev() {
-        let mut args: Vec<OsString> = ["-m", "512", "-netdev", "tap,id=n0,fd=0", "-device", "x"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        detach_nic(&mut args);
-        assert_eq!(
-            render(&args),
-            "-m 512 -netdev hubport,id=n0,hubid=0 -device x"
-        );
     }
 
     #[test]

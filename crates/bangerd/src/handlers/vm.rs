@@ -52,7 +52,7 @@ pub async fn show(
     Ok(with_pid(ctx, record))
 }
 
-fn vm_error(err: banger_vm::VmError) -> ApiError {
+pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
     use banger_vm::VmErrorKind;
     let message = banger_vm::chain(&err);
     let missing = match &err {
@@ -78,7 +78,7 @@ fn vm_error(err: banger_vm::VmError) -> ApiError {
     }
 }
 
-fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
+pub(crate) fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
     let mut info = vm_view::vm_info(record);
     info.pid = ctx.services.vms.pid_of(&record.id);
     info
