@@ -354,3 +354,134 @@ fn forks_of_one_snapshot_are_distinct_machines_on_private_disks() -> Result<()> 
     drop(lab);
     Ok(())
 }
+
+fn sigkill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill -9 {pid} failed");
+}
+
+/// Runs `call` through the API and SIGKILLs the daemon when stage `stage` starts;
+/// returns whether it did.
+fn kill_at_stage<M: banger_api::Method>(host: &TestHost, params: &M::Params, stage: &str) -> bool
+where
+    M::Params: Sync,
+{
+    let daemon = host.daemon_pid().unwrap();
+    let mut fired = false;
+    let _ = host.block_on(async {
+        let mut client = host.client().await.unwrap();
+        client
+            .call::<M>(params, |event| {
+                if !fired
+                    && matches!(&event, banger_api::Event::Stage { stage: s, state: banger_api::StageState::Started, .. } if s == stage)
+                {
+                    fired = true;
+                    sigkill(daemon);
+                }
+            })
+            .await
+    });
+    fired
+}
+
+/// The daemon SIGKILLed mid-snapshot (while the source is paused, and while the memory
+/// is converted) and mid-fork (while the fork is restored): after a restart no snapshot,
+/// file, fork or VMM is left half-made, and the source VM runs and answers.
+#[test]
+fn daemon_killed_mid_snapshot_or_mid_fork_leaves_nothing_half_made() {
+    let test = "daemon_killed_mid_snapshot_or_mid_fork_leaves_nothing_half_made";
+    if skip_unless_vm_capable(test) {
+        return;
+    }
+    let mut host = TestHost::start().unwrap();
+    host.create_vm("src", &["--image", "tiny"]);
+    let snapshots = host.state_dir().join("snapshots");
+    for stage in ["pause and save", "save memory"] {
+        let params = banger_api::methods::VmSnapshotParams {
+            vm: "src".into(),
+            name: Some("cut".into()),
+        };
+        assert!(
+            kill_at_stage::<banger_api::methods::VmSnapshot>(&host, &params, stage),
+            "stage {stage} never started"
+        );
+        host.kill_daemon(9).unwrap();
+        host.start_daemon().unwrap();
+        assert_eq!(
+            host.banger_json(&["vm", "snapshot", "list"]),
+            serde_json::json!([]),
+            "killed at {stage}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&snapshots)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "killed at {stage}: {left:?} left");
+        let src = host.vm_show("src");
+        assert_eq!(src["state"], "running", "killed at {stage}: {src}");
+        let pid = src["pid"].as_u64().unwrap() as u32;
+        assert_eq!(
+            host.vmm_pids(),
+            vec![pid],
+            "killed at {stage}: only the source's VMM runs"
+        );
+        let hostname = banger_e2e::wait_until(
+            "the source answers after the restart",
+            Duration::from_secs(60),
+            || {
+                let out = host.exec("src", &["hostname"]);
+                if out.status.success() {
+                    Ok(text(&out.stdout))
+                } else {
+                    Err(text(&out.stderr))
+                }
+            },
+        );
+        assert_eq!(hostname.trim(), "src", "killed at {stage}");
+    }
+
+    host.banger_ok(&["vm", "snapshot", "src", "--name", "base"]);
+    let params = banger_api::methods::VmForkParams {
+        source: "base".into(),
+        name: Some("k".into()),
+        count: Some(1),
+    };
+    assert!(kill_at_stage::<banger_api::methods::VmFork>(
+        &host, &params, "restore"
+    ));
+    host.kill_daemon(9).unwrap();
+    host.start_daemon().unwrap();
+    assert_eq!(
+        host.vm_names(),
+        vec!["src".to_string()],
+        "the cut fork is gone"
+    );
+    let src_pid = host.vm_show("src")["pid"].as_u64().unwrap() as u32;
+    assert_eq!(
+        host.vmm_pids(),
+        vec![src_pid],
+        "no VMM of the cut fork is left"
+    );
+    let src_id = host.vm_show("src")["id"].as_str().unwrap().to_string();
+    for dir in host.vm_dirs() {
+        assert!(
+            dir.ends_with(&src_id),
+            "only the source's directories are left: {}",
+            dir.display()
+        );
+    }
+    let list = host.banger_json(&["vm", "snapshot", "list"]);
+    assert_eq!(list[0]["name"], "base");
+    assert_eq!(list[0]["state"], "ready");
+    // The snapshot still forks.
+    let forks = host.banger_json(&["vm", "fork", "base", "--name", "k"]);
+    assert_eq!(forks[0]["state"], "running");
+    assert_eq!(host.exec_ok("k", &["hostname"]).trim(), "k");
+    for vm in ["k", "src"] {
+        host.banger_ok(&["vm", "delete", "--force", vm]);
+    }
+    host.banger_ok(&["vm", "snapshot", "delete", "base"]);
+    host.assert_no_vm_left("after the crash test");
+}
