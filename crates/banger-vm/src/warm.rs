@@ -303,6 +303,7 @@ impl VmService {
                 &SnapshotRequest {
                     state_file: paths.stream.clone(),
                     ignore_shared: false,
+                    memory_file: None,
                 },
             )
             .await;
@@ -415,6 +416,7 @@ impl VmService {
                 &SnapshotRequest {
                     state_file: paths.state.clone(),
                     ignore_shared: true,
+                    memory_file: None,
                 },
             )
             .await;

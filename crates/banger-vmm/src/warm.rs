@@ -41,8 +41,12 @@ pub struct SnapshotRequest {
     /// Where the state goes; written by the VMM, mode 0600.
     pub state_file: PathBuf,
     /// Leave guest RAM out of the state file: the guest's RAM is a shared memory file
-    /// ([`MemoryFile::shared`]), which already holds it.
+    /// ([`MemoryFile::shared`]), which already holds it (QEMU).
     pub ignore_shared: bool,
+    /// Where a VMM that writes guest memory to a file of its own puts it (Firecracker's
+    /// `mem_file_path`); QEMU keeps RAM in the state file or the shared memory file and
+    /// ignores this.
+    pub memory_file: Option<PathBuf>,
 }
 
 /// What a saved snapshot cost.

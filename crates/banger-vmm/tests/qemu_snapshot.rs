@@ -120,6 +120,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
             &SnapshotRequest {
                 state_file: stream.clone(),
                 ignore_shared: false,
+                memory_file: None,
             },
         )
         .await
@@ -158,6 +159,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
             &SnapshotRequest {
                 state_file: state.clone(),
                 ignore_shared: true,
+                memory_file: None,
             },
         )
         .await
