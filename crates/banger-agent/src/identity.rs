@@ -116,13 +116,19 @@ fn machine_id(root: &Path, report: &mut Report) {
     }
 }
 
-/// Replaces the ssh host keys the image has: OpenSSH's are regenerated (`ssh-keygen -A`)
-/// and sshd restarted; dropbear's are removed (it makes new ones on first use with `-R`).
+/// Replaces the ssh host keys the image has. OpenSSH's are all removed and an ed25519
+/// key made (`ssh-keygen -t ed25519`, a fraction of a second; an RSA key takes about 8 s
+/// under TCG, so none is made: sshd serves the keys that exist), then sshd restarted.
+/// Dropbear's are removed (it makes new ones on first use with `-R`, or banger's host
+/// key read does).
 fn ssh_host_keys(root: &Path, report: &mut Report) {
-    let openssh = remove_matching(&root.join("etc/ssh"), "ssh_host_", report);
+    let ssh_dir = root.join("etc/ssh");
+    let openssh = remove_matching(&ssh_dir, "ssh_host_", report);
     let dropbear = remove_matching(&root.join("etc/dropbear"), "dropbear_", report);
     if openssh > 0 {
-        match run(&["ssh-keygen", "-A"]) {
+        let key = ssh_dir.join("ssh_host_ed25519_key");
+        let key = key.to_string_lossy();
+        match run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &key]) {
             Ok(()) => report.done.push("ssh host keys".into()),
             Err(error) => report.warnings.push(error),
         }
