@@ -6,7 +6,8 @@
 //!   the same result: `vm fork SNAP` + `vm exec -- true` + `vm delete`;
 //! - `vm fork -n 4` against 4 `vm create` started at once;
 //! - private memory (RssAnon) of a fork's QEMU against a cold-booted one's;
-//! - `vm snapshot` time and file sizes for 512 MiB and 2 GiB guests.
+//! - `vm snapshot` time and file sizes for 512 MiB and 2 GiB guests;
+//! - the first comparison again on debian-bookworm (3 rounds).
 //!
 //! Guests have no network here (no root helper), so forks skip the address part of
 //! their identity fix-up.
@@ -20,6 +21,7 @@ use super::{Bench, median};
 
 const ROUNDS: usize = 5;
 const FORKS: usize = 4;
+const DEBIAN_ROUNDS: usize = 3;
 
 fn rss_anon_kib(pid: u64) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -66,19 +68,18 @@ fn snapshot_of(bench: &Bench, vm: &str, memory: &str) -> Result<(f64, u64, u64, 
     ))
 }
 
-/// Runs the warm-start benchmarks against `bench`'s daemon; returns the section.
-pub(super) fn section(bench: &Bench) -> Result<String> {
-    eprintln!("bench warm: pulling tiny and its kernel (cached after the first run)");
-    bench.banger(&["image", "pull", "tiny"])?;
-    bench.banger(&["kernel", "pull", "debian-6.1-cloud"])?;
-
-    let (snap512, state512, mem512, disk512) = snapshot_of(bench, "warm-src", "512MiB")?;
-    let snap = "warm-src-snap";
-
+/// `vm run --image IMAGE --rm -- true` against `vm fork SNAP` + `vm exec -- true` (+
+/// `vm delete`), alternating; returns (cold, warm with the delete, warm to the result).
+fn compare(
+    bench: &Bench,
+    image: &str,
+    snap: &str,
+    rounds: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     let mut warm_ready = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let order: &[bool] = if round % 2 == 0 {
             &[true, false]
         } else {
@@ -87,7 +88,7 @@ pub(super) fn section(bench: &Bench) -> Result<String> {
         for &is_cold in order {
             let t = Instant::now();
             if is_cold {
-                bench.banger(&["vm", "run", "--image", "tiny", "--rm", "--", "true"])?;
+                bench.banger(&["vm", "run", "--image", image, "--rm", "--", "true"])?;
                 cold.push(t.elapsed().as_secs_f64());
             } else {
                 let name = format!("warm-{round}");
@@ -99,10 +100,22 @@ pub(super) fn section(bench: &Bench) -> Result<String> {
             }
         }
         eprintln!(
-            "bench warm: round {round}: cold {:.2}s, warm {:.2}s",
+            "bench warm: {image} round {round}: cold {:.2}s, warm {:.2}s",
             cold[round], warm[round]
         );
     }
+    Ok((cold, warm, warm_ready))
+}
+
+/// Runs the warm-start benchmarks against `bench`'s daemon; returns the section.
+pub(super) fn section(bench: &Bench) -> Result<String> {
+    eprintln!("bench warm: pulling tiny and its kernel (cached after the first run)");
+    bench.banger(&["image", "pull", "tiny"])?;
+    bench.banger(&["kernel", "pull", "debian-6.1-cloud"])?;
+
+    let (snap512, state512, mem512, disk512) = snapshot_of(bench, "warm-src", "512MiB")?;
+    let snap = "warm-src-snap";
+    let (cold, warm, warm_ready) = compare(bench, "tiny", snap, ROUNDS)?;
 
     // Four at once: `vm fork -n 4` against four `vm create` started together.
     let t = Instant::now();
@@ -150,6 +163,25 @@ pub(super) fn section(bench: &Bench) -> Result<String> {
         bench.banger(&["vm", "snapshot", "delete", &format!("{vm}-snap")])?;
     }
 
+    eprintln!("bench warm: debian-bookworm (built once, cached after)");
+    bench.banger(&["image", "pull", "debian-bookworm"])?;
+    bench.banger(&[
+        "vm",
+        "create",
+        "--image",
+        "debian-bookworm",
+        "--name",
+        "warm-deb",
+    ])?;
+    let t = Instant::now();
+    let deb_snap = bench.json(&["vm", "snapshot", "warm-deb", "--name", "warm-deb-snap"])?;
+    let deb_snap_secs = t.elapsed().as_secs_f64();
+    let deb_snap_bytes = deb_snap["size_bytes"].as_u64().unwrap_or(0);
+    let (deb_cold, deb_warm, deb_ready) =
+        compare(bench, "debian-bookworm", "warm-deb-snap", DEBIAN_ROUNDS)?;
+    bench.banger(&["vm", "delete", "--force", "warm-deb"])?;
+    bench.banger(&["vm", "snapshot", "delete", "warm-deb-snap"])?;
+
     let cold_median = median(&mut cold.clone());
     let warm_median = median(&mut warm.clone());
     let ready_median = median(&mut warm_ready.clone());
@@ -171,6 +203,14 @@ pub(super) fn section(bench: &Bench) -> Result<String> {
     out.push_str(&format!(
         "\nCold / warm (with the delete): **{:.1}x**. Raw: cold {cold:.2?}, warm {warm:.2?}, warm to the result {warm_ready:.2?}.\n",
         cold_median / warm_median
+    ));
+    let deb_cold_median = median(&mut deb_cold.clone());
+    let deb_warm_median = median(&mut deb_warm.clone());
+    out.push_str(&format!(
+        "\n| debian-bookworm (systemd; snapshot taken as soon as the agent answered), median of {DEBIAN_ROUNDS} | seconds |\n| --- | --- |\n| cold: `vm run --image debian-bookworm --rm -- true` | {deb_cold_median:.2} |\n| warm: `vm fork SNAP` + `vm exec -- true` | {:.2} |\n| warm, with `vm delete --force` after | {deb_warm_median:.2} |\n\nCold / warm (with the delete): **{:.1}x**. `vm snapshot` of it: {deb_snap_secs:.2} s, {} on disk. Raw: cold {deb_cold:.2?}, warm {deb_warm:.2?}.\n",
+        median(&mut deb_ready.clone()),
+        deb_cold_median / deb_warm_median,
+        mib(deb_snap_bytes)
     ));
     out.push_str(&format!(
         "\n| {FORKS} VMs | seconds |\n| --- | --- |\n| `vm fork SNAP -n {FORKS}` | {fork4:.2} |\n| {FORKS} `vm create --image tiny` started at once | {create4:.2} |\n\nRatio: **{:.1}x** (one run each).\n",
