@@ -758,14 +758,20 @@ fn remove_snapshot_files(paths: &SnapshotPaths) -> Result<(), VmError> {
     Ok(())
 }
 
-/// `1.5 MiB`-style sizes for stage details.
+/// `859.9 MiB`-style sizes for stage details.
 pub(crate) fn human_bytes(bytes: u64) -> String {
-    ByteSize(bytes).to_string()
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stage_sizes_read_in_mib() {
+        assert_eq!(human_bytes(901_685_248), "859.9 MiB");
+        assert_eq!(human_bytes(0), "0.0 MiB");
+    }
 
     #[test]
     fn fork_names_table() {
