@@ -12,6 +12,8 @@
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - warm starts: `vm fork` from a snapshot vs cold boots (`bench_warm.rs`; `cargo xtask
 //!   bench warm` runs that part alone, on a debug build).
+//! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
+//!   with `cargo xtask bench workspaces`, it needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +25,8 @@ use anyhow::{Context, Result, bail};
 mod images;
 #[path = "bench_warm.rs"]
 mod warm;
+#[path = "bench_workspaces.rs"]
+mod workspaces;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -221,6 +225,9 @@ fn rss_kib(pid: u32) -> Result<u64> {
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("warm") {
         return run_warm(root);
+    }
+    if args.first().map(String::as_str) == Some("workspaces") {
+        return workspaces::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;

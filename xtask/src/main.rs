@@ -34,7 +34,7 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci [--fast]|tidy|agent|bench [images|warm]>");
+            eprintln!("usage: cargo xtask <ci [--fast]|tidy|agent|bench [images|warm|workspaces]>");
             std::process::exit(2);
         }
     }

@@ -17,6 +17,7 @@ mod operations;
 mod select;
 mod snapshots;
 mod vms;
+mod workspaces;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -20,6 +20,7 @@ mod reserve;
 pub mod resolv;
 mod service;
 pub mod warm;
+pub mod workspace;
 
 pub use create::CreateRequest;
 pub use error::{VmError, VmErrorKind, chain};
@@ -29,3 +30,4 @@ pub use reconcile::ReconcileReport;
 pub use reconcile_net::{NetCleanup, NetOwners, plan_cleanup};
 pub use service::{StoreAccess, VmService, VmServiceConfig, artifact_of, init_name};
 pub use warm::{ForkRequest, SnapshotPaths};
+pub use workspace::WorkspaceRequest;

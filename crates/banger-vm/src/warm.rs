@@ -230,6 +230,14 @@ impl VmService {
                 )));
             }
         };
+        if !self.extra_disks(&vm).is_empty() {
+            return Err(VmError::Conflict(format!(
+                "VM {} has a workspace disk; snapshots of VMs with a workspace disk are not \
+                 yet available (snapshot a VM made without PATH, then `vm workspace prepare` \
+                 its forks)",
+                vm.name
+            )));
+        }
         progress.stage_started(RESERVE_NAME_STAGE);
         let id = VmId::from_random(fastrand::u64(..)).to_string();
         let name = name.unwrap_or_else(|| format!("{}-{}", vm.name, &id[..6]));
@@ -339,6 +347,8 @@ impl VmService {
             cmdline: kernel_cmdline(vm.name.as_str(), None),
             root_disk: paths.disk.clone(),
             root_disk_format: DiskFormat::Raw,
+            // Snapshots of VMs with a workspace disk are refused (see `snapshot`).
+            extra_disks: Vec::new(),
             run_dir: paths.run_dir.clone(),
             serial_log: paths.dir.join("convert.log"),
             net: None,
@@ -606,6 +616,8 @@ impl VmService {
             cmdline: kernel_cmdline(vm.name.as_str(), None),
             root_disk: paths.root_disk.clone(),
             root_disk_format: DiskFormat::Raw,
+            // Snapshots of VMs with a workspace disk are refused (see `snapshot`).
+            extra_disks: Vec::new(),
             run_dir: paths.run_dir.clone(),
             serial_log: paths.serial_log.clone(),
             net,

@@ -70,6 +70,7 @@ fn spec(dir: &Path, name: &str, kernel: &Path) -> LaunchSpec {
         cmdline: "console=ttyS0".into(),
         root_disk: disk,
         root_disk_format: DiskFormat::Raw,
+        extra_disks: Vec::new(),
         run_dir: vm_dir.join("run"),
         serial_log: vm_dir.join("serial.log"),
         net: None,
