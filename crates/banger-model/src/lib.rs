@@ -27,5 +27,5 @@ pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};
 pub use state::{UnknownState, VmState};
-pub use vm::{VmRecord, VmRuntime};
+pub use vm::{ForkOrigin, VmRecord, VmRuntime};
 pub use workspace::{Workspace, WorkspaceDelivery};

@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 pub mod fdpass;
+pub mod guest;
 pub mod kvm;
 pub mod peer;
 pub mod process;

@@ -8,7 +8,7 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
     completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_exec,
-    vm_lifecycle, vm_list, vm_logs, vm_run, vm_set, vm_show, vm_ssh, workspace,
+    vm_lifecycle, vm_list, vm_logs, vm_run, vm_set, vm_show, vm_snapshot, vm_ssh, workspace,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -116,6 +116,8 @@ pub enum VmCommand {
     Stats(vm_show::StatsArgs),
     Ports(vm_show::PortsArgs),
     Set(vm_set::SetArgs),
+    Snapshot(vm_snapshot::SnapshotArgs),
+    Fork(vm_snapshot::ForkArgs),
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
 }

@@ -20,6 +20,7 @@ pub mod vm_logs;
 pub mod vm_run;
 pub mod vm_set;
 pub mod vm_show;
+pub mod vm_snapshot;
 pub mod vm_ssh;
 pub mod workspace;
 pub mod workspace_exec;
@@ -55,6 +56,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
             VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
+            VmCommand::Snapshot(args) => done(vm_snapshot::snapshot(ctx, args).await),
+            VmCommand::Fork(args) => done(vm_snapshot::fork(ctx, args).await),
             VmCommand::Workspace(WorkspaceCommand::Prepare(args)) => {
                 done(workspace::prepare(ctx, args).await)
             }
