@@ -87,15 +87,7 @@ fn nft_ruleset() -> String {
 
 #[test]
 fn supervised_install_restart_on_crash_upgrade_and_clean_uninstall() {
-    const TEST: &str = "supervised_install_restart_on_crash_upgrade_and_clean_uninstall";
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{TEST} needs root (the helper creates a bridge)"
-        );
-        eprintln!("SKIPPED {TEST}: needs root (the helper creates a bridge)");
-        return;
-    }
+    banger_requires::require!(Root);
     for binary in ["bangerd", "banger-helper"] {
         assert!(
             bin_dir().join(binary).is_file(),
