@@ -32,7 +32,7 @@ pub(crate) fn report(root: &Path, stage: &str) {
 
 fn free_mib(path: &Path) -> Option<u64> {
     let out = Command::new("df")
-        .args(["-P", "-B1M", "--output=avail"])
+        .args(["-B1M", "--output=avail"])
         .arg(path)
         .output()
         .ok()?;
