@@ -79,6 +79,29 @@ impl VmService {
         Ok(agent.exec_with_cancel(request, on_output, cancel).await?)
     }
 
+    /// Like [`Self::exec`], feeding `stdin` to the command (it sees end of file when
+    /// `stdin` ends).
+    pub async fn exec_with_stdin<R>(
+        &self,
+        query: &str,
+        request: ExecRequest,
+        stdin: R,
+        on_output: impl FnMut(banger_proto::agent::Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+    ) -> Result<i32, VmError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        let vm = self.find(query)?;
+        if request.argv.is_empty() {
+            return Err(VmError::BadRequest("no command given".into()));
+        }
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent
+            .exec_with_stdin(request, stdin, on_output, cancel)
+            .await?)
+    }
+
     /// Listening sockets in the guest. Right after a boot this first waits for the guest's
     /// ssh set-up, so sshd is not missing from the list of a VM that was just created.
     pub async fn ports(&self, query: &str) -> Result<(VmRecord, Vec<ListeningPort>), VmError> {

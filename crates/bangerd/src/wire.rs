@@ -27,6 +27,10 @@ pub enum Incoming {
 pub struct FrameReader<R> {
     inner: BufReader<R>,
     max_len: usize,
+    /// The line read so far, kept across calls so that dropping `next` (it runs inside
+    /// `select!` while a request streams input) loses nothing.
+    line: Vec<u8>,
+    oversized: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -38,20 +42,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             inner: BufReader::new(inner),
             max_len,
+            line: Vec::new(),
+            oversized: false,
         }
     }
 
-    /// Reads the next line. Not cancel-safe: a partly read line is lost if the future is
-    /// dropped, which only happens when the connection is being closed anyway.
+    /// Reads the next line. Cancel-safe: bytes of a line read before the future was
+    /// dropped stay in the reader for the next call.
     pub async fn next(&mut self) -> std::io::Result<Incoming> {
-        let mut line = Vec::new();
-        let mut oversized = false;
         loop {
             let buf = self.inner.fill_buf().await?;
             if buf.is_empty() {
                 // A last line without its newline still counts: `printf '...' | socat`
                 // half-closes after writing, and deserves an answer.
-                return Ok(if oversized {
+                let line = std::mem::take(&mut self.line);
+                return Ok(if std::mem::take(&mut self.oversized) {
                     Incoming::Oversized
                 } else if line.is_empty() {
                     Incoming::Eof
@@ -63,19 +68,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Some(at) => (&buf[..at], true),
                 None => (buf, false),
             };
-            if !oversized {
-                if line.len() + chunk.len() > self.max_len {
+            if !self.oversized {
+                if self.line.len() + chunk.len() > self.max_len {
                     // Keep reading to the newline without keeping the bytes.
-                    oversized = true;
-                    line = Vec::new();
+                    self.oversized = true;
+                    self.line = Vec::new();
                 } else {
-                    line.extend_from_slice(chunk);
+                    self.line.extend_from_slice(chunk);
                 }
             }
             let consumed = chunk.len() + usize::from(found_newline);
             self.inner.consume(consumed);
             if found_newline {
-                return Ok(if oversized {
+                let line = std::mem::take(&mut self.line);
+                return Ok(if std::mem::take(&mut self.oversized) {
                     Incoming::Oversized
                 } else {
                     Incoming::Line(line)

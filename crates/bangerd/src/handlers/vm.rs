@@ -247,12 +247,22 @@ pub async fn exec(
             data: data.to_vec(),
         });
     };
-    let exit_code = ctx
-        .services
-        .vms
-        .exec(&params.vm, request, on_output, events.until_client_gone())
+    let vms = &ctx.services.vms;
+    let exit_code = if params.stdin {
+        let stdin = events.take_input();
+        vms.exec_with_stdin(
+            &params.vm,
+            request,
+            stdin,
+            on_output,
+            events.until_client_gone(),
+        )
         .await
-        .map_err(vm_error)?;
+    } else {
+        vms.exec(&params.vm, request, on_output, events.until_client_gone())
+            .await
+    }
+    .map_err(vm_error)?;
     Ok(ExecOutput { exit_code })
 }
 
