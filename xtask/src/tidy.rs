@@ -13,6 +13,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("banger-model", &[]),
     ("banger-exec", &[]),
     ("banger-sys", &[]),
+    ("banger-tar", &[]),
+    ("banger-patch", &["banger-exec"]),
     ("banger-api", &["banger-model"]),
     ("banger-proto", &["banger-model"]),
     ("banger-store", &["banger-model"]),
@@ -54,10 +56,19 @@ const LAYERS: &[(&str, &[&str])] = &[
     // gives it the ssh argv and config block.
     (
         "banger",
-        &["banger-api", "banger-model", "banger-doctor", "banger-ssh"],
+        &[
+            "banger-api",
+            "banger-model",
+            "banger-doctor",
+            "banger-ssh",
+            "banger-tar",
+        ],
     ),
     ("banger-helper", &["banger-proto", "banger-sys"]),
-    ("banger-agent", &["banger-proto", "banger-sys"]),
+    (
+        "banger-agent",
+        &["banger-proto", "banger-sys", "banger-tar"],
+    ),
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -73,6 +73,12 @@ methods! {
     VmSet = "vm.set": VmSetParams => VmInfo;
     /// How to reach the guest with ssh (address, user, key, known_hosts).
     VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
+    /// Unpack a tar stream, sent as input frames, at a guest path (`docker cp` rules).
+    VmCopyIn = "vm.copy_in": VmCopyInParams => CopyOutput;
+    /// A guest path as a tar stream, in output events on stdout.
+    VmCopyOut = "vm.copy_out": VmCopyOutParams => CopyOutput;
+    /// What a guest path is (symlinks followed).
+    VmStat = "vm.stat": VmPathParams => PathInfo;
     WorkspacePrepare = "vm.workspace.prepare": WorkspacePrepareParams => VmInfo;
     WorkspaceExport = "vm.workspace.export": WorkspaceExportParams => WorkspaceExportOutput;
 
@@ -161,6 +167,61 @@ pub struct VmExecParams {
     /// reads /dev/null.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+}
+
+/// What `vm.copy_in` receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopySourceKind {
+    /// One file or symlink, the stream's only entry.
+    File,
+    /// A directory under its own name.
+    Directory,
+    /// A directory's children (`SRC/.`).
+    Contents,
+    /// A tar stream the user supplied (`-`).
+    Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCopyInParams {
+    pub vm: String,
+    /// Absolute guest path.
+    pub dst: String,
+    pub source: CopySourceKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCopyOutParams {
+    pub vm: String,
+    /// Absolute guest path.
+    pub src: String,
+    /// Only a directory's children (`SRC/.`).
+    #[serde(default)]
+    pub contents: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOutput {
+    /// Entries (files, directories, links) copied.
+    pub entries: u64,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+    /// Where the copy landed in the guest (`vm.copy_in`) or what was read (`vm.copy_out`).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPathParams {
+    pub vm: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInfo {
+    /// `directory`, `file` or `other`; absent when nothing is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

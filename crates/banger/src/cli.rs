@@ -7,8 +7,8 @@
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    completion, doctor, image, kernel, ping, ssh_config, ssh_proxy, system, vm_exec, vm_lifecycle,
-    vm_list, vm_logs, vm_run, vm_set, vm_show, vm_ssh, workspace,
+    completion, doctor, image, kernel, ping, ssh_config, ssh_proxy, system, vm_cp, vm_exec,
+    vm_lifecycle, vm_list, vm_logs, vm_run, vm_set, vm_show, vm_ssh, workspace,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -110,6 +110,7 @@ pub enum VmCommand {
     Show(vm_show::ShowArgs),
     Ssh(vm_ssh::SshArgs),
     Exec(vm_exec::ExecArgs),
+    Cp(vm_cp::CpArgs),
     Logs(vm_logs::LogsArgs),
     Stats(vm_show::StatsArgs),
     Ports(vm_show::PortsArgs),

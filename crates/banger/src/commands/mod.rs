@@ -10,6 +10,7 @@ pub mod ping;
 pub mod ssh_config;
 pub mod ssh_proxy;
 pub mod system;
+pub mod vm_cp;
 pub mod vm_exec;
 pub mod vm_lifecycle;
 pub mod vm_list;
@@ -46,6 +47,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Show(args) => done(vm_show::show(ctx, args).await),
             VmCommand::Ssh(args) => vm_ssh::ssh(ctx, args).await,
             VmCommand::Exec(args) => vm_exec::exec(ctx, args).await,
+            VmCommand::Cp(args) => done(vm_cp::cp(ctx, args).await),
             VmCommand::Logs(args) => done(vm_logs::logs(ctx, args).await),
             VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),

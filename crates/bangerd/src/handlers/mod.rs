@@ -8,5 +8,6 @@ pub mod image;
 pub mod kernel;
 pub mod system;
 pub mod vm;
+pub mod vm_copy;
 pub mod vm_logs;
 pub mod vm_view;

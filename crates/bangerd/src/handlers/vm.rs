@@ -52,7 +52,7 @@ pub async fn show(
     Ok(with_pid(ctx, record))
 }
 
-fn vm_error(err: banger_vm::VmError) -> ApiError {
+pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
     use banger_vm::VmErrorKind;
     let message = banger_vm::chain(&err);
     let missing = match &err {
