@@ -52,6 +52,7 @@ pub async fn prepare(ctx: &Ctx, args: PrepareArgs) -> Result<(), CliError> {
     let params = WorkspacePrepareParams {
         vm: args.vm.vm,
         source: source.display().to_string(),
+        options: Default::default(),
     };
     let vm = daemon
         .call_with_progress::<WorkspacePrepare>(&ctx.term, &params)

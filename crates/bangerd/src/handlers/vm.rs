@@ -67,6 +67,11 @@ pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
         },
         _ => None,
     };
+    if let banger_vm::VmError::Workspace(error) = &err
+        && err.kind() == VmErrorKind::BadRequest
+    {
+        return ApiError::bad_request(message).with_hint(workspace_hint(error));
+    }
     match err.kind() {
         VmErrorKind::BadRequest => ApiError::bad_request(message),
         VmErrorKind::NotFound => ApiError::not_found(message)
@@ -75,6 +80,20 @@ pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
             .with_hint("pick another --name, or omit it to get a generated one"),
         VmErrorKind::Conflict => ApiError::new(ErrorCode::Conflict, message),
         VmErrorKind::Failed => ApiError::operation_failed(message),
+    }
+}
+
+/// What to do about a workspace the daemon refused.
+pub(crate) fn workspace_hint(error: &banger_workspace::WorkspaceError) -> &'static str {
+    use banger_workspace::WorkspaceError as W;
+    match error {
+        W::NotARepo(_) => {
+            "PATH must be a git working tree or a directory inside one (`git init` makes one)"
+        }
+        W::GitDirIsAFile(_) => "give the main working tree of the repository instead",
+        W::BadGuestPath(_) => "--guest-path takes an absolute path such as /root/repo",
+        W::GitRefused { .. } => "run `git status` in PATH to see what git objects to",
+        _ => "check PATH",
     }
 }
 
@@ -120,6 +139,18 @@ pub async fn create(
         memory_mib: params.memory_mib,
         disk_mib: params.disk_mib,
         nat: params.nat,
+        workspace: params
+            .workspace
+            .map(|w| {
+                banger_vm::WorkspaceRequest::parse(
+                    &w.source,
+                    w.options.guest_path.as_deref(),
+                    w.options.mode.as_deref(),
+                    w.options.include_untracked,
+                )
+            })
+            .transpose()
+            .map_err(vm_error)?,
     };
     vm_operation(
         ctx,
