@@ -80,7 +80,10 @@ methods! {
     /// What a guest path is (symlinks followed).
     VmStat = "vm.stat": VmPathParams => PathInfo;
     WorkspacePrepare = "vm.workspace.prepare": WorkspacePrepareParams => VmInfo;
+    /// The guest workspace's changes as a patch, streamed as output events.
     WorkspaceExport = "vm.workspace.export": WorkspaceExportParams => WorkspaceExportOutput;
+    /// Export, check (untrusted patch) and `git apply` into the host repository.
+    WorkspaceApply = "vm.workspace.apply": WorkspaceApplyParams => WorkspaceApplyOutput;
 
     ImageList = "image.list": Empty => Vec<ImageInfo>;
     ImageCatalog = "image.catalog": Empty => Vec<CatalogEntry>;
@@ -295,12 +298,77 @@ pub struct WorkspaceSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspaceExportParams {
     pub vm: String,
+    /// Diff against this commit (so the guest's commits since it are included); the
+    /// default is the guest's `HEAD` (`diff`) or the prepared commit (`mbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// The repository in the guest when the VM has no workspace record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_path: Option<String>,
+    #[serde(default)]
+    pub format: ExportFormat,
+}
+
+/// What `vm.workspace.export` writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// One `git diff --binary` patch for `git apply`.
+    #[default]
+    Diff,
+    /// `git format-patch` of the guest's commits plus one for uncommitted changes, for
+    /// `git am`.
+    Mbox,
+}
+
+/// The patch itself streams as output events (stdout); this is what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceExportOutput {
+    /// The commit the patch is against (the empty tree's id for a repository with no
+    /// commits).
+    pub base: String,
+    pub guest_path: String,
+    pub format: ExportFormat,
+    /// Bytes of patch.
+    pub bytes: u64,
+    /// The changed files (`diff` format).
+    pub files: Vec<ChangedFile>,
+}
+
+/// One file of an exported patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedFile {
+    /// `added`, `deleted`, `modified`, `renamed`, `copied`.
+    pub status: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkspaceExportOutput {
-    /// The guest's edits as a `git apply`-able patch.
-    pub patch: String,
+pub struct WorkspaceApplyParams {
+    pub vm: String,
+    /// Absolute host path of the repository's top directory; the workspace's host
+    /// repository when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// As for export; the default is the prepared commit, so the guest's commits are
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceApplyOutput {
+    pub repo: String,
+    pub base: String,
+    pub files: Vec<ChangedFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

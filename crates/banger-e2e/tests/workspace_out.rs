@@ -1,7 +1,12 @@
 //! Getting things out of a real tiny guest, and files both ways, on one shared VM:
 //! `vm exec` forwards stdin (bytes exact, end of file closes the guest's stdin, a large
 //! input streams with back-pressure); `vm cp` both ways keeps a tree's modes and
-//! symlinks, renames like `docker cp`, and speaks tar on `-`.
+//! symlinks, renames like `docker cp`, and speaks tar on `-`; `vm workspace export`
+//! round-trips a guest's edits, adds, deletes, chmod, rename, binary and symlink (and
+//! commits with `--base-commit` or `--format mbox`) onto host clones exactly, without
+//! touching the guest's index or status; `vm workspace apply` applies the same, runs no
+//! hook, fsmonitor or filter of the host repository, and refuses a crafted patch that
+//! writes into `.git` or through a host symlink, leaving the host untouched.
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -20,6 +25,322 @@ fn exec_stdin_cp_and_workspace_export_on_a_real_guest() {
     host.create_vm(VM, &["--image", "tiny"]);
     exec_forwards_stdin(&host);
     cp_both_ways(&host);
+    workspace_export_and_apply(&host);
+}
+
+/// git on the host, in `dir`, with a fixed identity; must succeed; stdout.
+fn git(host: &TestHost, dir: &Path, args: &[&str]) -> String {
+    let cmd = banger_exec::Cmd::new("git")
+        .args([
+            "-c",
+            "user.name=Host",
+            "-c",
+            "user.email=host@example.invalid",
+        ])
+        .args(args)
+        .cwd(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    match host.block_on(banger_exec::run(&cmd)) {
+        Ok(out) => text(&out.stdout),
+        Err(error) => panic!("git {args:?} in {}: {error}", dir.display()),
+    }
+}
+
+/// The tree of everything in `dir`'s working tree (not ignored), as git hashes it.
+fn host_tree(host: &TestHost, dir: &Path) -> String {
+    git(host, dir, &["add", "-A"]);
+    git(host, dir, &["write-tree"]).trim().to_string()
+}
+
+fn clone(host: &TestHost, work: &Path, origin: &Path, name: &str) -> std::path::PathBuf {
+    let path = work.join(name);
+    git(host, work, &["clone", "-q", origin.to_str().unwrap(), name]);
+    path
+}
+
+const GUEST_EDITS: &str = "set -e; cd /root/repo
+git config user.name Guest; git config user.email guest@example.invalid
+echo 'changed in a commit' >> a.txt; git commit -qam 'guest commit'
+echo 'uncommitted edit' >> b.txt
+printf 'brand new\n' > 'new file.txt'
+rm to-delete.txt
+chmod +x script.sh
+mv old-name.txt new-name.txt
+head -c 3000 /dev/urandom > bin.dat; printf '\\000\\377' >> bin.dat
+ln -s a.txt link
+echo noise > junk.log";
+
+fn workspace_export_and_apply(host: &TestHost) {
+    let started = std::time::Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let origin = work.path().join("origin");
+    fs::create_dir(&origin).unwrap();
+    git(host, &origin, &["init", "-q", "-b", "main"]);
+    for (name, body) in [
+        ("a.txt", "a\n"),
+        ("b.txt", "b\n"),
+        ("script.sh", "#!/bin/sh\necho s\n"),
+        (
+            "old-name.txt",
+            "a file that is renamed, long enough for rename detection\n",
+        ),
+        ("to-delete.txt", "bye\n"),
+        (".gitignore", "*.log\n"),
+    ] {
+        fs::write(origin.join(name), body).unwrap();
+    }
+    git(host, &origin, &["add", "-A"]);
+    git(host, &origin, &["commit", "-qm", "initial"]);
+    let initial = git(host, &origin, &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    host.banger_ok(&[
+        "vm",
+        "cp",
+        origin.to_str().unwrap(),
+        &format!("{VM}:/root/repo"),
+    ]);
+    host.exec_ok(VM, &["sh", "-c", GUEST_EDITS]);
+
+    let guest_state = || {
+        host.exec_ok(
+            VM,
+            &["sh", "-c", "cd /root/repo && git status --porcelain && sha256sum .git/index && git rev-parse HEAD"],
+        )
+    };
+    let before = guest_state();
+
+    // --base-commit: commits included; onto a clean clone it reproduces the guest tree.
+    let patch = host.banger(&["vm", "workspace", "export", VM, "--base-commit", &initial]);
+    host.expect_success(&["vm", "workspace", "export", "--base-commit"], &patch);
+    let full = clone(host, work.path(), &origin, "full");
+    fs::write(work.path().join("full.patch"), &patch.stdout).unwrap();
+    git(host, &full, &["apply", "--index", "../full.patch"]);
+    let guest_tree = host
+        .exec_ok(
+            VM,
+            &["sh", "-c", "cd /root/repo && cp .git/index /tmp/i && GIT_INDEX_FILE=/tmp/i git add -A && GIT_INDEX_FILE=/tmp/i git write-tree"],
+        )
+        .trim()
+        .to_string();
+    assert_eq!(
+        host_tree(host, &full),
+        guest_tree,
+        "export --base-commit + git apply = the guest's tree"
+    );
+    let full_text = String::from_utf8_lossy(&patch.stdout);
+    assert!(
+        full_text.contains("GIT binary patch"),
+        "the binary file is in the patch"
+    );
+    assert!(
+        full_text.contains("rename from old-name.txt"),
+        "the rename is a rename"
+    );
+    assert!(!full_text.contains("junk.log"), "ignored files stay out");
+
+    // Plain export: the uncommitted changes only (the guest's commit is not in it).
+    let plain = host.banger_ok(&["vm", "workspace", "export", VM]);
+    assert!(!plain.contains("changed in a commit"), "{plain}");
+    assert!(plain.contains("uncommitted edit"), "{plain}");
+    let listed = host.banger_json(&["vm", "workspace", "export", VM, "--base-commit", &initial]);
+    assert_eq!(listed["base"], initial.as_str());
+    let mut files: Vec<String> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["status"].as_str().unwrap(),
+                f["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "added bin.dat",
+            "added link",
+            "added new file.txt",
+            "deleted to-delete.txt",
+            "modified a.txt",
+            "modified b.txt",
+            "modified script.sh",
+            "renamed new-name.txt"
+        ]
+    );
+
+    // mbox: the guest's commit keeps its message and author; the tree matches.
+    let mbox = host.banger(&["vm", "workspace", "export", VM, "--format", "mbox"]);
+    host.expect_success(&["vm", "workspace", "export", "--format", "mbox"], &mbox);
+    let am = clone(host, work.path(), &origin, "am");
+    fs::write(work.path().join("guest.mbox"), &mbox.stdout).unwrap();
+    git(host, &am, &["am", "-q", "--3way", "../guest.mbox"]);
+    let log = git(
+        host,
+        &am,
+        &["log", "--format=%an|%s", &format!("{initial}..HEAD")],
+    );
+    assert_eq!(
+        log,
+        "Guest|Uncommitted changes in the guest workspace\nGuest|guest commit\n"
+    );
+    assert_eq!(
+        host_tree(host, &am),
+        guest_tree,
+        "format mbox + git am = the guest's tree"
+    );
+
+    // Nothing in the guest moved.
+    assert_eq!(
+        guest_state(),
+        before,
+        "the guest's status, index and HEAD are unchanged"
+    );
+
+    // apply: into a clone whose hooks, fsmonitor and filters would leave a marker.
+    let applied = clone(host, work.path(), &origin, "applied");
+    let marker = work.path().join("marker");
+    let touch = format!("touch {}", marker.display());
+    for (key, value) in [
+        ("core.fsmonitor", touch.as_str()),
+        ("core.hooksPath", ".git/hooks"),
+        ("filter.evil.clean", touch.as_str()),
+        ("filter.evil.smudge", touch.as_str()),
+        ("filter.evil.process", touch.as_str()),
+        ("diff.external", touch.as_str()),
+    ] {
+        git(host, &applied, &["config", key, value]);
+    }
+    fs::write(
+        applied.join(".git/info/attributes"),
+        "* filter=evil diff=evil\n",
+    )
+    .unwrap();
+    for hook in [
+        "pre-applypatch",
+        "post-applypatch",
+        "post-checkout",
+        "post-index-change",
+    ] {
+        let path = applied.join(".git/hooks").join(hook);
+        fs::write(&path, format!("#!/bin/sh\n{touch}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = host.banger_json(&[
+        "vm",
+        "workspace",
+        "apply",
+        VM,
+        "--to",
+        applied.to_str().unwrap(),
+        "--base-commit",
+        &initial,
+    ]);
+    assert_eq!(out["files"].as_array().unwrap().len(), 8, "{out}");
+    assert!(
+        !marker.exists(),
+        "no hook, fsmonitor or filter of the host repository ran"
+    );
+    fs::remove_file(applied.join(".git/info/attributes")).unwrap();
+    for key in ["core.fsmonitor", "core.hooksPath", "diff.external"] {
+        git(host, &applied, &["config", "--unset", key]);
+    }
+    git(
+        host,
+        &applied,
+        &["config", "--remove-section", "filter.evil"],
+    );
+    assert_eq!(
+        host_tree(host, &applied),
+        guest_tree,
+        "vm workspace apply = the guest's tree"
+    );
+
+    // apply again onto a host with uncommitted changes to a touched file: refused.
+    let dirty = clone(host, work.path(), &origin, "dirty");
+    fs::write(dirty.join("b.txt"), "host work\n").unwrap();
+    let out = host.banger(&[
+        "vm",
+        "workspace",
+        "apply",
+        VM,
+        "--to",
+        dirty.to_str().unwrap(),
+    ]);
+    assert_eq!(exit_code(&out), Some(1));
+    assert!(
+        text(&out.stderr).contains("uncommitted changes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("b.txt"), "{}", text(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(dirty.join("b.txt")).unwrap(),
+        "host work\n"
+    );
+
+    // A hostile guest: its `git diff` prints a crafted patch.
+    let outside = work.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let victim = clone(host, work.path(), &origin, "victim");
+    symlink(&outside, victim.join("ext")).unwrap();
+    git(host, &victim, &["add", "ext"]);
+    git(
+        host,
+        &victim,
+        &["commit", "-qm", "a symlink out of the repository"],
+    );
+    let crafted = [
+        (
+            "diff --git a/.git/hooks/post-checkout b/.git/hooks/post-checkout\nnew file mode 100755\nindex 0000000..1111111\n--- /dev/null\n+++ b/.git/hooks/post-checkout\n@@ -0,0 +1 @@\n+touch /tmp/pwned\n",
+            ".git/hooks/post-checkout",
+        ),
+        (
+            "diff --git a/ext/planted b/ext/planted\nnew file mode 100644\nindex 0000000..1111111\n--- /dev/null\n+++ b/ext/planted\n@@ -0,0 +1 @@\n+x\n",
+            "ext/planted",
+        ),
+    ];
+    let status_before = git(host, &victim, &["status", "--porcelain", "--ignored"]);
+    for (patch, path) in crafted {
+        host.exec_ok(
+            VM,
+            &["sh", "-c", &format!(
+                "mkdir -p /usr/local/bin && cat > /root/crafted.patch <<'EOF_PATCH'\n{patch}EOF_PATCH\n\
+                 printf '%s\\n' '#!/bin/sh' 'case \"$*\" in *\"diff --cached\"*) cat /root/crafted.patch;; *) exec /usr/bin/git \"$@\";; esac' > /usr/local/bin/git && chmod +x /usr/local/bin/git"
+            )],
+        );
+        let out = host.banger(&[
+            "vm",
+            "workspace",
+            "apply",
+            VM,
+            "--to",
+            victim.to_str().unwrap(),
+        ]);
+        assert_eq!(exit_code(&out), Some(1), "{path}: {}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(path) && stderr.contains("nothing was applied"),
+            "{stderr}"
+        );
+        assert_eq!(
+            git(host, &victim, &["status", "--porcelain", "--ignored"]),
+            status_before,
+            "{path}"
+        );
+        assert!(!victim.join(".git/hooks/post-checkout").exists());
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing written outside"
+        );
+    }
+    host.exec_ok(VM, &["rm", "/usr/local/bin/git"]);
+    banger_e2e::report_timing("workspace export and apply (12 calls)", started.elapsed());
 }
 
 /// A tree with modes, an executable, a read-only directory, symlinks in and out of the

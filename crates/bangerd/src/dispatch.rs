@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::context::DaemonContext;
 use crate::events::EventSink;
-use crate::handlers::{image, kernel, system, vm, vm_copy};
+use crate::handlers::{image, kernel, system, vm, vm_copy, workspace_export};
 
 /// Runs the handler of `method` with raw JSON `params`.
 pub async fn dispatch(
@@ -48,7 +48,10 @@ pub async fn dispatch(
             call::<m::WorkspacePrepare>(ctx, params, events, vm::workspace_prepare).await
         }
         m::WorkspaceExport::NAME => {
-            call::<m::WorkspaceExport>(ctx, params, events, vm::workspace_export).await
+            call::<m::WorkspaceExport>(ctx, params, events, workspace_export::export).await
+        }
+        m::WorkspaceApply::NAME => {
+            call::<m::WorkspaceApply>(ctx, params, events, workspace_export::apply).await
         }
 
         m::ImageList::NAME => call::<m::ImageList>(ctx, params, events, image::list).await,

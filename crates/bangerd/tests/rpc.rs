@@ -584,10 +584,19 @@ async fn unfinished_features_are_not_yet_available() {
     assert_eq!(err.code, ErrorCode::BadRequest, "{}", err.message);
     let err = api_error(
         client
-            .call::<m::WorkspaceExport>(&m::WorkspaceExportParams { vm: "web".into() }, |_| {})
+            .call::<m::WorkspaceExport>(
+                &m::WorkspaceExportParams {
+                    vm: "web".into(),
+                    base_commit: None,
+                    guest_path: None,
+                    format: m::ExportFormat::Diff,
+                },
+                |_| {},
+            )
             .await,
     );
-    assert_eq!(err.code, ErrorCode::NotYetAvailable);
+    // Export is implemented: an unknown VM is not found.
+    assert_eq!(err.code, ErrorCode::NotFound, "{}", err.message);
     daemon.shutdown().await;
 }
 

@@ -20,6 +20,7 @@ pub mod vm_set;
 pub mod vm_show;
 pub mod vm_ssh;
 pub mod workspace;
+pub mod workspace_export;
 pub mod workspace_local;
 
 use std::process::ExitCode;
@@ -57,7 +58,10 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
                 done(workspace::prepare(ctx, args).await)
             }
             VmCommand::Workspace(WorkspaceCommand::Export(args)) => {
-                done(workspace::export(ctx, args).await)
+                done(workspace_export::export(ctx, args).await)
+            }
+            VmCommand::Workspace(WorkspaceCommand::Apply(args)) => {
+                done(workspace_export::apply(ctx, args).await)
             }
         },
         Command::Image(command) => done(match command {

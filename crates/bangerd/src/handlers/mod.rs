@@ -11,3 +11,4 @@ pub mod vm;
 pub mod vm_copy;
 pub mod vm_logs;
 pub mod vm_view;
+pub mod workspace_export;

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use banger_api::methods::{
     Empty, ExecOutput, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams, VmExecParams,
-    VmKillParams, VmLogsParams, VmRef, VmSetParams, VmStopParams, WorkspaceExportOutput,
-    WorkspaceExportParams, WorkspacePrepareParams,
+    VmKillParams, VmLogsParams, VmRef, VmSetParams, VmStopParams, WorkspacePrepareParams,
 };
 use banger_api::types::{PortInfo, VmInfo, VmStats};
 use banger_api::{ApiError, ErrorCode, Event, OutputStream};
@@ -404,15 +403,5 @@ pub async fn workspace_prepare(
 ) -> Result<VmInfo, ApiError> {
     Err(ApiError::not_yet_available(
         "repository workspaces (vm workspace prepare)",
-    ))
-}
-
-pub async fn workspace_export(
-    _ctx: &Arc<DaemonContext>,
-    _params: WorkspaceExportParams,
-    _events: &EventSink,
-) -> Result<WorkspaceExportOutput, ApiError> {
-    Err(ApiError::not_yet_available(
-        "repository workspaces (vm workspace export)",
     ))
 }
