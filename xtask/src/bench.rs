@@ -9,7 +9,9 @@
 //! - daemon idle RSS;
 //! - `vm exec true` round trip (the RPC, and the whole CLI process);
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
-//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone).
+//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
+//! - workspace export of 1,000 changed files, `vm cp` of a tree vs `tar | vm exec` and
+//!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench workspace` alone).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_images.rs"]
 mod images;
+#[path = "bench_workspace.rs"]
+mod workspace;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -209,6 +213,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("bench: wrote the images section of BENCHMARKS.md");
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("workspace") {
+        let section = workspace::section(&bench)?;
+        let path = root.join("BENCHMARKS.md");
+        let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, workspace::splice(&report, &section))?;
+        eprintln!("bench: wrote the workspace section of BENCHMARKS.md");
+        return Ok(());
+    }
     let idle_rss = rss_kib(daemon_pid)?;
     // Asked now: the network phase below restarts the daemon in a namespace and stops it.
     let accelerator = accel(&bench)?;
@@ -327,6 +339,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         (run_rm_median / manual_median - 1.0) * 100.0
     ));
     report.push_str(&images);
+    report.push_str(&workspace::section(&bench)?);
     report.push_str(&network);
     report.push_str(&dns);
     std::fs::write(root.join("BENCHMARKS.md"), report)?;
