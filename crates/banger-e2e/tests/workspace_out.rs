@@ -26,6 +26,73 @@ fn exec_stdin_cp_and_workspace_export_on_a_real_guest() {
     exec_forwards_stdin(&host);
     cp_both_ways(&host);
     workspace_export_and_apply(&host);
+    defaults_from_the_workspace_record(&host);
+}
+
+/// A VM made by `vm run PATH` has a workspace record: export finds the guest path in it,
+/// `apply` the host repository and the prepared commit (so the guest's commit comes
+/// along), and `--format mbox` starts at the prepared commit.
+fn defaults_from_the_workspace_record(host: &TestHost) {
+    let started = std::time::Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    git(host, &repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("kept.txt"), "kept\n").unwrap();
+    fs::write(repo.join("edited.txt"), "one\n").unwrap();
+    git(host, &repo, &["add", "-A"]);
+    git(host, &repo, &["commit", "-qm", "host"]);
+    let prepared = git(host, &repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let edits = "set -e; git config user.name Guest; git config user.email g@example.invalid
+echo two >> edited.txt; git commit -qam 'guest edit'
+printf 'new\\n' > added.txt; rm kept.txt";
+    let out = host.banger(&[
+        "vm",
+        "run",
+        "--image",
+        "tiny",
+        "--name",
+        "wsout-run",
+        repo.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        edits,
+    ]);
+    host.expect_success(&["vm", "run", "PATH", "--", "edits"], &out);
+    let shown = host.vm_show("wsout-run");
+    assert_eq!(
+        shown["workspace"]["base_commit"],
+        prepared.as_str(),
+        "{shown}"
+    );
+
+    // mbox from the prepared commit onto a clone of the host repository.
+    let mbox = host.banger(&["vm", "workspace", "export", "wsout-run", "--format", "mbox"]);
+    host.expect_success(&["vm", "workspace", "export", "--format", "mbox"], &mbox);
+    let am = clone(host, work.path(), &repo, "am");
+    fs::write(work.path().join("run.mbox"), &mbox.stdout).unwrap();
+    git(host, &am, &["am", "-q", "--3way", "../run.mbox"]);
+
+    // apply with no flags: into the recorded host repository, from the prepared commit.
+    let out = host.banger_json(&["vm", "workspace", "apply", "wsout-run"]);
+    assert_eq!(out["base"], prepared.as_str(), "{out}");
+    assert_eq!(
+        fs::read_to_string(repo.join("edited.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    assert_eq!(fs::read_to_string(repo.join("added.txt")).unwrap(), "new\n");
+    assert!(!repo.join("kept.txt").exists());
+    assert_eq!(
+        host_tree(host, &am),
+        host_tree(host, &repo),
+        "mbox + git am = apply"
+    );
+    host.banger_ok(&["vm", "delete", "--force", "wsout-run"]);
+    banger_e2e::report_timing(
+        "workspace record defaults (vm run PATH, 4 calls)",
+        started.elapsed(),
+    );
 }
 
 /// git on the host, in `dir`, with a fixed identity; must succeed; stdout.

@@ -117,6 +117,12 @@ async fn run_export(
     let guest_path = guest_path
         .or_else(|| vm.workspace.as_ref().map(|w| w.guest_path.clone()))
         .unwrap_or_else(|| DEFAULT_GUEST_PATH.to_string());
+    // mbox: the guest's commits since the prepared commit (without a workspace record,
+    // since the guest repository's first commit: the script's own default).
+    let base = match (base, format) {
+        (None, ExportFormat::Mbox) => vm.workspace.as_ref().and_then(|w| w.head_commit.clone()),
+        (base, _) => base,
+    };
     if let Some(base) = &base
         && (base.is_empty() || base.starts_with('-'))
     {
