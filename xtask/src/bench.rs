@@ -12,6 +12,8 @@
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - workspace export of 1,000 changed files, `vm cp` of a tree vs `tar | vm exec` and
 //!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench workspace` alone).
+//! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
+//!   with `cargo xtask bench workspaces`, it needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +25,8 @@ use anyhow::{Context, Result, bail};
 mod images;
 #[path = "bench_workspace.rs"]
 mod workspace;
+#[path = "bench_workspaces.rs"]
+mod workspaces;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -189,6 +193,9 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("workspaces") {
+        return workspaces::run(root);
+    }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));

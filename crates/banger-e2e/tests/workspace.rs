@@ -30,6 +30,7 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", dir)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "git {args:?}");
@@ -64,7 +65,63 @@ fn fixture(root: &Path) -> PathBuf {
     std::fs::remove_file(repo.join("gone.txt")).unwrap();
     write(&repo, "untracked.txt", b"u");
     write(&repo, "build.log", b"ignored");
+    // From here on the repository would run a command of its own if banger let git
+    // consult its fsmonitor, hooks or filters: each touches `marker` next to it.
+    let marker = marker(root);
+    let script = root.join("evil.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$0 $*\" >> '{}'\ncat\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hooks = root.join("hooks");
+    for hook in [
+        "post-index-change",
+        "reference-transaction",
+        "post-checkout",
+    ] {
+        write(
+            &hooks,
+            hook,
+            format!("#!/bin/sh\n'{}' >/dev/null\n", script.display()).as_bytes(),
+        );
+        std::fs::set_permissions(
+            hooks.join(hook),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let script = script.to_str().unwrap();
+    for (key, value) in [
+        ("core.fsmonitor", script),
+        ("filter.evil.clean", script),
+        ("filter.evil.smudge", script),
+        ("diff.evil.textconv", script),
+        ("core.hooksPath", hooks.to_str().unwrap()),
+    ] {
+        git(&repo, &["config", key, value]);
+    }
+    std::fs::write(
+        repo.join(".git/info/attributes"),
+        "* filter=evil diff=evil\n",
+    )
+    .unwrap();
     repo
+}
+
+/// The file the fixture's hooks, fsmonitor and filters would touch.
+fn marker(root: &Path) -> PathBuf {
+    root.join("marker")
+}
+
+fn assert_no_marker(root: &Path, after: &str) {
+    let marker = marker(root);
+    assert!(
+        !marker.exists(),
+        "the repository ran a command during {after}: {:?}",
+        std::fs::read_to_string(&marker)
+    );
 }
 
 /// Undoes `listing::quote_path`'s C quoting.
@@ -221,6 +278,7 @@ fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
         text(&out.stderr)
     );
 
+    assert_no_marker(host.root(), "vm run and --dry-run");
     let hashed = host.exec("ws", &["sh", "-c", GUEST_HASH, "sh", "/root/repo"]);
     assert_eq!(exit_code(&hashed), Some(0), "{}", text(&hashed.stderr));
     let got = parse_guest(&hashed.stdout);
@@ -281,4 +339,105 @@ fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
         diff(&with_untracked, &got)
     );
     host.assert_no_vm_left("after vm run --rm");
+    assert_no_marker(host.root(), "vm run --include-untracked");
+}
+
+#[test]
+fn prepare_streams_into_a_running_vm_and_exec_runs_there() {
+    if skip_unless_vm_capable("prepare_streams_into_a_running_vm_and_exec_runs_there") {
+        return;
+    }
+    let host = TestHost::start().unwrap();
+    let repo = fixture(host.root());
+    host.create_vm("live", &["--image", "tiny"]);
+
+    // No workspace yet: exec runs where the agent starts.
+    assert_eq!(host.exec_ok("live", &["pwd"]), "/root\n");
+
+    let started = std::time::Instant::now();
+    let out = host.banger(&["vm", "workspace", "prepare", "live", repo.to_str().unwrap()]);
+    banger_e2e::report_timing("vm workspace prepare (tiny, fixture)", started.elapsed());
+    assert_eq!(exit_code(&out), Some(0), "stderr: {}", text(&out.stderr));
+    let tracked = expected(&host, &repo, &[]);
+    let hashed = host.exec("live", &["sh", "-c", GUEST_HASH, "sh", "/root/repo"]);
+    assert_eq!(exit_code(&hashed), Some(0), "{}", text(&hashed.stderr));
+    let got = parse_guest(&hashed.stdout);
+    assert!(
+        got == tracked,
+        "guest tree differs from the dry run:\n{}",
+        diff(&tracked, &got)
+    );
+    assert_eq!(host.vm_show("live")["workspace"]["delivery"], "stream");
+    assert_no_marker(host.root(), "vm workspace prepare");
+
+    // exec runs in the workspace; --cwd wins; no warning while nothing changed.
+    let out = host.exec("live", &["pwd"]);
+    assert_eq!(text(&out.stdout), "/root/repo\n");
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = host.banger_ok(&["vm", "exec", "live", "--cwd", "/tmp", "--", "pwd"]);
+    assert_eq!(out, "/tmp\n");
+
+    // The host moves on: a tracked edit, then a commit; exec says so.
+    write(&repo, "README", b"edited on the host again\n");
+    let out = host.exec("live", &["cat", "README"]);
+    assert!(
+        text(&out.stderr).contains("tracked files changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    git(&repo, &["commit", "-qam", "more"]);
+    // The test's own commit ran the repository's hooks and filters (it is plain git).
+    assert!(
+        marker(host.root()).exists(),
+        "control: plain git runs the repository's commands"
+    );
+    std::fs::remove_file(marker(host.root())).unwrap();
+    let out = host.exec("live", &["true"]);
+    assert!(
+        text(&out.stderr).contains("HEAD is"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --auto-prepare copies it again first.
+    let out = host.banger(&[
+        "vm",
+        "exec",
+        "live",
+        "--auto-prepare",
+        "--",
+        "cat",
+        "README",
+    ]);
+    assert_eq!(exit_code(&out), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "edited on the host again\n");
+    let out = host.exec("live", &["true"]);
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    assert_no_marker(host.root(), "vm exec's change check and --auto-prepare");
+
+    // A prepare that fails on the host (not a repository) leaves the guest as it was.
+    let plain = host.root().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let out = host.banger(&[
+        "vm",
+        "workspace",
+        "prepare",
+        "live",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(exit_code(&out), Some(1));
+    assert_eq!(
+        host.exec_ok("live", &["cat", "/root/repo/README"]),
+        "edited on the host again\n"
+    );
+    host.banger_ok(&["vm", "delete", "--force", "live"]);
 }

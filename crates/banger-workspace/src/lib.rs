@@ -16,7 +16,8 @@ pub mod tar_stream;
 pub use error::WorkspaceError;
 pub use guest_path::validate_guest_path;
 pub use plan::{
-    Entry, EntryKind, Mode, Plan, PlanOptions, Repo, discover, plan, tracked_signature,
+    Entry, EntryKind, LinkedGitDirs, Mode, Plan, PlanOptions, Repo, discover, plan,
+    tracked_signature,
 };
 pub use tar_stream::write_tar;
 

@@ -72,6 +72,18 @@ pub struct Repo {
     pub root: PathBuf,
     /// Where the user's path is inside it (empty for the root itself).
     pub subdir: PathBuf,
+    /// For a linked worktree (`.git` is a file): its own git directory and the common
+    /// one, from which the guest's standalone `.git` is put together.
+    pub linked: Option<LinkedGitDirs>,
+}
+
+/// The two git directories of a linked worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedGitDirs {
+    /// `<common>/worktrees/<name>`: this worktree's `HEAD`, `index` and other state.
+    pub git_dir: PathBuf,
+    /// The main repository's `.git`: objects, refs, config.
+    pub common_dir: PathBuf,
 }
 
 impl Repo {
@@ -117,6 +129,8 @@ pub struct Entry {
     pub path: PathBuf,
     pub kind: EntryKind,
     pub origin: Origin,
+    /// Where to read it when that is not `root/path` (a linked worktree's `.git`).
+    pub source: Option<PathBuf>,
 }
 
 /// Everything that goes into the guest, in path order (parents are implied).
@@ -168,11 +182,12 @@ pub async fn discover(runner: &dyn CommandRunner, path: &Path) -> Result<Repo, W
         return Err(WorkspaceError::NotARepo(path.to_path_buf()));
     }
     let root = PathBuf::from(OsString::from_vec(root));
-    match std::fs::symlink_metadata(root.join(".git")) {
-        Ok(meta) if meta.is_dir() => {}
+    let linked = match std::fs::symlink_metadata(root.join(".git")) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(meta) if meta.is_file() => Some(linked_dirs(runner, &root).await?),
         Ok(_) => return Err(WorkspaceError::GitDirIsAFile(root)),
         Err(_) => return Err(WorkspaceError::NotARepo(path.to_path_buf())),
-    }
+    };
     let subdir = canonical
         .strip_prefix(&root)
         .map_err(|_| {
@@ -183,7 +198,43 @@ pub async fn discover(runner: &dyn CommandRunner, path: &Path) -> Result<Repo, W
             ))
         })?
         .to_path_buf();
-    Ok(Repo { root, subdir })
+    Ok(Repo {
+        root,
+        subdir,
+        linked,
+    })
+}
+
+/// The git directories of a linked worktree at `root`; refuses a `.git` file that does
+/// not lead to a worktree of some repository (a submodule checkout opened on its own).
+async fn linked_dirs(
+    runner: &dyn CommandRunner,
+    root: &Path,
+) -> Result<LinkedGitDirs, WorkspaceError> {
+    let out = git::read(
+        runner,
+        root,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-dir",
+            "--git-common-dir",
+        ],
+    )
+    .await?;
+    let mut lines = out.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let (Some(git_dir), Some(common_dir)) = (lines.next(), lines.next()) else {
+        return Err(WorkspaceError::GitDirIsAFile(root.to_path_buf()));
+    };
+    let git_dir = PathBuf::from(OsStr::from_bytes(git_dir));
+    let common_dir = PathBuf::from(OsStr::from_bytes(common_dir));
+    if git_dir == common_dir || !git_dir.starts_with(common_dir.join("worktrees")) {
+        return Err(WorkspaceError::GitDirIsAFile(root.to_path_buf()));
+    }
+    Ok(LinkedGitDirs {
+        git_dir,
+        common_dir,
+    })
 }
 
 /// What a failed `rev-parse` means for the user.
@@ -253,12 +304,17 @@ pub async fn plan(
         }
     }
 
-    walk_git_dir(root, Path::new(".git"), options.mode, &mut entries)?;
+    match &repo.linked {
+        None => walk_git_dir(root, Path::new(".git"), options.mode, &mut entries)?,
+        Some(linked) => linked_git_dir(linked, options.mode, &mut entries)?,
+    }
 
     let mut verified = HashMap::new();
     let mut kept = Vec::with_capacity(entries.len());
     for entry in entries.into_values() {
-        if parents_are_dirs(root, &entry.path, &mut verified) {
+        // Entries read from elsewhere (a linked worktree's git dirs) were walked
+        // without following links; the rest must not be reached through one.
+        if entry.source.is_some() || parents_are_dirs(root, &entry.path, &mut verified) {
             kept.push(entry);
         }
     }
@@ -435,7 +491,56 @@ fn leaf_kind(path: &Path) -> Result<Option<EntryKind>, WorkspaceError> {
 
 fn insert(entries: &mut BTreeMap<Vec<u8>, Entry>, path: PathBuf, kind: EntryKind, origin: Origin) {
     let key = path.as_os_str().as_bytes().to_vec();
-    entries.entry(key).or_insert(Entry { path, kind, origin });
+    entries.entry(key).or_insert(Entry {
+        path,
+        kind,
+        origin,
+        source: None,
+    });
+}
+
+/// The guest's standalone `.git` for a linked worktree: the common directory without
+/// the other worktrees' state, with this worktree's own top-level files (`HEAD`,
+/// `index`, merge state, `config.worktree`) in place of the main worktree's.
+fn linked_git_dir(
+    linked: &LinkedGitDirs,
+    mode: Mode,
+    entries: &mut BTreeMap<Vec<u8>, Entry>,
+) -> Result<(), WorkspaceError> {
+    let mut from_common = BTreeMap::new();
+    walk_git_dir(&linked.common_dir, Path::new(""), mode, &mut from_common)?;
+    for (_, mut entry) in from_common {
+        if entry.path.starts_with("worktrees") {
+            continue;
+        }
+        entry.source = Some(linked.common_dir.join(&entry.path));
+        entry.path = Path::new(".git").join(&entry.path);
+        entries.insert(entry.path.as_os_str().as_bytes().to_vec(), entry);
+    }
+    let listing =
+        std::fs::read_dir(&linked.git_dir).map_err(WorkspaceError::io(&linked.git_dir))?;
+    for item in listing {
+        let item = item.map_err(WorkspaceError::io(&linked.git_dir))?;
+        let name = item.file_name();
+        if name == "commondir" || name == "gitdir" || skipped_in_overlay(&name, true) {
+            continue;
+        }
+        let source = item.path();
+        let Some(kind) = leaf_kind(&source)? else {
+            continue;
+        };
+        let path = Path::new(".git").join(&name);
+        entries.insert(
+            path.as_os_str().as_bytes().to_vec(),
+            Entry {
+                path,
+                kind,
+                origin: Origin::Git,
+                source: Some(source),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Names inside `.git` that [`Mode::Overlay`] leaves out (at its top level).
@@ -476,7 +581,7 @@ fn walk_git_dir(
                 insert(entries, child, kind, Origin::Git);
             }
         }
-        if empty {
+        if empty && !dir.as_os_str().is_empty() {
             // Git needs some empty directories (`refs/heads` in a new repository).
             insert(entries, dir, EntryKind::Dir, Origin::Git);
         }

@@ -25,21 +25,25 @@ pub fn write_tar<W: Write>(plan: &Plan, out: W) -> io::Result<u64> {
     let mut written = 0u64;
     for entry in &plan.entries {
         add_parents(&mut builder, root, &entry.path, &mut dirs)?;
+        let source = entry
+            .source
+            .clone()
+            .unwrap_or_else(|| root.join(&entry.path));
         match &entry.kind {
             EntryKind::Dir => {
                 if dirs.insert(entry.path.clone()) {
-                    append_dir(&mut builder, root, &entry.path)?;
+                    append_dir(&mut builder, &source, &entry.path)?;
                 }
             }
             EntryKind::Symlink { target } => {
                 let mut header = header(EntryType::Symlink, 0o777, 0);
-                if let Ok(meta) = std::fs::symlink_metadata(root.join(&entry.path)) {
+                if let Ok(meta) = std::fs::symlink_metadata(&source) {
                     header.set_mtime(meta.mtime().max(0) as u64);
                 }
                 builder.append_link(&mut header, &entry.path, target)?;
             }
             EntryKind::File { .. } => {
-                written += append_file(&mut builder, root, &entry.path)?;
+                written += append_file(&mut builder, &source, &entry.path)?;
             }
         }
     }
@@ -74,14 +78,20 @@ fn add_parents<W: Write>(
         parent = dir.parent();
     }
     for dir in missing.into_iter().rev() {
-        append_dir(builder, root, &dir)?;
+        append_dir(builder, &root.join(&dir), &dir)?;
         dirs.insert(dir);
     }
     Ok(())
 }
 
-fn append_dir<W: Write>(builder: &mut tar::Builder<W>, root: &Path, dir: &Path) -> io::Result<()> {
-    let (mode, mtime) = match std::fs::symlink_metadata(root.join(dir)) {
+/// A directory entry named `dir`, with the mode and mtime of `source` when that is a
+/// directory.
+fn append_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
+    source: &Path,
+    dir: &Path,
+) -> io::Result<()> {
+    let (mode, mtime) = match std::fs::symlink_metadata(source) {
         Ok(meta) if meta.is_dir() => (meta.permissions().mode() & 0o7777, meta.mtime()),
         _ => (0o755, 0),
     };
@@ -92,10 +102,10 @@ fn append_dir<W: Write>(builder: &mut tar::Builder<W>, root: &Path, dir: &Path) 
 
 fn append_file<W: Write>(
     builder: &mut tar::Builder<W>,
-    root: &Path,
+    full: &Path,
     path: &Path,
 ) -> io::Result<u64> {
-    let full = root.join(path);
+    let full = full.to_path_buf();
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)

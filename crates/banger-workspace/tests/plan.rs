@@ -394,19 +394,72 @@ async fn discovery_finds_the_root_and_refuses_what_is_not_a_working_tree() {
         discover(&SystemRunner, &repo.join(".git")).await,
         Err(WorkspaceError::NotARepo(_))
     ));
+}
 
-    write(&repo, "f", b"x");
+#[tokio::test]
+async fn a_linked_worktree_becomes_a_standalone_git_dir_in_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    new_repo(&repo);
+    write(&repo, "f", b"main");
     git(&repo, &["add", "f"]);
-    git(&repo, &["commit", "-qm", "c"]);
+    git(&repo, &["commit", "-qm", "on main"]);
     let worktree = tmp.path().join("wt");
     git(
         &repo,
-        &["worktree", "add", "-q", worktree.to_str().unwrap()],
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "side",
+            worktree.to_str().unwrap(),
+        ],
     );
-    assert!(matches!(
-        discover(&SystemRunner, &worktree).await,
-        Err(WorkspaceError::GitDirIsAFile(_))
-    ));
+    write(&worktree, "f", b"side");
+    git(&worktree, &["commit", "-qam", "on side"]);
+    write(&worktree, "f", b"side, edited");
+
+    let plan = plan_of(&worktree, Mode::Overlay, false).await;
+    assert!(plan.repo.linked.is_some());
+    assert!(
+        !plan
+            .entries
+            .iter()
+            .any(|e| e.path.starts_with(".git/worktrees"))
+    );
+    let files = unpack(&plan);
+    assert_eq!(
+        files[Path::new(".git/HEAD")],
+        ('f', b"ref: refs/heads/side\n".to_vec())
+    );
+    assert_eq!(files[Path::new("f")], ('f', b"side, edited".to_vec()));
+
+    // The copy is a repository of its own: same HEAD, and only the edit shows.
+    let mut bytes = Vec::new();
+    write_tar(&plan, &mut bytes).unwrap();
+    let copy = tmp.path().join("copy");
+    tar::Archive::new(&bytes[..]).unpack(&copy).unwrap();
+    let git_out = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?} in {}", dir.display());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        git_out(&copy, &["rev-parse", "HEAD"]),
+        git_out(&worktree, &["rev-parse", "HEAD"])
+    );
+    assert_eq!(git_out(&copy, &["status", "--porcelain"]), " M f\n");
 }
 
 #[tokio::test]

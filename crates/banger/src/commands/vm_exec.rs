@@ -7,7 +7,7 @@ use banger_api::methods::{ExecOutput, VmExec, VmExecParams};
 use clap::Args;
 
 use crate::cli::VmArg;
-use crate::commands::guest_exit;
+use crate::commands::{guest_exit, workspace_exec};
 use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::progress::Progress;
@@ -26,6 +26,10 @@ end of file where the input ends); a terminal is forwarded only with `-i`, and `
 the command /dev/null whatever stdin is. There is no terminal in the guest: use `vm ssh` \
 for an interactive shell.
 
+When the VM has a workspace (`vm run PATH`, `vm workspace prepare`), the command runs in \
+it (`--cwd` still wins), and banger warns when the host repository's HEAD or tracked files \
+changed since it was prepared; `--auto-prepare` copies it again first.
+
 `vm ssh` opens an interactive session instead; `vm run` creates a VM and runs the command \
 in one step.",
     after_help = "\
@@ -35,7 +39,8 @@ Examples:
   banger vm exec web --cwd /root/repo -e CI=1 -- make test
   banger vm exec web -- sh -c 'cat > /tmp/notes.txt' < notes.txt
   tar -c src | banger vm exec web -- tar -x -C /root
-  banger vm exec -n web -- long-running-job           Leave stdin alone"
+  banger vm exec -n web -- long-running-job           Leave stdin alone
+  banger vm exec web --auto-prepare -- make test     Sync the workspace, then run"
 )]
 pub struct ExecArgs {
     #[command(flatten)]
@@ -52,6 +57,9 @@ pub struct ExecArgs {
     /// Do not forward stdin: the command reads /dev/null
     #[arg(short = 'n', long)]
     pub no_stdin: bool,
+    /// Copy the VM's workspace again first when the host repository changed
+    #[arg(long)]
+    pub auto_prepare: bool,
     /// Command and arguments, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -60,12 +68,14 @@ pub struct ExecArgs {
 /// `vm exec`.
 pub async fn exec(ctx: &Ctx, args: ExecArgs) -> Result<ExitCode, CliError> {
     let mut daemon = ctx.connect().await?;
+    let workspace =
+        workspace_exec::before_exec(ctx, &mut daemon, &args.vm.vm, args.auto_prepare).await?;
     let mut progress = Progress::new(&ctx.term);
     let params = VmExecParams {
         vm: args.vm.vm,
         argv: args.command,
         env: args.env,
-        cwd: args.cwd,
+        cwd: args.cwd.or(workspace),
         stdin: forwards_stdin(ctx, args.interactive, args.no_stdin),
     };
     let output = run_exec(&mut daemon, &params, &mut progress).await?;

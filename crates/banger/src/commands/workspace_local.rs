@@ -115,7 +115,7 @@ pub fn refused(error: WorkspaceError) -> CliError {
             Some("PATH is the repository (or a directory inside it) to copy into the guest")
         }
         WorkspaceError::GitDirIsAFile(_) => {
-            Some("give the main working tree of the repository instead")
+            Some("give the superproject (a submodule is copied with it), or the main working tree")
         }
         WorkspaceError::GitRefused { .. } => {
             Some("run `git status` in PATH to see what git objects to")

@@ -89,7 +89,9 @@ pub(crate) fn workspace_hint(error: &banger_workspace::WorkspaceError) -> &'stat
         W::NotARepo(_) => {
             "PATH must be a git working tree or a directory inside one (`git init` makes one)"
         }
-        W::GitDirIsAFile(_) => "give the main working tree of the repository instead",
+        W::GitDirIsAFile(_) => {
+            "give the superproject (a submodule is copied with it), or the main working tree"
+        }
         W::BadGuestPath(_) => "--guest-path takes an absolute path such as /root/repo",
         W::GitRefused { .. } => "run `git status` in PATH to see what git objects to",
         _ => "check PATH",
@@ -396,12 +398,29 @@ pub async fn ssh_target(
     })
 }
 
+/// `vm.workspace.prepare`: the repository streamed into a running VM (a long operation).
 pub async fn workspace_prepare(
-    _ctx: &Arc<DaemonContext>,
-    _params: WorkspacePrepareParams,
-    _events: &EventSink,
+    ctx: &Arc<DaemonContext>,
+    params: WorkspacePrepareParams,
+    events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    Err(ApiError::not_yet_available(
-        "repository workspaces (vm workspace prepare)",
-    ))
+    let request = banger_vm::WorkspaceRequest::parse(
+        &params.source,
+        params.options.guest_path.as_deref(),
+        params.options.mode.as_deref(),
+        params.options.include_untracked,
+    )
+    .map_err(vm_error)?;
+    let target = params.vm.clone();
+    vm_operation(
+        ctx,
+        "vm.workspace.prepare",
+        &target,
+        events,
+        |vms, progress| async move {
+            vms.prepare_workspace(&params.vm, request, progress.as_ref())
+                .await
+        },
+    )
+    .await
 }

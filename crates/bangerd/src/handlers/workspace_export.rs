@@ -4,7 +4,8 @@
 //! directory, so the guest's index, working tree and refs are never touched. The patch
 //! streams to the client as output events; for apply it is checked by `banger-patch`
 //! as untrusted input and applied by it with a git that runs nothing of the host
-//! repository's.
+//! repository's. Both hold the VM's workspace lock while git runs in the guest, so a
+//! prepare never rewrites the tree under an export.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,6 +147,9 @@ async fn run_export(
         cwd: Some("/".into()),
         stdin: false,
     };
+    // The workspace lock: a prepare never rewrites the tree while git reads it.
+    let workspace_lock = vms.workspace_lock(&vm.id);
+    let _reading = workspace_lock.lock().await;
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let code = vms
