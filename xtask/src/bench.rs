@@ -11,7 +11,7 @@
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - workspace export of 1,000 changed files, `vm cp` of a tree vs `tar | vm exec` and
-//!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench workspace` alone).
+//!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench export` alone).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
 //!   with `cargo xtask bench workspaces`, it needs root).
 
@@ -220,7 +220,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("bench: wrote the images section of BENCHMARKS.md");
         return Ok(());
     }
-    if args.first().map(String::as_str) == Some("workspace") {
+    if args.first().map(String::as_str) == Some("export") {
         let section = workspace::section(&bench)?;
         let path = root.join("BENCHMARKS.md");
         let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());

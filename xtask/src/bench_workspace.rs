@@ -1,4 +1,4 @@
-//! The workspace part of `cargo xtask bench` (alone: `cargo xtask bench workspace`):
+//! The workspace part of `cargo xtask bench` (alone: `cargo xtask bench export`):
 //!
 //! - `banger vm workspace export` of a guest repository in which 1,000 files changed
 //!   (median of 3), with the patch's size;
@@ -16,7 +16,7 @@ use super::{Bench, median};
 
 const ROUNDS: usize = 3;
 const FILES: usize = 1000;
-const VM: &str = "bench-ws";
+const VM: &str = "bench-export";
 
 const GUEST_REPO: &str = "set -e; rm -rf /root/repo; mkdir -p /root/repo; cd /root/repo; git init -q
 i=0; while [ $i -lt 1000 ]; do echo \"line $i of a file that will change\" > f$i.txt; i=$((i+1)); done
@@ -128,7 +128,7 @@ fn measure(bench: &Bench) -> Result<String> {
     );
     let mut text = format!(
         "\n## Workspaces: export and copy (tiny guest, median of {ROUNDS})\n\n\
-         Produced by `cargo xtask bench workspace`.\n\n\
+         Produced by `cargo xtask bench export`.\n\n\
          | what | seconds |\n| --- | --- |\n\
          | `banger vm workspace export` ({changed} changed files, {:.1} KiB patch) | {export_median:.2} |\n\
          | `banger vm cp` of a {FILES}-file tree (8 MiB) into the guest | {cp_median:.2} |\n\
