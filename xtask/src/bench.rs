@@ -12,8 +12,12 @@
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - workspace export of 1,000 changed files, `vm cp` of a tree vs `tar | vm exec` and
 //!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench export` alone).
+//! - warm starts: `vm fork` from a snapshot vs cold boots (`bench_warm.rs`; `cargo xtask
+//!   bench warm` runs that part alone, on a debug build).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
-//!   with `cargo xtask bench workspaces`, it needs root).
+//!   with `cargo xtask bench workspaces`, it needs root);
+//! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
+//!   only with `cargo xtask bench mcp`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +27,10 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_images.rs"]
 mod images;
+#[path = "bench_mcp.rs"]
+mod mcp;
+#[path = "bench_warm.rs"]
+mod warm;
 #[path = "bench_workspace.rs"]
 mod workspace;
 #[path = "bench_workspaces.rs"]
@@ -171,6 +179,36 @@ impl Drop for Bench {
     }
 }
 
+/// `cargo xtask bench warm`: only the warm-start section, on debug binaries (the
+/// figures are QEMU's and the guest's), spliced into the existing report.
+fn run_warm(root: &Path) -> Result<()> {
+    crate::build_binaries(root, false)?;
+    crate::build_agent(root)?;
+    let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
+    for sub in ["home", "state", "run", "config"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let mut bench = Bench {
+        root: root.to_path_buf(),
+        bin: root.join("target/debug"),
+        dir,
+        daemon: None,
+        netns: None,
+        // The e2e tests' cache (the tiny image and kernel are usually built there).
+        extra_env: vec![(
+            "BANGER_CACHE_DIR".into(),
+            root.join("target/e2e-cache").display().to_string(),
+        )],
+    };
+    bench.start_daemon()?;
+    let section = warm::section(&bench)?;
+    let path = root.join("BENCHMARKS.md");
+    let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&path, warm::splice(&report, &section))?;
+    eprintln!("bench: wrote the warm-start section of BENCHMARKS.md");
+    Ok(())
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
@@ -193,8 +231,14 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("warm") {
+        return run_warm(root);
+    }
     if args.first().map(String::as_str) == Some("workspaces") {
         return workspaces::run(root);
+    }
+    if args.first().map(String::as_str) == Some("mcp") {
+        return mcp::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;

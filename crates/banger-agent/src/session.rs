@@ -15,7 +15,7 @@ use banger_proto::agent::{
 
 use crate::exec::{ExecRegistry, spawn_thread};
 use crate::sink::FrameSink;
-use crate::{files, ports, sysinfo, transfer};
+use crate::{files, identity, ports, sysinfo, transfer};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -128,6 +128,12 @@ fn dispatch(request: Request, sink: &Arc<FrameSink>, agent: &Arc<Agent>) {
         }
         RequestOp::Stat { path } => {
             answer_on_thread("stat", id, sink, move || transfer::stat(&path))
+        }
+        RequestOp::Identity(request) => {
+            let execs = Arc::clone(&agent.execs);
+            answer_on_thread("identity", id, sink, move || {
+                identity::apply(&request, &execs, std::path::Path::new("/"))
+            });
         }
         RequestOp::ReadFile { path } => {
             answer_on_thread("read-file", id, sink, move || {

@@ -5,7 +5,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, VmInfo, VmStats};
+use crate::types::{
+    CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, SnapshotInfo, VmInfo, VmStats,
+};
 
 /// A protocol method: its wire name, parameters and successful output.
 pub trait Method {
@@ -79,6 +81,15 @@ methods! {
     VmCopyOut = "vm.copy_out": VmCopyOutParams => CopyOutput;
     /// What a guest path is (symlinks followed).
     VmStat = "vm.stat": VmPathParams => PathInfo;
+    /// Save a running VM (memory, devices, disk); it keeps running. Long operation.
+    VmSnapshot = "vm.snapshot": VmSnapshotParams => SnapshotInfo;
+    /// New VMs restored from a snapshot (or from a running VM, snapshotted first).
+    /// Long operation.
+    VmFork = "vm.fork": VmForkParams => Vec<VmInfo>;
+    SnapshotList = "snapshot.list": Empty => Vec<SnapshotInfo>;
+    SnapshotShow = "snapshot.show": NameRef => SnapshotInfo;
+    /// Refused while running forks map its RAM file.
+    SnapshotDelete = "snapshot.delete": NameRef => SnapshotInfo;
     WorkspacePrepare = "vm.workspace.prepare": WorkspacePrepareParams => VmInfo;
     /// The guest workspace's changes as a patch, streamed as output events.
     WorkspaceExport = "vm.workspace.export": WorkspaceExportParams => WorkspaceExportOutput;
@@ -130,6 +141,24 @@ pub struct VmCreateParams {
     /// A repository to copy in, as a disk attached at boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<WorkspaceSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSnapshotParams {
+    pub vm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmForkParams {
+    /// A snapshot, or a running VM (snapshotted first).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How many VMs; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,15 +12,13 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, require_vm, text};
 
 const VM: &str = "wsout";
 
 #[test]
 fn exec_stdin_cp_and_workspace_export_on_a_real_guest() {
-    if skip_unless_vm_capable("exec_stdin_cp_and_workspace_export_on_a_real_guest") {
-        return;
-    }
+    require_vm!(Tool("git"));
     let host = TestHost::start().unwrap();
     host.create_vm(VM, &["--image", "tiny"]);
     exec_forwards_stdin(&host);

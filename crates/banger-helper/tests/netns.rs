@@ -2,31 +2,20 @@
 //! creates (and deletes on drop), with the helper binary started under `ip netns exec`:
 //! bridge and tap creation (idempotent), a tap descriptor received over the socket, NAT
 //! rules in banger's nftables table (one `/32` rule per guest however often it is added,
-//! none after removal) with timings, and loop devices for images in the state directory.
-//! These need root; without it each test prints SKIPPED and why.
+//! none after removal) with timings, and `banger-helper cleanup` removing the bridge.
+//! These need root; without it each test is recorded as skipped (`banger_requires`), and
+//! under `CI=true` fails.
 
 mod support;
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use banger_proto::helper::{HelperOutcome, HelperRequest, NetworkListing};
+use banger_requires::require;
 use serde_json::Value;
-use support::{Netns, RunningHelper, current_uid, has_program, is_root, run, skip};
-
-fn needs_root(test: &str) -> bool {
-    if !is_root() {
-        skip(
-            test,
-            "needs root (network namespaces, taps, nftables, loop devices)",
-        );
-        return false;
-    }
-    true
-}
+use support::{Netns, RunningHelper, current_uid, run};
 
 fn done(helper: &RunningHelper, request: HelperRequest) {
     let shown = format!("{request:?}");
@@ -54,9 +43,7 @@ fn link<'a>(links: &'a [Value], name: &str) -> Option<&'a Value> {
 
 #[test]
 fn bridge_and_tap_lifecycle() {
-    if !needs_root("bridge_and_tap_lifecycle") {
-        return;
-    }
+    require!(Root, Tool("ip"));
     let ns = Netns::new();
     let helper = RunningHelper::start(Some(&ns), current_uid(), &[]);
 
@@ -131,8 +118,11 @@ fn bridge_and_tap_lifecycle() {
     }
     assert!(link(&links(&ns), tap).is_none());
     assert_eq!(listing(&helper), NetworkListing::default());
-    done(&helper, HelperRequest::DeleteBridge);
-    done(&helper, HelperRequest::DeleteBridge);
+    // What `system uninstall` runs; a second run finds nothing to do.
+    for _ in 0..2 {
+        let helper_binary = support::helper_binary();
+        run("ip", &["netns", "exec", &ns.name, helper_binary, "cleanup"]);
+    }
     assert!(link(&links(&ns), "banger0").is_none());
 }
 
@@ -189,16 +179,7 @@ fn ip(text: &str) -> Ipv4Addr {
 
 #[test]
 fn nat_rules_are_scoped_idempotent_and_removable() {
-    if !needs_root("nat_rules_are_scoped_idempotent_and_removable") {
-        return;
-    }
-    if !has_program("nft") {
-        skip(
-            "nat_rules_are_scoped_idempotent_and_removable",
-            "nft is not installed",
-        );
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("nft"));
     let ns = Netns::new();
     // An uplink with a default route; the helper finds it by itself (no --uplink).
     // (A veth pair: this kernel has no dummy interfaces.)
@@ -301,13 +282,7 @@ fn nat_rules_are_scoped_idempotent_and_removable() {
 
 #[test]
 fn nat_with_iptables_when_asked() {
-    if !needs_root("nat_with_iptables_when_asked") {
-        return;
-    }
-    if !has_program("iptables") {
-        skip("nat_with_iptables_when_asked", "iptables is not installed");
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("iptables"));
     let ns = Netns::new();
     let helper = RunningHelper::start(
         Some(&ns),
@@ -340,90 +315,6 @@ fn nat_with_iptables_when_asked() {
     assert!(!forward.contains("172.30.0.5"), "{forward}");
 }
 
-/// Detaches a loop device left behind by a failing test.
-struct LoopGuard(Option<PathBuf>);
-
-impl Drop for LoopGuard {
-    fn drop(&mut self) {
-        if let Some(device) = &self.0 {
-            let _ = std::process::Command::new("losetup")
-                .arg("--detach")
-                .arg(device)
-                .status();
-        }
-    }
-}
-
-#[test]
-fn loop_devices_for_images_in_the_state_dir() {
-    if !needs_root("loop_devices_for_images_in_the_state_dir") {
-        return;
-    }
-    if !std::path::Path::new("/dev/loop-control").exists() {
-        skip(
-            "loop_devices_for_images_in_the_state_dir",
-            "no /dev/loop-control",
-        );
-        return;
-    }
-    let helper = RunningHelper::start(None, current_uid(), &[]);
-    let image = helper.state_dir.join("disk.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
-
-    let attach = || match helper
-        .call(HelperRequest::AttachLoop {
-            path: image.clone(),
-        })
-        .unwrap()
-        .outcome
-    {
-        HelperOutcome::LoopAttached { device } => device,
-        other => panic!("{other:?}"),
-    };
-    let device = attach();
-    let mut guard = LoopGuard(Some(device.clone()));
-    assert_eq!(attach(), device, "attaching again finds the same device");
-    let name = device.file_name().unwrap().to_str().unwrap().to_owned();
-    let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).unwrap();
-    assert_eq!(
-        backing.trim(),
-        image.canonicalize().unwrap().to_str().unwrap()
-    );
-    assert_eq!(std::fs::metadata(&device).unwrap().uid(), current_uid());
-    let listed = run(
-        "losetup",
-        &["--list", "--noheadings", "--output", "NAME", "--associated"]
-            .iter()
-            .copied()
-            .chain([image.to_str().unwrap()])
-            .collect::<Vec<_>>(),
-    );
-    assert_eq!(listed.lines().count(), 1, "{listed}");
-
-    // A link to the image is refused, even though it points inside the state dir.
-    let link = helper.state_dir.join("link.img");
-    std::os::unix::fs::symlink(&image, &link).unwrap();
-    assert!(
-        helper
-            .call(HelperRequest::AttachLoop { path: link })
-            .is_err()
-    );
-
-    for _ in 0..2 {
-        done(
-            &helper,
-            HelperRequest::DetachLoop {
-                device: device.clone(),
-            },
-        );
-    }
-    guard.0 = None;
-    assert!(!std::path::Path::new(&format!("/sys/block/{name}/loop/backing_file")).exists());
-}
-
 /// Runs `work` on a thread that has entered the network namespace `ns` (setns is per
 /// thread, so the rest of the test process stays where it is).
 fn in_netns<T: Send + 'static>(
@@ -454,13 +345,7 @@ fn peer_seen_by_server(guest: &Netns, server: std::net::SocketAddr) -> std::io::
 
 #[test]
 fn nat_lets_only_the_natted_guest_out() {
-    if !needs_root("nat_lets_only_the_natted_guest_out") {
-        return;
-    }
-    if !has_program("nft") {
-        skip("nat_lets_only_the_natted_guest_out", "nft is not installed");
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("nft"));
     // host: the helper's namespace. up: the outside; it has a route back to the pool,
     // so every "cannot get out" below is banger's forward rules and not a missing route,
     // and masquerading shows in the address the server sees. guest: stands in for a VM,

@@ -19,6 +19,7 @@ mod reconcile_net;
 mod reserve;
 pub mod resolv;
 mod service;
+pub mod warm;
 pub mod workspace;
 
 pub use create::CreateRequest;
@@ -28,4 +29,5 @@ pub use lifecycle::SetRequest;
 pub use reconcile::ReconcileReport;
 pub use reconcile_net::{NetCleanup, NetOwners, plan_cleanup};
 pub use service::{StoreAccess, VmService, VmServiceConfig, artifact_of, init_name};
+pub use warm::{ForkRequest, SnapshotPaths};
 pub use workspace::WorkspaceRequest;

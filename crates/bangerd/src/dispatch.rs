@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::context::DaemonContext;
 use crate::events::EventSink;
-use crate::handlers::{image, kernel, system, vm, vm_copy, workspace_export};
+use crate::handlers::{image, kernel, snapshot, system, vm, vm_copy, workspace_export};
 
 /// Runs the handler of `method` with raw JSON `params`.
 pub async fn dispatch(
@@ -44,6 +44,13 @@ pub async fn dispatch(
         m::VmCopyIn::NAME => call::<m::VmCopyIn>(ctx, params, events, vm_copy::copy_in).await,
         m::VmCopyOut::NAME => call::<m::VmCopyOut>(ctx, params, events, vm_copy::copy_out).await,
         m::VmStat::NAME => call::<m::VmStat>(ctx, params, events, vm_copy::stat).await,
+        m::VmSnapshot::NAME => call::<m::VmSnapshot>(ctx, params, events, snapshot::snapshot).await,
+        m::VmFork::NAME => call::<m::VmFork>(ctx, params, events, snapshot::fork).await,
+        m::SnapshotList::NAME => call::<m::SnapshotList>(ctx, params, events, snapshot::list).await,
+        m::SnapshotShow::NAME => call::<m::SnapshotShow>(ctx, params, events, snapshot::show).await,
+        m::SnapshotDelete::NAME => {
+            call::<m::SnapshotDelete>(ctx, params, events, snapshot::delete).await
+        }
         m::WorkspacePrepare::NAME => {
             call::<m::WorkspacePrepare>(ctx, params, events, vm::workspace_prepare).await
         }
@@ -78,9 +85,23 @@ pub async fn dispatch(
 
         other => Err(ApiError::new(
             ErrorCode::UnknownMethod,
-            format!("unknown method `{other}`"),
+            format!("unknown method `{}`", shown_method(other)),
         )
         .with_hint("the banger CLI and bangerd may come from different builds")),
+    }
+}
+
+/// How many characters of a method name errors and logs repeat.
+pub const SHOWN_METHOD_CHARS: usize = 64;
+
+/// `name` as errors and logs show it: at most [`SHOWN_METHOD_CHARS`] characters, with `…`
+/// and the full length when cut, so a client's 1 MB name is not echoed back whole.
+pub fn shown_method(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(SHOWN_METHOD_CHARS) {
+        None => std::borrow::Cow::Borrowed(name),
+        Some((cut, _)) => {
+            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &name[..cut], name.len()))
+        }
     }
 }
 
@@ -107,6 +128,19 @@ async fn call<M: Method>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_method_names_are_cut_when_shown() {
+        assert_eq!(shown_method("vm.list"), "vm.list");
+        let exact = "é".repeat(SHOWN_METHOD_CHARS);
+        assert_eq!(shown_method(&exact), exact.as_str());
+        let long = "é".repeat(1 << 19);
+        let shown = shown_method(&long);
+        assert_eq!(
+            shown,
+            format!("{}… ({} bytes)", "é".repeat(SHOWN_METHOD_CHARS), 1 << 20)
+        );
+    }
 
     /// Every method the protocol declares has an arm: none falls through to
     /// `unknown_method`, whatever its parameters.

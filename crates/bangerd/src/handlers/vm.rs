@@ -1,6 +1,8 @@
-//! VM methods. `vm.list` and `vm.show` read the store; the lifecycle (create, start,
-//! stop...) arrives with the VM service, and until then each of those methods answers
-//! `not_yet_available` after dispatch has validated its parameters.
+//! VM methods. `vm.list` and `vm.show` read the store; the lifecycle (create, start, stop,
+//! restart, kill, delete, prune) runs in the VM service, create/start/stop/restart as
+//! operations whose stages stream to the client; exec, logs, stats, ports, set and the ssh
+//! target go to the service too, and its typed errors become API codes here. Only the
+//! workspace methods still answer `not_yet_available`.
 
 use std::sync::Arc;
 
@@ -98,7 +100,7 @@ pub(crate) fn workspace_hint(error: &banger_workspace::WorkspaceError) -> &'stat
     }
 }
 
-fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
+pub(crate) fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
     let mut info = vm_view::vm_info(record);
     info.pid = ctx.services.vms.pid_of(&record.id);
     info
