@@ -10,6 +10,8 @@
 //! - `vm exec true` round trip (the RPC, and the whole CLI process);
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
+//! - workspace export of 1,000 changed files, `vm cp` of a tree vs `tar | vm exec` and
+//!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench export` alone).
 //! - warm starts: `vm fork` from a snapshot vs cold boots (`bench_warm.rs`; `cargo xtask
 //!   bench warm` runs that part alone, on a debug build).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
@@ -29,6 +31,8 @@ mod images;
 mod mcp;
 #[path = "bench_warm.rs"]
 mod warm;
+#[path = "bench_workspace.rs"]
+mod workspace;
 #[path = "bench_workspaces.rs"]
 mod workspaces;
 
@@ -260,6 +264,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("bench: wrote the images section of BENCHMARKS.md");
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("export") {
+        let section = workspace::section(&bench)?;
+        let path = root.join("BENCHMARKS.md");
+        let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, workspace::splice(&report, &section))?;
+        eprintln!("bench: wrote the workspace section of BENCHMARKS.md");
+        return Ok(());
+    }
     let idle_rss = rss_kib(daemon_pid)?;
     // Asked now: the network phase below restarts the daemon in a namespace and stops it.
     let accelerator = accel(&bench)?;
@@ -378,6 +390,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         (run_rm_median / manual_median - 1.0) * 100.0
     ));
     report.push_str(&images);
+    report.push_str(&workspace::section(&bench)?);
     report.push_str(&network);
     report.push_str(&dns);
     std::fs::write(root.join("BENCHMARKS.md"), report)?;

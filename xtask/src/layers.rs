@@ -124,9 +124,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         krate: "banger-patch",
         layer: Layer::Foundation,
-        may_use: &["banger-model"],
+        may_use: &["banger-exec"],
         tests_may_use: &[],
-        note: "pure: no I/O of its own",
+        note: "checks the guest's patch; host git through `banger-exec`",
     },
     Rule {
         krate: "banger-tar",

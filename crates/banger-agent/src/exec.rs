@@ -82,6 +82,62 @@ impl ExecRegistry {
         }
     }
 
+    /// Registers request `id` as a consumer of `stdin` frames without a process (a tar
+    /// receive): on its own thread, `work` reads the stream (each chunk acknowledged as
+    /// it is consumed, so the host's window moves) and its reply ends the request. After
+    /// a successful `work` the rest of the stream is read to its end first, so the
+    /// host's last chunks are acknowledged before the reply.
+    pub fn start_receiver(
+        self: &Arc<Self>,
+        id: RequestId,
+        sink: Arc<FrameSink>,
+        work: impl FnOnce(&mut dyn Read) -> ReplyBody + Send + 'static,
+    ) {
+        let (sender, receiver) = mpsc::channel();
+        {
+            let mut entries = self.entries();
+            if entries.contains_key(&id) {
+                drop(entries);
+                send_error(&sink, id, format!("request id {id} is already running"));
+                return;
+            }
+            entries.insert(
+                id,
+                ExecEntry {
+                    process_group: None,
+                    early_signal: None,
+                    stdin: Some(sender),
+                },
+            );
+        }
+        let registry = Arc::clone(self);
+        let thread_sink = Arc::clone(&sink);
+        let started = spawn_thread(format!("receive-{id}"), move || {
+            let mut reader = StdinReader {
+                id,
+                chunks: receiver,
+                current: Vec::new(),
+                offset: 0,
+                ended: false,
+                sink: Arc::clone(&thread_sink),
+            };
+            let mut body = work(&mut reader);
+            if !matches!(body, ReplyBody::Error { .. })
+                && let Err(error) = io::copy(&mut reader, &mut io::sink())
+            {
+                body = ReplyBody::Error {
+                    message: format!("reading the rest of the stream failed: {error}"),
+                };
+            }
+            registry.entries().remove(&id);
+            thread_sink.send(&Reply { id, body });
+        });
+        if let Err(error) = started {
+            self.entries().remove(&id);
+            send_error(&sink, id, format!("cannot start a thread: {error}"));
+        }
+    }
+
     /// Queues stdin bytes for the target exec (ignored once it has ended).
     pub fn stdin(&self, target: RequestId, data: Vec<u8>) {
         self.send_stdin(target, StdinChunk::Data(data));
@@ -314,6 +370,45 @@ fn feed_stdin(
         });
     }
     // End of stdin (or the exec ended): dropping the pipe closes it.
+}
+
+/// The `stdin` frames of a receiver as a `Read`: a chunk is acknowledged once it has
+/// been read through, and `stdin_eof` is the end of file.
+struct StdinReader {
+    id: RequestId,
+    chunks: mpsc::Receiver<StdinChunk>,
+    current: Vec<u8>,
+    offset: usize,
+    ended: bool,
+    sink: Arc<FrameSink>,
+}
+
+impl Read for StdinReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.offset >= self.current.len() {
+            if !self.current.is_empty() {
+                self.sink.send(&Reply {
+                    id: self.id,
+                    body: ReplyBody::StdinAck {
+                        bytes: self.current.len() as u64,
+                    },
+                });
+                self.current.clear();
+                self.offset = 0;
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            match self.chunks.recv() {
+                Ok(StdinChunk::Data(data)) => self.current = data,
+                Ok(StdinChunk::End) | Err(_) => self.ended = true,
+            }
+        }
+        let count = buf.len().min(self.current.len() - self.offset);
+        buf[..count].copy_from_slice(&self.current[self.offset..self.offset + count]);
+        self.offset += count;
+        Ok(count)
+    }
 }
 
 fn signal_group(group: Pid, signal: Signal) {

@@ -13,6 +13,7 @@ mod ports;
 mod session;
 mod sink;
 mod sysinfo;
+mod transfer;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

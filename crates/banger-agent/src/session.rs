@@ -15,7 +15,7 @@ use banger_proto::agent::{
 
 use crate::exec::{ExecRegistry, spawn_thread};
 use crate::sink::FrameSink;
-use crate::{files, identity, ports, sysinfo};
+use crate::{files, identity, ports, sysinfo, transfer};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -110,6 +110,24 @@ fn dispatch(request: Request, sink: &Arc<FrameSink>, agent: &Arc<Agent>) {
                     Err(message) => ReplyBody::Error { message },
                 }
             });
+        }
+        RequestOp::ReceiveTar {
+            dir,
+            rename,
+            create,
+        } => agent
+            .execs
+            .start_receiver(id, Arc::clone(sink), move |stream| {
+                transfer::receive_tar(&dir, rename.as_deref(), create, stream)
+            }),
+        RequestOp::SendTar { path, contents } => {
+            let thread_sink = Arc::clone(sink);
+            answer_on_thread("send-tar", id, sink, move || {
+                transfer::send_tar(id, &path, contents, &thread_sink)
+            });
+        }
+        RequestOp::Stat { path } => {
+            answer_on_thread("stat", id, sink, move || transfer::stat(&path))
         }
         RequestOp::Identity(request) => {
             let execs = Arc::clone(&agent.execs);

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::error::ApiError;
 use crate::frame::{
-    Event, MAX_FRAME_BYTES, PROTOCOL_VERSION, RequestFrame, ResponseBody, ResponseFrame,
+    Event, Input, InputFrame, MAX_FRAME_BYTES, MAX_INPUT_CHUNK_BYTES, PROTOCOL_VERSION,
+    RequestFrame, ResponseBody, ResponseFrame,
 };
 use crate::methods::Method;
 
@@ -81,6 +82,37 @@ impl Client {
         })
     }
 
+    /// Like [`Self::call`], streaming `input` to the request as input frames while its
+    /// answer comes back (then an end-of-input frame). The daemon reads input only as
+    /// fast as the request consumes it, so a slow guest command slows the sender; input
+    /// still unread when the final frame arrives is dropped.
+    pub async fn call_with_input<M: Method, R: AsyncRead + Unpin>(
+        &mut self,
+        params: &M::Params,
+        input: R,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<M::Output, ClientError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode parameters: {e}")))?;
+        let id = self.send_request(M::NAME, params).await?;
+        let finished = tokio::sync::Notify::new();
+        let writer = &mut self.writer;
+        let pump = pump_input(writer, id, input, &finished);
+        let answer = async {
+            let answer = read_answer(&mut self.reader, id, None, &mut on_event).await;
+            finished.notify_one();
+            answer
+        };
+        let (answer, pumped) = tokio::join!(answer, pump);
+        // A failed input write means the daemon hung up; the answer (or its absence)
+        // says why, so the write error itself is not the one to report.
+        drop(pumped);
+        let value = answer?;
+        serde_json::from_value(value).map_err(|e| {
+            ClientError::Protocol(format!("cannot decode the answer to {}: {e}", M::NAME))
+        })
+    }
+
     /// Calls a method by name with raw JSON parameters.
     pub async fn call_raw(
         &mut self,
@@ -114,47 +146,116 @@ impl Client {
             }
             Err(error) => return Err(error.into()),
         };
-        loop {
-            let frame = match self.read_frame().await {
-                Ok(frame) => frame,
-                Err(error) => match write_error.take() {
-                    Some(write_error) => return Err(write_error.into()),
-                    None => return Err(error),
-                },
-            };
-            if frame.id != id && frame.id != 0 {
-                return Err(ClientError::Protocol(format!(
-                    "answer for request {} while waiting for {id}",
-                    frame.id
-                )));
-            }
-            match frame.body {
-                ResponseBody::Event { event } => on_event(event),
-                ResponseBody::Result { value } => return Ok(value),
-                ResponseBody::Error { error } => return Err(ClientError::Api(error)),
-            }
-        }
+        read_answer(&mut self.reader, id, write_error.take(), on_event).await
     }
 
-    async fn read_frame(&mut self) -> Result<ResponseFrame, ClientError> {
-        let mut buf = Vec::new();
-        let limit = (MAX_FRAME_BYTES + 1) as u64;
-        let n = (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', &mut buf)
-            .await?;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
-        if buf.last() != Some(&b'\n') {
-            if buf.len() > MAX_FRAME_BYTES {
-                return Err(ClientError::Protocol(
-                    "the daemon sent an oversized frame".into(),
-                ));
-            }
-            return Err(ClientError::Closed);
-        }
-        serde_json::from_slice(&buf)
-            .map_err(|e| ClientError::Protocol(format!("unreadable frame from the daemon: {e}")))
+    /// Writes the request line of a call with input; a write error is returned as is
+    /// (the daemon's refusal, if any, is read by the caller's answer loop).
+    async fn send_request(
+        &mut self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = RequestFrame {
+            v: PROTOCOL_VERSION,
+            id,
+            method: method.to_string(),
+            params,
+        };
+        let mut line = serde_json::to_vec(&frame)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
+        line.push(b'\n');
+        self.writer.write_all(&line).await?;
+        Ok(id)
     }
+}
+
+/// Reads frames until the final one of request `id`, handing events to `on_event`.
+/// `write_error` is reported instead of a read failure (see `call_raw`).
+async fn read_answer(
+    reader: &mut BufReader<OwnedReadHalf>,
+    id: u64,
+    mut write_error: Option<std::io::Error>,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<serde_json::Value, ClientError> {
+    loop {
+        let frame = match read_frame(reader).await {
+            Ok(frame) => frame,
+            Err(error) => match write_error.take() {
+                Some(write_error) => return Err(write_error.into()),
+                None => return Err(error),
+            },
+        };
+        if frame.id != id && frame.id != 0 {
+            return Err(ClientError::Protocol(format!(
+                "answer for request {} while waiting for {id}",
+                frame.id
+            )));
+        }
+        match frame.body {
+            ResponseBody::Event { event } => on_event(event),
+            ResponseBody::Result { value } => return Ok(value),
+            ResponseBody::Error { error } => return Err(ClientError::Api(error)),
+        }
+    }
+}
+
+/// Sends `input` as input frames for request `id`, then an end-of-input frame. Stops
+/// (between frames, never inside one, so the connection stays usable) once `finished`
+/// is notified.
+async fn pump_input<R: AsyncRead + Unpin>(
+    writer: &mut OwnedWriteHalf,
+    id: u64,
+    mut input: R,
+    finished: &tokio::sync::Notify,
+) -> std::io::Result<()> {
+    let mut chunk = vec![0; MAX_INPUT_CHUNK_BYTES];
+    loop {
+        let read = tokio::select! {
+            biased;
+            () = finished.notified() => return Ok(()),
+            read = input.read(&mut chunk) => read,
+        };
+        let input = match read {
+            Ok(0) => Input::Eof,
+            Ok(count) => Input::Data {
+                data: chunk[..count].to_vec(),
+            },
+            // The request still runs and answers; it sees the end of its input.
+            Err(_) => Input::Eof,
+        };
+        let eof = input == Input::Eof;
+        let frame = InputFrame {
+            v: PROTOCOL_VERSION,
+            id,
+            input,
+        };
+        let mut line = serde_json::to_vec(&frame).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        writer.write_all(&line).await?;
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
+async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<ResponseFrame, ClientError> {
+    let mut buf = Vec::new();
+    let limit = (MAX_FRAME_BYTES + 1) as u64;
+    let n = reader.take(limit).read_until(b'\n', &mut buf).await?;
+    if n == 0 {
+        return Err(ClientError::Closed);
+    }
+    if buf.last() != Some(&b'\n') {
+        if buf.len() > MAX_FRAME_BYTES {
+            return Err(ClientError::Protocol(
+                "the daemon sent an oversized frame".into(),
+            ));
+        }
+        return Err(ClientError::Closed);
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| ClientError::Protocol(format!("unreadable frame from the daemon: {e}")))
 }

@@ -26,6 +26,48 @@ pub struct RequestFrame {
     pub params: serde_json::Value,
 }
 
+/// Bytes for the standard input of a request that is still running (`vm.exec`,
+/// `vm.copy_in`), sent by the client after the request line and before its final frame.
+/// The daemon tells the two kinds of line apart by the `input` key, which a request never
+/// has. Input for a request that has already finished is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFrame {
+    pub v: u32,
+    /// The id of the running request the bytes are for.
+    pub id: u64,
+    #[serde(flatten)]
+    pub input: Input,
+}
+
+/// What an [`InputFrame`] carries: a chunk, or the end of the input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    Data {
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+    },
+    Eof,
+}
+
+/// The largest chunk of input one frame carries (base64 of it fits [`MAX_FRAME_BYTES`]).
+pub const MAX_INPUT_CHUNK_BYTES: usize = 256 * 1024;
+
+impl InputFrame {
+    /// Whether `line` is an input frame rather than a request: it has an `input` key.
+    /// Returns the frame when it parses.
+    pub fn parse(line: &[u8]) -> Option<Result<InputFrame, serde_json::Error>> {
+        // Cheap test first: requests are far more common than input.
+        const KEY: &[u8] = b"\"input\"";
+        if !line.windows(KEY.len()).any(|w| w == KEY) {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+        value.get("input")?;
+        Some(serde_json::from_value(value))
+    }
+}
+
 /// One answer frame from the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResponseFrame {
@@ -156,6 +198,42 @@ mod tests {
             let back: ResponseFrame = serde_json::from_str(&line).unwrap();
             assert_eq!(back, frame);
         }
+    }
+
+    #[test]
+    fn input_frames_round_trip_and_are_told_from_requests() {
+        let table = [
+            (
+                InputFrame {
+                    v: 1,
+                    id: 7,
+                    input: Input::Data {
+                        data: vec![0, 255, b'a'],
+                    },
+                },
+                r#"{"v":1,"id":7,"input":"data","data":"AP9h"}"#,
+            ),
+            (
+                InputFrame {
+                    v: 1,
+                    id: 7,
+                    input: Input::Eof,
+                },
+                r#"{"v":1,"id":7,"input":"eof"}"#,
+            ),
+        ];
+        for (frame, wire) in table {
+            assert_eq!(serde_json::to_string(&frame).unwrap(), wire);
+            assert_eq!(InputFrame::parse(wire.as_bytes()).unwrap().unwrap(), frame);
+        }
+        // A request (even one whose parameters mention "input") is not input.
+        let request = br#"{"v":1,"id":8,"method":"vm.exec","params":{"argv":["input"]}}"#;
+        assert!(InputFrame::parse(request).is_none());
+        assert!(
+            InputFrame::parse(br#"{"v":1,"id":8,"input":"nope"}"#)
+                .unwrap()
+                .is_err()
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod types;
 pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorCode};
 pub use frame::{
-    Event, MAX_FRAME_BYTES, OutputStream, PROTOCOL_VERSION, RequestFrame, ResponseBody,
-    ResponseFrame, StageState,
+    Event, Input, InputFrame, MAX_FRAME_BYTES, MAX_INPUT_CHUNK_BYTES, OutputStream,
+    PROTOCOL_VERSION, RequestFrame, ResponseBody, ResponseFrame, StageState,
 };
 pub use methods::Method;

@@ -75,6 +75,12 @@ methods! {
     VmSet = "vm.set": VmSetParams => VmInfo;
     /// How to reach the guest with ssh (address, user, key, known_hosts).
     VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
+    /// Unpack a tar stream, sent as input frames, at a guest path (`docker cp` rules).
+    VmCopyIn = "vm.copy_in": VmCopyInParams => CopyOutput;
+    /// A guest path as a tar stream, in output events on stdout.
+    VmCopyOut = "vm.copy_out": VmCopyOutParams => CopyOutput;
+    /// What a guest path is (symlinks followed).
+    VmStat = "vm.stat": VmPathParams => PathInfo;
     /// Save a running VM (memory, devices, disk); it keeps running. Long operation.
     VmSnapshot = "vm.snapshot": VmSnapshotParams => SnapshotInfo;
     /// New VMs restored from a snapshot (or from a running VM, snapshotted first).
@@ -85,7 +91,10 @@ methods! {
     /// Refused while running forks map its RAM file.
     SnapshotDelete = "snapshot.delete": NameRef => SnapshotInfo;
     WorkspacePrepare = "vm.workspace.prepare": WorkspacePrepareParams => VmInfo;
+    /// The guest workspace's changes as a patch, streamed as output events.
     WorkspaceExport = "vm.workspace.export": WorkspaceExportParams => WorkspaceExportOutput;
+    /// Export, check (untrusted patch) and `git apply` into the host repository.
+    WorkspaceApply = "vm.workspace.apply": WorkspaceApplyParams => WorkspaceApplyOutput;
 
     ImageList = "image.list": Empty => Vec<ImageInfo>;
     ImageCatalog = "image.catalog": Empty => Vec<CatalogEntry>;
@@ -189,6 +198,65 @@ pub struct VmExecParams {
     pub env: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// The client streams the command's stdin as input frames; without it the command
+    /// reads /dev/null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+}
+
+/// What `vm.copy_in` receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopySourceKind {
+    /// One file or symlink, the stream's only entry.
+    File,
+    /// A directory under its own name.
+    Directory,
+    /// A directory's children (`SRC/.`).
+    Contents,
+    /// A tar stream the user supplied (`-`).
+    Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCopyInParams {
+    pub vm: String,
+    /// Absolute guest path.
+    pub dst: String,
+    pub source: CopySourceKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCopyOutParams {
+    pub vm: String,
+    /// Absolute guest path.
+    pub src: String,
+    /// Only a directory's children (`SRC/.`).
+    #[serde(default)]
+    pub contents: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOutput {
+    /// Entries (files, directories, links) copied.
+    pub entries: u64,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+    /// Where the copy landed in the guest (`vm.copy_in`) or what was read (`vm.copy_out`).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPathParams {
+    pub vm: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInfo {
+    /// `directory`, `file` or `other`; absent when nothing is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,12 +327,77 @@ pub struct WorkspaceSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspaceExportParams {
     pub vm: String,
+    /// Diff against this commit (so the guest's commits since it are included); the
+    /// default is the guest's `HEAD` (`diff`) or the prepared commit (`mbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// The repository in the guest when the VM has no workspace record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_path: Option<String>,
+    #[serde(default)]
+    pub format: ExportFormat,
+}
+
+/// What `vm.workspace.export` writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// One `git diff --binary` patch for `git apply`.
+    #[default]
+    Diff,
+    /// `git format-patch` of the guest's commits plus one for uncommitted changes, for
+    /// `git am`.
+    Mbox,
+}
+
+/// The patch itself streams as output events (stdout); this is what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceExportOutput {
+    /// The commit the patch is against (the empty tree's id for a repository with no
+    /// commits).
+    pub base: String,
+    pub guest_path: String,
+    pub format: ExportFormat,
+    /// Bytes of patch.
+    pub bytes: u64,
+    /// The changed files (`diff` format).
+    pub files: Vec<ChangedFile>,
+}
+
+/// One file of an exported patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedFile {
+    /// `added`, `deleted`, `modified`, `renamed`, `copied`.
+    pub status: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkspaceExportOutput {
-    /// The guest's edits as a `git apply`-able patch.
-    pub patch: String,
+pub struct WorkspaceApplyParams {
+    pub vm: String,
+    /// Absolute host path of the repository's top directory; the workspace's host
+    /// repository when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// As for export; the default is the prepared commit, so the guest's commits are
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceApplyOutput {
+    pub repo: String,
+    pub base: String,
+    pub files: Vec<ChangedFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

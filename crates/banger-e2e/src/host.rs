@@ -257,6 +257,44 @@ impl TestHost {
         }
     }
 
+    /// Runs the CLI with `input` on its stdin (a pipe that ends after it).
+    pub fn banger_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt as _;
+        let mut cmd = tokio::process::Command::from(self.command(bin_dir().join("banger")));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let input = input.to_vec();
+        let result = self.runtime.block_on(async {
+            tokio::time::timeout(CLI_TIMEOUT, async {
+                let mut child = cmd.spawn().expect("cannot run banger");
+                let mut stdin = child.stdin.take().expect("piped stdin");
+                let feed = tokio::spawn(async move {
+                    // The command may exit without reading it all; that is its business.
+                    let _ = stdin.write_all(&input).await;
+                });
+                let output = child.wait_with_output().await;
+                let _ = feed.await;
+                output
+            })
+            .await
+        });
+        match result {
+            Ok(output) => output.expect("cannot run banger"),
+            Err(_) => panic!(
+                "banger {} did not finish within {}s\ndaemon log tail:\n{}",
+                args.join(" "),
+                CLI_TIMEOUT.as_secs(),
+                tail(&self.daemon_log(), 40)
+            ),
+        }
+    }
+
     /// Starts the CLI in the background with this host's environment, stdout and stderr
     /// piped, for tests that signal it mid-command.
     pub fn spawn_banger(&self, args: &[&str]) -> Child {

@@ -4,6 +4,7 @@
 //! does I/O, so every rule is table-tested and shared by the CLI and the daemon.
 
 pub mod catalog;
+pub mod copy;
 pub mod dirs;
 pub mod id;
 pub mod lookup;

@@ -1,4 +1,5 @@
-//! Work inside a running guest through its agent (exec, listening ports), and facts about
+//! Work inside a running guest through its agent (exec, tar streams in and out, stat,
+//! listening ports), and facts about
 //! a VM read from the host (resource use, serial log).
 
 use std::future::Future;
@@ -6,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use banger_model::{VmRecord, VmState};
-use banger_proto::agent::{ExecRequest, ListeningPort};
-use banger_proto::agent_client::AgentClient;
+use banger_proto::agent::{ExecRequest, ListeningPort, PathKind};
+use banger_proto::agent_client::{AgentClient, TarCount};
 
 use crate::disk;
 use crate::error::VmError;
@@ -79,6 +80,73 @@ impl VmService {
         Ok(agent.exec_with_cancel(request, on_output, cancel).await?)
     }
 
+    /// Like [`Self::exec`], feeding `stdin` to the command (it sees end of file when
+    /// `stdin` ends).
+    pub async fn exec_with_stdin<R>(
+        &self,
+        query: &str,
+        request: ExecRequest,
+        stdin: R,
+        on_output: impl FnMut(banger_proto::agent::Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+    ) -> Result<i32, VmError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        let vm = self.find(query)?;
+        if request.argv.is_empty() {
+            return Err(VmError::BadRequest("no command given".into()));
+        }
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent
+            .exec_with_stdin(request, stdin, on_output, cancel)
+            .await?)
+    }
+
+    /// What the guest's `path` is (symlinks followed), `None` when nothing is there.
+    pub async fn stat(&self, query: &str, path: &str) -> Result<Option<PathKind>, VmError> {
+        let vm = self.find(query)?;
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent.stat(guest_absolute(path)?).await?)
+    }
+
+    /// Unpacks the tar stream `tar` into the guest directory `dir` (made first with
+    /// `create`), the first component of its names renamed to `rename`. Workspace
+    /// imports and `vm cp` both land here.
+    pub async fn receive_tar<R>(
+        &self,
+        query: &str,
+        dir: &str,
+        rename: Option<&str>,
+        create: bool,
+        tar: R,
+    ) -> Result<TarCount, VmError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        let vm = self.find(query)?;
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent
+            .receive_tar(guest_absolute(dir)?, rename, create, tar)
+            .await?)
+    }
+
+    /// Streams the guest's `path` (or a directory's children, with `contents`) as a tar
+    /// to `on_data`.
+    pub async fn send_tar(
+        &self,
+        query: &str,
+        path: &str,
+        contents: bool,
+        on_data: impl FnMut(&[u8]) + Send,
+    ) -> Result<TarCount, VmError> {
+        let vm = self.find(query)?;
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent
+            .send_tar(guest_absolute(path)?, contents, on_data)
+            .await?)
+    }
+
     /// Listening sockets in the guest. Right after a boot this first waits for the guest's
     /// ssh set-up, so sshd is not missing from the list of a VM that was just created.
     pub async fn ports(&self, query: &str) -> Result<(VmRecord, Vec<ListeningPort>), VmError> {
@@ -117,5 +185,16 @@ impl VmService {
         let vm = self.find(query)?;
         let path = self.paths(&vm.id).serial_log;
         Ok((vm, path))
+    }
+}
+
+/// Guest paths are absolute: the agent has no working directory to resolve them in.
+fn guest_absolute(path: &str) -> Result<&str, VmError> {
+    if path.starts_with('/') {
+        Ok(path)
+    } else {
+        Err(VmError::BadRequest(format!(
+            "{path:?}: guest paths must be absolute"
+        )))
     }
 }

@@ -7,8 +7,9 @@
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_exec,
+    completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_cp, vm_exec,
     vm_lifecycle, vm_list, vm_logs, vm_run, vm_set, vm_show, vm_snapshot, vm_ssh, workspace,
+    workspace_export,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -112,6 +113,7 @@ pub enum VmCommand {
     Show(vm_show::ShowArgs),
     Ssh(vm_ssh::SshArgs),
     Exec(vm_exec::ExecArgs),
+    Cp(vm_cp::CpArgs),
     Logs(vm_logs::LogsArgs),
     Stats(vm_show::StatsArgs),
     Ports(vm_show::PortsArgs),
@@ -133,11 +135,14 @@ prepares the workspace for you.",
     after_help = "\
 Examples:
   banger vm workspace prepare web ./repo
-  banger vm workspace export web > guest.patch && git apply guest.patch"
+  banger vm workspace export web > guest.patch && git apply guest.patch
+  banger vm workspace export web --format mbox | git am --3way
+  banger vm workspace apply web"
 )]
 pub enum WorkspaceCommand {
     Prepare(workspace::PrepareArgs),
-    Export(workspace::ExportArgs),
+    Export(workspace_export::ExportArgs),
+    Apply(workspace_export::ApplyArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -124,6 +124,32 @@ impl Daemon {
         })
     }
 
+    /// Like [`Self::call`], streaming `input` to the request (a guest command's stdin, a
+    /// tar stream) while the answer comes back.
+    pub async fn call_with_input<M: Method, R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        params: &M::Params,
+        input: R,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<M::Output, CliError> {
+        let mut op: Option<String> = None;
+        let result = self
+            .client
+            .call_with_input::<M, R>(params, input, |event| {
+                if let Event::OpStarted { op: id } = &event {
+                    op = Some(id.clone());
+                }
+                on_event(event);
+            })
+            .await;
+        result.map_err(|err| match err {
+            ClientError::Api(api) if api.op.is_none() => {
+                CliError::Daemon(ClientError::Api(attach_op(api, op)))
+            }
+            other => CliError::Daemon(other),
+        })
+    }
+
     /// Calls `M` when no events are expected (they are ignored).
     pub async fn ask<M: Method>(&mut self, params: &M::Params) -> Result<M::Output, CliError> {
         self.call::<M>(params, &mut |_| {}).await

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use banger_api::{ApiError, ErrorCode, Event, ResponseBody, ResponseFrame};
+use banger_api::{ApiError, ErrorCode, Event, Input, InputFrame, ResponseBody, ResponseFrame};
 use tokio::io::AsyncWrite;
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::context::DaemonContext;
 use crate::dispatch::{dispatch, shown_method};
 use crate::events::EventSink;
+use crate::input::{InputChunk, RequestInput};
 use crate::wire::{FrameReader, Incoming, parse_request, write_frame};
 
 /// Serves `stream` until the client leaves or `stop` fires between two requests.
@@ -111,6 +112,8 @@ async fn serve_inner(stream: UnixStream, ctx: Arc<DaemonContext>, stop: Cancella
                 write_frame(&mut writer, &error_frame(0, error)).await
             }
             Ok(Incoming::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            // Input for a request that has already been answered: nobody reads it.
+            Ok(Incoming::Line(line)) if InputFrame::parse(&line).is_some() => continue,
             Ok(Incoming::Line(line)) => {
                 handle_line(&ctx, &line, &mut reader, &mut pending, &mut writer).await
             }
@@ -159,15 +162,22 @@ where
     let id = request.id;
     let started = Instant::now();
     let (events, mut event_rx) = EventSink::channel();
+    let (input_tx, input) = RequestInput::channel();
+    events.set_input(input);
     let result = {
         let work = dispatch(ctx, &request.method, request.params, &events);
         tokio::pin!(work);
         // Events are written while the handler runs. The socket is watched too: when the
         // client leaves (EOF, or a failed write), the sink says so and streaming handlers
         // stop (an exec signals its guest process); long operations run in their own task
-        // (see `ops`) and carry on.
+        // (see `ops`) and carry on. Input frames for this request go to its input
+        // stream; the socket is read only while the stream has room (or is closed), so
+        // a handler that reads slowly holds the client back.
         let mut gone = false;
+        let mut input_tx = Some(input_tx);
+        let mut permit: Option<tokio::sync::mpsc::OwnedPermit<InputChunk>> = None;
         let result = loop {
+            let need_permit = permit.is_none() && input_tx.is_some();
             tokio::select! {
                 result = &mut work => break result,
                 Some(event) = event_rx.recv() => {
@@ -176,11 +186,35 @@ where
                         events.client_gone();
                     }
                 }
-                incoming = reader.next(), if !gone && pending.len() < ctx.limits.max_pending_lines => match incoming {
+                reserved = reserve(&input_tx), if need_permit && !gone => match reserved {
+                    Ok(reserved) => permit = Some(reserved),
+                    // The handler dropped its input: later input is discarded.
+                    Err(()) => input_tx = None,
+                },
+                incoming = reader.next(), if !gone && !need_permit && pending.len() < ctx.limits.max_pending_lines => match incoming {
                     Ok(Incoming::Eof) | Err(_) => {
                         gone = true;
                         events.client_gone();
+                        input_tx = None;
+                        permit = None;
                     }
+                    Ok(Incoming::Line(line)) => match InputFrame::parse(&line) {
+                        Some(Ok(frame)) if frame.id == id => {
+                            let chunk = match frame.input {
+                                Input::Data { data } => InputChunk::Data(data),
+                                Input::Eof => InputChunk::Eof,
+                            };
+                            let eof = matches!(chunk, InputChunk::Eof);
+                            if let Some(reserved) = permit.take() {
+                                reserved.send(chunk);
+                            }
+                            if eof {
+                                input_tx = None;
+                            }
+                        }
+                        Some(_) => tracing::debug!("dropping input that belongs to no running request"),
+                        None => pending.push_back(Incoming::Line(line)),
+                    },
                     Ok(other) => pending.push_back(other),
                 },
             }
@@ -209,6 +243,16 @@ where
         }
     };
     write_frame(writer, &frame).await
+}
+
+/// A slot in the request's input queue, or `Err` when nobody reads it any more.
+async fn reserve(
+    input: &Option<tokio::sync::mpsc::Sender<InputChunk>>,
+) -> Result<tokio::sync::mpsc::OwnedPermit<InputChunk>, ()> {
+    match input {
+        Some(sender) => sender.clone().reserve_owned().await.map_err(drop),
+        None => Err(()),
+    }
 }
 
 /// The longest error message a frame or a log line carries; longer ones (a parameter

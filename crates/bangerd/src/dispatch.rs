@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::context::DaemonContext;
 use crate::events::EventSink;
-use crate::handlers::{image, kernel, snapshot, system, vm};
+use crate::handlers::{image, kernel, snapshot, system, vm, vm_copy, workspace_export};
 
 /// Runs the handler of `method` with raw JSON `params`.
 pub async fn dispatch(
@@ -41,6 +41,9 @@ pub async fn dispatch(
         m::VmPorts::NAME => call::<m::VmPorts>(ctx, params, events, vm::ports).await,
         m::VmSet::NAME => call::<m::VmSet>(ctx, params, events, vm::set).await,
         m::VmSshTarget::NAME => call::<m::VmSshTarget>(ctx, params, events, vm::ssh_target).await,
+        m::VmCopyIn::NAME => call::<m::VmCopyIn>(ctx, params, events, vm_copy::copy_in).await,
+        m::VmCopyOut::NAME => call::<m::VmCopyOut>(ctx, params, events, vm_copy::copy_out).await,
+        m::VmStat::NAME => call::<m::VmStat>(ctx, params, events, vm_copy::stat).await,
         m::VmSnapshot::NAME => call::<m::VmSnapshot>(ctx, params, events, snapshot::snapshot).await,
         m::VmFork::NAME => call::<m::VmFork>(ctx, params, events, snapshot::fork).await,
         m::SnapshotList::NAME => call::<m::SnapshotList>(ctx, params, events, snapshot::list).await,
@@ -52,7 +55,10 @@ pub async fn dispatch(
             call::<m::WorkspacePrepare>(ctx, params, events, vm::workspace_prepare).await
         }
         m::WorkspaceExport::NAME => {
-            call::<m::WorkspaceExport>(ctx, params, events, vm::workspace_export).await
+            call::<m::WorkspaceExport>(ctx, params, events, workspace_export::export).await
+        }
+        m::WorkspaceApply::NAME => {
+            call::<m::WorkspaceApply>(ctx, params, events, workspace_export::apply).await
         }
 
         m::ImageList::NAME => call::<m::ImageList>(ctx, params, events, image::list).await,

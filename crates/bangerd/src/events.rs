@@ -4,9 +4,13 @@
 //! When the client is gone the events are dropped silently: the work does not depend on
 //! anyone listening.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use banger_api::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::input::RequestInput;
 
 /// Sends events to one request's connection.
 #[derive(Debug, Clone)]
@@ -17,6 +21,9 @@ pub struct EventSink {
     /// Fired when the requesting client goes away; streaming handlers (exec, logs
     /// --follow) stop on it. Long operations ignore it: they outlive their requester.
     gone: CancellationToken,
+    /// The request's input stream (`vm exec` stdin, `vm cp` tar), for the one handler
+    /// that takes it.
+    input: Arc<Mutex<Option<RequestInput>>>,
 }
 
 impl EventSink {
@@ -27,6 +34,7 @@ impl EventSink {
             EventSink {
                 tx: Some(tx),
                 gone: CancellationToken::new(),
+                input: Arc::default(),
             },
             rx,
         )
@@ -37,6 +45,7 @@ impl EventSink {
         EventSink {
             tx: None,
             gone: CancellationToken::new(),
+            input: Arc::default(),
         }
     }
 
@@ -46,6 +55,21 @@ impl EventSink {
             // An error only means the connection has gone away.
             let _ = tx.send(event);
         }
+    }
+
+    /// Gives the request an input stream (the connection does, before dispatching).
+    pub fn set_input(&self, input: RequestInput) {
+        *self.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(input);
+    }
+
+    /// The request's input: what the client sends as input frames, ending at its
+    /// end-of-input frame (or when it leaves). Empty for a request without a client.
+    pub fn take_input(&self) -> RequestInput {
+        self.input
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(RequestInput::empty)
     }
 
     /// Marks the requesting client as gone.

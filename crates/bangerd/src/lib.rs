@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod events;
 pub mod handlers;
+pub mod input;
 pub mod instance_lock;
 pub mod layout;
 pub mod limits;

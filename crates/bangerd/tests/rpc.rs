@@ -337,6 +337,37 @@ async fn requests_on_one_connection_are_answered_in_order() {
     daemon.shutdown().await;
 }
 
+/// Input frames for no running request (late stdin, a confused client) are dropped:
+/// they get no answer and the requests around them are answered in order. Input sent
+/// with a request that reads none does not hold its answer back.
+#[tokio::test]
+async fn stray_input_frames_are_dropped_and_requests_still_answered() {
+    let daemon = TestDaemon::start().await;
+    let mut raw = daemon.raw().await;
+    let mut batch = Vec::new();
+    for line in [
+        serde_json::json!({"v":1,"id":9,"input":"data","data":"aGk="}),
+        serde_json::json!({"v":1,"id":1,"method":"ping"}),
+        serde_json::json!({"v":1,"id":1,"input":"data","data":"aGk="}),
+        serde_json::json!({"v":1,"id":1,"input":"eof"}),
+        serde_json::json!({"v":1,"id":2,"method":"vm.list"}),
+        serde_json::json!({"v":1,"id":7,"input":"eof"}),
+        serde_json::json!({"v":1,"id":3,"method":"ping"}),
+    ] {
+        batch.extend(serde_json::to_vec(&line).unwrap());
+        batch.push(b'\n');
+    }
+    raw.send(&batch).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let frame = raw.frame().await.unwrap();
+        assert!(frame.body.is_final(), "{frame:?}");
+        ids.push(frame.id);
+    }
+    assert_eq!(ids, [1, 2, 3]);
+    daemon.shutdown().await;
+}
+
 #[tokio::test]
 async fn vm_show_of_a_missing_vm_is_not_found() {
     let daemon = TestDaemon::start().await;
@@ -584,10 +615,19 @@ async fn unfinished_features_are_not_yet_available() {
     assert_eq!(err.code, ErrorCode::BadRequest, "{}", err.message);
     let err = api_error(
         client
-            .call::<m::WorkspaceExport>(&m::WorkspaceExportParams { vm: "web".into() }, |_| {})
+            .call::<m::WorkspaceExport>(
+                &m::WorkspaceExportParams {
+                    vm: "web".into(),
+                    base_commit: None,
+                    guest_path: None,
+                    format: m::ExportFormat::Diff,
+                },
+                |_| {},
+            )
             .await,
     );
-    assert_eq!(err.code, ErrorCode::NotYetAvailable);
+    // Export is implemented: an unknown VM is not found.
+    assert_eq!(err.code, ErrorCode::NotFound, "{}", err.message);
     daemon.shutdown().await;
 }
 

@@ -164,6 +164,42 @@ mod tests {
                 ),
                 r#"{"id":8,"op":"read_file","path":"/etc/x"}"#,
             ),
+            (
+                request(
+                    9,
+                    RequestOp::ReceiveTar {
+                        dir: "/root".into(),
+                        rename: Some("repo".into()),
+                        create: true,
+                    },
+                ),
+                r#"{"id":9,"op":"receive_tar","dir":"/root","rename":"repo","create":true}"#,
+            ),
+            (
+                request(
+                    10,
+                    RequestOp::ReceiveTar {
+                        dir: "/tmp".into(),
+                        rename: None,
+                        create: false,
+                    },
+                ),
+                r#"{"id":10,"op":"receive_tar","dir":"/tmp"}"#,
+            ),
+            (
+                request(
+                    11,
+                    RequestOp::SendTar {
+                        path: "/etc".into(),
+                        contents: false,
+                    },
+                ),
+                r#"{"id":11,"op":"send_tar","path":"/etc"}"#,
+            ),
+            (
+                request(12, RequestOp::Stat { path: "/x".into() }),
+                r#"{"id":12,"op":"stat","path":"/x"}"#,
+            ),
         ];
         for (frame, wire) in table {
             let encoded = encode_frame(&frame).unwrap();
@@ -246,6 +282,29 @@ mod tests {
                     },
                 ),
                 r#"{"id":8,"op":"file_ok","data":"az12Cg=="}"#,
+            ),
+            (
+                reply(
+                    9,
+                    ReplyBody::TarOk {
+                        entries: 3,
+                        bytes: 10,
+                    },
+                ),
+                r#"{"id":9,"op":"tar_ok","entries":3,"bytes":10}"#,
+            ),
+            (
+                reply(
+                    12,
+                    ReplyBody::StatOk {
+                        kind: Some(crate::agent::PathKind::Directory),
+                    },
+                ),
+                r#"{"id":12,"op":"stat_ok","kind":"directory"}"#,
+            ),
+            (
+                reply(12, ReplyBody::StatOk { kind: None }),
+                r#"{"id":12,"op":"stat_ok"}"#,
             ),
             (
                 reply(

@@ -65,6 +65,28 @@ pub enum RequestOp {
     },
     /// Read a whole file; answered with `file_ok` carrying `data`.
     ReadFile { path: String },
+    /// Unpack a tar stream into the directory `dir`. The stream follows as `stdin`
+    /// frames addressed to this request, ended by `stdin_eof`; each chunk is
+    /// acknowledged with `stdin_ack`, and the end with `tar_ok` (or `error`). Names are
+    /// checked as in `banger-tar` (nothing lands outside `dir`); `rename` replaces the
+    /// first component of every name; `create` makes `dir` (and its parents) first.
+    ReceiveTar {
+        dir: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rename: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create: bool,
+    },
+    /// Pack `path` (not followed if it is a symlink) as a tar whose entries are named
+    /// after its last component, or, with `contents`, the directory's children. The
+    /// stream comes back as `output` frames on `stdout`, then `tar_ok` (or `error`).
+    SendTar {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        contents: bool,
+    },
+    /// What `path` is, symlinks followed; answered with `stat_ok`.
+    Stat { path: String },
     /// Make a guest restored from a snapshot a machine of its own, before anything else
     /// runs in it; answered with `identity_ok`.
     Identity(IdentityRequest),
@@ -148,6 +170,16 @@ pub enum ReplyBody {
         #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
         data: Option<Vec<u8>>,
     },
+    /// A `receive_tar` or `send_tar` finished: entries and file bytes moved.
+    TarOk {
+        entries: u64,
+        bytes: u64,
+    },
+    /// What a `stat` found; `kind` is absent when nothing is there.
+    StatOk {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<PathKind>,
+    },
     /// The identity fix-ups ran: what was changed, and what could not be (a missing
     /// tool, a step the image does not need) without failing the whole request.
     IdentityOk {
@@ -159,6 +191,16 @@ pub enum ReplyBody {
     Error {
         message: String,
     },
+}
+
+/// What a path in the guest is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    Directory,
+    File,
+    /// Anything else (device, fifo, socket).
+    Other,
 }
 
 /// The agent's answer to `hello`: who is running and since when.

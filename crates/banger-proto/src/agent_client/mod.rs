@@ -27,8 +27,8 @@ use tokio::task::AbortHandle;
 
 use crate::agent::{
     ExecRequest, FrameError, Hello, IdentityRequest, LineEvent, LineSplitter, ListeningPort,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION, Reply, ReplyBody, Request, RequestId, RequestOp, Signal,
-    Stream, decode_reply, encode_frame,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION, PathKind, Reply, ReplyBody, Request, RequestId, RequestOp,
+    Signal, Stream, decode_reply, encode_frame,
 };
 
 pub use ready::{HELLO_ATTEMPT_TIMEOUT, RECONNECT_INTERVAL, wait_ready};
@@ -307,14 +307,101 @@ impl AgentClient {
         &self,
         mut request: ExecRequest,
         stdin: Option<R>,
-        mut on_output: impl FnMut(Stream, &[u8]) + Send,
+        on_output: impl FnMut(Stream, &[u8]) + Send,
         cancel: impl Future<Output = ()> + Send,
     ) -> Result<i32, AgentError>
     where
         R: AsyncRead + Unpin + Send,
     {
         request.stdin = stdin.is_some();
-        let mut pending = self.start(RequestOp::Exec(request))?;
+        self.run_streaming(
+            RequestOp::Exec(request),
+            stdin,
+            on_output,
+            cancel,
+            |body| match body {
+                ReplyBody::Exit { code } => Ok(code),
+                other => Err(unexpected("exec", other)),
+            },
+        )
+        .await
+    }
+
+    /// Unpacks the tar stream `tar` into the guest directory `dir` (made first with
+    /// `create`); `rename` replaces the first component of every name. The agent refuses
+    /// names that would land outside `dir`. At most about 1 MiB is in flight unread.
+    pub async fn receive_tar<R>(
+        &self,
+        dir: &str,
+        rename: Option<&str>,
+        create: bool,
+        tar: R,
+    ) -> Result<TarCount, AgentError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let op = RequestOp::ReceiveTar {
+            dir: dir.to_owned(),
+            rename: rename.map(str::to_owned),
+            create,
+        };
+        self.run_streaming(
+            op,
+            Some(tar),
+            |_, _| {},
+            std::future::pending(),
+            tar_count("receive_tar"),
+        )
+        .await
+    }
+
+    /// Packs the guest's `path` (or, with `contents`, the directory's children) as a tar
+    /// stream handed to `on_data` chunk by chunk.
+    pub async fn send_tar(
+        &self,
+        path: &str,
+        contents: bool,
+        mut on_data: impl FnMut(&[u8]) + Send,
+    ) -> Result<TarCount, AgentError> {
+        let op = RequestOp::SendTar {
+            path: path.to_owned(),
+            contents,
+        };
+        self.run_streaming(
+            op,
+            None::<tokio::io::Empty>,
+            |_, data| on_data(data),
+            std::future::pending(),
+            tar_count("send_tar"),
+        )
+        .await
+    }
+
+    /// What is at the guest's `path` (symlinks followed); `None` when nothing is.
+    pub async fn stat(&self, path: &str) -> Result<Option<PathKind>, AgentError> {
+        let mut pending = self.start(RequestOp::Stat {
+            path: path.to_owned(),
+        })?;
+        match pending.next().await? {
+            ReplyBody::StatOk { kind } => Ok(kind),
+            other => Err(unexpected("stat", other)),
+        }
+    }
+
+    /// Runs a request that may stream stdin (with flow control) and output, until its
+    /// final reply, which `finish` turns into the answer.
+    async fn run_streaming<R, T>(
+        &self,
+        op: RequestOp,
+        stdin: Option<R>,
+        mut on_output: impl FnMut(Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+        finish: impl FnOnce(ReplyBody) -> Result<T, AgentError>,
+    ) -> Result<T, AgentError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let mut pending = self.start(op)?;
         let target = pending.id;
         let mut stdin = stdin.map(|reader| StdinPump {
             reader,
@@ -334,8 +421,7 @@ impl AgentClient {
                             pump.in_flight = pump.in_flight.saturating_sub(bytes);
                         }
                     }
-                    ReplyBody::Exit { code } => return Ok(code),
-                    other => return Err(unexpected("exec", other)),
+                    other => return finish(other),
                 },
                 () = &mut cancel, if !cancelled => {
                     cancelled = true;
@@ -414,6 +500,20 @@ impl AgentClient {
     }
 }
 
+/// What a tar transfer moved, as the agent counted it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TarCount {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+fn tar_count(request: &'static str) -> impl FnOnce(ReplyBody) -> Result<TarCount, AgentError> {
+    move |body| match body {
+        ReplyBody::TarOk { entries, bytes } => Ok(TarCount { entries, bytes }),
+        other => Err(unexpected(request, other)),
+    }
+}
+
 struct StdinPump<R> {
     reader: R,
     in_flight: u64,
@@ -462,6 +562,8 @@ fn reply_name(body: &ReplyBody) -> &'static str {
         ReplyBody::Exit { .. } => "exit",
         ReplyBody::PortsOk { .. } => "ports_ok",
         ReplyBody::FileOk { .. } => "file_ok",
+        ReplyBody::TarOk { .. } => "tar_ok",
+        ReplyBody::StatOk { .. } => "stat_ok",
         ReplyBody::Error { .. } => "error",
     }
 }

@@ -13,6 +13,7 @@ pub mod ping;
 pub mod ssh_config;
 pub mod ssh_proxy;
 pub mod system;
+pub mod vm_cp;
 pub mod vm_exec;
 pub mod vm_lifecycle;
 pub mod vm_list;
@@ -24,6 +25,7 @@ pub mod vm_snapshot;
 pub mod vm_ssh;
 pub mod workspace;
 pub mod workspace_exec;
+pub mod workspace_export;
 pub mod workspace_local;
 
 use std::process::ExitCode;
@@ -52,6 +54,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Show(args) => done(vm_show::show(ctx, args).await),
             VmCommand::Ssh(args) => vm_ssh::ssh(ctx, args).await,
             VmCommand::Exec(args) => vm_exec::exec(ctx, args).await,
+            VmCommand::Cp(args) => done(vm_cp::cp(ctx, args).await),
             VmCommand::Logs(args) => done(vm_logs::logs(ctx, args).await),
             VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
@@ -62,7 +65,10 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
                 done(workspace::prepare(ctx, args).await)
             }
             VmCommand::Workspace(WorkspaceCommand::Export(args)) => {
-                done(workspace::export(ctx, args).await)
+                done(workspace_export::export(ctx, args).await)
+            }
+            VmCommand::Workspace(WorkspaceCommand::Apply(args)) => {
+                done(workspace_export::apply(ctx, args).await)
             }
         },
         Command::Image(command) => done(match command {

@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use banger_api::methods::{VmExec, VmExecParams};
+use banger_api::methods::{ExecOutput, VmExec, VmExecParams};
 use clap::Args;
 
 use crate::cli::VmArg;
 use crate::commands::{guest_exit, workspace_exec};
-use crate::connect::Ctx;
+use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::progress::Progress;
 use crate::values;
@@ -19,7 +19,12 @@ use crate::values;
     long_about = "Run a command in a running VM through the guest agent. Its stdout and \
 stderr stream to banger's stdout and stderr as they come, and banger exits with the \
 command's exit code. The arguments after `--` arrive as a list, without a shell: write \
-`-- sh -c '...'` for pipes or variables. stdin is not forwarded.
+`-- sh -c '...'` for pipes or variables.
+
+banger's stdin becomes the command's stdin when it is a file or a pipe (the command sees \
+end of file where the input ends); a terminal is forwarded only with `-i`, and `-n` gives \
+the command /dev/null whatever stdin is. There is no terminal in the guest: use `vm ssh` \
+for an interactive shell.
 
 When the VM has a workspace (`vm run PATH`, `vm workspace prepare`), the command runs in \
 it (`--cwd` still wins), and banger warns when the host repository's HEAD or tracked files \
@@ -32,6 +37,9 @@ Examples:
   banger vm exec web -- uname -a
   banger vm exec web -- sh -c 'echo $HOME; exit 3'   Exits with 3
   banger vm exec web --cwd /root/repo -e CI=1 -- make test
+  banger vm exec web -- sh -c 'cat > /tmp/notes.txt' < notes.txt
+  tar -c src | banger vm exec web -- tar -x -C /root
+  banger vm exec -n web -- long-running-job           Leave stdin alone
   banger vm exec web --auto-prepare -- make test     Sync the workspace, then run"
 )]
 pub struct ExecArgs {
@@ -43,6 +51,12 @@ pub struct ExecArgs {
     /// Working directory in the guest
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
+    /// Forward stdin even when it is a terminal
+    #[arg(short = 'i', long, conflicts_with = "no_stdin")]
+    pub interactive: bool,
+    /// Do not forward stdin: the command reads /dev/null
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
     /// Copy the VM's workspace again first when the host repository changed
     #[arg(long)]
     pub auto_prepare: bool,
@@ -62,7 +76,29 @@ pub async fn exec(ctx: &Ctx, args: ExecArgs) -> Result<ExitCode, CliError> {
         argv: args.command,
         env: args.env,
         cwd: args.cwd.or(workspace),
+        stdin: forwards_stdin(ctx, args.interactive, args.no_stdin),
     };
-    let output = daemon.call::<VmExec>(&params, &mut progress.sink()).await?;
+    let output = run_exec(&mut daemon, &params, &mut progress).await?;
     Ok(guest_exit(output.exit_code))
+}
+
+/// Whether a guest command gets banger's stdin: a file or pipe always, a terminal only
+/// when asked (`-i`), never with `-n`.
+pub fn forwards_stdin(ctx: &Ctx, interactive: bool, no_stdin: bool) -> bool {
+    !no_stdin && (interactive || !ctx.term.stdin)
+}
+
+/// Sends `vm.exec`, streaming this process's stdin when `params.stdin` says so.
+pub async fn run_exec(
+    daemon: &mut Daemon,
+    params: &VmExecParams,
+    progress: &mut Progress,
+) -> Result<ExecOutput, CliError> {
+    if params.stdin {
+        daemon
+            .call_with_input::<VmExec, _>(params, tokio::io::stdin(), &mut progress.sink())
+            .await
+    } else {
+        daemon.call::<VmExec>(params, &mut progress.sink()).await
+    }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use banger_api::methods::{
-    VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmRef, VmSshTarget,
+    VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExecParams, VmRef, VmSshTarget,
 };
 use banger_api::types::VmInfo;
 use banger_api::{Event, StageState};
@@ -16,7 +16,7 @@ use clap::Args;
 use crate::candidates;
 use crate::cli::JsonFlag;
 use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
-use crate::commands::{guest_exit, vm_ssh};
+use crate::commands::{guest_exit, vm_exec, vm_ssh};
 use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::progress::Progress;
@@ -130,6 +130,10 @@ pub struct RunArgs {
     /// matching directory of the copy
     #[arg(value_name = "PATH", value_hint = clap::ValueHint::DirPath)]
     pub path: Option<PathBuf>,
+    /// Do not forward stdin to the command (by default a file or pipe on stdin is its
+    /// stdin)
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
     #[command(flatten)]
     pub workspace: WorkspaceArgs,
     /// With --dry-run: the listing as one JSON object
@@ -229,17 +233,14 @@ async fn use_vm(
         return vm_ssh::session(&target, &[]).await;
     }
     let mut progress = Progress::new(&ctx.term);
-    let output = daemon
-        .call::<VmExec>(
-            &VmExecParams {
-                vm: vm.name.clone(),
-                argv: args.command.clone(),
-                env: Vec::new(),
-                cwd,
-            },
-            &mut progress.sink(),
-        )
-        .await?;
+    let params = VmExecParams {
+        vm: vm.name.clone(),
+        argv: args.command.clone(),
+        env: Vec::new(),
+        cwd,
+        stdin: vm_exec::forwards_stdin(ctx, false, args.no_stdin),
+    };
+    let output = vm_exec::run_exec(daemon, &params, &mut progress).await?;
     Ok(guest_exit(output.exit_code))
 }
 

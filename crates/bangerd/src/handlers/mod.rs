@@ -9,5 +9,7 @@ pub mod kernel;
 pub mod snapshot;
 pub mod system;
 pub mod vm;
+pub mod vm_copy;
 pub mod vm_logs;
 pub mod vm_view;
+pub mod workspace_export;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use banger_api::methods::{
     Empty, ExecOutput, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams, VmExecParams,
-    VmKillParams, VmLogsParams, VmRef, VmSetParams, VmStopParams, WorkspaceExportOutput,
-    WorkspaceExportParams, WorkspacePrepareParams,
+    VmKillParams, VmLogsParams, VmRef, VmSetParams, VmStopParams, WorkspacePrepareParams,
 };
 use banger_api::types::{PortInfo, VmInfo, VmStats};
 use banger_api::{ApiError, ErrorCode, Event, OutputStream};
@@ -282,12 +281,22 @@ pub async fn exec(
             data: data.to_vec(),
         });
     };
-    let exit_code = ctx
-        .services
-        .vms
-        .exec(&params.vm, request, on_output, events.until_client_gone())
+    let vms = &ctx.services.vms;
+    let exit_code = if params.stdin {
+        let stdin = events.take_input();
+        vms.exec_with_stdin(
+            &params.vm,
+            request,
+            stdin,
+            on_output,
+            events.until_client_gone(),
+        )
         .await
-        .map_err(vm_error)?;
+    } else {
+        vms.exec(&params.vm, request, on_output, events.until_client_gone())
+            .await
+    }
+    .map_err(vm_error)?;
     Ok(ExecOutput { exit_code })
 }
 
@@ -416,14 +425,4 @@ pub async fn workspace_prepare(
         },
     )
     .await
-}
-
-pub async fn workspace_export(
-    _ctx: &Arc<DaemonContext>,
-    _params: WorkspaceExportParams,
-    _events: &EventSink,
-) -> Result<WorkspaceExportOutput, ApiError> {
-    Err(ApiError::not_yet_available(
-        "repository workspaces (vm workspace export)",
-    ))
 }
