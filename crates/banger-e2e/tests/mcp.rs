@@ -1,5 +1,5 @@
 //! `banger mcp` on a real tiny guest, driven by a scripted MCP client over its
-//! stdin/stdout: `vm_run` of a repository with exit 42 (kept), file_write/file_read
+//! stdin/stdout: `vm_run` of a repository with exit 42 (kept), file_write/file_read and `workspace_export` of a guest edit
 //! through the agent, a `vm_exec` cancelled mid-command (the guest process is gone
 //! afterwards), a second `run`-profile session refusing to delete a VM it did not create,
 //! and the first session deleting its own. One guest for the whole test.
@@ -190,6 +190,20 @@ fn mcp_runs_cancels_and_keeps_to_its_profile_on_a_real_guest() {
     assert_eq!(read["content"], "line one\n\u{e9}t\u{e9}\n");
     assert_eq!(read["encoding"], "utf-8");
     assert_eq!(read["truncated"], false);
+
+    // The guest's edit comes back as a patch, and the guest is left as it was.
+    let written = mcp.call_ok(
+        "file_write",
+        json!({"vm": vm, "path": "/root/repo/hello.txt", "content": "from the guest\n"}),
+    );
+    assert_eq!(written["bytes"], 15);
+    let export = mcp.call_ok("workspace_export", json!({"vm": vm}));
+    let patch = export["patch"].as_str().unwrap_or_default();
+    assert!(patch.contains("-from the host"), "{export}");
+    assert!(patch.contains("+from the guest"), "{export}");
+    assert_eq!(export["patch_truncated"], false, "{export}");
+    assert_eq!(export["files"][0]["path"], "hello.txt", "{export}");
+    assert_eq!(export["files"][0]["status"], "modified", "{export}");
 
     // Cancellation mid-command: the guest process goes away.
     let long = mcp.start_call(

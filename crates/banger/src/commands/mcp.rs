@@ -38,8 +38,8 @@ may be imported only from under an --allow-repo directory (default: the director
 `banger mcp` was started in). --max-vms caps the VMs a session has at once. Every call is \
 logged to stderr with the client's name.
 
-Not offered yet: workspace_export, vm_fork and network allow-lists (their backends are \
-not in this build).",
+workspace_export returns the guest's changes as a patch (at least 1 MiB of it, more with \
+a larger --max-output). Not offered yet: vm_fork and network allow-lists.",
     after_help = "\
 Examples:
   banger mcp --print-config claude          Snippet for Claude Code (.mcp.json / claude mcp add)

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banger_api::methods::{
-    VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmList, VmRef,
-    VmShow, WorkspacePrepare, WorkspacePrepareParams,
+    ExportFormat, VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmList,
+    VmRef, VmShow, WorkspaceExport, WorkspaceExportParams, WorkspacePrepare,
+    WorkspacePrepareParams,
 };
 use banger_api::types::VmInfo;
 use banger_api::{Event, OutputStream, StageState};
@@ -27,7 +28,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::commands::mcp_tools::{self, FILE_READ_DEFAULT, FILE_WRITE_MAX, TIMEOUT_DEFAULT_SECS};
+use crate::commands::mcp_tools::{
+    self, EXPORT_PATCH_MIN_CAP, FILE_READ_DEFAULT, FILE_WRITE_MAX, TIMEOUT_DEFAULT_SECS,
+};
 use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
 use crate::connect::{Ctx, Daemon};
 use crate::errors::{self, CliError};
@@ -171,6 +174,16 @@ struct PrepareArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ExportArgs {
+    vm: String,
+    base_commit: Option<String>,
+    guest_path: Option<String>,
+    #[serde(default)]
+    format: ExportFormat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReadArgs {
     vm: String,
     path: String,
@@ -231,6 +244,7 @@ enum Call {
     List,
     Delete(DeleteArgs),
     Prepare(PrepareArgs),
+    Export(ExportArgs),
     Read(ReadArgs, u64),
     Write(WriteArgs, Vec<u8>),
 }
@@ -262,6 +276,7 @@ fn decode(name: &str, arguments: Value) -> Result<Call, CallError> {
             }
             Call::Prepare(a)
         }
+        "workspace_export" => Call::Export(args(arguments)?),
         "file_read" => {
             let a: ReadArgs = args(arguments)?;
             absolute_guest_path(&a.path)?;
@@ -333,6 +348,7 @@ impl Handler for BangerTools {
             Call::List => self.vm_list().await,
             Call::Delete(a) => self.vm_delete(a).await,
             Call::Prepare(a) => self.workspace_prepare(a, &ctx).await,
+            Call::Export(a) => self.workspace_export(a, &ctx).await,
             Call::Read(a, max) => self.file_read(a, max, &ctx).await,
             Call::Write(a, bytes) => self.file_write(a, bytes, &ctx).await,
         };
@@ -720,6 +736,45 @@ impl BangerTools {
         };
         let owned = self.session().owns(&vm.name);
         Ok(vm_value(&vm, owned))
+    }
+
+    /// The guest's changes as a patch (nothing changes in the guest). The patch is capped
+    /// at the larger of `--max-output` and [`EXPORT_PATCH_MIN_CAP`]; the result says so.
+    async fn workspace_export(&self, a: ExportArgs, ctx: &CallCtx) -> Outcome {
+        let info = self.resolve(&a.vm, Access::Read).await?;
+        let mut daemon = self.connect().await?;
+        let params = WorkspaceExportParams {
+            vm: info.name,
+            base_commit: a.base_commit,
+            guest_path: a.guest_path,
+            format: a.format,
+        };
+        let cap = self.max_output.max(EXPORT_PATCH_MIN_CAP);
+        let mut patch = Capped::new(cap);
+        let call = daemon.client.call::<WorkspaceExport>(&params, |event| {
+            if let Event::Output {
+                stream: OutputStream::Stdout,
+                data,
+            } = &event
+            {
+                patch.push(data);
+            }
+            stage_message(&ctx.progress, &event);
+        });
+        let output = tokio::select! {
+            output = call => output.map_err(CliError::Daemon)?,
+            () = ctx.cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        Ok(json!({
+            "base": output.base,
+            "guest_path": output.guest_path,
+            "format": output.format,
+            "files": output.files,
+            "patch": patch.text(),
+            "patch_bytes": output.bytes,
+            "patch_truncated": patch.truncated(),
+            "max_patch_bytes": cap,
+        }))
     }
 
     async fn file_read(&self, a: ReadArgs, max: u64, ctx: &CallCtx) -> Outcome {

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 /// The largest content `file_write` takes (decoded). It travels base64 in one argv
 /// entry, which Linux caps at 128 KiB.
 pub const FILE_WRITE_MAX: usize = 64 * 1024;
+/// `workspace_export` returns at least this much patch, whatever `--max-output` says.
+pub const EXPORT_PATCH_MIN_CAP: usize = 1024 * 1024;
 /// The default and largest `max_bytes` of `file_read`.
 pub const FILE_READ_DEFAULT: u64 = 256 * 1024;
 pub const FILE_READ_MAX: u64 = 4 * 1024 * 1024;
@@ -214,6 +216,29 @@ pub fn all() -> Vec<(Tool, Access)> {
                 annotations: WRITE,
             },
             Access::Modify,
+        ),
+        (
+            Tool {
+                name: "workspace_export",
+                title: "The guest's changes as a patch",
+                description: "The VM workspace's changes as one binary-safe git patch (for `git apply`; `mbox` for `git am`) and the list of changed files. Against the guest's HEAD by default; base_commit includes the guest's commits since it. Nothing in the guest changes.",
+                input_schema: object(
+                    json!({"vm": vm_prop(),
+                           "base_commit": {"type": "string", "description": "Diff against this commit (the guest's commits since it are included)"},
+                           "guest_path": {"type": "string", "description": "The repository in the guest, for a VM without a workspace record"},
+                           "format": {"enum": ["diff", "mbox"], "description": "diff (default) or mbox"}}),
+                    &["vm"],
+                ),
+                output_schema: json!({"type": "object", "properties": {
+                    "base": {"type": "string"}, "guest_path": {"type": "string"},
+                    "format": {"enum": ["diff", "mbox"]},
+                    "files": {"type": "array", "items": {"type": "object"}},
+                    "patch": {"type": "string"}, "patch_bytes": {"type": "integer"},
+                    "patch_truncated": {"type": "boolean"}, "max_patch_bytes": {"type": "integer"}},
+                    "required": ["base", "guest_path", "format", "files", "patch", "patch_bytes", "patch_truncated", "max_patch_bytes"]}),
+                annotations: READ,
+            },
+            Access::Read,
         ),
         (
             Tool {
