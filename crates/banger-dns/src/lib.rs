@@ -7,7 +7,9 @@
 //! ([`NameTable`], [`StaticNames`]) and [`server`] the UDP loop ([`serve`]), which takes a
 //! bound socket and a shutdown future.
 
+pub mod filter;
 pub mod names;
+pub mod policy_server;
 pub mod server;
 pub mod wire;
 
