@@ -238,6 +238,7 @@ fn adds_to_the_host(request: &HelperRequest) -> bool {
             | HelperRequest::AddNat { .. }
             | HelperRequest::AttachLoop { .. }
             | HelperRequest::SetupDns { .. }
+            | HelperRequest::SetPolicy { .. }
     )
 }
 

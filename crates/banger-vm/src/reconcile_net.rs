@@ -195,6 +195,7 @@ mod tests {
         let listing = |taps: &[&str], nat: &[&str]| NetworkListing {
             taps: taps.iter().map(|t| (*t).to_owned()).collect(),
             nat_guests: nat.iter().map(|a| ip(a)).collect(),
+            policy_guests: Vec::new(),
         };
         let cases: Vec<(NetworkListing, NetCleanup)> = vec![
             (listing(&[], &[]), NetCleanup::default()),
