@@ -43,6 +43,39 @@ pub trait PolicyLookup: Send + Sync {
     fn policy_of(&self, guest: Ipv4Addr) -> Option<Arc<NetPolicy>>;
 }
 
+/// The policies of running guests by address, kept by the daemon as VMs start, stop and
+/// change policy; queries take the read side.
+#[derive(Debug, Default)]
+pub struct PolicyTable {
+    by_guest: std::sync::RwLock<std::collections::HashMap<Ipv4Addr, Arc<NetPolicy>>>,
+}
+
+impl PolicyTable {
+    pub fn insert(&self, guest: Ipv4Addr, policy: NetPolicy) {
+        self.by_guest
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(guest, Arc::new(policy));
+    }
+
+    pub fn remove(&self, guest: Ipv4Addr) {
+        self.by_guest
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&guest);
+    }
+}
+
+impl PolicyLookup for PolicyTable {
+    fn policy_of(&self, guest: Ipv4Addr) -> Option<Arc<NetPolicy>> {
+        self.by_guest
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&guest)
+            .cloned()
+    }
+}
+
 /// One address to allow for a guest: on every port (`port: None`) or one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllowEntry {

@@ -7,7 +7,7 @@ use crate::Store;
 use crate::error::{StoreError, sqlite, to_i64, to_u64, unique_violation};
 
 const COLUMNS: &str = "id, name, state, image, kernel, vcpus, memory_bytes, disk_bytes, nat, \
-                       driver, runtime, workspace, created_at";
+                       driver, runtime, workspace, created_at, policy";
 
 /// A row as SQLite returns it, before the model's rules are applied.
 struct RawVm {
@@ -24,6 +24,7 @@ struct RawVm {
     runtime: String,
     workspace: Option<String>,
     created_at: String,
+    policy: Option<String>,
 }
 
 impl RawVm {
@@ -42,6 +43,7 @@ impl RawVm {
             runtime: row.get(10)?,
             workspace: row.get(11)?,
             created_at: row.get(12)?,
+            policy: row.get(13)?,
         })
     }
 
@@ -66,6 +68,12 @@ impl RawVm {
             ),
             None => None,
         };
+        let policy = match &self.policy {
+            Some(text) => {
+                Some(serde_json::from_str(text).map_err(|e| corrupt(format!("policy JSON: {e}")))?)
+            }
+            None => None,
+        };
         Ok(VmRecord {
             id,
             name,
@@ -78,6 +86,7 @@ impl RawVm {
                 disk,
             },
             nat: self.nat,
+            policy,
             driver: self.driver,
             runtime,
             workspace,
@@ -90,6 +99,7 @@ impl RawVm {
 struct Encoded {
     runtime: String,
     workspace: Option<String>,
+    policy: Option<String>,
     memory_bytes: i64,
     disk_bytes: i64,
 }
@@ -107,9 +117,16 @@ fn encode(vm: &VmRecord) -> Result<Encoded, StoreError> {
         ),
         None => None,
     };
+    let policy = match &vm.policy {
+        Some(policy) => {
+            Some(serde_json::to_string(policy).map_err(|e| corrupt(format!("policy JSON: {e}")))?)
+        }
+        None => None,
+    };
     Ok(Encoded {
         runtime,
         workspace,
+        policy,
         memory_bytes: to_i64("memory", vm.spec.memory.bytes())?,
         disk_bytes: to_i64("disk", vm.spec.disk.bytes())?,
     })
@@ -142,7 +159,7 @@ impl Store {
                 &format!(
                     "INSERT INTO vms ({COLUMNS}) VALUES (:id, :name, :state, :image, :kernel, \
                      :vcpus, :memory_bytes, :disk_bytes, :nat, :driver, :runtime, :workspace, \
-                     :created_at)"
+                     :created_at, :policy)"
                 ),
                 named_params! {
                     ":id": vm.id.as_str(),
@@ -158,6 +175,7 @@ impl Store {
                     ":runtime": encoded.runtime,
                     ":workspace": encoded.workspace,
                     ":created_at": vm.created_at,
+                    ":policy": encoded.policy,
                 },
             )
             .map_err(|e| write_error(vm, format!("inserting VM {}", vm.name), e))?;
@@ -174,7 +192,7 @@ impl Store {
                 "UPDATE vms SET name = :name, state = :state, image = :image, kernel = :kernel, \
                  vcpus = :vcpus, memory_bytes = :memory_bytes, disk_bytes = :disk_bytes, \
                  nat = :nat, driver = :driver, runtime = :runtime, workspace = :workspace, \
-                 created_at = :created_at WHERE id = :id",
+                 created_at = :created_at, policy = :policy WHERE id = :id",
                 named_params! {
                     ":id": vm.id.as_str(),
                     ":name": vm.name.as_str(),
@@ -189,6 +207,7 @@ impl Store {
                     ":runtime": encoded.runtime,
                     ":workspace": encoded.workspace,
                     ":created_at": vm.created_at,
+                    ":policy": encoded.policy,
                 },
             )
             .map_err(|e| write_error(vm, format!("updating VM {}", vm.name), e))?;

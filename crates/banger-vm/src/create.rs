@@ -29,6 +29,8 @@ pub struct CreateRequest {
     pub memory_mib: Option<u64>,
     pub disk_mib: Option<u64>,
     pub nat: bool,
+    /// The VM's network policy (`--allow`, `--deny-all`).
+    pub policy: Option<banger_model::NetPolicy>,
 }
 
 impl VmService {
@@ -121,6 +123,7 @@ impl VmService {
             kernel: req.kernel.clone().unwrap_or_default(),
             spec,
             nat: req.nat,
+            policy: req.policy.clone(),
             driver: self.driver.kind().to_string(),
             runtime: VmRuntime::default(),
             workspace: None,
@@ -167,10 +170,13 @@ impl VmService {
                 "systemd" => InitSystem::Systemd,
                 _ => InitSystem::Busybox,
             },
-            resolv_conf: if vm.nat {
-                crate::resolv::for_nat_guest()
-            } else {
-                None
+            resolv_conf: match (&vm.policy, self.network()) {
+                (Some(_), Some(network)) => {
+                    Some(crate::policy::policy_resolv_conf(network.pool().gateway()))
+                }
+                (Some(_), None) => None,
+                (None, _) if vm.nat => crate::resolv::for_nat_guest(),
+                (None, _) => None,
             },
         };
         patch::apply(

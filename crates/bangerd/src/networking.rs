@@ -1,12 +1,17 @@
 //! Guest networking at daemon startup: read the settings (helper socket, bridge, pool,
 //! DNS port) from the environment, check the root helper answers with the same bridge
 //! and pool, create the bridge, hand the network to the VM service, serve `<name>.vm` on
-//! the bridge address, and ask the helper to route `.vm` there. Without a helper the
+//! the bridge address, serve the policy resolver beside it (for VMs with a network
+//! policy), and ask the helper to route `.vm` there. Without a helper the
 //! daemon runs as before: VMs boot without a NIC.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use banger_dns::policy_server::{AllowEntry, LearnFuture, Learner, ResolverConfig, ResolverStats};
+use banger_proto::helper::PolicyAddress;
 
 use banger_net::{HelperClient, Ipv4Subnet, Network, NetworkConfig};
 use banger_proto::helper::HelperError;
@@ -20,6 +25,79 @@ pub struct NetSettings {
     pub bridge: String,
     pub subnet: Ipv4Subnet,
     pub dns_port: u16,
+    /// Where the policy resolver listens on the gateway (`BANGER_POLICY_DNS_PORT`).
+    pub policy_dns_port: u16,
+    /// Its upstream servers (`BANGER_POLICY_DNS_UPSTREAM`, comma-separated `IP[:PORT]`);
+    /// `None`: the host's own name servers.
+    pub policy_upstreams: Option<Vec<SocketAddr>>,
+}
+
+/// The policy resolver's port unless `BANGER_POLICY_DNS_PORT` says otherwise.
+pub const DEFAULT_POLICY_DNS_PORT: u16 = 42070;
+
+/// Parses `IP[:PORT]` items separated by commas (port 53 by default).
+pub fn parse_upstreams(text: &str) -> Result<Vec<SocketAddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<SocketAddr>()
+                .or_else(|_| item.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| format!("{item:?} is not IP[:PORT]"))
+        })
+        .collect()
+}
+
+/// The host's name servers as the daemon (on the host) reaches them, loopback stubs
+/// included: the first of `/etc/resolv.conf` and systemd-resolved's upstream file that
+/// names any.
+pub fn host_upstreams() -> Vec<SocketAddr> {
+    for path in ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"] {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let servers: Vec<SocketAddr> = text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                (words.next() == Some("nameserver"))
+                    .then(|| words.next())
+                    .flatten()
+                    .and_then(|w| w.parse::<IpAddr>().ok())
+            })
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect();
+        if !servers.is_empty() {
+            return servers;
+        }
+    }
+    Vec::new()
+}
+
+/// Feeds the policy resolver's answers to the helper.
+#[derive(Debug)]
+struct HelperLearner {
+    network: Network,
+}
+
+impl Learner for HelperLearner {
+    fn learn(&self, guest: Ipv4Addr, entries: Vec<AllowEntry>) -> LearnFuture {
+        let network = self.network.clone();
+        Box::pin(async move {
+            let entries = entries
+                .into_iter()
+                .map(|e| PolicyAddress {
+                    ip: e.ip,
+                    port: e.port,
+                    timeout_secs: e.timeout_secs,
+                })
+                .collect();
+            network
+                .allow_addresses(guest, entries)
+                .await
+                .map_err(|e| banger_vm::chain(&e))
+        })
+    }
 }
 
 impl NetSettings {
@@ -40,6 +118,19 @@ impl NetSettings {
                 .map_err(|e| anyhow::anyhow!("BANGER_DNS_PORT={text:?}: {e}"))?,
             None => banger_dns::DEFAULT_PORT,
         };
+        let policy_dns_port = match get("BANGER_POLICY_DNS_PORT") {
+            Some(text) => text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("BANGER_POLICY_DNS_PORT={text:?}: {e}"))?,
+            None => DEFAULT_POLICY_DNS_PORT,
+        };
+        let policy_upstreams = match get("BANGER_POLICY_DNS_UPSTREAM") {
+            Some(text) => Some(
+                parse_upstreams(&text)
+                    .map_err(|e| anyhow::anyhow!("BANGER_POLICY_DNS_UPSTREAM={text:?}: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(NetSettings {
             helper_socket: get("BANGER_HELPER_SOCKET")
                 .map(PathBuf::from)
@@ -47,6 +138,8 @@ impl NetSettings {
             bridge: get("BANGER_BRIDGE").unwrap_or_else(|| banger_net::DEFAULT_BRIDGE.to_string()),
             subnet,
             dns_port,
+            policy_dns_port,
+            policy_upstreams,
         })
     }
 }
@@ -86,6 +179,7 @@ pub async fn start(settings: &NetSettings, vms: &Arc<VmService>, pass_tap_fd: bo
         };
     }
     let gateway = network.pool().gateway();
+    let network = start_policy_resolver(settings, vms, network).await;
     vms.set_network(Some(Arc::new(network.clone())));
 
     let address = SocketAddr::from((gateway, settings.dns_port));
@@ -131,6 +225,48 @@ pub async fn start(settings: &NetSettings, vms: &Arc<VmService>, pass_tap_fd: bo
     }
 }
 
+/// Binds and spawns the policy resolver on the gateway; the network learns its port.
+/// When it cannot bind, VMs with a policy fail to start (and say so), others are fine.
+async fn start_policy_resolver(
+    settings: &NetSettings,
+    vms: &Arc<VmService>,
+    network: Network,
+) -> Network {
+    let gateway = network.pool().gateway();
+    let address = SocketAddr::from((gateway, settings.policy_dns_port));
+    let socket = match tokio::net::UdpSocket::bind(address).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::error!(%address, %error, "cannot serve the policy resolver; VMs with a network policy will not start");
+            return network;
+        }
+    };
+    let upstreams = settings
+        .policy_upstreams
+        .clone()
+        .unwrap_or_else(host_upstreams);
+    if upstreams.is_empty() {
+        tracing::warn!("no upstream name server found; VMs with a network policy resolve nothing");
+    }
+    let config = ResolverConfig {
+        upstreams,
+        timeout: Duration::from_secs(2),
+        pool: (settings.subnet.network(), settings.subnet.prefix_len()),
+    };
+    let learner = Arc::new(HelperLearner {
+        network: network.clone(),
+    });
+    tokio::spawn(banger_dns::serve_policy(
+        socket,
+        vms.policies(),
+        learner,
+        config,
+        Arc::new(ResolverStats::default()),
+        std::future::pending::<()>(),
+    ));
+    network.with_policy_resolver(settings.policy_dns_port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +289,8 @@ mod tests {
                     "BANGER_BRIDGE" => "bgtest0",
                     "BANGER_SUBNET" => "172.29.0.0/24",
                     "BANGER_DNS_PORT" => "5353",
+                    "BANGER_POLICY_DNS_PORT" => "5354",
+                    "BANGER_POLICY_DNS_UPSTREAM" => "10.0.0.53, 10.0.0.54:5300",
                     _ => return None,
                 }
                 .to_string(),
@@ -163,8 +301,22 @@ mod tests {
         assert_eq!(custom.bridge, "bgtest0");
         assert_eq!(custom.subnet.to_string(), "172.29.0.0/24");
         assert_eq!(custom.dns_port, 5353);
+        assert_eq!(custom.policy_dns_port, 5354);
+        assert_eq!(
+            custom.policy_upstreams,
+            Some(vec![
+                "10.0.0.53:53".parse().unwrap(),
+                "10.0.0.54:5300".parse().unwrap()
+            ])
+        );
+        assert_eq!(defaults.policy_dns_port, 42070);
+        assert_eq!(defaults.policy_upstreams, None);
 
-        for (key, value) in [("BANGER_SUBNET", "nope"), ("BANGER_DNS_PORT", "70000")] {
+        for (key, value) in [
+            ("BANGER_SUBNET", "nope"),
+            ("BANGER_DNS_PORT", "70000"),
+            ("BANGER_POLICY_DNS_UPSTREAM", "10.0.0.1,nope"),
+        ] {
             let result = NetSettings::from_lookup(|k| (k == key).then(|| value.to_string()));
             assert!(result.is_err(), "{key}={value}");
         }

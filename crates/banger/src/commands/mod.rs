@@ -14,6 +14,7 @@ pub mod vm_exec;
 pub mod vm_lifecycle;
 pub mod vm_list;
 pub mod vm_logs;
+pub mod vm_policy;
 pub mod vm_run;
 pub mod vm_set;
 pub mod vm_show;
@@ -23,8 +24,8 @@ pub mod workspace;
 use std::process::ExitCode;
 
 use crate::cli::{
-    Command, ImageCacheCommand, ImageCommand, KernelCommand, SystemCommand, VmCommand,
-    WorkspaceCommand,
+    Command, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand, SystemCommand,
+    VmCommand, WorkspaceCommand,
 };
 use crate::connect::Ctx;
 use crate::errors::CliError;
@@ -50,6 +51,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
             VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
+            VmCommand::Policy(PolicyCommand::Show(args)) => done(vm_policy::show(ctx, args).await),
+            VmCommand::Policy(PolicyCommand::Set(args)) => done(vm_policy::set(ctx, args).await),
             VmCommand::Workspace(WorkspaceCommand::Prepare(args)) => {
                 done(workspace::prepare(ctx, args).await)
             }
