@@ -5,7 +5,7 @@
 //! asked. A `tiny` guest created with `--allow allowed.test:8080` resolves and fetches
 //! that name, and cannot: reach the other address, resolve a denied name (which never
 //! reaches the upstream, TXT included), query the DNS server directly (UDP or TCP 53),
-//! ping out. `vm policy set` on the running guest swaps what is reachable at once; the
+//! ping out. A daemon killed and restarted re-applies it. `vm policy set` on the running guest swaps what is reachable at once; the
 //! rules are gone after delete. No traffic leaves the namespaces the test creates.
 //!
 //! Needs root plus what every VM test needs; otherwise it prints why it is skipped.
@@ -519,6 +519,38 @@ fn a_policy_guest_reaches_only_what_it_is_allowed() -> Result<()> {
     let dropped = shown["dropped_packets"].as_u64().unwrap_or(0);
     assert!(dropped > 0, "no drops counted: {shown}");
     eprintln!("vm policy show: {dropped} packets dropped");
+
+    // The daemon killed and restarted: its reconcile re-applies the policy and the
+    // resolver knows the guest again.
+    host.kill_daemon(9)?;
+    host.start_daemon()?;
+    tried += check(
+        &host,
+        "pol",
+        &[
+            probe(
+                "after a daemon restart, the allowed name",
+                lookup("allowed.test"),
+                true,
+            ),
+            probe(
+                "after a daemon restart, its address",
+                wget(INTERNET_IP),
+                true,
+            ),
+            probe(
+                "after a daemon restart, a denied name",
+                lookup("denied.test"),
+                false,
+            ),
+        ],
+    );
+    let ruleset = lab.ruleset();
+    assert_eq!(
+        ruleset.matches("jump g_172_30_0_").count(),
+        2,
+        "one set of rules after the re-apply:\n{ruleset}"
+    );
 
     // Changed on the running VM, at once: the other address opens, the name closes.
     let started = Instant::now();
