@@ -9,7 +9,9 @@
 //! - daemon idle RSS;
 //! - `vm exec true` round trip (the RPC, and the whole CLI process);
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
-//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone).
+//!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
+//! - network policies: the policy resolver's added latency and rate, the helper's policy
+//!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_images.rs"]
 mod images;
+#[path = "bench_policy.rs"]
+mod policy;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -185,6 +189,23 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("policy") {
+        // No guest and no release build: the resolver runs in this process, the helper
+        // is the debug build.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "banger-helper"])
+            .current_dir(root)
+            .status()?;
+        if !status.success() {
+            bail!("cargo build -p banger-helper failed");
+        }
+        let section = policy::section(root)?;
+        let path = root.join("BENCHMARKS.md");
+        let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, policy::splice(&report, &section))?;
+        eprintln!("bench: wrote the network policy section of BENCHMARKS.md");
+        return Ok(());
+    }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
