@@ -13,6 +13,7 @@
 )]
 
 mod bench;
+mod disk;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,7 @@ pub(crate) fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
 fn ci(root: &Path, args: &[String]) -> Result<()> {
     let fast = args.iter().any(|a| a == "--fast");
     let started = std::time::Instant::now();
+    disk::report(root, "start");
     run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
     run(
         root,
@@ -88,6 +90,7 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     } else {
         // The e2e tests drive the real binaries.
         build_binaries(root, false)?;
+        disk::report(root, "before the real-guest profile");
         run(
             root,
             "cargo",

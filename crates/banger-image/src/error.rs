@@ -57,6 +57,15 @@ pub enum ImageError {
     },
     #[error("invalid sha256 `{0}`: expected 64 hexadecimal digits")]
     InvalidSha256(String),
+    #[error(
+        "mkfs.ext4 ran out of space on the host: the file system holding {} is full (free some space there and pull again)",
+        dir.display()
+    )]
+    HostDiskFull {
+        dir: PathBuf,
+        #[source]
+        source: Box<ExecError>,
+    },
     #[error("mkfs.ext4 cannot read a tarball here (needs e2fsprogs >= 1.47.1 and libarchive13)")]
     MkfsNeedsTarSupport {
         #[source]

@@ -63,7 +63,7 @@ pub async fn mkfs_from_tar(
         Err(source) if tarball_unsupported(&source) => Err(ImageError::MkfsNeedsTarSupport {
             source: Box::new(source),
         }),
-        Err(source) => Err(ImageError::command("mkfs.ext4")(source)),
+        Err(source) => Err(mkfs_failed(image, source)),
     }
 }
 
@@ -117,7 +117,7 @@ where
             {
                 return Err(ImageError::io("cannot write the image's tar stream")(error));
             }
-            Err(ImageError::command("mkfs.ext4")(source))
+            Err(mkfs_failed(image, source))
         }
     }
 }
@@ -178,6 +178,22 @@ pub async fn set_xattrs(
     Ok(skipped)
 }
 
+/// mkfs.ext4's failure, told apart when the host's own file system filled up: the image
+/// file is sparse and sized for its content, so an errno ENOSPC (not e2fsprogs' "could
+/// not allocate block") comes from writing it out on the host.
+fn mkfs_failed(image: &Path, source: ExecError) -> ImageError {
+    let host_full = matches!(&source, ExecError::Failed { stderr, .. }
+        if stderr.contains("No space left on device"));
+    if host_full {
+        ImageError::HostDiskFull {
+            dir: image.parent().unwrap_or(image).to_path_buf(),
+            source: Box::new(source),
+        }
+    } else {
+        ImageError::command("mkfs.ext4")(source)
+    }
+}
+
 /// The messages an e2fsprogs without tarball support prints for `-d FILE.tar`.
 fn tarball_unsupported(error: &ExecError) -> bool {
     matches!(error, ExecError::Failed { stderr, .. }
@@ -187,6 +203,35 @@ fn tarball_unsupported(error: &ExecError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed(stderr: &str) -> ExecError {
+        ExecError::Failed {
+            command: "mkfs.ext4".into(),
+            status: "exit code 1".into(),
+            code: Some(1),
+            stdout: Vec::new(),
+            stderr: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn a_full_host_disk_is_told_apart_from_other_mkfs_failures() {
+        let image = Path::new("/state/images/.staging-x/image.ext4");
+        let full = mkfs_failed(
+            image,
+            failed("__populate_fs_from_tar: No space left on device while looking up \"git\""),
+        );
+        assert!(
+            matches!(&full, ImageError::HostDiskFull { dir, .. } if dir == Path::new("/state/images/.staging-x")),
+            "{full:?}"
+        );
+        assert!(
+            full.to_string()
+                .contains("/state/images/.staging-x is full")
+        );
+        let other = mkfs_failed(image, failed("Could not allocate block in ext2 filesystem"));
+        assert!(matches!(other, ImageError::Command { .. }), "{other:?}");
+    }
 
     #[test]
     fn superblock_magic() {
