@@ -241,7 +241,14 @@ async fn helper_rows(root: &Path) -> Result<String> {
         for other in 100..120u8 {
             let guest = Ipv4Addr::new(172, 30, 0, other);
             client
-                .set_policy(guest, &format!("bgt-{other:08x}"), 42070, nets(3), false)
+                .set_policy(
+                    guest,
+                    &format!("bgt-{other:08x}"),
+                    42070,
+                    Some(42071),
+                    nets(3),
+                    false,
+                )
                 .await?;
         }
         let (mut new, mut replace, mut add1, mut add16, mut remove) =
@@ -251,12 +258,12 @@ async fn helper_rows(root: &Path) -> Result<String> {
         for round in 0..HELPER_ROUNDS {
             let t = Instant::now();
             client
-                .set_policy(guest, "bgt-0000bench", 42070, nets(3), false)
+                .set_policy(guest, "bgt-0000bench", 42070, Some(42071), nets(3), false)
                 .await?;
             new.push(ms(t));
             let t = Instant::now();
             client
-                .set_policy(guest, "bgt-0000bench", 42070, nets(4), false)
+                .set_policy(guest, "bgt-0000bench", 42070, Some(42071), nets(4), false)
                 .await?;
             replace.push(ms(t));
             let entry = |i: u8| PolicyAddress {

@@ -12,12 +12,13 @@
 //! Each query is its own task (at most [`MAX_IN_FLIGHT`] at once; more are dropped), and
 //! each upstream exchange uses a fresh socket on a random port.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use banger_model::{NetPolicy, Ports};
 use tokio::net::UdpSocket;
@@ -41,38 +42,98 @@ const RECV_BUF_LEN: usize = 4096;
 /// Which policy a guest address is under.
 pub trait PolicyLookup: Send + Sync {
     fn policy_of(&self, guest: Ipv4Addr) -> Option<Arc<NetPolicy>>;
+
+    /// Whether this entry was allowed recently enough that its element outlives half
+    /// of the new timeout (the helper is then not asked again).
+    fn is_fresh(&self, _guest: Ipv4Addr, _entry: &AllowEntry) -> bool {
+        false
+    }
+
+    /// Notes entries the learner allowed.
+    fn record_learned(&self, _guest: Ipv4Addr, _entries: &[AllowEntry]) {}
 }
 
 /// The policies of running guests by address, kept by the daemon as VMs start, stop and
-/// change policy; queries take the read side.
+/// change policy, and the addresses the resolver allowed for each since its policy was
+/// last installed (with when they expire): so a repeated answer does not ask the helper
+/// again while its element has long to live, and the SNI proxy can tell an answered
+/// address from any other. Installing a policy forgets them (the helper flushed them).
 #[derive(Debug, Default)]
 pub struct PolicyTable {
-    by_guest: std::sync::RwLock<std::collections::HashMap<Ipv4Addr, Arc<NetPolicy>>>,
+    by_guest: std::sync::RwLock<std::collections::HashMap<Ipv4Addr, GuestPolicy>>,
+}
+
+#[derive(Debug)]
+struct GuestPolicy {
+    policy: Arc<NetPolicy>,
+    learned: std::sync::Mutex<std::collections::HashMap<(Ipv4Addr, Option<u16>), Instant>>,
 }
 
 impl PolicyTable {
     pub fn insert(&self, guest: Ipv4Addr, policy: NetPolicy) {
-        self.by_guest
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(guest, Arc::new(policy));
+        self.write().insert(
+            guest,
+            GuestPolicy {
+                policy: Arc::new(policy),
+                learned: Default::default(),
+            },
+        );
     }
 
     pub fn remove(&self, guest: Ipv4Addr) {
+        self.write().remove(&guest);
+    }
+
+    /// Whether `ip` was allowed for `guest` on `port` (or on every port) and has not
+    /// expired.
+    pub fn is_learned(&self, guest: Ipv4Addr, ip: Ipv4Addr, port: u16) -> bool {
+        let now = Instant::now();
+        self.read().get(&guest).is_some_and(|g| {
+            let learned = g.learned.lock().unwrap_or_else(PoisonError::into_inner);
+            [(ip, None), (ip, Some(port))]
+                .iter()
+                .any(|key| learned.get(key).is_some_and(|until| *until > now))
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<Ipv4Addr, GuestPolicy>> {
+        self.by_guest.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Ipv4Addr, GuestPolicy>> {
         self.by_guest
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&guest);
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl PolicyLookup for PolicyTable {
     fn policy_of(&self, guest: Ipv4Addr) -> Option<Arc<NetPolicy>> {
-        self.by_guest
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&guest)
-            .cloned()
+        self.read().get(&guest).map(|g| Arc::clone(&g.policy))
+    }
+
+    fn is_fresh(&self, guest: Ipv4Addr, entry: &AllowEntry) -> bool {
+        let half = Duration::from_secs(u64::from(entry.timeout_secs / 2));
+        let wanted = Instant::now() + half;
+        self.read().get(&guest).is_some_and(|g| {
+            g.learned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&(entry.ip, entry.port))
+                .is_some_and(|until| *until >= wanted)
+        })
+    }
+
+    fn record_learned(&self, guest: Ipv4Addr, entries: &[AllowEntry]) {
+        let now = Instant::now();
+        if let Some(g) = self.read().get(&guest) {
+            let mut learned = g.learned.lock().unwrap_or_else(PoisonError::into_inner);
+            learned.retain(|_, until| *until > now);
+            for entry in entries {
+                let until = now + Duration::from_secs(u64::from(entry.timeout_secs));
+                learned.insert((entry.ip, entry.port), until);
+            }
+        }
     }
 }
 
@@ -243,11 +304,15 @@ pub async fn handle(
         Err(error) => return fail(error.to_string()),
     };
     if feeds_addresses(query.qtype) || !learned.is_empty() {
-        let entries = entries_for(&learned, &ports, config.pool);
-        if !entries.is_empty()
-            && let Err(why) = learner.learn(guest, entries).await
-        {
-            return fail(format!("cannot allow the answer's addresses: {why}"));
+        let entries: Vec<AllowEntry> = entries_for(&learned, &ports, config.pool)
+            .into_iter()
+            .filter(|entry| !policies.is_fresh(guest, entry))
+            .collect();
+        if !entries.is_empty() {
+            if let Err(why) = learner.learn(guest, entries.clone()).await {
+                return fail(format!("cannot allow the answer's addresses: {why}"));
+            }
+            policies.record_learned(guest, &entries);
         }
     }
     stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +365,38 @@ async fn ask_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learned_addresses_are_remembered_until_the_policy_changes() {
+        let table = PolicyTable::default();
+        let guest = Ipv4Addr::new(172, 30, 0, 5);
+        let ip = Ipv4Addr::new(192, 0, 2, 1);
+        let entry = AllowEntry {
+            ip,
+            port: Some(443),
+            timeout_secs: 60,
+        };
+        table.insert(guest, NetPolicy::parse(&["a.test:443"]).unwrap());
+        assert!(!table.is_fresh(guest, &entry));
+        assert!(!table.is_learned(guest, ip, 443));
+        table.record_learned(guest, &[entry]);
+        assert!(table.is_fresh(guest, &entry));
+        assert!(table.is_learned(guest, ip, 443));
+        assert!(!table.is_learned(guest, ip, 80), "only its port");
+        // A longer timeout than what is left: ask the helper again.
+        let longer = AllowEntry {
+            timeout_secs: 600,
+            ..entry
+        };
+        assert!(!table.is_fresh(guest, &longer));
+        // A new policy (the helper flushed the sets): nothing is learned any more.
+        table.insert(guest, NetPolicy::parse(&["a.test:443"]).unwrap());
+        assert!(!table.is_learned(guest, ip, 443));
+        table.record_learned(guest, &[entry]);
+        table.remove(guest);
+        assert!(!table.is_learned(guest, ip, 443));
+        assert!(table.policy_of(guest).is_none());
+    }
 
     #[test]
     fn entries_per_address_and_port_with_clamped_timeouts() {

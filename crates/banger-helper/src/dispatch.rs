@@ -180,18 +180,23 @@ impl Helper {
                 guest_ip,
                 tap,
                 resolver_port,
+                sni_port,
                 nets,
                 keep_learned,
             } => {
                 validate::guest_address(&config.subnet, guest_ip)?;
                 validate::tap_name(&tap)?;
                 validate::dns_server(&config.subnet, config.subnet.gateway(), resolver_port)?;
+                if let Some(port) = sni_port {
+                    validate::dns_server(&config.subnet, config.subnet.gateway(), port)?;
+                }
                 policy::check_nets(&nets)?;
                 let target = PolicyTarget {
                     guest_ip,
                     tap: &tap,
                     gateway: config.subnet.gateway(),
                     resolver_port,
+                    sni_port,
                     nets: &nets,
                     keep_learned,
                 };

@@ -13,7 +13,8 @@
 //! }
 //! table ip bangerpol {
 //!   chain pre { type nat hook prerouting priority dstnat; policy accept;
-//!     ip saddr 172.30.0.5 ip daddr 172.30.0.1 udp dport 53 redirect to :42070 }
+//!     ip saddr 172.30.0.5 ip daddr 172.30.0.1 udp dport 53 redirect to :42070
+//!     ip saddr 172.30.0.5 tcp dport 443 redirect to :42071 }     # the SNI proxy
 //!   chain input { type filter hook input priority -10; policy accept;
 //!     ip saddr 172.30.0.5 jump g_172_30_0_5 }
 //!   chain forward { type filter hook forward priority -10; policy accept;
@@ -23,6 +24,7 @@
 //!   chain g_172_30_0_5 {
 //!     ct state established,related accept
 //!     ip daddr 172.30.0.1 udp dport 42070 accept
+//!     ip daddr 172.30.0.1 tcp dport 42071 accept
 //!     meta l4proto { tcp, udp } ip daddr @g_172_30_0_5_a accept
 //!     meta l4proto { tcp, udp } ip daddr . th dport @g_172_30_0_5_p accept
 //!     meta l4proto { tcp, udp } ip daddr 10.0.0.0/8 th dport 22 accept
@@ -61,6 +63,8 @@ pub struct PolicyTarget<'a> {
     pub tap: &'a str,
     pub gateway: Ipv4Addr,
     pub resolver_port: u16,
+    /// banger's SNI proxy on the gateway; TCP to port 443 is redirected there.
+    pub sni_port: Option<u16>,
     pub nets: &'a [PolicyNet],
     pub keep_learned: bool,
 }
@@ -155,6 +159,12 @@ pub fn plan_set(
          add rule ip {TABLE} {chain} meta l4proto {{ tcp, udp }} ip daddr @{chain}_a accept\n\
          add rule ip {TABLE} {chain} meta l4proto {{ tcp, udp }} ip daddr . th dport @{chain}_p accept\n"
     ));
+    if let Some(sni) = target.sni_port {
+        s.push_str(&format!(
+            "add rule ip {TABLE} pre ip saddr {ip} tcp dport 443 redirect to :{sni} {c}\n\
+             add rule ip {TABLE} {chain} ip daddr {gw} tcp dport {sni} accept\n"
+        ));
+    }
     for net in target.nets {
         let dest = if net.prefix_len == 32 {
             net.addr.to_string()

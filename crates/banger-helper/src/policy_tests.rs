@@ -22,6 +22,7 @@ fn target<'a>(nets: &'a [PolicyNet], keep_learned: bool) -> PolicyTarget<'a> {
         tap: "bgt-0123abcd",
         gateway: ip("172.30.0.1"),
         resolver_port: 42070,
+        sni_port: Some(42071),
         nets,
         keep_learned,
     }
@@ -73,6 +74,8 @@ fn set_writes_the_whole_policy_and_replaces_the_old_one() {
         "add rule ip bangerpol g_172_30_0_5 meta l4proto { tcp, udp } ip daddr 10.0.0.0/8 th dport 22 accept",
         "add rule ip bangerpol g_172_30_0_5 meta l4proto { tcp, udp } ip daddr 192.0.2.7 accept",
         "flush set ip bangerpol g_172_30_0_5_a",
+        "add rule ip bangerpol pre ip saddr 172.30.0.5 tcp dport 443 redirect to :42071",
+        "add rule ip bangerpol g_172_30_0_5 ip daddr 172.30.0.1 tcp dport 42071 accept",
     ] {
         assert!(fresh.contains(line), "missing {line:?} in:\n{fresh}");
     }

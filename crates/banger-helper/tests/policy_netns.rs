@@ -231,6 +231,7 @@ fn policy_rules_hold_against_real_traffic() {
         guest_ip,
         tap: tap.into(),
         resolver_port: RESOLVER_PORT,
+        sni_port: None,
         nets: nets.clone(),
         keep_learned: false,
     };

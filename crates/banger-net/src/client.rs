@@ -390,6 +390,7 @@ impl HelperClient {
         guest_ip: Ipv4Addr,
         tap: &str,
         resolver_port: u16,
+        sni_port: Option<u16>,
         nets: Vec<PolicyNet>,
         keep_learned: bool,
     ) -> Result<(), HelperClientError> {
@@ -397,6 +398,7 @@ impl HelperClient {
             guest_ip,
             tap: tap.to_owned(),
             resolver_port,
+            sni_port,
             nets,
             keep_learned,
         })

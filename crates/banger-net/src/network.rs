@@ -94,7 +94,7 @@ pub enum NetError {
     #[error("cannot reach banger-helper")]
     HelperUnavailable(#[source] HelperClientError),
     #[error(
-        "the VM has a network policy, but banger's policy resolver is not running (see the daemon log), so it cannot start"
+        "the VM has a network policy, but banger's policy resolver or SNI proxy is not running (see the daemon log), so it cannot start"
     )]
     NoPolicyResolver,
     #[error("cannot remove {what}")]
@@ -113,6 +113,8 @@ pub struct Network {
     helper: HelperClient,
     /// Where the policy resolver listens on the gateway, once the daemon bound it.
     policy_resolver_port: Option<u16>,
+    /// Where the SNI proxy listens on the gateway, once the daemon bound it.
+    sni_proxy_port: Option<u16>,
 }
 
 impl Network {
@@ -122,7 +124,15 @@ impl Network {
             config,
             helper,
             policy_resolver_port: None,
+            sni_proxy_port: None,
         }
+    }
+
+    /// Records where the SNI proxy listens; without it, a VM with a policy fails to
+    /// start (its port-443 connections could not be checked).
+    pub fn with_sni_proxy(mut self, port: u16) -> Network {
+        self.sni_proxy_port = Some(port);
+        self
     }
 
     /// Records where the policy resolver listens; without it, a VM with a policy fails
@@ -296,6 +306,7 @@ impl Network {
         let port = self
             .policy_resolver_port
             .ok_or(NetError::NoPolicyResolver)?;
+        let sni_port = self.sni_proxy_port.ok_or(NetError::NoPolicyResolver)?;
         let nets = policy
             .networks()
             .into_iter()
@@ -306,7 +317,14 @@ impl Network {
             })
             .collect();
         self.helper
-            .set_policy(guest_ip, &tap_name(vm_id), port, nets, keep_learned)
+            .set_policy(
+                guest_ip,
+                &tap_name(vm_id),
+                port,
+                Some(sni_port),
+                nets,
+                keep_learned,
+            )
             .await
             .map_err(|source| NetError::Helper {
                 step: "install the network policy",
@@ -632,7 +650,7 @@ mod tests {
         assert!(state.policies.is_empty(), "{state:?}");
 
         let (network, fake) = setup(false);
-        let network = network.with_policy_resolver(42070);
+        let network = network.with_policy_resolver(42070).with_sni_proxy(42071);
         let attachment = network
             .attach(AttachRequest {
                 vm_id: &vm(),
@@ -654,7 +672,7 @@ mod tests {
 
         // A refused policy leaves nothing behind.
         let (network, fake) = setup(false);
-        let network = network.with_policy_resolver(42070);
+        let network = network.with_policy_resolver(42070).with_sni_proxy(42071);
         fake.refuse(
             "set_policy",
             HelperError::Failed {

@@ -110,6 +110,10 @@ pub enum HelperRequest {
         guest_ip: Ipv4Addr,
         tap: String,
         resolver_port: u16,
+        /// Where banger's SNI proxy listens on the gateway: every TCP connection to
+        /// port 443 is redirected there, so the server name is checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sni_port: Option<u16>,
         nets: Vec<PolicyNet>,
         #[serde(default)]
         keep_learned: bool,

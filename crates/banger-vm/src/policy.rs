@@ -23,11 +23,13 @@ pub fn effective_nat(vm: &VmRecord) -> bool {
 }
 
 /// The resolv.conf a guest under a policy gets: the gateway, where its DNS is redirected
-/// to banger's policy resolver.
+/// to banger's policy resolver. `single-request-reopen` has glibc send A and AAAA from
+/// two sockets: two packets of one new flow racing through the redirect can lose one.
 pub fn policy_resolv_conf(gateway: Ipv4Addr) -> String {
     format!(
         "# Written by banger: this VM has a network policy; its resolver is banger's.\n\
-         nameserver {gateway}\n"
+         nameserver {gateway}\n\
+         options single-request-reopen\n"
     )
 }
 
