@@ -154,16 +154,17 @@ async fn resolver_rows() -> Result<String> {
         through.extend(latencies(resolver, "www.bench.test", QUERIES / 10).await?);
         refused.extend(latencies(resolver, "www.denied.test", QUERIES / 10).await?);
     }
+    // The answer never changes: the learner is asked once, later answers are fresh.
     let learned = learner.0.load(Ordering::Relaxed);
-    if learned < (QUERIES as u64) {
-        bail!("the resolver learned {learned} answers of {QUERIES}");
+    if learned == 0 {
+        bail!("the resolver never handed an answer to the learner");
     }
     let direct_qps = throughput(up_addr, "www.bench.test", CLIENTS).await?;
     let through_qps = throughput(resolver, "www.bench.test", CLIENTS).await?;
     let (d50, t50) = (pct(&mut direct, 0.5), pct(&mut through, 0.5));
     Ok(format!(
         "| straight to the upstream stand-in | {d50:.0} | {:.0} | {direct_qps:.0} |\n\
-         | through the policy resolver, allowed name (forwarded, answer learned) | {t50:.0} | {:.0} | {through_qps:.0} |\n\
+         | through the policy resolver, allowed name (forwarded; the answer's address handed to the learner once, fresh after) | {t50:.0} | {:.0} | {through_qps:.0} |\n\
          | through the policy resolver, denied name (REFUSED, nothing forwarded) | {:.0} | {:.0} | |\n\n\
          Added by the resolver (allowed name, medians): **{:.0} us** ({:.1}x the direct query).\n",
         pct(&mut direct, 0.99),
@@ -328,7 +329,8 @@ pub(super) fn section(root: &Path) -> Result<String> {
             "\n### Root helper (debug build, in a network namespace, 20 other guests' policies installed; median of {HELPER_ROUNDS} ms)\n\n\
              Each is one `nft -f` transaction after listing banger's tables; the resolver waits for \
              `add_policy_addresses` before it answers the guest, so that is the latency an allowed \
-             lookup adds on top of the resolver's own.\n\n\
+             lookup adds on top of the resolver's own when its address is new (an address allowed \
+             recently enough is not sent again).\n\n\
              | operation | ms |\n| --- | --- |\n{rows}"
         )
     } else {
