@@ -12,6 +12,8 @@
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - network policies: the policy resolver's added latency and rate, the helper's policy
 //!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest).
+//! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
+//!   with `cargo xtask bench workspaces`, it needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +25,8 @@ use anyhow::{Context, Result, bail};
 mod images;
 #[path = "bench_policy.rs"]
 mod policy;
+#[path = "bench_workspaces.rs"]
+mod workspaces;
 
 const ROUNDS: usize = 5;
 const EXEC_ROUNDS: usize = 30;
@@ -205,6 +209,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         std::fs::write(&path, policy::splice(&report, &section))?;
         eprintln!("bench: wrote the network policy section of BENCHMARKS.md");
         return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("workspaces") {
+        return workspaces::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;

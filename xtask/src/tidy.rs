@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("banger-dns", &["banger-model"]),
     ("banger-ssh", &["banger-model", "banger-exec"]),
+    ("banger-workspace", &["banger-model", "banger-exec"]),
     (
         "banger-vm",
         &[
@@ -47,14 +48,22 @@ const LAYERS: &[(&str, &[&str])] = &[
             "banger-exec",
             "banger-dns",
             "banger-ssh",
+            "banger-workspace",
         ],
     ),
     // The CLI talks to the daemon only; doctor's host checks run locally so that `banger
     // doctor` works while the daemon is down (documented in ARCHITECTURE.md); banger-ssh
-    // gives it the ssh argv and config block.
+    // gives it the ssh argv and config block; banger-workspace lets it refuse a bad PATH
+    // before any VM exists and list a workspace (`--dry-run`) with no daemon.
     (
         "banger",
-        &["banger-api", "banger-model", "banger-doctor", "banger-ssh"],
+        &[
+            "banger-api",
+            "banger-model",
+            "banger-doctor",
+            "banger-ssh",
+            "banger-workspace",
+        ],
     ),
     ("banger-helper", &["banger-proto", "banger-sys"]),
     ("banger-agent", &["banger-proto", "banger-sys"]),

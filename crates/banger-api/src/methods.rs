@@ -122,6 +122,9 @@ pub struct VmCreateParams {
     pub disk_mib: Option<u64>,
     #[serde(default)]
     pub nat: bool,
+    /// A repository to copy in, as a disk attached at boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceSource>,
     /// `--allow HOST[:PORT]` values: the VM gets a network policy allowing only these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
@@ -235,6 +238,30 @@ pub struct SshTarget {
 pub struct WorkspacePrepareParams {
     pub vm: String,
     pub source: String,
+    #[serde(flatten)]
+    pub options: WorkspaceOptions,
+}
+
+/// How a workspace is copied (`vm run PATH`, `vm workspace prepare`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceOptions {
+    /// Absolute guest path; `/root/repo` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_path: Option<String>,
+    /// `overlay` (default) or `full_copy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub include_untracked: bool,
+}
+
+/// The repository `vm create` builds into a second disk before the boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceSource {
+    /// Absolute host path: the repository or a directory inside it.
+    pub source: String,
+    #[serde(flatten)]
+    pub options: WorkspaceOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

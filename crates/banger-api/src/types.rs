@@ -7,14 +7,34 @@ use serde::{Deserialize, Serialize};
 pub use banger_model::state::VmState;
 
 /// A repository workspace imported into a VM (`vm run ./repo`, `vm workspace prepare`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspaceInfo {
-    /// Host path of the repository.
+    /// Host path of the repository (its root).
     pub source: String,
-    /// Commit the import was based on.
+    /// Commit the import was based on (the host's `HEAD`); empty for a repository with
+    /// no commits.
     pub base_commit: String,
     /// Path of the checkout inside the guest.
     pub guest_path: String,
+    /// `overlay` or `full_copy`.
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub include_untracked: bool,
+    /// `disk` (built before the boot) or `stream` (into a running VM).
+    #[serde(default)]
+    pub delivery: String,
+    /// Entries copied and bytes of file content.
+    #[serde(default)]
+    pub files: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    /// The tracked files' signature at prepare, to tell when the host changed since.
+    #[serde(default)]
+    pub tracked_signature: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub prepared_at: String,
 }
 
 /// Everything `vm show` prints about one VM.

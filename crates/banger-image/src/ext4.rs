@@ -79,6 +79,21 @@ pub async fn mkfs_from_stream<F>(
 where
     F: FnOnce(std::io::PipeWriter) -> std::io::Result<()> + Send + 'static,
 {
+    mkfs_from_stream_labeled(runner, image, size_bytes, "rootfs", write).await
+}
+
+/// [`mkfs_from_stream`] with the file system label `label` (a workspace disk is
+/// `workspace`).
+pub async fn mkfs_from_stream_labeled<F>(
+    runner: &dyn CommandRunner,
+    image: &Path,
+    size_bytes: u64,
+    label: &str,
+    write: F,
+) -> Result<(), ImageError>
+where
+    F: FnOnce(std::io::PipeWriter) -> std::io::Result<()> + Send + 'static,
+{
     let file = fs_err::File::create(image)?;
     file.set_len(size_bytes)
         .map_err(ImageError::io(format!("cannot size {}", image.display())))?;
@@ -91,7 +106,7 @@ where
             "-q",
             "-F",
             "-L",
-            "rootfs",
+            label,
             "-m",
             "0",
             "-E",

@@ -15,6 +15,7 @@ pub mod size;
 pub mod spec;
 pub mod state;
 pub mod vm;
+pub mod workspace;
 
 pub use id::{IdError, VmId};
 pub use lookup::{
@@ -28,3 +29,4 @@ pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};
 pub use state::{UnknownState, VmState};
 pub use vm::{VmRecord, VmRuntime};
+pub use workspace::{Workspace, WorkspaceDelivery};

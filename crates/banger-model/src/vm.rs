@@ -29,9 +29,9 @@ pub struct VmRecord {
     pub driver: String,
     #[serde(default)]
     pub runtime: VmRuntime,
-    /// Imported workspace metadata, owned by the workspace service.
+    /// The repository copied into the VM, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workspace: Option<serde_json::Value>,
+    pub workspace: Option<crate::workspace::Workspace>,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -78,7 +78,18 @@ mod tests {
                 address: Some("172.30.0.2".into()),
                 ..VmRuntime::default()
             },
-            workspace: Some(serde_json::json!({"source": "/src/repo"})),
+            workspace: Some(crate::workspace::Workspace {
+                host_path: "/src/repo".into(),
+                guest_path: "/root/repo".into(),
+                mode: "overlay".into(),
+                head_commit: None,
+                include_untracked: false,
+                delivery: crate::workspace::WorkspaceDelivery::Disk,
+                files: 3,
+                bytes: 10,
+                tracked_signature: "ab".into(),
+                prepared_at: "2026-01-02T03:04:06Z".into(),
+            }),
             created_at: "2026-01-02T03:04:05Z".into(),
         }
     }

@@ -16,6 +16,7 @@ mod migrate;
 mod operations;
 mod select;
 mod vms;
+mod workspaces;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

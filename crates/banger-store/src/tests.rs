@@ -187,10 +187,9 @@ fn upgrade_from_version_1_keeps_data() {
     );
     assert!(old.nat);
     assert_eq!(old.runtime.address.as_deref(), Some("172.30.0.5"));
-    assert_eq!(
-        old.workspace,
-        Some(serde_json::json!({"source": "/src/repo"}))
-    );
+    // Migration 5 moved workspaces to their own table; the old JSON column (never
+    // written by a release) is cleared.
+    assert_eq!(old.workspace, None);
 
     // Migration 2 added `init` with a default for existing rows.
     let tiny = store.get_image("tiny").unwrap().unwrap();
@@ -287,7 +286,7 @@ fn vm_round_trip() {
         memory: ByteSize::from_mib(1536),
         disk: ByteSize::from_gib(8),
     };
-    web.workspace = Some(serde_json::json!({"source": "/src", "base_commit": "abc"}));
+    web.workspace = Some(workspace("/src"));
     store.insert_vm(&web).unwrap();
     store.insert_vm(&vm(2, "db", VmState::Stopped)).unwrap();
 
@@ -412,7 +411,6 @@ fn counts_by_state_in_lifecycle_order() {
 fn undecodable_rows_are_corrupt_not_panics() {
     let cases = [
         ("runtime = 'not json'", "runtime JSON"),
-        ("workspace = '{'", "workspace JSON"),
         ("state = 'paused'", "unknown VM state"),
         ("name = 'Bad Name'", "VM name"),
         ("id = 'xyz'", "VM id"),
@@ -629,4 +627,53 @@ fn a_full_database_is_reported_as_disk_full() {
         .pragma_update(None, "max_page_count", 1_000_000)
         .unwrap();
     store.insert_vm(&big).unwrap();
+}
+
+fn workspace(host_path: &str) -> banger_model::Workspace {
+    banger_model::Workspace {
+        host_path: host_path.into(),
+        guest_path: "/root/repo".into(),
+        mode: "overlay".into(),
+        head_commit: Some("a".repeat(40)),
+        include_untracked: true,
+        delivery: banger_model::WorkspaceDelivery::Disk,
+        files: 12,
+        bytes: 3456,
+        tracked_signature: "ab12".into(),
+        prepared_at: "2026-01-01T00:02:00Z".into(),
+    }
+}
+
+#[test]
+fn workspaces_survive_a_reopen_and_go_with_their_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("banger.db");
+    let mut web = vm(1, "web", VmState::Running);
+    let db = vm(2, "db", VmState::Stopped);
+    {
+        let store = Store::open(&path).unwrap();
+        web.workspace = Some(workspace("/src/web"));
+        store.insert_vm(&web).unwrap();
+        store.insert_vm(&db).unwrap();
+        let mut changed = workspace("/src/web");
+        changed.head_commit = None;
+        changed.delivery = banger_model::WorkspaceDelivery::Stream;
+        web.workspace = Some(changed);
+        store.update_vm(&web).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_vm(&web.id).unwrap(), Some(web.clone()));
+    let listed = store.list_vms().unwrap();
+    assert_eq!(listed[0].workspace, web.workspace);
+    assert_eq!(listed[1].workspace, None);
+    assert_eq!(
+        store.find_vm_by_name("web").unwrap().unwrap().workspace,
+        web.workspace
+    );
+    assert!(store.delete_vm(&web.id).unwrap());
+    let left: i64 = store
+        .conn
+        .query_row("SELECT COUNT(*) FROM vm_workspaces", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "the workspace row goes with its VM");
 }

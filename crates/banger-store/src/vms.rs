@@ -1,13 +1,15 @@
-//! The `vms` table: one row per VM, spec in columns, runtime and workspace as JSON.
+//! The `vms` table: one row per VM, spec in columns, runtime as JSON; the workspace
+//! lives in `vm_workspaces` (see `workspaces`) and is written and read with the row.
 
 use banger_model::{ByteSize, VmId, VmName, VmRecord, VmSpec, VmState};
 use rusqlite::{OptionalExtension, Row, named_params};
 
 use crate::Store;
 use crate::error::{StoreError, sqlite, to_i64, to_u64, unique_violation};
+use crate::workspaces;
 
 const COLUMNS: &str = "id, name, state, image, kernel, vcpus, memory_bytes, disk_bytes, nat, \
-                       driver, runtime, workspace, created_at, policy";
+                       driver, runtime, created_at, policy";
 
 /// A row as SQLite returns it, before the model's rules are applied.
 struct RawVm {
@@ -22,7 +24,6 @@ struct RawVm {
     nat: bool,
     driver: String,
     runtime: String,
-    workspace: Option<String>,
     created_at: String,
     policy: Option<String>,
 }
@@ -41,9 +42,8 @@ impl RawVm {
             nat: row.get(8)?,
             driver: row.get(9)?,
             runtime: row.get(10)?,
-            workspace: row.get(11)?,
-            created_at: row.get(12)?,
-            policy: row.get(13)?,
+            created_at: row.get(11)?,
+            policy: row.get(12)?,
         })
     }
 
@@ -62,12 +62,6 @@ impl RawVm {
         let disk = ByteSize(to_u64(what, "disk_bytes", self.disk_bytes)?);
         let runtime = serde_json::from_str(&self.runtime)
             .map_err(|e| corrupt(format!("runtime JSON: {e}")))?;
-        let workspace = match &self.workspace {
-            Some(text) => Some(
-                serde_json::from_str(text).map_err(|e| corrupt(format!("workspace JSON: {e}")))?,
-            ),
-            None => None,
-        };
         let policy = match &self.policy {
             Some(text) => {
                 Some(serde_json::from_str(text).map_err(|e| corrupt(format!("policy JSON: {e}")))?)
@@ -89,7 +83,7 @@ impl RawVm {
             policy,
             driver: self.driver,
             runtime,
-            workspace,
+            workspace: None,
             created_at: self.created_at,
         })
     }
@@ -98,7 +92,6 @@ impl RawVm {
 /// The JSON columns of a record, encoded once for INSERT and UPDATE.
 struct Encoded {
     runtime: String,
-    workspace: Option<String>,
     policy: Option<String>,
     memory_bytes: i64,
     disk_bytes: i64,
@@ -111,12 +104,6 @@ fn encode(vm: &VmRecord) -> Result<Encoded, StoreError> {
     };
     let runtime =
         serde_json::to_string(&vm.runtime).map_err(|e| corrupt(format!("runtime JSON: {e}")))?;
-    let workspace = match &vm.workspace {
-        Some(value) => Some(
-            serde_json::to_string(value).map_err(|e| corrupt(format!("workspace JSON: {e}")))?,
-        ),
-        None => None,
-    };
     let policy = match &vm.policy {
         Some(policy) => {
             Some(serde_json::to_string(policy).map_err(|e| corrupt(format!("policy JSON: {e}")))?)
@@ -125,7 +112,6 @@ fn encode(vm: &VmRecord) -> Result<Encoded, StoreError> {
     };
     Ok(Encoded {
         runtime,
-        workspace,
         policy,
         memory_bytes: to_i64("memory", vm.spec.memory.bytes())?,
         disk_bytes: to_i64("disk", vm.spec.disk.bytes())?,
@@ -154,31 +140,36 @@ impl Store {
     /// Adds a VM. A taken name (or id) is `AlreadyExists`.
     pub fn insert_vm(&self, vm: &VmRecord) -> Result<(), StoreError> {
         let encoded = encode(vm)?;
-        self.conn
-            .execute(
-                &format!(
-                    "INSERT INTO vms ({COLUMNS}) VALUES (:id, :name, :state, :image, :kernel, \
-                     :vcpus, :memory_bytes, :disk_bytes, :nat, :driver, :runtime, :workspace, \
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite(|| format!("inserting VM {}", vm.name)))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO vms ({COLUMNS}) VALUES (:id, :name, :state, :image, :kernel, \
+                     :vcpus, :memory_bytes, :disk_bytes, :nat, :driver, :runtime, \
                      :created_at, :policy)"
-                ),
-                named_params! {
-                    ":id": vm.id.as_str(),
-                    ":name": vm.name.as_str(),
-                    ":state": vm.state.as_str(),
-                    ":image": vm.image,
-                    ":kernel": vm.kernel,
-                    ":vcpus": vm.spec.vcpus,
-                    ":memory_bytes": encoded.memory_bytes,
-                    ":disk_bytes": encoded.disk_bytes,
-                    ":nat": vm.nat,
-                    ":driver": vm.driver,
-                    ":runtime": encoded.runtime,
-                    ":workspace": encoded.workspace,
-                    ":created_at": vm.created_at,
-                    ":policy": encoded.policy,
-                },
-            )
-            .map_err(|e| write_error(vm, format!("inserting VM {}", vm.name), e))?;
+            ),
+            named_params! {
+                ":id": vm.id.as_str(),
+                ":name": vm.name.as_str(),
+                ":state": vm.state.as_str(),
+                ":image": vm.image,
+                ":kernel": vm.kernel,
+                ":vcpus": vm.spec.vcpus,
+                ":memory_bytes": encoded.memory_bytes,
+                ":disk_bytes": encoded.disk_bytes,
+                ":nat": vm.nat,
+                ":driver": vm.driver,
+                ":runtime": encoded.runtime,
+                ":created_at": vm.created_at,
+                ":policy": encoded.policy,
+            },
+        )
+        .map_err(|e| write_error(vm, format!("inserting VM {}", vm.name), e))?;
+        workspaces::put(&tx, &vm.id, vm.workspace.as_ref())?;
+        tx.commit()
+            .map_err(sqlite(|| format!("inserting VM {}", vm.name)))?;
         Ok(())
     }
 
@@ -186,12 +177,15 @@ impl Store {
     /// onto a taken name is `AlreadyExists`.
     pub fn update_vm(&self, vm: &VmRecord) -> Result<(), StoreError> {
         let encoded = encode(vm)?;
-        let changed = self
+        let tx = self
             .conn
+            .unchecked_transaction()
+            .map_err(sqlite(|| format!("updating VM {}", vm.name)))?;
+        let changed = tx
             .execute(
                 "UPDATE vms SET name = :name, state = :state, image = :image, kernel = :kernel, \
                  vcpus = :vcpus, memory_bytes = :memory_bytes, disk_bytes = :disk_bytes, \
-                 nat = :nat, driver = :driver, runtime = :runtime, workspace = :workspace, \
+                 nat = :nat, driver = :driver, runtime = :runtime, \
                  created_at = :created_at, policy = :policy WHERE id = :id",
                 named_params! {
                     ":id": vm.id.as_str(),
@@ -205,7 +199,6 @@ impl Store {
                     ":nat": vm.nat,
                     ":driver": vm.driver,
                     ":runtime": encoded.runtime,
-                    ":workspace": encoded.workspace,
                     ":created_at": vm.created_at,
                     ":policy": encoded.policy,
                 },
@@ -217,6 +210,9 @@ impl Store {
                 name: vm.id.to_string(),
             });
         }
+        workspaces::put(&tx, &vm.id, vm.workspace.as_ref())?;
+        tx.commit()
+            .map_err(sqlite(|| format!("updating VM {}", vm.name)))?;
         Ok(())
     }
 
@@ -231,6 +227,8 @@ impl Store {
             .optional()
             .map_err(sqlite(|| format!("reading VM {id}")))?
             .map(RawVm::decode)
+            .transpose()?
+            .map(|vm| self.with_workspace(vm))
             .transpose()
     }
 
@@ -245,11 +243,14 @@ impl Store {
             .optional()
             .map_err(sqlite(|| format!("reading VM {name:?}")))?
             .map(RawVm::decode)
+            .transpose()?
+            .map(|vm| self.with_workspace(vm))
             .transpose()
     }
 
     /// Every VM, oldest first (ties by name).
     pub fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError> {
+        let mut workspaces = self.all_workspaces()?;
         self.select_all(
             "listing VMs",
             &format!("SELECT {COLUMNS} FROM vms ORDER BY created_at, name"),
@@ -257,8 +258,17 @@ impl Store {
             RawVm::read,
         )?
         .into_iter()
-        .map(RawVm::decode)
+        .map(|raw| {
+            let mut vm = raw.decode()?;
+            vm.workspace = workspaces.remove(vm.id.as_str());
+            Ok(vm)
+        })
         .collect()
+    }
+
+    fn with_workspace(&self, mut vm: VmRecord) -> Result<VmRecord, StoreError> {
+        vm.workspace = self.workspace_of(&vm.id)?;
+        Ok(vm)
     }
 
     /// Removes a VM; false when there was none.

@@ -29,6 +29,8 @@ pub struct CreateRequest {
     pub memory_mib: Option<u64>,
     pub disk_mib: Option<u64>,
     pub nat: bool,
+    /// A repository to build into a workspace disk before the boot.
+    pub workspace: Option<crate::workspace::WorkspaceRequest>,
     /// The VM's network policy (`--allow`, `--deny-all`).
     pub policy: Option<banger_model::NetPolicy>,
 }
@@ -75,6 +77,10 @@ impl VmService {
         progress: &dyn ProgressSink,
     ) -> Result<VmRecord, VmError> {
         let (name, spec) = self.plan_create(&req)?;
+        if let Some(workspace) = &req.workspace {
+            // A path that is not a working tree is refused before any row exists.
+            banger_workspace::discover(self.runner.as_ref(), &workspace.source).await?;
+        }
         let image_name = req
             .image
             .clone()
@@ -188,6 +194,9 @@ impl VmService {
         .await?;
         progress.stage_done("prepare guest", None);
 
+        if let Some(workspace) = &req.workspace {
+            self.build_workspace_disk(vm, workspace, progress).await?;
+        }
         self.boot(vm, progress).await
     }
 
@@ -274,6 +283,7 @@ impl VmService {
             cmdline: kernel_cmdline(vm.name.as_str(), guest_net.as_ref()),
             root_disk: paths.root_disk.clone(),
             root_disk_format: DiskFormat::Raw,
+            extra_disks: self.extra_disks(vm),
             run_dir: paths.run_dir.clone(),
             serial_log: paths.serial_log.clone(),
             net,
@@ -321,6 +331,12 @@ impl VmService {
             }
         };
         progress.stage_done("agent ready", address.map(|a| a.to_string()).as_deref());
+        if let Err(error) = self.mount_workspace(vm, &agent, progress).await {
+            self.stop_process(&handle, Duration::ZERO).await;
+            self.set_live(&vm.id, None);
+            let _ = std::fs::remove_file(&paths.handle_file);
+            return Err(error);
+        }
         if let Some(address) = address {
             self.announce(vm, address, Arc::clone(&agent));
         }

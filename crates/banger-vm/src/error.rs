@@ -43,6 +43,8 @@ pub enum VmError {
     Vmm(#[source] Box<banger_vmm::VmmError>),
     #[error("guest network")]
     Network(#[source] Box<banger_net::NetError>),
+    #[error("workspace")]
+    Workspace(#[source] Box<banger_workspace::WorkspaceError>),
     #[error("guest agent")]
     Agent(#[source] Box<banger_proto::agent_client::AgentError>),
     #[error("the guest did not boot: {reason}\nlast lines of the serial console:\n{serial_tail}")]
@@ -80,6 +82,7 @@ boxed_from!(
     Vmm(banger_vmm::VmmError),
     Agent(banger_proto::agent_client::AgentError),
     Network(banger_net::NetError),
+    Workspace(banger_workspace::WorkspaceError),
 );
 
 impl VmError {
@@ -89,6 +92,19 @@ impl VmError {
             VmError::NotFound(_) => VmErrorKind::NotFound,
             VmError::AlreadyExists(_) => VmErrorKind::AlreadyExists,
             VmError::Conflict(_) => VmErrorKind::Conflict,
+            VmError::Workspace(err)
+                if matches!(
+                    **err,
+                    banger_workspace::WorkspaceError::NotFound(_)
+                        | banger_workspace::WorkspaceError::NotADirectory(_)
+                        | banger_workspace::WorkspaceError::NotARepo(_)
+                        | banger_workspace::WorkspaceError::GitDirIsAFile(_)
+                        | banger_workspace::WorkspaceError::GitRefused { .. }
+                        | banger_workspace::WorkspaceError::BadGuestPath(_)
+                ) =>
+            {
+                VmErrorKind::BadRequest
+            }
             VmError::Image(err)
                 if matches!(
                     **err,

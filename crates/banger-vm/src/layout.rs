@@ -12,6 +12,8 @@ pub struct VmPaths {
     /// `<state>/vms/<id>`: owned by this VM, removed on delete.
     pub dir: PathBuf,
     pub root_disk: PathBuf,
+    /// The workspace disk (`vm run PATH`), attached after the root disk when present.
+    pub workspace_disk: PathBuf,
     pub serial_log: PathBuf,
     /// The transient VMM handle mirrored to disk for reattach after a daemon restart.
     pub handle_file: PathBuf,
@@ -26,6 +28,7 @@ impl VmPaths {
         let dir = dirs.state.join("vms").join(vm_id);
         VmPaths {
             root_disk: dir.join("root.ext4"),
+            workspace_disk: dir.join("workspace.ext4"),
             serial_log: dir.join("serial.log"),
             handle_file: dir.join("handle.json"),
             stage_dir: dir.join("stage"),

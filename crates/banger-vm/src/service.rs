@@ -77,6 +77,8 @@ pub struct VmService {
     pub(crate) runner: Arc<dyn CommandRunner>,
     pub(crate) reserve: tokio::sync::Mutex<()>,
     vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per-VM workspace locks (see `workspace.rs`), separate from the lifecycle locks.
+    pub(crate) workspace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) live: Mutex<HashMap<String, Live>>,
     /// Guest networking; `None` until the daemon finds a helper (VMs then have no NIC).
     pub(crate) network: RwLock<Option<Arc<banger_net::Network>>>,
@@ -108,6 +110,7 @@ impl VmService {
             runner,
             reserve: tokio::sync::Mutex::new(()),
             vm_locks: Mutex::new(HashMap::new()),
+            workspace_locks: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             network: RwLock::new(None),
             lease_lock: Mutex::new(()),
@@ -172,6 +175,10 @@ impl VmService {
 
     pub(crate) fn forget_lock(&self, id: &VmId) {
         self.vm_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id.as_str());
+        self.workspace_locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id.as_str());

@@ -52,6 +52,9 @@ pub struct LaunchSpec {
     pub cmdline: String,
     pub root_disk: PathBuf,
     pub root_disk_format: DiskFormat,
+    /// Raw disks attached after the root disk, in order: the guest sees them as
+    /// `/dev/vdb`, `/dev/vdc`... (a workspace disk).
+    pub extra_disks: Vec<PathBuf>,
     /// The per-VM directory for sockets, the pid file and the VMM's stderr. Created if
     /// missing.
     pub run_dir: PathBuf,

@@ -35,6 +35,11 @@ fn launch_spec(run_dir: &Path, with_extras: bool) -> LaunchSpec {
         cmdline: "console=ttyS0 root=/dev/vda rw panic=-1 net.ifnames=0".into(),
         root_disk: "/state/vms/web/root.ext4".into(),
         root_disk_format: DiskFormat::Raw,
+        extra_disks: if with_extras {
+            vec![PathBuf::from("/state/vms/web/workspace.ext4")]
+        } else {
+            Vec::new()
+        },
         run_dir: run_dir.to_path_buf(),
         serial_log: run_dir.join("serial.log"),
         net: with_extras.then(|| NetAttachment {
@@ -293,6 +298,7 @@ async fn preboot_sequence_with_net_and_initrd_passes_the_contract() {
             "PUT /machine-config",
             "PUT /boot-source",
             "PUT /drives/rootfs",
+            "PUT /drives/disk1",
             "PUT /network-interfaces/eth0",
             "PUT /vsock",
             "PUT /actions",
@@ -304,7 +310,13 @@ async fn preboot_sequence_with_net_and_initrd_passes_the_contract() {
         "/images/kernel/initramfs.cpio.gz"
     );
     assert_eq!(
-        exchanges[7].body,
+        exchanges[5].body,
+        Some(
+            json!({"drive_id": "disk1", "path_on_host": "/state/vms/web/workspace.ext4", "is_root_device": false, "is_read_only": false, "cache_type": "Writeback"})
+        )
+    );
+    assert_eq!(
+        exchanges[8].body,
         Some(json!({"action_type": "InstanceStart"}))
     );
 }
@@ -530,6 +542,7 @@ async fn driver_reports_an_early_exit_with_stderr() {
 
     let qcow2 = LaunchSpec {
         root_disk_format: DiskFormat::Qcow2,
+        extra_disks: Vec::new(),
         ..launch_spec(&dir.path().join("run3"), false)
     };
     assert!(matches!(

@@ -87,6 +87,7 @@ fn spec(dir: &Path, kernel: PathBuf) -> LaunchSpec {
         cmdline: "console=ttyS0".into(),
         root_disk: disk,
         root_disk_format: DiskFormat::Raw,
+        extra_disks: Vec::new(),
         run_dir: dir.join("run"),
         serial_log: dir.join("serial.log"),
         net: None,

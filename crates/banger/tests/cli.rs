@@ -133,20 +133,23 @@ fn no_color_means_no_escape_codes() {
 
 #[test]
 fn exec_streams_output_and_exits_with_the_guest_code() {
-    let daemon = FakeDaemon::start(vec![Reply::events_then(
-        "vm.exec",
-        vec![
-            Event::Output {
-                stream: OutputStream::Stdout,
-                data: b"hello from the guest\n".to_vec(),
-            },
-            Event::Output {
-                stream: OutputStream::Stderr,
-                data: b"a warning\n".to_vec(),
-            },
-        ],
-        serde_json::json!({"exit_code": 42}),
-    )]);
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.show", vm_json("web", "running")),
+        Reply::events_then(
+            "vm.exec",
+            vec![
+                Event::Output {
+                    stream: OutputStream::Stdout,
+                    data: b"hello from the guest\n".to_vec(),
+                },
+                Event::Output {
+                    stream: OutputStream::Stderr,
+                    data: b"a warning\n".to_vec(),
+                },
+            ],
+            serde_json::json!({"exit_code": 42}),
+        ),
+    ]);
     let (_home, mut cmd) = with_daemon(&daemon);
     cmd.args(["vm", "exec", "web", "--", "sh", "-c", "echo hi; exit 42"])
         .assert()
@@ -154,11 +157,14 @@ fn exec_streams_output_and_exits_with_the_guest_code() {
         .stdout("hello from the guest\n")
         .stderr("a warning\n");
     let received = daemon.finish();
-    assert_eq!(received[0].params["vm"], "web");
+    // vm.show first: a VM without a workspace runs where the agent starts.
+    assert_eq!(received[0].method, "vm.show");
+    assert_eq!(received[1].params["vm"], "web");
     assert_eq!(
-        received[0].params["argv"],
+        received[1].params["argv"],
         serde_json::json!(["sh", "-c", "echo hi; exit 42"])
     );
+    assert!(received[1].params.get("cwd").is_none());
 }
 
 #[test]
@@ -578,4 +584,61 @@ fn doctor_fails_the_store_check_on_a_read_only_state_dir() {
         );
     }
     assert_eq!(output.status.code(), Some(1), "a failed check fails doctor");
+}
+
+#[test]
+fn vm_run_refuses_a_path_outside_git_before_any_request() {
+    let daemon = FakeDaemon::start(vec![]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let plain = home.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    cmd.args(["vm", "run", plain.to_str().unwrap(), "--", "true"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not inside a git working tree"))
+        .stderr(predicate::str::contains(
+            "hint: PATH must be a git working tree",
+        ));
+    assert!(daemon.finish().is_empty(), "nothing reaches the daemon");
+}
+
+#[test]
+fn vm_run_dry_run_lists_the_copy_with_no_daemon() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args)
+            .current_dir(&repo)
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("tracked.txt"), "t").unwrap();
+    std::fs::write(repo.join(".gitignore"), "*.log\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "c"]);
+    std::fs::write(repo.join("untracked.txt"), "u").unwrap();
+    std::fs::write(repo.join("x.log"), "i").unwrap();
+    let mut cmd = banger(home.path(), &home.path().join("no-daemon.sock"));
+    let out = cmd
+        .args(["vm", "run", "--dry-run", repo.to_str().unwrap()])
+        .assert()
+        .success();
+    let out = out.get_output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.lines().any(|l| l == "tracked.txt"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == ".git/HEAD"), "{stdout}");
+    assert!(!stdout.contains("untracked.txt") && !stdout.contains("x.log"));
+    assert!(stderr.contains("mode overlay"), "{stderr}");
+    assert!(
+        stderr.contains("1 untracked file is not copied"),
+        "{stderr}"
+    );
 }

@@ -112,6 +112,8 @@ pub struct BootPlan {
     pub initrd: Option<String>,
     pub boot_args: String,
     pub root_disk: String,
+    /// Extra raw disks, attached after the root disk (`disk1`, `disk2`...).
+    pub extra_disks: Vec<String>,
     pub net: Option<NetPlan>,
     pub log_file: String,
     pub metrics_file: String,
@@ -131,6 +133,11 @@ impl BootPlan {
             initrd: spec.initramfs.as_deref().map(utf8).transpose()?,
             boot_args: boot_args(&spec.cmdline),
             root_disk: utf8(&spec.root_disk)?,
+            extra_disks: spec
+                .extra_disks
+                .iter()
+                .map(|disk| utf8(disk))
+                .collect::<Result<_, _>>()?,
             net: spec.net.as_ref().map(|net| NetPlan {
                 tap_name: net.tap_name.clone(),
                 mac: net.mac.clone(),
@@ -273,6 +280,21 @@ pub fn preboot_requests(plan: &BootPlan) -> Vec<ApiRequest> {
             },
         ),
     ];
+    let ids: Vec<String> = (1..=plan.extra_disks.len())
+        .map(|n| format!("disk{n}"))
+        .collect();
+    for (id, disk) in ids.iter().zip(&plan.extra_disks) {
+        requests.push(ApiRequest::put(
+            format!("/drives/{id}"),
+            Drive {
+                drive_id: id,
+                path_on_host: disk,
+                is_root_device: false,
+                is_read_only: false,
+                cache_type: "Writeback",
+            },
+        ));
+    }
     if let Some(net) = &plan.net {
         requests.push(ApiRequest::put(
             format!("/network-interfaces/{IFACE_ID}"),
@@ -339,6 +361,7 @@ mod tests {
             cmdline: "console=ttyS0 root=/dev/vda rw panic=-1".into(),
             root_disk: "/vms/web/root.ext4".into(),
             root_disk_format: DiskFormat::Raw,
+            extra_disks: Vec::new(),
             run_dir: "/run/vms/web".into(),
             serial_log: "/vms/web/serial.log".into(),
             net: None,
@@ -412,6 +435,7 @@ mod tests {
     fn qcow2_is_refused() {
         let spec = LaunchSpec {
             root_disk_format: DiskFormat::Qcow2,
+            extra_disks: Vec::new(),
             ..spec()
         };
         let error =

@@ -129,6 +129,19 @@ pub fn qemu_args(spec: &LaunchSpec, options: &QemuOptions, paths: &QemuPaths) ->
         ("discard", OsStr::new("unmap")),
     ]);
     args.push("-device").push("virtio-blk-device,drive=root");
+    for (index, disk) in spec.extra_disks.iter().enumerate() {
+        let id = format!("disk{}", index + 1);
+        args.push("-drive").push_opt(&[
+            ("id", OsStr::new(&id)),
+            ("file", disk.as_os_str()),
+            ("format", OsStr::new("raw")),
+            ("if", OsStr::new("none")),
+            ("cache", OsStr::new("writeback")),
+            ("discard", OsStr::new("unmap")),
+        ]);
+        args.push("-device")
+            .push(format!("virtio-blk-device,drive={id}"));
+    }
 
     args.push("-object")
         .push("rng-random,id=rng0,filename=/dev/urandom");
@@ -229,6 +242,7 @@ mod tests {
             cmdline: "console=ttyS0 root=/dev/vda rw".into(),
             root_disk: "/vms/web/root.ext4".into(),
             root_disk_format: DiskFormat::Raw,
+            extra_disks: Vec::new(),
             run_dir: "/run/vms/web".into(),
             serial_log: "/vms/web/serial.log".into(),
             net: None,
@@ -303,6 +317,18 @@ mod tests {
                 absent: &["tsc_early_khz"],
             },
             Case {
+                name: "an extra disk comes after the root disk, raw",
+                spec: LaunchSpec {
+                    extra_disks: vec!["/vms/web/workspace.ext4".into()],
+                    ..spec()
+                },
+                options: TCG,
+                present: &["-device virtio-blk-device,drive=root \
+-drive id=disk1,file=/vms/web/workspace.ext4,format=raw,if=none,cache=writeback,discard=unmap \
+-device virtio-blk-device,drive=disk1 -object"],
+                absent: &[],
+            },
+            Case {
                 name: "no initramfs",
                 spec: LaunchSpec {
                     initramfs: None,
@@ -317,6 +343,7 @@ mod tests {
                 spec: LaunchSpec {
                     root_disk: "/vms/web/root.qcow2".into(),
                     root_disk_format: DiskFormat::Qcow2,
+                    extra_disks: Vec::new(),
                     ..spec()
                 },
                 options: TCG,

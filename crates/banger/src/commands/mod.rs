@@ -20,6 +20,8 @@ pub mod vm_set;
 pub mod vm_show;
 pub mod vm_ssh;
 pub mod workspace;
+pub mod workspace_exec;
+pub mod workspace_local;
 
 use std::process::ExitCode;
 

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use banger_api::methods::{
     VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmRef, VmSshTarget,
-    WorkspacePrepare, WorkspacePrepareParams,
 };
 use banger_api::types::VmInfo;
 use banger_api::{Event, StageState};
@@ -16,8 +15,9 @@ use clap::Args;
 
 use crate::candidates;
 use crate::cli::JsonFlag;
+use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
 use crate::commands::{guest_exit, vm_ssh};
-use crate::connect::{self, Ctx, Daemon};
+use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::progress::Progress;
 use crate::render;
@@ -66,6 +66,7 @@ impl SpecArgs {
             memory_mib: self.memory,
             disk_mib: self.disk,
             nat: self.nat,
+            workspace: None,
             allow: self.allow.clone(),
             deny_all: self.deny_all,
         }
@@ -99,19 +100,32 @@ pub struct CreateArgs {
 /// Create a VM, run a command in it, exit with the command's code
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Create a VM, optionally import a git repository into it, and run a \
+    long_about = "Create a VM, optionally copy a git repository into it, and run a \
 command there; banger exits with the command's exit code. The command after `--` is passed \
 as a list of arguments, without a shell: write `-- sh -c '...'` for shell syntax.
+
+PATH is a git working tree or any directory inside one. What is copied: the files git \
+tracks, as they are in the working tree (uncommitted edits included, deleted files absent), \
+the repository's `.git` (so git works in the guest) and the checked-out content of \
+submodules; untracked files only with `--include-untracked`; ignored files never. The copy \
+is built on the host before the boot as a second disk, mounted at `--guest-path` \
+(/root/repo); the command runs in the directory matching PATH there. The host repository is \
+only read: git runs with no hooks, fsmonitor or filters. A PATH that is not in a git \
+working tree is refused before any VM is created. `--dry-run` prints the exact list \
+without a daemon.
 
 Without a command, opens an interactive ssh session instead. With `-d`, leaves the VM \
 running and prints how to reach it. With `--rm`, deletes the VM when the command or \
 session ends, also when it fails or Ctrl-C is pressed.",
     after_help = "\
 Examples:
-  banger vm run ./repo -- make test     Import ./repo, run `make test` in it
+  banger vm run ./repo -- make test     Copy ./repo in, run `make test` in /root/repo
+  banger vm run --rm ./repo/sub -- cargo test   Runs in /root/repo/sub
+  banger vm run --include-untracked ./repo -- ls   Untracked files too (never ignored ones)
+  banger vm run --dry-run ./repo        List what would be copied; no VM, no daemon
   banger vm run --rm -- uname -a        One command in a throwaway VM
   banger vm run --rm -- sh -c 'exit 42' Exits with 42
-  banger vm run --name dev ./repo       Import ./repo and open a shell
+  banger vm run --name dev ./repo       Copy ./repo in and open a shell
   banger vm run -d --name web           Boot and return; reach it with `banger vm ssh web`
   banger vm run --rm --allow github.com:443 -- git ls-remote https://github.com/rust-lang/rust
                                         Only github.com on 443 is reachable (and resolvable)"
@@ -125,9 +139,15 @@ pub struct RunArgs {
     /// Leave the VM running and print how to reach it (no command, no session)
     #[arg(short = 'd', long, conflicts_with = "command")]
     pub detach: bool,
-    /// Git repository to import; the command runs in its copy in the guest
+    /// Git repository (or a directory inside one) to copy in; the command runs in the
+    /// matching directory of the copy
     #[arg(value_name = "PATH", value_hint = clap::ValueHint::DirPath)]
     pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub workspace: WorkspaceArgs,
+    /// With --dry-run: the listing as one JSON object
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
     /// Command and arguments to run in the guest, after `--`
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -136,23 +156,42 @@ pub struct RunArgs {
 /// `vm create`.
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
-    let vm = create_vm(ctx, &mut daemon, &args.spec, &mut None).await?;
+    let vm = create_vm(ctx, &mut daemon, &args.spec.params(), &mut None).await?;
     render::data(args.output.json, &vm, summary)
 }
 
 /// `vm run`.
 pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
-    let source = args.path.as_deref().map(connect::absolute).transpose()?;
+    if args.path.is_none() && args.workspace.any_given() {
+        return Err(CliError::usage(
+            "--guest-path, --mode, --include-untracked and --dry-run need a PATH",
+            Some("give the repository to copy: `banger vm run ./repo -- make test`"),
+        ));
+    }
+    // Every check that can fail without a guest runs before `vm.create`.
+    let checked = match &args.path {
+        Some(path) => Some(workspace_local::check(path, &args.workspace).await?),
+        None => None,
+    };
+    if let (true, Some(checked)) = (args.workspace.dry_run, &checked) {
+        workspace_local::dry_run(checked, &args.workspace, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut params = args.spec.params();
+    if let Some(checked) = &checked {
+        workspace_local::notice_skipped(&checked.plan);
+        params.workspace = Some(checked.api_source(&args.workspace));
+    }
     let mut daemon = ctx.connect().await?;
     if !args.rm {
-        let vm = create_vm(ctx, &mut daemon, &args.spec, &mut None).await?;
-        return use_vm(ctx, &mut daemon, &vm, source, &args).await;
+        let vm = create_vm(ctx, &mut daemon, &params, &mut None).await?;
+        return use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args).await;
     }
 
     // --rm: the VM goes away however this ends, Ctrl-C included.
     let mut reserved = None;
     let created = tokio::select! {
-        vm = create_vm(ctx, &mut daemon, &args.spec, &mut reserved) => vm,
+        vm = create_vm(ctx, &mut daemon, &params, &mut reserved) => vm,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     let vm = match created {
@@ -173,7 +212,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         }
     };
     let outcome = tokio::select! {
-        outcome = use_vm(ctx, &mut daemon, &vm, source, &args) => outcome,
+        outcome = use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args) => outcome,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     remove(ctx, &vm.name).await;
@@ -185,20 +224,11 @@ async fn use_vm(
     ctx: &Ctx,
     daemon: &mut Daemon,
     vm: &VmInfo,
-    source: Option<PathBuf>,
+    checked: Option<&Checked>,
     args: &RunArgs,
 ) -> Result<ExitCode, CliError> {
-    let mut cwd = None;
-    if let Some(source) = source {
-        let params = WorkspacePrepareParams {
-            vm: vm.name.clone(),
-            source: source.display().to_string(),
-        };
-        let prepared = daemon
-            .call_with_progress::<WorkspacePrepare>(&ctx.term, &params)
-            .await?;
-        cwd = prepared.workspace.map(|w| w.guest_path);
-    }
+    // The workspace arrived as a disk at boot; the command runs in PATH's copy.
+    let cwd = checked.map(|c| c.guest_cwd(&args.workspace.guest_path));
     if args.detach {
         render::stdout(&detached(vm))?;
         return Ok(ExitCode::SUCCESS);
@@ -231,13 +261,13 @@ async fn use_vm(
 async fn create_vm(
     ctx: &Ctx,
     daemon: &mut Daemon,
-    spec: &SpecArgs,
+    params: &VmCreateParams,
     reserved: &mut Option<String>,
 ) -> Result<VmInfo, CliError> {
     let started = std::time::Instant::now();
     let mut progress = Progress::new(&ctx.term);
     let vm = daemon
-        .call::<VmCreate>(&spec.params(), &mut |event| {
+        .call::<VmCreate>(params, &mut |event| {
             if let Event::Stage {
                 stage,
                 state: StageState::Done,

@@ -4,28 +4,43 @@
 use std::path::PathBuf;
 
 use banger_api::methods::{
-    WorkspaceExport, WorkspaceExportParams, WorkspacePrepare, WorkspacePrepareParams,
+    VmRef, VmShow, WorkspaceExport, WorkspaceExportParams, WorkspacePrepare, WorkspacePrepareParams,
 };
 use clap::Args;
 
 use crate::cli::{JsonFlag, VmArg};
-use crate::connect::{self, Ctx};
+use crate::commands::workspace_local::{self, WorkspaceArgs};
+use crate::connect::Ctx;
 use crate::errors::CliError;
 use crate::render;
 
-/// Import a git repository into a VM
+/// Copy a git repository into a running VM
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Copy a git repository into a running VM: its committed state plus \
-uncommitted changes. The guest gets its own checkout; the host repository is not touched.",
-    after_help = "Examples:\n  banger vm workspace prepare web ./repo"
+    long_about = "Copy a git repository into a running VM, replacing what the guest path \
+held: the same file set as `vm run PATH` (tracked files as in the working tree, `.git`, \
+submodules' checked-out content; untracked files with --include-untracked; ignored files \
+never), streamed as one tar through the guest agent. The host repository is only read. \
+`vm exec` then runs in the workspace directory. Without PATH, the VM's recorded workspace \
+is copied again (or the current directory when it has none).
+
+Two prepares of one VM never interleave; `vm stop` and `vm delete` do not wait for one.",
+    after_help = "\
+Examples:
+  banger vm workspace prepare web ./repo
+  banger vm workspace prepare web                       Sync the recorded repository again
+  banger vm workspace prepare web ./repo --include-untracked
+  banger vm workspace prepare web ./repo --guest-path /srv/app
+  banger vm workspace prepare web ./repo --dry-run      What would be copied"
 )]
 pub struct PrepareArgs {
     #[command(flatten)]
     pub vm: VmArg,
-    /// Git repository on this host
+    /// Git repository (or a directory inside one) on this host
     #[arg(value_name = "PATH", value_hint = clap::ValueHint::DirPath)]
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub workspace: WorkspaceArgs,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -47,11 +62,31 @@ pub struct ExportArgs {
 
 /// `vm workspace prepare`.
 pub async fn prepare(ctx: &Ctx, args: PrepareArgs) -> Result<(), CliError> {
-    let source = connect::absolute(&args.path)?;
+    let path = match &args.path {
+        Some(path) => path.clone(),
+        None if args.workspace.dry_run => PathBuf::from("."),
+        None => {
+            let mut daemon = ctx.connect().await?;
+            let vm = daemon
+                .ask::<VmShow>(&VmRef {
+                    vm: args.vm.vm.clone(),
+                })
+                .await?;
+            vm.workspace
+                .map(|w| PathBuf::from(w.source))
+                .unwrap_or_else(|| PathBuf::from("."))
+        }
+    };
+    let checked = workspace_local::check(&path, &args.workspace).await?;
+    if args.workspace.dry_run {
+        return workspace_local::dry_run(&checked, &args.workspace, args.output.json);
+    }
+    workspace_local::notice_skipped(&checked.plan);
     let mut daemon = ctx.connect().await?;
     let params = WorkspacePrepareParams {
         vm: args.vm.vm,
-        source: source.display().to_string(),
+        source: checked.source.display().to_string(),
+        options: args.workspace.api_options(),
     };
     let vm = daemon
         .call_with_progress::<WorkspacePrepare>(&ctx.term, &params)

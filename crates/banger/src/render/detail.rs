@@ -34,8 +34,30 @@ pub fn vm(vm: &VmInfo, now: jiff::Timestamp) -> String {
         None => vm.driver.clone(),
     };
     let workspace = vm.workspace.as_ref().map(|w| {
-        let commit: String = w.base_commit.chars().take(12).collect();
-        format!("{} at {} (base {commit})", w.source, w.guest_path)
+        let commit: String = match w.base_commit.as_str() {
+            "" => "no commits".to_string(),
+            full => full.chars().take(12).collect(),
+        };
+        let mut details = vec![format!("base {commit}")];
+        for (value, label) in [(&w.mode, ""), (&w.delivery, "as a ")] {
+            if !value.is_empty() {
+                details.push(format!("{label}{value}"));
+            }
+        }
+        if w.include_untracked {
+            details.push("untracked included".into());
+        }
+        if w.files > 0 {
+            details.push(format!(
+                "{} entries, {}",
+                w.files,
+                mib(w.bytes.div_ceil(1 << 20))
+            ));
+        }
+        if !w.prepared_at.is_empty() {
+            details.push(format!("prepared {}", w.prepared_at));
+        }
+        format!("{} at {} ({})", w.source, w.guest_path, details.join(", "))
     });
     pairs(&[
         ("name", Some(vm.name.clone())),

@@ -67,6 +67,11 @@ fn vm_error(err: banger_vm::VmError) -> ApiError {
         },
         _ => None,
     };
+    if let banger_vm::VmError::Workspace(error) = &err
+        && err.kind() == VmErrorKind::BadRequest
+    {
+        return ApiError::bad_request(message).with_hint(workspace_hint(error));
+    }
     match err.kind() {
         VmErrorKind::BadRequest => ApiError::bad_request(message),
         VmErrorKind::NotFound => ApiError::not_found(message)
@@ -75,6 +80,22 @@ fn vm_error(err: banger_vm::VmError) -> ApiError {
             .with_hint("pick another --name, or omit it to get a generated one"),
         VmErrorKind::Conflict => ApiError::new(ErrorCode::Conflict, message),
         VmErrorKind::Failed => ApiError::operation_failed(message),
+    }
+}
+
+/// What to do about a workspace the daemon refused.
+pub(crate) fn workspace_hint(error: &banger_workspace::WorkspaceError) -> &'static str {
+    use banger_workspace::WorkspaceError as W;
+    match error {
+        W::NotARepo(_) => {
+            "PATH must be a git working tree or a directory inside one (`git init` makes one)"
+        }
+        W::GitDirIsAFile(_) => {
+            "give the superproject (a submodule is copied with it), or the main working tree"
+        }
+        W::BadGuestPath(_) => "--guest-path takes an absolute path such as /root/repo",
+        W::GitRefused { .. } => "run `git status` in PATH to see what git objects to",
+        _ => "check PATH",
     }
 }
 
@@ -127,6 +148,18 @@ pub async fn create(
         memory_mib: params.memory_mib,
         disk_mib: params.disk_mib,
         nat: params.nat,
+        workspace: params
+            .workspace
+            .map(|w| {
+                banger_vm::WorkspaceRequest::parse(
+                    &w.source,
+                    w.options.guest_path.as_deref(),
+                    w.options.mode.as_deref(),
+                    w.options.include_untracked,
+                )
+            })
+            .transpose()
+            .map_err(vm_error)?,
         policy,
     };
     vm_operation(
@@ -433,14 +466,31 @@ pub async fn ssh_target(
     })
 }
 
+/// `vm.workspace.prepare`: the repository streamed into a running VM (a long operation).
 pub async fn workspace_prepare(
-    _ctx: &Arc<DaemonContext>,
-    _params: WorkspacePrepareParams,
-    _events: &EventSink,
+    ctx: &Arc<DaemonContext>,
+    params: WorkspacePrepareParams,
+    events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
-    Err(ApiError::not_yet_available(
-        "repository workspaces (vm workspace prepare)",
-    ))
+    let request = banger_vm::WorkspaceRequest::parse(
+        &params.source,
+        params.options.guest_path.as_deref(),
+        params.options.mode.as_deref(),
+        params.options.include_untracked,
+    )
+    .map_err(vm_error)?;
+    let target = params.vm.clone();
+    vm_operation(
+        ctx,
+        "vm.workspace.prepare",
+        &target,
+        events,
+        |vms, progress| async move {
+            vms.prepare_workspace(&params.vm, request, progress.as_ref())
+                .await
+        },
+    )
+    .await
 }
 
 pub async fn workspace_export(

@@ -25,16 +25,27 @@ pub fn vm_info(record: &VmRecord) -> VmInfo {
         address: record.runtime.address.clone(),
         boot_id: record.runtime.boot_id.clone(),
         pid: None,
-        // The workspace service owns this shape; a record it cannot read is shown
-        // without one rather than failing the whole listing.
-        workspace: record
-            .workspace
-            .clone()
-            .and_then(|value| serde_json::from_value::<WorkspaceInfo>(value).ok()),
+        workspace: record.workspace.as_ref().map(workspace_info),
         created_at: record.created_at.clone(),
         started_at: record.runtime.started_at.clone(),
         last_error: record.runtime.last_error.clone(),
         dir: record.runtime.dir.clone(),
+    }
+}
+
+/// The protocol view of a VM's workspace.
+pub fn workspace_info(w: &banger_model::Workspace) -> WorkspaceInfo {
+    WorkspaceInfo {
+        source: w.host_path.clone(),
+        base_commit: w.head_commit.clone().unwrap_or_default(),
+        guest_path: w.guest_path.clone(),
+        mode: w.mode.clone(),
+        include_untracked: w.include_untracked,
+        delivery: w.delivery.as_str().to_string(),
+        files: w.files,
+        bytes: w.bytes,
+        tracked_signature: w.tracked_signature.clone(),
+        prepared_at: w.prepared_at.clone(),
     }
 }
 
@@ -78,11 +89,18 @@ mod tests {
             policy: None,
             driver: "qemu".into(),
             runtime: VmRuntime::default(),
-            workspace: Some(serde_json::json!({
-                "source": "/src/repo",
-                "base_commit": "abc123",
-                "guest_path": "/root/repo",
-            })),
+            workspace: Some(banger_model::Workspace {
+                host_path: "/src/repo".into(),
+                guest_path: "/root/repo".into(),
+                mode: "overlay".into(),
+                head_commit: Some("abc123".into()),
+                include_untracked: false,
+                delivery: banger_model::WorkspaceDelivery::Disk,
+                files: 2,
+                bytes: 3,
+                tracked_signature: "s".into(),
+                prepared_at: "2026-01-02T03:04:06Z".into(),
+            }),
             created_at: "2026-01-02T03:04:05Z".into(),
         }
     }

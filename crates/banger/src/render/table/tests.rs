@@ -30,6 +30,7 @@ fn fixture_vms() -> Vec<VmInfo> {
                 source: "/home/u/src/app".into(),
                 base_commit: "3b18e512dba79e4c8300dd08aeb37f8e728b8dad".into(),
                 guest_path: "/root/app".into(),
+                ..WorkspaceInfo::default()
             }),
             created_at: "2026-03-01T11:55:00Z".into(),
             started_at: Some("2026-03-01T11:55:04Z".into()),
