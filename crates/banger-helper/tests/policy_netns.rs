@@ -4,7 +4,7 @@
 //! helper's `set_policy` / `add_policy_addresses` / `remove_policy`, and traffic from
 //! the guest namespace: the allowed address connects, others do not; ICMP, DNS to
 //! another server and a spoofed source address are dropped; DNS to the gateway reaches
-//! the resolver port; a learned address opens; removal restores what NAT alone gives.
+//! the resolver port and TCP 443 to the SNI proxy's; a learned address opens; removal restores what NAT alone gives.
 //! Needs root, nft and python3 (the traffic is made with python's socket module);
 //! otherwise it prints SKIPPED and why.
 
@@ -20,6 +20,7 @@ use support::{Netns, RunningHelper, current_uid, has_program, is_root, skip};
 const TEST: &str = "policy_rules_hold_against_real_traffic";
 const GUEST: &str = "172.30.0.5";
 const RESOLVER_PORT: u16 = 42070;
+const SNI_PORT: u16 = 42071;
 
 fn ip(text: &str) -> Ipv4Addr {
     text.parse().unwrap()
@@ -197,11 +198,25 @@ fn policy_rules_hold_against_real_traffic() {
     servers
         .0
         .push(udp_server(&host, "172.30.0.1", RESOLVER_PORT));
+    // The SNI proxy stand-in: answers `sni` to any TCP connection.
+    let sni = format!(
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('172.30.0.1', {SNI_PORT}))\ns.listen(8)\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b'sni')\n    c.close()\n"
+    );
+    servers.0.push(
+        Command::new("ip")
+            .args(["netns", "exec", &host.name, "python3", "-c", &sni])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
     eventually("the internet's servers listen", || {
         py(&internet, &tcp("10.99.0.3", 8080)) && py(&internet, &udp("10.99.0.2", 53))
     });
     eventually("the resolver stand-in listens", || {
-        py(&host, &udp("172.30.0.1", RESOLVER_PORT))
+        py(&host, &udp("172.30.0.1", RESOLVER_PORT)) && py(&host, &tcp("172.30.0.1", SNI_PORT))
     });
 
     // NAT alone: everything gets out (the baseline a policy narrows).
@@ -231,7 +246,7 @@ fn policy_rules_hold_against_real_traffic() {
         guest_ip,
         tap: tap.into(),
         resolver_port: RESOLVER_PORT,
-        sni_port: None,
+        sni_port: Some(SNI_PORT),
         nets: nets.clone(),
         keep_learned: false,
     };
@@ -261,6 +276,13 @@ fn policy_rules_hold_against_real_traffic() {
             "the host's .vm responder port",
             udp("172.30.0.1", 42069),
             false,
+        ),
+        (
+            "TCP 443 anywhere goes to the SNI proxy",
+            "import socket; c = socket.create_connection(('10.99.0.3', 443), 2); \
+             assert c.recv(8) == b'sni'"
+                .to_string(),
+            true,
         ),
         (
             "a spoofed source address (a NAT guest's)",
