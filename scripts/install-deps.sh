@@ -27,13 +27,15 @@ $SUDO apt-get update -q >/dev/null
 $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-utils e2fsprogs >/dev/null
 # libarchive13: mkfs.ext4 -d TARBALL; mmdebstrap+uidmap: rootless golden image; cpio/kmod/lz4:
-# kernel and initramfs; iproute2/nftables: networking; git/openssh-client: workspaces, ssh;
-# curl: bundle downloads; dnsutils: dig in tests; build-essential: linking the static agent;
+# kernel and initramfs; iproute2/nftables: networking; iptables: the helper's iptables NAT
+# backend (tested too); socat: the fake VMM of the Firecracker driver test; git/openssh-client:
+# workspaces, ssh; curl: bundle downloads; dnsutils: dig in tests; build-essential: linking the static agent;
 # docker-registry: the OCI registry the import tests push to (run by the tests on a random
 # loopback port; nothing starts it as a service here); skopeo + umoci: the reference
 # pipeline `cargo xtask bench` compares `image import` against.
 $SUDO apt-get install -y -q --no-install-recommends \
   libarchive13 mmdebstrap uidmap debootstrap cpio kmod lz4 xz-utils zstd iproute2 nftables \
+  iptables socat \
   git openssh-client curl ca-certificates dnsutils busybox-static python3 build-essential \
   docker-registry skopeo umoci \
   >/dev/null

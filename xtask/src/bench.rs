@@ -13,7 +13,9 @@
 //! - network policies: the policy resolver's added latency and rate, the helper's policy
 //!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
-//!   with `cargo xtask bench workspaces`, it needs root).
+//!   with `cargo xtask bench workspaces`, it needs root);
+//! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
+//!   only with `cargo xtask bench mcp`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +25,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_images.rs"]
 mod images;
+#[path = "bench_mcp.rs"]
+mod mcp;
 #[path = "bench_policy.rs"]
 mod policy;
 #[path = "bench_workspaces.rs"]
@@ -212,6 +216,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     if args.first().map(String::as_str) == Some("workspaces") {
         return workspaces::run(root);
+    }
+    if args.first().map(String::as_str) == Some("mcp") {
+        return mcp::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;

@@ -1,10 +1,15 @@
 //! `cargo xtask`: the project's automation in Rust, so it runs the same everywhere.
 //!
 //! - `ci`: everything CI checks, in order: fmt, clippy, tidy, the static guest agent, the
-//!   fast test profile, then the real-guest `vm` profile.
+//!   fast test profile, `reliability --check`, then the real-guest `vm` profile.
+//! - `test`: one nextest profile, then how many tests ran and every skip (fatal under
+//!   `CI=true`).
 //! - `tidy`: conventions the compiler cannot check (file headers, crate layering).
+//! - `layers`: the layering check alone; `--write` regenerates ARCHITECTURE.md's table.
 //! - `agent`: builds the static guest agent and prints its path.
 //! - `bench`: end-to-end benchmarks; writes BENCHMARKS.md.
+//! - `reliability`: bad inputs, floods and concurrency; writes RELIABILITY.md (`--check`
+//!   in CI).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -14,6 +19,9 @@
 
 mod bench;
 mod disk;
+mod layers;
+mod reliability;
+mod testrun;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +34,10 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
+        Some("test") => testrun::cli(&root, &args[1..]),
         Some("tidy") => tidy::run(&root),
+        Some("layers") => layers::cli(&root, &args[1..]),
+        Some("reliability") => reliability::run(&root, &args[1..]),
         Some("agent") => {
             let path = build_agent(&root)?;
             println!("{}", path.display());
@@ -34,7 +45,9 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci [--fast]|tidy|agent|bench>");
+            eprintln!(
+                "usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|layers [--write]|agent|bench|reliability [--check]>"
+            );
             std::process::exit(2);
         }
     }
@@ -80,33 +93,21 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     )?;
     tidy::run(root)?;
     build_agent(root)?;
-    run(
-        root,
-        "cargo",
-        &["nextest", "run", "--workspace", "--no-fail-fast"],
-    )?;
+    let mut outcomes = vec![testrun::run(root, "default", &[])?];
+    // Bad inputs, the connection flood and 1000 clients against a real daemon (~30 s).
+    reliability::run(root, &["--check".to_owned()])?;
     if fast {
-        eprintln!("xtask: --fast: skipping the real-guest profile");
+        eprintln!("xtask: --fast: not running the real-guest profile");
     } else {
-        // The e2e tests drive the real binaries.
-        build_binaries(root, false)?;
+        // The vm profile's setup scripts build the binaries the e2e tests drive.
         disk::report(root, "before the real-guest profile");
-        run(
-            root,
-            "cargo",
-            &[
-                "nextest",
-                "run",
-                "--workspace",
-                "--profile",
-                "vm",
-                "--no-fail-fast",
-            ],
-        )?;
+        outcomes.push(testrun::run(root, "vm", &[])?);
     }
+    let summary: Vec<String> = outcomes.iter().map(testrun::Outcome::summary).collect();
     eprintln!(
-        "xtask: ci passed in {:.0}s",
-        started.elapsed().as_secs_f64()
+        "xtask: ci passed in {:.0}s: {}",
+        started.elapsed().as_secs_f64(),
+        summary.join("; ")
     );
     Ok(())
 }

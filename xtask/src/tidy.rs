@@ -1,73 +1,13 @@
 //! Tidy checks: conventions that keep the tree navigable and the layering honest.
 //!
 //! 1. Every Rust source file opens with a `//!` paragraph saying what it owns.
-//! 2. Crates depend only on the crates their layer allows (ARCHITECTURE.md, "Layers").
+//! 2. Crates depend only on the crates their layer allows, and ARCHITECTURE.md shows that
+//!    table (`layers.rs`, from `cargo metadata`).
 //! 3. `unsafe` appears only in `banger-sys`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-
-/// Which of our crates each crate may depend on (normal dependencies, not dev).
-const LAYERS: &[(&str, &[&str])] = &[
-    ("banger-model", &[]),
-    ("banger-exec", &[]),
-    ("banger-sys", &[]),
-    ("banger-api", &["banger-model"]),
-    ("banger-proto", &["banger-model"]),
-    ("banger-store", &["banger-model"]),
-    (
-        "banger-doctor",
-        &["banger-model", "banger-sys", "banger-exec"],
-    ),
-    (
-        "banger-vmm",
-        &["banger-model", "banger-sys", "banger-exec", "banger-proto"],
-    ),
-    (
-        "banger-image",
-        &["banger-model", "banger-sys", "banger-exec"],
-    ),
-    (
-        "banger-net",
-        &["banger-model", "banger-sys", "banger-exec", "banger-proto"],
-    ),
-    ("banger-dns", &["banger-model"]),
-    ("banger-ssh", &["banger-model", "banger-exec"]),
-    ("banger-workspace", &["banger-model", "banger-exec"]),
-    (
-        "banger-vm",
-        &[
-            "banger-model",
-            "banger-store",
-            "banger-vmm",
-            "banger-image",
-            "banger-net",
-            "banger-proto",
-            "banger-sys",
-            "banger-exec",
-            "banger-dns",
-            "banger-ssh",
-            "banger-workspace",
-        ],
-    ),
-    // The CLI talks to the daemon only; doctor's host checks run locally so that `banger
-    // doctor` works while the daemon is down (documented in ARCHITECTURE.md); banger-ssh
-    // gives it the ssh argv and config block; banger-workspace lets it refuse a bad PATH
-    // before any VM exists and list a workspace (`--dry-run`) with no daemon.
-    (
-        "banger",
-        &[
-            "banger-api",
-            "banger-model",
-            "banger-doctor",
-            "banger-ssh",
-            "banger-workspace",
-        ],
-    ),
-    ("banger-helper", &["banger-proto", "banger-sys"]),
-    ("banger-agent", &["banger-proto", "banger-sys"]),
-];
 
 pub fn run(root: &Path) -> Result<()> {
     let mut problems = Vec::new();
@@ -118,53 +58,8 @@ fn check_headers(root: &Path, problems: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Names of our crates listed under `[dependencies]` (not dev/build) of a manifest.
-fn internal_deps(manifest: &str) -> Vec<String> {
-    let mut deps = Vec::new();
-    let mut in_deps = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_deps = line == "[dependencies]";
-            continue;
-        }
-        if !in_deps {
-            continue;
-        }
-        let name = line.split(['=', '.', ' ']).next().unwrap_or("").trim();
-        if name.starts_with("banger") {
-            deps.push(name.to_string());
-        }
-    }
-    deps
-}
-
 fn check_layers(root: &Path, problems: &mut Vec<String>) -> Result<()> {
-    for entry in std::fs::read_dir(root.join("crates"))? {
-        let entry = entry?;
-        let krate = entry.file_name().to_string_lossy().into_owned();
-        let manifest = entry.path().join("Cargo.toml");
-        if !manifest.exists() {
-            continue;
-        }
-        let Some((_, allowed)) = LAYERS.iter().find(|(name, _)| *name == krate) else {
-            // Binaries at the top (bangerd) and the e2e harness may use any library.
-            if krate == "bangerd" || krate == "banger-e2e" {
-                continue;
-            }
-            problems.push(format!(
-                "crates/{krate}: not in xtask's layer table; add it"
-            ));
-            continue;
-        };
-        for dep in internal_deps(&std::fs::read_to_string(&manifest)?) {
-            if !allowed.contains(&dep.as_str()) {
-                problems.push(format!(
-                    "crates/{krate} depends on {dep}, which its layer forbids"
-                ));
-            }
-        }
-    }
+    problems.extend(crate::layers::check(root)?);
     Ok(())
 }
 
@@ -185,15 +80,4 @@ fn check_unsafe(root: &Path, problems: &mut Vec<String>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_deps_reads_only_normal_dependencies() {
-        let manifest = "[package]\nname = \"x\"\n[dependencies]\nbanger-model.workspace = true\nserde = \"1\"\nbanger-api = { path = \"../a\" }\n[dev-dependencies]\nbanger-store.workspace = true\n";
-        assert_eq!(internal_deps(manifest), vec!["banger-model", "banger-api"]);
-    }
 }

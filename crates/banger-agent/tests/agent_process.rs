@@ -327,15 +327,22 @@ async fn cancel_kills_the_process_group() {
     .expect("cancel ends the command")
     .unwrap();
     assert_eq!(code, 128 + 15);
-    // `exit` comes after the pipes closed, and the background sleep held stdout: it is
-    // gone (or a zombie waiting for its new parent to reap it).
+    // `exit` comes after the pipes closed, and the background sleep held stdout: it was
+    // signalled and is exiting. The kernel closes a dying process's files before it turns
+    // zombie, so for a moment it may still show as running; within a second it is gone
+    // (or a zombie waiting for its new parent to reap it).
     let sleep_pid = pid_rx.await.unwrap();
-    match std::fs::read_to_string(format!("/proc/{sleep_pid}/stat")) {
-        Err(_) => {}
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
-            assert_eq!(state, Some("Z"), "background sleep still alive: {stat}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Ok(stat) = std::fs::read_to_string(format!("/proc/{sleep_pid}/stat")) {
+        let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
+        if state == Some("Z") {
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "background sleep still alive: {stat}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -50,7 +50,7 @@ impl Running {
     }
 }
 
-/// Runs dig against the responder; None when dig is not installed (the caller skips).
+/// Runs dig against the responder; None when dig is not installed (callers `require!` it).
 async fn dig(server: SocketAddr, args: &[&str]) -> Option<String> {
     let cmd = Cmd::new("dig")
         .arg(format!("@{}", server.ip()))
@@ -62,11 +62,6 @@ async fn dig(server: SocketAddr, args: &[&str]) -> Option<String> {
         Err(err) if err.is_not_found() => None,
         Err(err) => panic!("{err}"),
     }
-}
-
-#[expect(clippy::print_stderr, reason = "a skipped test says why on stderr")]
-fn skip_without_dig() {
-    eprintln!("skipped: `dig` is not installed (Debian: apt install dnsutils)");
 }
 
 /// One query over a plain socket, retried a few times because UDP may drop it (the
@@ -115,11 +110,9 @@ fn answered_address(response: &[u8]) -> Ipv4Addr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_gets_addresses_and_statuses() {
+    banger_requires::require!(Tool("dig"));
     let running = start().await;
-    let Some(short) = dig(running.address, &["web.vm", "+short"]).await else {
-        skip_without_dig();
-        return;
-    };
+    let short = dig(running.address, &["web.vm", "+short"]).await.unwrap();
     assert_eq!(short.trim(), "172.30.0.5");
     let upper = dig(running.address, &["DB.VM", "+short"]).await.unwrap();
     assert_eq!(upper.trim(), "172.30.0.6");

@@ -7,10 +7,11 @@
 //! stops its daemon and kills any VMM process still running from its directories, so a
 //! failed test leaks nothing.
 //!
-//! Tests that need something this host lacks call [`skip_unless_vm_capable`], which prints
-//! why the test is skipped; they never pass silently.
+//! Every test starts with [`require_vm!`]: a host without QEMU (or another requirement)
+//! gives a recorded skip, fatal under `CI=true`; stale or missing binaries fail.
 
 mod file_server;
+mod freshness;
 mod host;
 pub mod registry;
 mod wait;
@@ -56,41 +57,47 @@ pub fn tool_available(program: &str) -> bool {
     matches!(status, Ok(s) if s.success())
 }
 
-/// Returns `Some(reason)` when real guests cannot run here; the caller prints it and returns.
-pub fn vm_capability_missing() -> Option<String> {
-    if !tool_available("qemu-system-x86_64") {
-        return Some("qemu-system-x86_64 is not installed (scripts/install-deps.sh)".into());
-    }
-    for bin in ["banger", "bangerd"] {
-        if !bin_dir().join(bin).exists() {
-            return Some(format!(
-                "{bin} is not built (cargo build -p banger -p bangerd)"
-            ));
-        }
-    }
-    if !agent_binary().exists() {
-        return Some("the static guest agent is not built (cargo xtask agent)".into());
-    }
-    None
+/// What every real-guest test starts with: `require_vm!()` (or `require_vm!(Root, ...)`
+/// with more requirements). QEMU and the other requirements missing is a recorded skip
+/// (fatal under `CI=true`, see `banger_requires`); binaries that are missing or older
+/// than their sources fail the test, because the harness must run what the tree builds
+/// (the `vm` profile's setup script builds them: `.config/nextest.toml`).
+#[macro_export]
+macro_rules! require_vm {
+    ($($req:expr),* $(,)?) => {{
+        $crate::banger_requires::require!(Qemu $(, $req)*);
+        $crate::ensure_built();
+    }};
 }
 
-/// Prints the skip reason and returns true when the test must not run.
-pub fn skip_unless_vm_capable(test: &str) -> bool {
-    skip_if(test, vm_capability_missing())
-}
+pub use banger_requires;
 
-/// Prints `SKIPPED <test>: <reason>` when there is a reason, and returns whether there was.
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped test must say why on its output"
-)]
-pub fn skip_if(test: &str, reason: Option<String>) -> bool {
-    match reason {
-        Some(reason) => {
-            eprintln!("SKIPPED {test}: {reason}");
-            true
+/// Panics unless `banger`, `bangerd`, `banger-helper` and the static agent are built and
+/// newer than every source file they were built from. Checked once per test process.
+pub fn ensure_built() {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let verdict = CHECKED.get_or_init(|| {
+        let mut binaries: Vec<(PathBuf, &str)> = ["banger", "bangerd", "banger-helper"]
+            .into_iter()
+            .map(|bin| {
+                (
+                    bin_dir().join(bin),
+                    "cargo build -p banger -p bangerd -p banger-helper",
+                )
+            })
+            .collect();
+        binaries.push((agent_binary(), "cargo xtask agent"));
+        for (binary, build) in binaries {
+            freshness::check(&binary).map_err(|problem| {
+                format!(
+                    "{problem}; run `{build}` (`cargo nextest run --profile vm` builds it first)"
+                )
+            })?;
         }
-        None => false,
+        Ok(())
+    });
+    if let Err(problem) = verdict {
+        panic!("{problem}");
     }
 }
 

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use banger_api::methods::{VmCreate, VmCreateParams};
 use banger_api::{ClientError, Event, StageState};
-use banger_e2e::{
-    TestHost, note, pid_alive, report_timing, skip_unless_vm_capable, text, wait_until,
-};
+use banger_e2e::{TestHost, note, pid_alive, report_timing, require_vm, text, wait_until};
 
 const VM: &str = "crash";
 
@@ -58,10 +56,8 @@ fn warm_cache(host: &TestHost) {
 
 /// Kills the daemon at `point` of a `vm create`, restarts it, and checks that the VM is
 /// either complete and usable or entirely gone.
-fn crash_create_at(test: &str, point: KillPoint) {
-    if skip_unless_vm_capable(test) {
-        return;
-    }
+fn crash_create_at(point: KillPoint) {
+    require_vm!();
     let mut host = TestHost::start().unwrap();
     warm_cache(&host);
     let daemon = host.daemon_pid().unwrap();
@@ -129,54 +125,37 @@ fn crash_create_at(test: &str, point: KillPoint) {
 
 #[test]
 fn daemon_killed_right_after_op_started() {
-    crash_create_at("daemon_killed_right_after_op_started", KillPoint::OpStarted);
+    crash_create_at(KillPoint::OpStarted);
 }
 
 #[test]
 fn daemon_killed_after_name_reserved() {
-    crash_create_at(
-        "daemon_killed_after_name_reserved",
-        KillPoint::Stage("reserve name", StageState::Done),
-    );
+    crash_create_at(KillPoint::Stage("reserve name", StageState::Done));
 }
 
 #[test]
 fn daemon_killed_during_root_disk() {
-    crash_create_at(
-        "daemon_killed_during_root_disk",
-        KillPoint::Stage("root disk", StageState::Started),
-    );
+    crash_create_at(KillPoint::Stage("root disk", StageState::Started));
 }
 
 #[test]
 fn daemon_killed_during_prepare_guest() {
-    crash_create_at(
-        "daemon_killed_during_prepare_guest",
-        KillPoint::Stage("prepare guest", StageState::Started),
-    );
+    crash_create_at(KillPoint::Stage("prepare guest", StageState::Started));
 }
 
 #[test]
 fn daemon_killed_when_boot_starts() {
-    crash_create_at(
-        "daemon_killed_when_boot_starts",
-        KillPoint::Stage("boot", StageState::Started),
-    );
+    crash_create_at(KillPoint::Stage("boot", StageState::Started));
 }
 
 #[test]
 fn daemon_killed_while_waiting_for_the_agent() {
-    crash_create_at(
-        "daemon_killed_while_waiting_for_the_agent",
-        KillPoint::Stage("agent ready", StageState::Started),
-    );
+    crash_create_at(KillPoint::Stage("agent ready", StageState::Started));
 }
 
 #[test]
 fn vmm_killed_behind_the_daemons_back() {
-    if skip_unless_vm_capable("vmm_killed_behind_the_daemons_back") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     host.create_vm(VM, &["--image", "tiny"]);
     let pid = host.vm_show(VM)["pid"].as_u64().unwrap() as u32;
@@ -210,9 +189,7 @@ fn vmm_killed_behind_the_daemons_back() {
 
 #[test]
 fn daemon_restart_reattaches_running_vms() {
-    if skip_unless_vm_capable("daemon_restart_reattaches_running_vms") {
-        return;
-    }
+    require_vm!();
     let mut host = TestHost::start().unwrap();
     host.create_vm(VM, &["--image", "tiny"]);
     let before = host.vm_show(VM);
@@ -262,9 +239,7 @@ fn daemon_restart_reattaches_running_vms() {
 /// is `stopped` and its VMM is gone.
 #[test]
 fn daemon_killed_mid_stop_shows_stopping_until_the_guest_is_down() {
-    if skip_unless_vm_capable("daemon_killed_mid_stop_shows_stopping_until_the_guest_is_down") {
-        return;
-    }
+    require_vm!();
     let mut host = TestHost::start().unwrap();
     host.create_vm(VM, &["--image", "tiny"]);
     let pid = host.vm_show(VM)["pid"].as_u64().unwrap() as u32;

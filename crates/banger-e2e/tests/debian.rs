@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use banger_api::methods::{VmCreate, VmCreateParams};
 use banger_api::{Event, StageState};
-use banger_e2e::{TestHost, exit_code, pid_alive, report_timing, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, pid_alive, report_timing, require_vm, text};
 
 const VM: &str = "deb";
 
@@ -29,9 +29,7 @@ fn ms(ms: u64) -> Duration {
 
 #[test]
 fn debian_bookworm_lifecycle() {
-    if skip_unless_vm_capable("debian_bookworm_lifecycle") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
 
     // create, through the API, recording every stage

@@ -3,15 +3,13 @@
 //! truncated, `vm run --rm` exits with the command's code and leaves no VM, and Ctrl-C
 //! stops the guest command (and `vm run --rm` still cleans up).
 
-use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text, wait_until};
+use banger_e2e::{TestHost, exit_code, require_vm, text, wait_until};
 
 const VM: &str = "exec";
 
 #[test]
 fn exec_passes_exit_codes_argv_and_streams_through() {
-    if skip_unless_vm_capable("exec_passes_exit_codes_argv_and_streams_through") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     host.create_vm(VM, &["--image", "tiny"]);
 
@@ -92,9 +90,7 @@ fn exec_passes_exit_codes_argv_and_streams_through() {
 
 #[test]
 fn run_rm_exits_with_the_command_code_and_leaves_no_vm() {
-    if skip_unless_vm_capable("run_rm_exits_with_the_command_code_and_leaves_no_vm") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     let started = std::time::Instant::now();
     let out = host.banger(&[
@@ -140,9 +136,7 @@ fn interrupt_after_start(host: &TestHost, args: &[&str]) -> (std::process::ExitS
 
 #[test]
 fn ctrl_c_stops_the_guest_command_and_run_rm_cleans_up() {
-    if skip_unless_vm_capable("ctrl_c_stops_the_guest_command_and_run_rm_cleans_up") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     host.create_vm(VM, &["--image", "tiny"]);
 

@@ -7,10 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use banger_e2e::{
-    FileServer, HostOptions, TestHost, exit_code, report_timing, skip_if, skip_unless_vm_capable,
-    text,
-};
+use banger_e2e::{FileServer, HostOptions, TestHost, exit_code, report_timing, require_vm, text};
 use sha2::{Digest as _, Sha256};
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -74,9 +71,7 @@ fn create_fails(host: &TestHost, image: &str) -> String {
 
 #[test]
 fn broken_bundles_fail_with_the_cause_and_leave_nothing() {
-    if skip_unless_vm_capable("broken_bundles_fail_with_the_cause_and_leave_nothing") {
-        return;
-    }
+    require_vm!();
     let random = noise(4 << 20);
     let server = FileServer::start(vec![("random.ext4".into(), random.clone())]).unwrap();
     let catalog = serde_json::json!({"images": [
@@ -110,17 +105,11 @@ fn broken_bundles_fail_with_the_cause_and_leave_nothing() {
 
 #[test]
 fn guest_without_init_fails_promptly_with_the_console_tail() {
-    if skip_unless_vm_capable("guest_without_init_fails_promptly_with_the_console_tail") {
-        return;
-    }
+    require_vm!();
     let image = match ext4_without_init() {
         Ok(image) => image,
         Err(reason) => {
-            skip_if(
-                "guest_without_init_fails_promptly_with_the_console_tail",
-                Some(format!("cannot build the test image: {reason}")),
-            );
-            return;
+            banger_e2e::banger_requires::skip!("cannot build the test image: {reason}")
         }
     };
     let server = FileServer::start(vec![("noinit.ext4".into(), image.clone())]).unwrap();

@@ -13,23 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use banger_e2e::{
-    HostOptions, TestHost, note, pid_alive, skip_if, skip_unless_vm_capable, text, wait_until,
-};
+use banger_e2e::{HostOptions, TestHost, note, pid_alive, require_vm, text, wait_until};
 
 /// Room for a 1 GiB sparse root disk (the free-space check wants all of it) and the
 /// database; only what is written takes memory.
 const TMPFS_SIZE: &str = "1200m";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
 
 fn sh(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -135,15 +123,8 @@ fn assert_deleting_without_process(host: &TestHost, vm: &serde_json::Value, pid:
 
 #[test]
 fn delete_force_on_a_full_disk_leaves_no_ghost() {
-    const TEST: &str = "delete_force_on_a_full_disk_leaves_no_ghost";
-    if skip_unless_vm_capable(TEST)
-        || skip_if(
-            TEST,
-            (!is_root()).then(|| "needs root to mount a tmpfs".to_string()),
-        )
-    {
-        return;
-    }
+    // Root mounts the small tmpfs.
+    require_vm!(Root);
     // The shared cache stays where it is; only the state directory is small.
     let mut host = TestHost::prepare(HostOptions::default()).unwrap();
     let tmpfs = Tmpfs::mount(&host.state_dir(), TMPFS_SIZE);

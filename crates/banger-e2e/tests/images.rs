@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use banger_api::Event;
 use banger_api::methods::{ImageImport, ImageImportParams};
-use banger_e2e::registry::{LayerBuilder, Registry, image_config, registry_missing};
-use banger_e2e::{TestHost, exit_code, skip_if, skip_unless_vm_capable, target_dir, text};
+use banger_e2e::registry::{LayerBuilder, Registry, image_config};
+use banger_e2e::{TestHost, exit_code, require_vm, target_dir, text};
 
 /// The tiny root filesystem as a tar, exported once per run into the shared cache (one
 /// file, replaced by rename, so runs in parallel never see a partial one).
@@ -61,15 +61,9 @@ fn push_tiny(registry: &Registry, tar: &Path) {
         .unwrap_or_else(|e| panic!("push: {e}\n{}", registry.log()));
 }
 
-fn skip(test: &str) -> bool {
-    skip_unless_vm_capable(test) || skip_if(test, registry_missing())
-}
-
 #[test]
 fn an_imported_oci_image_boots_and_answers_exec() {
-    if skip("an_imported_oci_image_boots_and_answers_exec") {
-        return;
-    }
+    require_vm!(Tool(banger_e2e::registry::REGISTRY_PROGRAM));
     let registry = Registry::start().unwrap();
     push_tiny(&registry, &tiny_tar());
     let host = TestHost::start().unwrap();
@@ -156,12 +150,7 @@ fn an_imported_oci_image_boots_and_answers_exec() {
 
 #[test]
 fn a_daemon_killed_mid_import_leaves_no_half_image() {
-    if skip_if(
-        "a_daemon_killed_mid_import_leaves_no_half_image",
-        registry_missing(),
-    ) {
-        return;
-    }
+    require_vm!(Tool(banger_e2e::registry::REGISTRY_PROGRAM));
     let registry = Registry::start().unwrap();
     push_tiny(&registry, &tiny_tar());
     let mut host = TestHost::start().unwrap();

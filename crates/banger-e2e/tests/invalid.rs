@@ -5,13 +5,11 @@
 
 use banger_api::methods::{VmCreate, VmCreateParams};
 use banger_api::{ClientError, ErrorCode};
-use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, require_vm, text};
 
 #[test]
 fn invalid_specs_fail_without_leaving_anything() {
-    if skip_unless_vm_capable("invalid_specs_fail_without_leaving_anything") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     // (arguments, exit code, a word the error must contain)
     let cases: &[(&[&str], i32, &str)] = &[
@@ -44,9 +42,7 @@ fn invalid_specs_fail_without_leaving_anything() {
 
 #[test]
 fn daemon_rejects_invalid_specs_sent_straight_to_it() {
-    if skip_unless_vm_capable("daemon_rejects_invalid_specs_sent_straight_to_it") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     let tiny = || VmCreateParams {
         image: Some("tiny".into()),
@@ -113,9 +109,7 @@ fn daemon_rejects_invalid_specs_sent_straight_to_it() {
 
 #[test]
 fn duplicate_name_is_refused_and_the_original_is_untouched() {
-    if skip_unless_vm_capable("duplicate_name_is_refused_and_the_original_is_untouched") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     let original = host.create_vm("dup", &["--image", "tiny"]);
     let dirs = host.vm_dirs();

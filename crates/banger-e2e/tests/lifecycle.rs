@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use banger_e2e::{TestHost, exit_code, pid_alive, report_timing, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, pid_alive, report_timing, require_vm, text};
 
 const VM: &str = "life";
 
@@ -21,9 +21,7 @@ fn field(vm: &serde_json::Value, key: &str) -> String {
 
 #[test]
 fn tiny_vm_lifecycle() {
-    if skip_unless_vm_capable("tiny_vm_lifecycle") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
 
     // create + exec
@@ -130,9 +128,7 @@ fn tiny_vm_lifecycle() {
 
 #[test]
 fn stopped_vm_deletes_without_force() {
-    if skip_unless_vm_capable("stopped_vm_deletes_without_force") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     host.create_vm("brief", &["--image", "tiny"]);
     host.banger_ok(&["vm", "stop", "brief", "--timeout", "30"]);

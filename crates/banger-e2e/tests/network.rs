@@ -4,9 +4,9 @@
 //! recording client addresses. No traffic leaves the namespaces the test creates.
 //!
 //! Needs root (namespaces, the helper) plus what every VM test needs; otherwise each test
-//! prints why it is skipped.
+//! is a recorded skip (`require_lab!`), fatal under `CI=true`.
 
-// Test code: skips and measurements go to stderr, and the lab's tools run directly.
+// Test code: measurements go to stderr, and the lab's tools run directly.
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
 
 use std::io::Write as _;
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use banger_e2e::{HostOptions, TestHost, bin_dir, skip_unless_vm_capable, tail, wait_until};
+use banger_e2e::{HostOptions, TestHost, bin_dir, require_vm, tail, wait_until};
 
 /// The guest pool inside the lab's host namespace (the helper's default).
 const BRIDGE_IP: &str = "172.30.0.1";
@@ -27,42 +27,19 @@ const INTERNET_IP: &str = "172.31.0.2";
 const HTTP_PORT: u16 = 8080;
 const DNS_PORT: &str = "42069";
 
-fn skip(test: &str) -> bool {
-    if skip_unless_vm_capable(test) {
-        return true;
-    }
-    if !nix_is_root() {
-        eprintln!("SKIPPED {test}: needs root (network namespaces and banger-helper)");
-        return true;
-    }
-    if !bin_dir().join("banger-helper").exists() {
-        eprintln!("SKIPPED {test}: banger-helper is not built (cargo build -p banger-helper)");
-        return true;
-    }
-    for tool in ["ip", "nft", "python3", "dig", "ssh"] {
-        if which(tool).is_none() {
-            eprintln!("SKIPPED {test}: {tool} is not installed");
-            return true;
-        }
-    }
-    false
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+/// What every test here needs besides a VM host: root for the namespaces and the helper,
+/// and the lab's tools.
+macro_rules! require_lab {
+    () => {
+        require_vm!(
+            Root,
+            Tool("ip"),
+            Tool("nft"),
+            Tool("python3"),
+            Tool("dig"),
+            Tool("ssh")
+        )
+    };
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
@@ -368,9 +345,7 @@ fn ip_param(cmdline: &str) -> Option<(String, String)> {
 
 #[test]
 fn run_exit_code_and_parallel_runs_get_distinct_names_and_addresses() -> Result<()> {
-    if skip("run_exit_code_and_parallel_runs_get_distinct_names_and_addresses") {
-        return Ok(());
-    }
+    require_lab!();
     let (_lab, host) = lab_and_host()?;
 
     let out = host.banger(&[
@@ -434,9 +409,7 @@ fn run_exit_code_and_parallel_runs_get_distinct_names_and_addresses() -> Result<
 
 #[test]
 fn nat_guest_reaches_the_internet_masqueraded_and_rules_follow_the_lifecycle() -> Result<()> {
-    if skip("nat_guest_reaches_the_internet_masqueraded_and_rules_follow_the_lifecycle") {
-        return Ok(());
-    }
+    require_lab!();
     let (lab, host) = lab_and_host()?;
     let url = format!("http://{INTERNET_IP}:{HTTP_PORT}/marker.txt");
 
@@ -506,9 +479,7 @@ fn nat_guest_reaches_the_internet_masqueraded_and_rules_follow_the_lifecycle() -
 
 #[test]
 fn dns_ports_ssh_and_ssh_config() -> Result<()> {
-    if skip("dns_ports_ssh_and_ssh_config") {
-        return Ok(());
-    }
+    require_lab!();
     let (lab, host) = lab_and_host()?;
     host.banger_ok(&["vm", "create", "--image", "tiny", "--name", "web"]);
     let address = address_of(&host, "web");
@@ -678,9 +649,7 @@ impl Lab {
 fn daemon_killed_during_a_nat_create_leaves_no_tap_or_rule_behind() -> Result<()> {
     use banger_api::StageState::{Done, Started};
     use banger_api::methods::{VmCreate, VmCreateParams};
-    if skip("daemon_killed_during_a_nat_create_leaves_no_tap_or_rule_behind") {
-        return Ok(());
-    }
+    require_lab!();
     let (lab, mut host) = lab_and_host()?;
     let points = [
         NatKill::After(Duration::from_millis(100)),

@@ -9,7 +9,8 @@
 //! ClientHello naming allowed.test gets through. A daemon killed and restarted re-applies it. `vm policy set` on the running guest swaps what is reachable at once; the
 //! rules are gone after delete. No traffic leaves the namespaces the test creates.
 //!
-//! Needs root plus what every VM test needs; otherwise it prints why it is skipped.
+//! Needs root plus what every VM test needs; otherwise it is a recorded skip
+//! (`require_vm!`), fatal under `CI=true`.
 
 // Test code: skips and measurements go to stderr, and the lab's tools run directly.
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use banger_e2e::{HostOptions, TestHost, bin_dir, skip_unless_vm_capable, wait_until};
+use banger_e2e::{HostOptions, TestHost, bin_dir, require_vm, wait_until};
 
 const UPLINK: &str = "bgpu0";
 const UPLINK_HOST_IP: &str = "172.31.0.1";
@@ -85,44 +86,6 @@ while True:
     count = 1 if answers else 0
     s.sendto(q[:2] + struct.pack(">HHHHH", flags, 1, count, 0, 0) + question + answers, peer)
 "#;
-
-fn skip(test: &str) -> bool {
-    if skip_unless_vm_capable(test) {
-        return true;
-    }
-    if !is_root() {
-        eprintln!("SKIPPED {test}: needs root (network namespaces and banger-helper)");
-        return true;
-    }
-    if !bin_dir().join("banger-helper").exists() {
-        eprintln!("SKIPPED {test}: banger-helper is not built (cargo build -p banger-helper)");
-        return true;
-    }
-    for tool in ["ip", "nft", "python3"] {
-        if which(tool).is_none() {
-            eprintln!("SKIPPED {test}: {tool} is not installed");
-            return true;
-        }
-    }
-    false
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
 
 fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
@@ -400,10 +363,7 @@ fn check(lab: &Lab, host: &TestHost, vm: &str, probes: &[Probe]) -> usize {
 
 #[test]
 fn a_policy_guest_reaches_only_what_it_is_allowed() -> Result<()> {
-    const TEST: &str = "a_policy_guest_reaches_only_what_it_is_allowed";
-    if skip(TEST) {
-        return Ok(());
-    }
+    require_vm!(Root, Tool("ip"), Tool("nft"), Tool("python3"));
     warm_cache();
     let mut lab = Lab::new()?;
     lab.start_servers()?;

@@ -1,13 +1,11 @@
 //! `vm prune -f` deletes the stopped VMs and only them: a running VM keeps its row, its
 //! files and its process, and still answers.
 
-use banger_e2e::{TestHost, skip_unless_vm_capable};
+use banger_e2e::{TestHost, require_vm};
 
 #[test]
 fn prune_deletes_only_stopped_vms() {
-    if skip_unless_vm_capable("prune_deletes_only_stopped_vms") {
-        return;
-    }
+    require_vm!();
     let host = TestHost::start().unwrap();
     let keep = host.create_vm("keep", &["--image", "tiny"]);
     let gone = host.create_vm("gone", &["--image", "tiny"]);

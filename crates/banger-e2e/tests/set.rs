@@ -1,7 +1,7 @@
 //! `vm set` on a real guest: new vCPUs, memory and a grown disk are what the guest sees
 //! after the next start; shrinking the disk and changing a running VM are refused.
 
-use banger_e2e::{TestHost, exit_code, skip_if, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, require_vm, text};
 
 const VM: &str = "sized";
 const MIB: u64 = 1 << 20;
@@ -43,16 +43,9 @@ fn nproc(host: &TestHost) -> u32 {
 
 #[test]
 fn set_changes_what_the_guest_sees() {
-    if skip_unless_vm_capable("set_changes_what_the_guest_sees") {
-        return;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if skip_if(
-        "set_changes_what_the_guest_sees",
-        (cores < 2).then(|| format!("2 vCPUs need 2 host cores, this host has {cores}")),
-    ) {
-        return;
-    }
+    require_vm!();
+    // 2 vCPUs need 2 host cores.
+    require_vm!(Cores(2));
     let host = TestHost::start().unwrap();
     host.create_vm(
         VM,

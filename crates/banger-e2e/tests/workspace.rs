@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use banger_e2e::{TestHost, exit_code, skip_unless_vm_capable, text};
+use banger_e2e::{TestHost, exit_code, require_vm, text};
 use sha2::{Digest, Sha256};
 
 fn git(dir: &Path, args: &[&str]) {
@@ -218,10 +218,7 @@ fn diff(expected: &BTreeMap<Vec<u8>, String>, got: &BTreeMap<Vec<u8>, String>) -
 
 #[test]
 fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
-    if skip_unless_vm_capable("vm_run_copies_the_repository_in_and_runs_in_the_matching_directory")
-    {
-        return;
-    }
+    require_vm!();
     let mut host = TestHost::start().unwrap();
     let repo = fixture(host.root());
 
@@ -343,10 +340,8 @@ fn vm_run_copies_the_repository_in_and_runs_in_the_matching_directory() {
 }
 
 #[test]
-fn prepare_streams_into_a_running_vm_and_exec_runs_there() {
-    if skip_unless_vm_capable("prepare_streams_into_a_running_vm_and_exec_runs_there") {
-        return;
-    }
+fn prepare_streams_into_a_running_vm_exec_runs_there_and_stop_does_not_wait() {
+    require_vm!();
     let host = TestHost::start().unwrap();
     let repo = fixture(host.root());
     host.create_vm("live", &["--image", "tiny"]);
@@ -439,5 +434,55 @@ fn prepare_streams_into_a_running_vm_and_exec_runs_there() {
         host.exec_ok("live", &["cat", "/root/repo/README"]),
         "edited on the host again\n"
     );
-    host.banger_ok(&["vm", "delete", "--force", "live"]);
+
+    // `vm stop` does not queue behind a copy: it takes the lifecycle lock only.
+    // 32 MiB of incompressible files: seconds of streaming under TCG.
+    let started = std::time::Instant::now();
+    let big = host.root().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    git(&big, &["init", "-q"]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut data = vec![0u8; 1 << 20];
+    for i in 0..32 {
+        for chunk in data.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        write(&big, format!("blob{i:02}.bin"), &data);
+    }
+    git(&big, &["add", "-A"]);
+    git(&big, &["commit", "-qm", "big"]);
+    banger_e2e::report_timing("big repository generated", started.elapsed());
+    let mut prepare =
+        host.spawn_banger(&["vm", "workspace", "prepare", "live", big.to_str().unwrap()]);
+    banger_e2e::wait_until(
+        "the copy has started in the guest",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = host.exec("live", &["sh", "-c", "ls /root/repo | grep -c ^blob"]);
+            match text(&out.stdout).trim().parse::<u32>() {
+                Ok(n) if n > 0 => Ok(()),
+                _ => Err(text(&out.stdout)),
+            }
+        },
+    );
+    // The stop takes the lifecycle lock only: it goes ahead and the copy is cut short.
+    // Had it waited for the copy, the prepare would have finished first, successfully.
+    let started = std::time::Instant::now();
+    host.banger_ok(&["vm", "stop", "live"]);
+    banger_e2e::report_timing("vm stop during a prepare", started.elapsed());
+    let status = prepare.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the prepare should have been cut short by the stop"
+    );
+    assert_eq!(host.vm_show("live")["state"], "stopped");
+    assert_eq!(
+        host.vm_show("live")["workspace"]["source"],
+        std::fs::canonicalize(&repo).unwrap().to_str().unwrap(),
+        "a cut-short prepare records nothing"
+    );
+    host.banger_ok(&["vm", "delete", "live"]);
 }

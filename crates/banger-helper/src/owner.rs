@@ -202,8 +202,8 @@ mod tests {
         assert!(error.to_string().contains("2 hard links"), "{error}");
 
         if !nix::unistd::geteuid().is_root() {
-            crate::testing::skip_note(
-                "hard_links_and_foreign_files_are_refused (foreign owner)",
+            banger_requires::record_skip(
+                Some("the foreign-owner half"),
                 "needs root to create a file another uid owns",
             );
             return;

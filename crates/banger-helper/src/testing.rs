@@ -119,8 +119,3 @@ impl ToolRunner for FakeTools {
         }
     }
 }
-
-/// Says on the test's output that part of a test did not run here, and why.
-pub fn skip_note(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
-}

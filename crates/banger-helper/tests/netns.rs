@@ -3,7 +3,8 @@
 //! bridge and tap creation (idempotent), a tap descriptor received over the socket, NAT
 //! rules in banger's nftables table (one `/32` rule per guest however often it is added,
 //! none after removal) with timings, and loop devices for images in the state directory.
-//! These need root; without it each test prints SKIPPED and why.
+//! These need root; without it each test is recorded as skipped (`banger_requires`), and
+//! under `CI=true` fails.
 
 mod support;
 
@@ -14,19 +15,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use banger_proto::helper::{HelperOutcome, HelperRequest, NetworkListing};
+use banger_requires::require;
 use serde_json::Value;
-use support::{Netns, RunningHelper, current_uid, has_program, is_root, run, skip};
-
-fn needs_root(test: &str) -> bool {
-    if !is_root() {
-        skip(
-            test,
-            "needs root (network namespaces, taps, nftables, loop devices)",
-        );
-        return false;
-    }
-    true
-}
+use support::{Netns, RunningHelper, current_uid, run};
 
 fn done(helper: &RunningHelper, request: HelperRequest) {
     let shown = format!("{request:?}");
@@ -54,9 +45,7 @@ fn link<'a>(links: &'a [Value], name: &str) -> Option<&'a Value> {
 
 #[test]
 fn bridge_and_tap_lifecycle() {
-    if !needs_root("bridge_and_tap_lifecycle") {
-        return;
-    }
+    require!(Root, Tool("ip"));
     let ns = Netns::new();
     let helper = RunningHelper::start(Some(&ns), current_uid(), &[]);
 
@@ -189,16 +178,7 @@ fn ip(text: &str) -> Ipv4Addr {
 
 #[test]
 fn nat_rules_are_scoped_idempotent_and_removable() {
-    if !needs_root("nat_rules_are_scoped_idempotent_and_removable") {
-        return;
-    }
-    if !has_program("nft") {
-        skip(
-            "nat_rules_are_scoped_idempotent_and_removable",
-            "nft is not installed",
-        );
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("nft"));
     let ns = Netns::new();
     // An uplink with a default route; the helper finds it by itself (no --uplink).
     // (A veth pair: this kernel has no dummy interfaces.)
@@ -301,13 +281,7 @@ fn nat_rules_are_scoped_idempotent_and_removable() {
 
 #[test]
 fn nat_with_iptables_when_asked() {
-    if !needs_root("nat_with_iptables_when_asked") {
-        return;
-    }
-    if !has_program("iptables") {
-        skip("nat_with_iptables_when_asked", "iptables is not installed");
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("iptables"));
     let ns = Netns::new();
     let helper = RunningHelper::start(
         Some(&ns),
@@ -356,16 +330,7 @@ impl Drop for LoopGuard {
 
 #[test]
 fn loop_devices_for_images_in_the_state_dir() {
-    if !needs_root("loop_devices_for_images_in_the_state_dir") {
-        return;
-    }
-    if !std::path::Path::new("/dev/loop-control").exists() {
-        skip(
-            "loop_devices_for_images_in_the_state_dir",
-            "no /dev/loop-control",
-        );
-        return;
-    }
+    require!(Root, Tool("losetup"), Exists("/dev/loop-control"));
     let helper = RunningHelper::start(None, current_uid(), &[]);
     let image = helper.state_dir.join("disk.img");
     std::fs::File::create(&image)
@@ -454,13 +419,7 @@ fn peer_seen_by_server(guest: &Netns, server: std::net::SocketAddr) -> std::io::
 
 #[test]
 fn nat_lets_only_the_natted_guest_out() {
-    if !needs_root("nat_lets_only_the_natted_guest_out") {
-        return;
-    }
-    if !has_program("nft") {
-        skip("nat_lets_only_the_natted_guest_out", "nft is not installed");
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("nft"));
     // host: the helper's namespace. up: the outside; it has a route back to the pool,
     // so every "cannot get out" below is banger's forward rules and not a missing route,
     // and masquerading shows in the address the server sees. guest: stands in for a VM,

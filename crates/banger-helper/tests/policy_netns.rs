@@ -6,7 +6,7 @@
 //! another server and a spoofed source address are dropped; DNS to the gateway reaches
 //! the resolver port and TCP 443 to the SNI proxy's; a learned address opens; removal restores what NAT alone gives.
 //! Needs root, nft and python3 (the traffic is made with python's socket module);
-//! otherwise it prints SKIPPED and why.
+//! otherwise it is recorded as skipped (`banger_requires`).
 
 mod support;
 
@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use banger_proto::helper::{HelperOutcome, HelperRequest, PolicyAddress, PolicyNet};
-use support::{Netns, RunningHelper, current_uid, has_program, is_root, skip};
+use banger_requires::require;
+use support::{Netns, RunningHelper, current_uid};
 
-const TEST: &str = "policy_rules_hold_against_real_traffic";
 const GUEST: &str = "172.30.0.5";
 const RESOLVER_PORT: u16 = 42070;
 const SNI_PORT: u16 = 42071;
@@ -122,16 +122,7 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 
 #[test]
 fn policy_rules_hold_against_real_traffic() {
-    if !is_root() {
-        skip(TEST, "needs root (network namespaces, nftables)");
-        return;
-    }
-    for program in ["nft", "python3"] {
-        if !has_program(program) && which(program).is_none() {
-            skip(TEST, &format!("{program} is not installed"));
-            return;
-        }
-    }
+    require!(Root, Tool("ip"), Tool("nft"), Tool("python3"));
     let host = Netns::new();
     let guest = Netns::new();
     let internet = Netns::new();
@@ -346,11 +337,4 @@ fn policy_rules_hold_against_real_traffic() {
         "NAT alone again after removal"
     );
     assert!(py(&guest, &tcp("10.99.0.3", 8081).replace("8081", "8080")));
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }

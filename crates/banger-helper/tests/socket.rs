@@ -11,7 +11,8 @@ use std::os::unix::net::UnixStream;
 
 use banger_net::HelperClientError;
 use banger_proto::helper::{HelperError, HelperOutcome, HelperRequest};
-use support::{RunningHelper, current_uid, has_program, is_root, skip};
+use banger_requires::require;
+use support::{RunningHelper, current_uid};
 
 fn refusal(result: Result<banger_net::HelperAnswer, HelperClientError>) -> HelperError {
     match result {
@@ -89,13 +90,7 @@ fn bad_arguments_are_refused_over_the_socket() {
 
 #[test]
 fn dns_without_resolved_is_unsupported() {
-    if has_program("resolvectl") {
-        skip(
-            "dns_without_resolved_is_unsupported",
-            "resolvectl is installed here, so the unsupported path cannot be observed",
-        );
-        return;
-    }
+    require!(Without("resolvectl"));
     let helper = RunningHelper::start(None, current_uid(), &[]);
     let error = refusal(helper.call(HelperRequest::SetupDns {
         bridge: "banger0".into(),
@@ -155,13 +150,7 @@ fn the_socket_belongs_to_the_owner_only() {
 
 #[test]
 fn a_non_owner_uid_is_refused() {
-    if !is_root() {
-        skip(
-            "a_non_owner_uid_is_refused",
-            "needs root to hand the helper's socket to another uid",
-        );
-        return;
-    }
+    require!(Root);
     let other = current_uid() + 1;
     let helper = RunningHelper::start(None, other, &[]);
     let error = refusal(helper.call(HelperRequest::Hello));

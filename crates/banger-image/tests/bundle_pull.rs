@@ -103,10 +103,7 @@ fn published_files(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bundle_download_verifies_sha256() {
-    if let Some(tool) = common::missing_tool(&["python3", "curl", "mkfs.ext4"]).await {
-        eprintln!("SKIPPED bundle_download: `{tool}` is not installed");
-        return;
-    }
+    banger_requires::require!(Tool("python3"), Tool("curl"), Tool("mkfs.ext4"));
     let dir = tempfile::tempdir().unwrap();
     let serve = dir.path().join("serve");
     let content = dir.path().join("content");

@@ -8,31 +8,23 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use banger_exec::{Cmd, SystemRunner, run};
+use banger_exec::SystemRunner;
 use banger_image::{DEFAULT_IMAGE, GuestInit, ImageService};
 use common::{RecordingProgress, assert_fsck_clean, debugfs, owner_and_mode, sizes};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn debian_bookworm_image_builds() {
-    let tools = ["mmdebstrap", "apt-get", "mkfs.ext4", "debugfs", "e2fsck"];
-    if common::skip_without("debian_bookworm_image", &tools).await {
-        return;
-    }
-    let is_root = run(&Cmd::new("id").arg("-u"))
-        .await
-        .unwrap()
-        .stdout_text()
-        .trim()
-        == "0";
-    if !is_root
-        && run(&Cmd::new("unshare").args(["--map-root-user", "true"]))
-            .await
-            .is_err()
-    {
-        eprintln!(
-            "SKIPPED debian_bookworm_image: not root and no user namespaces for mmdebstrap --mode=unshare"
-        );
-        return;
+    banger_requires::require!(
+        Tool("mmdebstrap"),
+        Tool("apt-get"),
+        Tool("mkfs.ext4"),
+        Tool("debugfs"),
+        Tool("e2fsck"),
+        AptLists
+    );
+    if !banger_requires::is_root() {
+        // mmdebstrap --mode=unshare
+        banger_requires::require!(UserNamespaces);
     }
     let dir = tempfile::tempdir().unwrap();
     let service = ImageService::new(

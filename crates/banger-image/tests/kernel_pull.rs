@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use banger_exec::SystemRunner;
 use banger_image::{DEFAULT_KERNEL, ImageService};
+use banger_requires::require;
 use common::RecordingProgress;
 
 /// `(name, mode)` of each entry of a newc archive.
@@ -38,14 +39,14 @@ fn newc_entries(mut bytes: &[u8]) -> Vec<(String, u32)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kernel_pull_gives_elf_vmlinux_and_initramfs() {
-    if common::skip_without(
-        "kernel_pull",
-        &["apt-get", "apt-cache", "dpkg-deb", "depmod", "modprobe"],
-    )
-    .await
-    {
-        return;
-    }
+    require!(
+        Tool("apt-get"),
+        Tool("apt-cache"),
+        Tool("dpkg-deb"),
+        Tool("depmod"),
+        Tool("modprobe"),
+        AptLists
+    );
     let dir = tempfile::tempdir().unwrap();
     let service = ImageService::new(
         dir.path().join("cache"),

@@ -10,10 +10,10 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use banger_e2e::registry::{Blob, LayerBuilder, Registry, image_config, registry_missing};
+use banger_e2e::registry::{Blob, LayerBuilder, Registry, image_config};
 use banger_exec::SystemRunner;
 use banger_image::ImageService;
-use common::{RecordingProgress, assert_fsck_clean, debugfs, owner_and_mode, skip_without};
+use common::{RecordingProgress, assert_fsck_clean, debugfs, owner_and_mode};
 
 /// A service with its own cache and state under `dir`.
 fn service(dir: &Path) -> ImageService {
@@ -21,13 +21,19 @@ fn service(dir: &Path) -> ImageService {
         .with_user_images_dir(dir.join("state/images"))
 }
 
-#[expect(clippy::print_stderr, reason = "a skipped test says why on its stderr")]
-async fn skip(test: &str) -> bool {
-    if let Some(reason) = registry_missing() {
-        eprintln!("SKIPPED {test}: {reason}");
-        return true;
-    }
-    skip_without(test, &["apt-get", "dpkg-deb", "mkfs.ext4", "debugfs"]).await
+/// What every test here needs: a registry to push to, and apt for the base layer's
+/// busybox.
+macro_rules! require_registry_and_apt {
+    () => {
+        banger_requires::require!(
+            Tool(banger_e2e::registry::REGISTRY_PROGRAM),
+            Tool("apt-get"),
+            Tool("dpkg-deb"),
+            Tool("mkfs.ext4"),
+            Tool("debugfs"),
+            AptLists
+        )
+    };
 }
 
 /// The base layer: a small root with the things later layers change.
@@ -69,9 +75,7 @@ fn top_layer() -> Blob {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_layer_import_keeps_what_the_layers_say() {
-    if skip("multi_layer_import_keeps_what_the_layers_say").await {
-        return;
-    }
+    require_registry_and_apt!();
     let registry = Registry::start().unwrap();
     let base = base_layer();
     let config = image_config(&["PATH=/usr/bin:/bin", "GREETING=hello world"]);
@@ -205,9 +209,7 @@ async fn multi_layer_import_keeps_what_the_layers_say() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_index_resolves_to_linux_amd64() {
-    if skip("an_index_resolves_to_linux_amd64").await {
-        return;
-    }
+    require_registry_and_apt!();
     let registry = Registry::start().unwrap();
     let config = image_config(&[]);
     let amd64 = LayerBuilder::new().file("arch", 0o644, b"amd64\n").gzip();

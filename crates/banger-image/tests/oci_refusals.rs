@@ -10,25 +10,29 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use banger_e2e::registry::{
-    Blob, Fault, FaultyProxy, LayerBuilder, Registry, image_config, registry_missing,
-};
+use banger_e2e::registry::{Blob, Fault, FaultyProxy, LayerBuilder, Registry, image_config};
 use banger_exec::SystemRunner;
 use banger_image::{ImageService, error_chain};
-use common::{RecordingProgress, skip_without};
+use common::RecordingProgress;
 
 fn service(dir: &Path) -> ImageService {
     ImageService::new(dir.join("cache"), dir.join("cache"), Arc::new(SystemRunner))
         .with_user_images_dir(dir.join("state/images"))
 }
 
-#[expect(clippy::print_stderr, reason = "a skipped test says why on its stderr")]
-async fn skip(test: &str) -> bool {
-    if let Some(reason) = registry_missing() {
-        eprintln!("SKIPPED {test}: {reason}");
-        return true;
-    }
-    skip_without(test, &["apt-get", "dpkg-deb", "mkfs.ext4", "debugfs"]).await
+/// What every test here needs: a registry to push to, and apt for the base layer's
+/// busybox.
+macro_rules! require_registry_and_apt {
+    () => {
+        banger_requires::require!(
+            Tool(banger_e2e::registry::REGISTRY_PROGRAM),
+            Tool("apt-get"),
+            Tool("dpkg-deb"),
+            Tool("mkfs.ext4"),
+            Tool("debugfs"),
+            AptLists
+        )
+    };
 }
 
 /// Nothing published, nothing staged, nothing half-downloaded.
@@ -73,9 +77,7 @@ fn base() -> Blob {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_layers_are_refused_by_entry() {
-    if skip("hostile_layers_are_refused_by_entry").await {
-        return;
-    }
+    require_registry_and_apt!();
     let registry = Registry::start().unwrap();
     let config = image_config(&[]);
     let cases: Vec<(&str, Blob, &str)> = vec![
@@ -145,9 +147,7 @@ async fn hostile_layers_are_refused_by_entry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_blobs_and_documents_are_refused() {
-    if skip("bad_blobs_and_documents_are_refused").await {
-        return;
-    }
+    require_registry_and_apt!();
     let registry = Registry::start().unwrap();
     let config = image_config(&[]);
 
@@ -270,9 +270,7 @@ async fn bad_blobs_and_documents_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cut_download_is_resumed_and_one_that_never_completes_is_not_published() {
-    if skip("a_cut_download_is_resumed_and_one_that_never_completes_is_not_published").await {
-        return;
-    }
+    require_registry_and_apt!();
     let registry = Registry::start().unwrap();
     let config = image_config(&[]);
     // Random bytes do not compress: the layer blob is ~256 KiB.

@@ -11,21 +11,20 @@ use std::time::Instant;
 
 use banger_exec::{Cmd, SystemRunner, run};
 use banger_image::{GuestInit, ImageService, TINY_IMAGE};
+use banger_requires::require;
 use common::{RecordingProgress, assert_fsck_clean, debugfs, owner_and_mode, sizes};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tiny_image_builds_root_owned_ext4() {
-    let tools = [
-        "apt-get",
-        "apt-cache",
-        "dpkg-deb",
-        "mkfs.ext4",
-        "debugfs",
-        "e2fsck",
-    ];
-    if common::skip_without("tiny_image", &tools).await {
-        return;
-    }
+    require!(
+        Tool("apt-get"),
+        Tool("apt-cache"),
+        Tool("dpkg-deb"),
+        Tool("mkfs.ext4"),
+        Tool("debugfs"),
+        Tool("e2fsck"),
+        AptLists
+    );
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let service = ImageService::new(
@@ -152,11 +151,7 @@ async fn tiny_image_builds_root_owned_ext4() {
 /// Copies the image's files out (`debugfs rdump`) and runs dropbear and git inside them
 /// with `unshare --map-root-user --root`: this proves the dynamic loader finds every
 /// library in the image's multiarch directories without an ld.so.cache. Skipped (with
-/// a message) where user namespaces are not available.
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped check says why on the test's stderr"
-)]
+/// a recorded skip, fatal on CI) where user namespaces are not available.
 async fn check_binaries_load(image: &Path, scratch: &Path) {
     let root = scratch.join("rdump");
     fs_err::create_dir_all(&root).unwrap();
@@ -169,9 +164,8 @@ async fn check_binaries_load(image: &Path, scratch: &Path) {
     assert!(!root.join("etc/ld.so.cache").exists());
     // git opens /dev/null at startup; an empty file stands in for the device here.
     fs_err::write(root.join("dev/null"), b"").unwrap();
-    let probe = run(&Cmd::new("unshare").args(["--map-root-user", "true"])).await;
-    if let Err(error) = probe {
-        eprintln!("SKIPPED loading binaries in the image: user namespaces unavailable ({error})");
+    if let Some(reason) = banger_requires::Req::UserNamespaces.missing() {
+        banger_requires::record_skip(Some("loading binaries in the image"), &reason);
         return;
     }
     for (binary, args) in [

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use banger_exec::{Cmd, SystemRunner};
+use banger_requires::require;
 use banger_ssh::{
     Keypair, KnownHosts, SshTarget, host_patterns, parse_host_public_key, ssh_args,
     ssh_config_block,
@@ -24,20 +25,13 @@ async fn run(program: &str, args: &[&str]) -> Option<String> {
     }
 }
 
-#[expect(clippy::print_stderr, reason = "a skipped test says why on stderr")]
-fn skip(tool: &str) {
-    eprintln!("skipped: `{tool}` is not installed (Debian: apt install openssh-client)");
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keypair_with_real_ssh_keygen() {
-    if which_missing("ssh-keygen") {
-        return skip("ssh-keygen");
-    }
+    require!(Tool("ssh-keygen"));
     let config = tempfile::tempdir().unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -73,15 +67,9 @@ async fn keypair_with_real_ssh_keygen() {
 }
 
 /// Whether `program` is absent from the PATH banger runs commands with.
-fn which_missing(program: &str) -> bool {
-    !std::env::split_paths(banger_exec::CLEAN_PATH).any(|dir| dir.join(program).exists())
-}
-
 #[tokio::test]
 async fn recorded_host_keys_are_found_by_ssh_keygen() {
-    if which_missing("ssh-keygen") {
-        return skip("ssh-keygen");
-    }
+    require!(Tool("ssh-keygen"));
     let dir = tempfile::tempdir().unwrap();
     // A real host key, as a guest would have it.
     let host_key = dir.path().join("ssh_host_ed25519_key");
@@ -136,9 +124,7 @@ async fn effective_config(args: &[&str]) -> Option<Vec<String>> {
 
 #[tokio::test]
 async fn ssh_accepts_the_arguments_and_the_config_block() {
-    if which_missing("ssh") {
-        return skip("ssh");
-    }
+    require!(Tool("ssh"));
     let dir = tempfile::tempdir().unwrap();
     let config_dir = dir.path().join("my config");
     let target = SshTarget::for_vm(&config_dir, "web", "172.30.0.5");

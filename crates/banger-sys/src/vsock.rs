@@ -151,8 +151,7 @@ mod tests {
                     Some(libc::EAFNOSUPPORT | libc::ENODEV | libc::ESOCKTNOSUPPORT)
                 ) =>
             {
-                println!("skipped: this kernel has no AF_VSOCK support ({error})");
-                return;
+                banger_requires::skip!("this kernel has no AF_VSOCK support ({error})");
             }
             Err(error) => panic!("vsock_listen failed: {error}"),
         };

@@ -5,7 +5,12 @@
 //! answers the guest mounts it at the guest path, at every boot. The copy never goes
 //! through the guest's slow paths (ssh crypto, virtio-serial under TCG).
 
+use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use banger_model::progress::ProgressSink;
 use banger_model::{VmRecord, Workspace, WorkspaceDelivery};
@@ -128,14 +133,23 @@ impl VmService {
             plan.total_bytes as f64 / (1024.0 * 1024.0),
             plan.options.mode
         );
-        banger_image::ext4::mkfs_from_stream_labeled(
+        let total = tar_size(&plan);
+        let done = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&done);
+        let made = banger_image::ext4::mkfs_from_stream_labeled(
             self.runner.as_ref(),
             &disk,
             size,
             "workspace",
-            move |writer| banger_workspace::write_tar(&plan, writer).map(|_| ()),
-        )
-        .await?;
+            move |writer| {
+                let writer = Counting {
+                    inner: writer,
+                    done: counter,
+                };
+                banger_workspace::write_tar(&plan, writer).map(|_| ())
+            },
+        );
+        with_progress(made, progress, WORKSPACE_STAGE, &done, total).await?;
         vm.workspace = Some(record);
         self.save(vm)?;
         progress.stage_done(WORKSPACE_STAGE, Some(&detail));
@@ -288,8 +302,16 @@ impl VmService {
             std::io::pipe().map_err(VmError::io("cannot create a pipe for the workspace"))?;
         let stdin = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())
             .map_err(VmError::io("cannot read the workspace pipe"))?;
-        let feeder =
-            tokio::task::spawn_blocking(move || banger_workspace::write_tar(&plan, writer));
+        let total = tar_size(&plan);
+        let done = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&done);
+        let feeder = tokio::task::spawn_blocking(move || {
+            let writer = Counting {
+                inner: writer,
+                done: counter,
+            };
+            banger_workspace::write_tar(&plan, writer)
+        });
         let mut stderr = Vec::new();
         let argv = [
             "sh",
@@ -300,23 +322,22 @@ impl VmService {
         ]
         .map(String::from)
         .to_vec();
-        let code = agent
-            .exec_with_stdin(
-                ExecRequest {
-                    argv,
-                    env: Default::default(),
-                    cwd: Some("/".into()),
-                    stdin: true,
-                },
-                stdin,
-                |stream, bytes| {
-                    if stream == banger_proto::agent::Stream::Stderr && stderr.len() < 8192 {
-                        stderr.extend_from_slice(bytes);
-                    }
-                },
-                std::future::pending(),
-            )
-            .await?;
+        let unpacked = agent.exec_with_stdin(
+            ExecRequest {
+                argv,
+                env: Default::default(),
+                cwd: Some("/".into()),
+                stdin: true,
+            },
+            stdin,
+            |stream, bytes| {
+                if stream == banger_proto::agent::Stream::Stderr && stderr.len() < 8192 {
+                    stderr.extend_from_slice(bytes);
+                }
+            },
+            std::future::pending(),
+        );
+        let code = with_progress(unpacked, progress, COPY_STAGE, &done, total).await?;
         let fed = feeder
             .await
             .map_err(|e| VmError::Conflict(format!("the workspace stream failed: {e}")))?;
@@ -335,5 +356,97 @@ impl VmService {
         self.save(&vm)?;
         progress.stage_done(COPY_STAGE, Some(&detail));
         Ok(vm)
+    }
+}
+
+/// Counts the bytes written through it, for progress.
+struct Counting<W> {
+    inner: W,
+    done: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// About how many bytes the plan's tar stream has: a header per entry, contents in
+/// 512-byte blocks, the end blocks (long names add a little more).
+fn tar_size(plan: &Plan) -> u64 {
+    let content: u64 = plan
+        .entries
+        .iter()
+        .map(|e| match e.kind {
+            banger_workspace::EntryKind::File { size, .. } => size.div_ceil(512) * 512,
+            _ => 0,
+        })
+        .sum();
+    content + (plan.entries.len() as u64 + 2) * 512
+}
+
+/// Awaits `work`, reporting `done` of `total` bytes on `stage` twice a second.
+async fn with_progress<F: Future>(
+    work: F,
+    progress: &dyn ProgressSink,
+    stage: &str,
+    done: &AtomicU64,
+    total: u64,
+) -> F::Output {
+    let report =
+        || progress.stage_bytes(stage, done.load(Ordering::Relaxed).min(total), Some(total));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                report();
+                return out;
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => report(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn disks_have_room_to_build_and_at_least_4_gib() {
+        assert_eq!(disk_size(0, 0), 4096 * MIB);
+        assert_eq!(disk_size(100 * MIB, 1000), 4096 * MIB);
+        let big = disk_size(10 * 1024 * MIB, 100_000);
+        assert!(big >= 21 * 1024 * MIB, "{big}");
+        assert_eq!(big % MIB, 0);
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_runs() {
+        let ok = WorkspaceRequest::parse("/src/repo", None, None, false).unwrap();
+        assert_eq!(ok.guest_path, "/root/repo");
+        assert_eq!(ok.mode, Mode::Overlay);
+        let full = WorkspaceRequest::parse("/src/repo", Some("/srv/app"), Some("full_copy"), true)
+            .unwrap();
+        assert_eq!(
+            (full.guest_path.as_str(), full.mode),
+            ("/srv/app", Mode::FullCopy)
+        );
+        for (source, guest, mode) in [
+            ("relative", None, None),
+            ("/src", Some("/"), None),
+            ("/src", Some("/root/../etc"), None),
+            ("/src", None, Some("readonly")),
+        ] {
+            let refused = WorkspaceRequest::parse(source, guest, mode, false).unwrap_err();
+            assert_eq!(refused.kind(), crate::VmErrorKind::BadRequest, "{refused}");
+        }
     }
 }

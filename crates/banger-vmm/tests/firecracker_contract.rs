@@ -449,8 +449,9 @@ fn fake_firecracker(dir: &Path, socat: &Path, contract: &Path) -> PathBuf {
 #[tokio::test]
 async fn driver_launch_and_stop_pass_the_contract() {
     let Some(socat) = socat() else {
-        eprintln!("skipped: socat is not installed (needed to fake the firecracker process)");
-        return;
+        banger_requires::skip!(
+            "socat is not installed (it fakes the firecracker process; scripts/install-deps.sh installs it)"
+        );
     };
     let dir = tempfile::tempdir().unwrap();
     let server = ContractServer::start(load_spec(), &dir.path().join("contract.sock"));

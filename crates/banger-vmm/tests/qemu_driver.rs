@@ -1,5 +1,5 @@
-//! The QEMU driver and its QMP client against a real `qemu-system-x86_64` (skipped, with
-//! the reason printed, when QEMU is not installed). No real guest is needed: QMP is tested
+//! The QEMU driver and its QMP client against a real `qemu-system-x86_64` (a recorded skip,
+//! fatal under CI=true, when QEMU is not installed). No real guest is needed: QMP is tested
 //! on a QEMU started paused with no kernel at all, and the driver's launch/stop on a
 //! 36-byte multiboot "kernel" that only halts, which QEMU loads as readily as a vmlinux.
 //! Booting real guests belongs to the e2e crate.
@@ -45,10 +45,10 @@ macro_rules! require_qemu {
     () => {
         match qemu_binary() {
             Some(binary) => binary,
-            None => {
-                eprintln!("skipped: qemu-system-x86_64 is not installed");
-                return;
-            }
+            None => banger_requires::skip!(
+                "{} is not installed (scripts/install-deps.sh installs it)",
+                QemuConfig::DEFAULT_BINARY
+            ),
         }
     };
 }

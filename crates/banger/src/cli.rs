@@ -7,8 +7,8 @@
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    completion, doctor, image, kernel, ping, ssh_config, ssh_proxy, system, vm_exec, vm_lifecycle,
-    vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_ssh, workspace,
+    completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_exec,
+    vm_lifecycle, vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_ssh, workspace,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -75,6 +75,7 @@ pub enum Command {
     Ping(ping::PingArgs),
     Version(ping::VersionArgs),
     Completion(completion::CompletionArgs),
+    Mcp(mcp::McpArgs),
 }
 
 /// Create, run and manage VMs.

@@ -532,17 +532,7 @@ fn doctor_fails_the_store_check_on_a_read_only_state_dir() {
             == Some("0")
     });
     let output = if is_root {
-        let has_unshare = std::process::Command::new("unshare")
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !has_unshare {
-            eprintln!(
-                "SKIPPED doctor_fails_the_store_check_on_a_read_only_state_dir: needs unshare (util-linux) as root"
-            );
-            return;
-        }
+        banger_requires::require!(Tool("unshare"));
         let banger = banger_std(home.path(), &home.path().join("none.sock"));
         let mut cmd = std::process::Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "sh", "-c"])

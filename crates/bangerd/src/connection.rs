@@ -1,6 +1,9 @@
 //! Serving one client connection: check the peer's uid, then read request lines and
 //! answer each in order with its events and one final frame. Malformed or oversized
-//! requests get a typed error and the connection keeps serving.
+//! requests get a typed error and the connection keeps serving; a line left unfinished
+//! past the partial-frame timeout, or one that would pass the daemon's buffer budget
+//! (`limits`), gets an error and the connection is closed. Method names and error
+//! messages are cut before they are echoed or logged.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::DaemonContext;
-use crate::dispatch::dispatch;
+use crate::dispatch::{dispatch, shown_method};
 use crate::events::EventSink;
 use crate::wire::{FrameReader, Incoming, parse_request, write_frame};
 
@@ -58,7 +61,7 @@ async fn serve_inner(stream: UnixStream, ctx: Arc<DaemonContext>, stop: Cancella
         }
     }
     let (reader, mut writer) = stream.into_split();
-    let mut reader = FrameReader::new(reader);
+    let mut reader = FrameReader::limited(reader, &ctx.limits, &ctx.budget);
     // Lines a pipelining client sent while an earlier request was still running.
     let mut pending = std::collections::VecDeque::new();
     loop {
@@ -76,6 +79,29 @@ async fn serve_inner(stream: UnixStream, ctx: Arc<DaemonContext>, stop: Cancella
                 break;
             }
             Ok(Incoming::Eof) => break,
+            Ok(Incoming::PartialTimeout) => {
+                let secs = ctx.limits.partial_frame_timeout.as_secs_f64();
+                tracing::warn!(secs, "closing a connection whose request stopped mid-line");
+                let error = ApiError::bad_request(format!(
+                    "the request line was not finished within {secs}s; closing the connection"
+                ))
+                .with_hint("send each request as one line ending in a newline");
+                let _ = write_frame(&mut writer, &error_frame(0, error)).await;
+                break;
+            }
+            Ok(Incoming::OverBudget) => {
+                tracing::warn!(
+                    budget = ctx.budget.cap(),
+                    "closing a connection whose request would pass the daemon's buffer budget"
+                );
+                let error = ApiError::operation_failed(format!(
+                    "bangerd is holding {} bytes of unfinished requests (its limit); closing the connection",
+                    ctx.budget.cap()
+                ))
+                .with_hint("retry once other clients' large requests are done");
+                let _ = write_frame(&mut writer, &error_frame(0, error)).await;
+                break;
+            }
             Ok(Incoming::Oversized) => {
                 tracing::warn!("discarded an oversized request");
                 let error = ApiError::bad_request(format!(
@@ -97,6 +123,20 @@ async fn serve_inner(stream: UnixStream, ctx: Arc<DaemonContext>, stop: Cancella
     tracing::debug!("client disconnected");
 }
 
+/// Answers a connection past the daemon's connection limit with an error, then closes it.
+pub async fn refuse_busy(stream: UnixStream, max_connections: usize) {
+    let error = ApiError::operation_failed(format!(
+        "bangerd is serving {max_connections} connections, its limit, and none finished in time; this one is closed"
+    ))
+    .with_hint("a client may be opening connections without closing them; retry shortly");
+    let (_, mut writer) = stream.into_split();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        write_frame(&mut writer, &error_frame(0, error)),
+    )
+    .await;
+}
+
 /// Answers one request line: events as the handler emits them, then the final frame.
 async fn handle_line<R, W>(
     ctx: &Arc<DaemonContext>,
@@ -112,7 +152,7 @@ where
     let request = match parse_request(line) {
         Ok(request) => request,
         Err(rejected) => {
-            tracing::info!(id = rejected.id, code = %rejected.error.code, message = %rejected.error.message, "rejected request");
+            tracing::info!(id = rejected.id, code = %rejected.error.code, message = %shown_message(&rejected.error.message), "rejected request");
             return write_frame(writer, &error_frame(rejected.id, rejected.error)).await;
         }
     };
@@ -136,7 +176,7 @@ where
                         events.client_gone();
                     }
                 }
-                incoming = reader.next(), if !gone => match incoming {
+                incoming = reader.next(), if !gone && pending.len() < ctx.limits.max_pending_lines => match incoming {
                     Ok(Incoming::Eof) | Err(_) => {
                         gone = true;
                         events.client_gone();
@@ -157,21 +197,37 @@ where
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let frame = match result {
         Ok(value) => {
-            tracing::info!(id, method = %request.method, elapsed_ms, "ok");
+            tracing::info!(id, method = %shown_method(&request.method), elapsed_ms, "ok");
             ResponseFrame {
                 id,
                 body: ResponseBody::Result { value },
             }
         }
         Err(error) => {
-            tracing::info!(id, method = %request.method, elapsed_ms, code = %error.code, message = %error.message, "error");
+            tracing::info!(id, method = %shown_method(&request.method), elapsed_ms, code = %error.code, message = %shown_message(&error.message), "error");
             error_frame(id, error)
         }
     };
     write_frame(writer, &frame).await
 }
 
-fn error_frame(id: u64, error: ApiError) -> ResponseFrame {
+/// The longest error message a frame or a log line carries; longer ones (a parameter
+/// decoder quoting a client's huge string) are cut.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 16 << 10;
+
+fn shown_message(message: &str) -> &str {
+    let mut cut = message.len().min(MAX_ERROR_MESSAGE_BYTES);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &message[..cut]
+}
+
+fn error_frame(id: u64, mut error: ApiError) -> ResponseFrame {
+    if error.message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let total = error.message.len();
+        error.message = format!("{}… ({total} bytes)", shown_message(&error.message));
+    }
     ResponseFrame {
         id,
         body: ResponseBody::Error { error },

@@ -1,5 +1,6 @@
 //! What every handler can reach: who owns the daemon, where its files live, when it
-//! started, the state store, the command runner, and the registry of recent operations.
+//! started, the state store, the command runner, the registry of recent operations, and
+//! the limits on what clients may hold.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use banger_model::dirs::Dirs;
 use banger_store::Store;
 
 use crate::errors;
+use crate::limits::{Budget, Limits};
 use crate::ops::OpRegistry;
 use crate::services::Services;
 use crate::shared_store::SharedStore;
@@ -25,10 +27,15 @@ pub struct DaemonContext {
     pub store: Arc<SharedStore>,
     /// Recent long operations; also written to the store.
     pub ops: Arc<OpRegistry>,
-    /// Runs external commands (driver probes now, services later).
+    /// Runs the handlers' external commands (driver probes); the services hold the
+    /// runner they were built with.
     pub runner: Arc<dyn CommandRunner>,
     /// The VM and image services.
     pub services: Services,
+    /// What clients may hold: connections, buffered bytes, partial-frame time.
+    pub limits: Limits,
+    /// Bytes of request lines buffered across connections (capped by `limits`).
+    pub budget: Budget,
 }
 
 impl DaemonContext {
@@ -54,7 +61,16 @@ impl DaemonContext {
             store,
             runner,
             services,
+            budget: Budget::new(Limits::default().max_buffered_bytes),
+            limits: Limits::default(),
         }
+    }
+
+    /// Replaces the limits on clients (tests use small ones).
+    pub fn with_limits(mut self, limits: Limits) -> DaemonContext {
+        self.budget = Budget::new(limits.max_buffered_bytes);
+        self.limits = limits;
+        self
     }
 
     /// Replaces the command runner (tests use a fake one).

@@ -76,9 +76,23 @@ pub async fn dispatch(
 
         other => Err(ApiError::new(
             ErrorCode::UnknownMethod,
-            format!("unknown method `{other}`"),
+            format!("unknown method `{}`", shown_method(other)),
         )
         .with_hint("the banger CLI and bangerd may come from different builds")),
+    }
+}
+
+/// How many characters of a method name errors and logs repeat.
+pub const SHOWN_METHOD_CHARS: usize = 64;
+
+/// `name` as errors and logs show it: at most [`SHOWN_METHOD_CHARS`] characters, with `…`
+/// and the full length when cut, so a client's 1 MB name is not echoed back whole.
+pub fn shown_method(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(SHOWN_METHOD_CHARS) {
+        None => std::borrow::Cow::Borrowed(name),
+        Some((cut, _)) => {
+            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &name[..cut], name.len()))
+        }
     }
 }
 
@@ -105,6 +119,19 @@ async fn call<M: Method>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_method_names_are_cut_when_shown() {
+        assert_eq!(shown_method("vm.list"), "vm.list");
+        let exact = "é".repeat(SHOWN_METHOD_CHARS);
+        assert_eq!(shown_method(&exact), exact.as_str());
+        let long = "é".repeat(1 << 19);
+        let shown = shown_method(&long);
+        assert_eq!(
+            shown,
+            format!("{}… ({} bytes)", "é".repeat(SHOWN_METHOD_CHARS), 1 << 20)
+        );
+    }
 
     /// Every method the protocol declares has an arm: none falls through to
     /// `unknown_method`, whatever its parameters.

@@ -4,7 +4,8 @@
 //! The pieces, each in its own module: `instance_lock` keeps it the only daemon of its
 //! state directory, `socket` binds the socket safely, `server` accepts
 //! connections and shuts down gracefully, `connection` serves one client (peer uid check,
-//! frames in order), `dispatch` maps a method name to its handler, `handlers` hold one thin
+//! frames in order), `limits` caps what clients may hold (connections, buffered bytes,
+//! partial frames), `dispatch` maps a method name to its handler, `handlers` hold one thin
 //! function per method, `ops` runs long operations detached from the request, and
 //! `context` is the state handlers share. The library form exists so that tests run the
 //! real server on a socket of their own.
@@ -17,6 +18,7 @@ pub mod events;
 pub mod handlers;
 pub mod instance_lock;
 pub mod layout;
+pub mod limits;
 pub mod networking;
 pub mod ops;
 pub mod server;

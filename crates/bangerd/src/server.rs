@@ -1,5 +1,8 @@
 //! The accept loop. The listener and the shutdown signal are passed in, so tests bind
 //! their own socket in a temporary directory and stop the server when they are done.
+//! At most `limits.max_connections` connections are served at once; one more waits up to
+//! `limits.slot_wait` for a slot (at most as many wait), then is answered with an error
+//! and closed.
 //! On shutdown the server stops accepting, lets requests in flight finish within a grace
 //! period, and removes its socket file, but only if the path still names the socket this
 //! server bound: the same device and inode, and nobody answering on it (a file system
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +54,11 @@ pub async fn run(
     );
     let stop = CancellationToken::new();
     let mut connections = JoinSet::new();
+    let max_connections = ctx.limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max_connections));
+    // Connections past the cap that wait for a slot; as many as may be served.
+    let waiting = Arc::new(Semaphore::new(max_connections));
+    let slot_wait = ctx.limits.slot_wait;
     let mut next_conn: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -58,12 +67,39 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     next_conn += 1;
-                    connections.spawn(connection::serve(
-                        stream,
-                        Arc::clone(&ctx),
-                        stop.child_token(),
-                        next_conn,
-                    ));
+                    let (ctx, token, conn) = (Arc::clone(&ctx), stop.child_token(), next_conn);
+                    match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(slot) => {
+                            connections.spawn(async move {
+                                connection::serve(stream, ctx, token, conn).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => match Arc::clone(&waiting).try_acquire_owned() {
+                            Ok(queued) => {
+                                let slots = Arc::clone(&slots);
+                                connections.spawn(async move {
+                                    let slot =
+                                        tokio::time::timeout(slot_wait, slots.acquire_owned()).await;
+                                    drop(queued);
+                                    if let Ok(Ok(slot)) = slot {
+                                        connection::serve(stream, ctx, token, conn).await;
+                                        drop(slot);
+                                    } else {
+                                        tracing::warn!(
+                                            max_connections,
+                                            "refusing a connection that waited for a slot"
+                                        );
+                                        connection::refuse_busy(stream, max_connections).await;
+                                    }
+                                });
+                            }
+                            Err(_) => {
+                                tracing::warn!(max_connections, "refusing a connection past the limit");
+                                connections.spawn(connection::refuse_busy(stream, max_connections));
+                            }
+                        },
+                    }
                 }
                 Err(error) if is_resource_exhaustion(&error) => {
                     // Out of fds or memory: pause so the loop does not spin while

@@ -1,7 +1,10 @@
 //! The state store as the daemon shares it: opened (and created) on first use, one
-//! connection behind a mutex that is held for one short query at a time, always on a
-//! blocking thread. A failed open is not remembered, so the next request retries: a user
-//! who fixes the permissions of their state directory does not have to restart bangerd.
+//! connection behind a mutex that is held for one short query at a time. The handlers'
+//! queries ([`SharedStore::run`]) run on a blocking thread; the VM service's
+//! ([`SharedStore::access_raw`], through its `StoreAccess` trait) run on the async worker
+//! that asks, holding the mutex for that one query. A failed open is not remembered, so the
+//! next request retries: a user who fixes the permissions of their state directory does
+//! not have to restart bangerd.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,5 +1,6 @@
 //! Reading and writing frames on one connection: newline-delimited lines bounded by
-//! [`MAX_FRAME_BYTES`], and response frames serialised one per line.
+//! [`MAX_FRAME_BYTES`] (and, for the daemon's connections, by its shared byte budget and
+//! partial-frame timeout: `limits`), and response frames serialised one per line.
 //!
 //! The reader is our own rather than `LinesCodec` because an oversized line must be
 //! reported once, skipped up to its newline, and the connection must keep serving; the
@@ -9,17 +10,58 @@ use banger_api::{
     ApiError, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, RequestFrame, ResponseFrame,
 };
 use serde_json::Value;
+use std::time::Duration;
+
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::limits::{Budget, Charge, Limits};
 
 /// What the next line on the connection turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
     /// One line, newline excluded.
-    Line(Vec<u8>),
+    Line(Line),
     /// A line longer than the limit; it was read and discarded.
     Oversized,
     /// The peer closed its side.
     Eof,
+    /// Part of a line arrived, then nothing for the partial-frame timeout.
+    PartialTimeout,
+    /// The line would pass the daemon's budget of buffered bytes; what was read of it is
+    /// dropped, and the connection should be closed (the rest of the line is unread).
+    OverBudget,
+}
+
+/// A complete request line. Its bytes count against the daemon's buffer budget until it
+/// is dropped, so lines a pipelining client queued are counted too.
+#[derive(Debug, Default)]
+pub struct Line {
+    bytes: Vec<u8>,
+    _charge: Charge,
+}
+
+impl std::ops::Deref for Line {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl PartialEq for Line {
+    fn eq(&self, other: &Line) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Line {}
+
+impl From<Vec<u8>> for Line {
+    fn from(bytes: Vec<u8>) -> Line {
+        Line {
+            bytes,
+            _charge: Charge::default(),
+        }
+    }
 }
 
 /// Reads bounded lines from a byte stream.
@@ -27,6 +69,13 @@ pub enum Incoming {
 pub struct FrameReader<R> {
     inner: BufReader<R>,
     max_len: usize,
+    /// The line read so far, kept across calls so that a dropped `next` loses nothing.
+    line: Vec<u8>,
+    oversized: bool,
+    /// What `line` holds of the shared budget (bytes beyond `free_bytes`).
+    charge: Charge,
+    free_bytes: usize,
+    partial_timeout: Option<Duration>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -38,20 +87,58 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             inner: BufReader::new(inner),
             max_len,
+            line: Vec::new(),
+            oversized: false,
+            charge: Charge::default(),
+            free_bytes: usize::MAX,
+            partial_timeout: None,
         }
     }
 
-    /// Reads the next line. Not cancel-safe: a partly read line is lost if the future is
-    /// dropped, which only happens when the connection is being closed anyway.
+    /// A reader under the daemon's [`Limits`]: bytes of a line past
+    /// `free_bytes_per_line` are taken from `budget`, and a partial line times out.
+    pub fn limited(inner: R, limits: &Limits, budget: &Budget) -> Self {
+        let mut reader = Self::new(inner);
+        reader.charge = Charge::new(Some(budget.clone()));
+        reader.free_bytes = limits.free_bytes_per_line;
+        reader.partial_timeout = Some(limits.partial_frame_timeout);
+        reader
+    }
+
+    /// Whether part of a line has been read.
+    fn partial(&self) -> bool {
+        !self.line.is_empty() || self.oversized
+    }
+
+    /// The line read so far, with its charge.
+    fn take_line(&mut self) -> Line {
+        Line {
+            bytes: std::mem::take(&mut self.line),
+            _charge: self.charge.take(),
+        }
+    }
+
+    /// Reads the next line. Cancel-safe: bytes of a line read before the future was
+    /// dropped stay in the reader for the next call.
     pub async fn next(&mut self) -> std::io::Result<Incoming> {
-        let mut line = Vec::new();
-        let mut oversized = false;
         loop {
-            let buf = self.inner.fill_buf().await?;
+            let timeout = self.partial_timeout.filter(|_| self.partial());
+            let buf = match timeout {
+                Some(limit) => match tokio::time::timeout(limit, self.inner.fill_buf()).await {
+                    Ok(filled) => filled?,
+                    Err(_) => {
+                        drop(self.take_line());
+                        self.oversized = false;
+                        return Ok(Incoming::PartialTimeout);
+                    }
+                },
+                None => self.inner.fill_buf().await?,
+            };
             if buf.is_empty() {
                 // A last line without its newline still counts: `printf '...' | socat`
                 // half-closes after writing, and deserves an answer.
-                return Ok(if oversized {
+                let line = self.take_line();
+                return Ok(if std::mem::take(&mut self.oversized) {
                     Incoming::Oversized
                 } else if line.is_empty() {
                     Incoming::Eof
@@ -59,23 +146,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Incoming::Line(line)
                 });
             }
-            let (chunk, found_newline) = match buf.iter().position(|&b| b == b'\n') {
-                Some(at) => (&buf[..at], true),
-                None => (buf, false),
+            let (chunk_len, found_newline) = match buf.iter().position(|&b| b == b'\n') {
+                Some(at) => (at, true),
+                None => (buf.len(), false),
             };
-            if !oversized {
-                if line.len() + chunk.len() > self.max_len {
+            if !self.oversized {
+                let total = self.line.len() + chunk_len;
+                if total > self.max_len {
                     // Keep reading to the newline without keeping the bytes.
-                    oversized = true;
-                    line = Vec::new();
+                    self.oversized = true;
+                    drop(self.take_line());
+                } else if !self.charge.grow_to(total.saturating_sub(self.free_bytes)) {
+                    drop(self.take_line());
+                    return Ok(Incoming::OverBudget);
                 } else {
-                    line.extend_from_slice(chunk);
+                    self.line.extend_from_slice(&buf[..chunk_len]);
                 }
             }
-            let consumed = chunk.len() + usize::from(found_newline);
-            self.inner.consume(consumed);
+            self.inner.consume(chunk_len + usize::from(found_newline));
             if found_newline {
-                return Ok(if oversized {
+                let line = self.take_line();
+                return Ok(if std::mem::take(&mut self.oversized) {
                     Incoming::Oversized
                 } else {
                     Incoming::Line(line)
@@ -221,7 +312,7 @@ mod tests {
     }
 
     fn line(text: &str) -> Incoming {
-        Incoming::Line(text.as_bytes().to_vec())
+        Incoming::Line(text.as_bytes().to_vec().into())
     }
 
     #[tokio::test]

@@ -20,19 +20,6 @@ use banger_proto::helper::HelperRequest;
 /// How long the helper may take to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Prints why a test does not run; the caller returns right after.
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped test says why on the test output"
-)]
-pub fn skip(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
-}
-
 pub fn current_uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
@@ -53,20 +40,6 @@ pub fn run(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Whether `program` is on the system PATH.
-pub fn has_program(program: &str) -> bool {
-    [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ]
-    .iter()
-    .any(|dir| Path::new(dir).join(program).exists())
 }
 
 /// A network namespace created for one test and deleted on drop.

@@ -70,42 +70,6 @@ impl RecordingProgress {
     }
 }
 
-/// The first of `tools` that is not on the PATH, if any.
-pub async fn missing_tool(tools: &[&str]) -> Option<String> {
-    for tool in tools {
-        let found = run(&Cmd::new("sh").args(["-c", &format!("command -v {tool}")]))
-            .await
-            .is_ok();
-        if !found {
-            return Some(tool.to_string());
-        }
-    }
-    None
-}
-
-/// True (after printing why) when the host cannot run a test that needs apt's lists and
-/// these tools.
-#[expect(clippy::print_stderr, reason = "a skipped test says why on its stderr")]
-pub async fn skip_without(test: &str, tools: &[&str]) -> bool {
-    if let Some(tool) = missing_tool(tools).await {
-        eprintln!("SKIPPED {test}: `{tool}` is not installed");
-        return true;
-    }
-    let lists = Path::new("/var/lib/apt/lists");
-    let has_lists = fs_err::read_dir(lists)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
-        })
-        .unwrap_or(false);
-    if !has_lists {
-        eprintln!("SKIPPED {test}: no apt package lists (run `apt-get update`)");
-        return true;
-    }
-    false
-}
-
 /// `debugfs -R REQUEST IMAGE` output (debugfs exits 0 even when the request fails, so
 /// callers check the text).
 pub async fn debugfs(image: &Path, request: &str) -> String {

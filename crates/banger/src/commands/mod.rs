@@ -6,6 +6,9 @@ pub mod completion;
 pub mod doctor;
 pub mod image;
 pub mod kernel;
+pub mod mcp;
+pub mod mcp_handler;
+pub mod mcp_tools;
 pub mod ping;
 pub mod ssh_config;
 pub mod ssh_proxy;
@@ -94,6 +97,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
         Command::Ping(args) => done(ping::ping(ctx, args).await),
         Command::Version(args) => done(ping::version(ctx, args).await),
         Command::Completion(args) => done(completion::completion(args)),
+        Command::Mcp(args) => mcp::mcp(ctx, args).await,
     }
 }
 

@@ -1,6 +1,8 @@
-//! VM methods. `vm.list` and `vm.show` read the store; the lifecycle (create, start,
-//! stop...) arrives with the VM service, and until then each of those methods answers
-//! `not_yet_available` after dispatch has validated its parameters.
+//! VM methods. `vm.list` and `vm.show` read the store; the lifecycle (create, start, stop,
+//! restart, kill, delete, prune) runs in the VM service, create/start/stop/restart as
+//! operations whose stages stream to the client; exec, logs, stats, ports, set and the ssh
+//! target go to the service too, and its typed errors become API codes here. Only the
+//! workspace methods still answer `not_yet_available`.
 
 use std::sync::Arc;
 
