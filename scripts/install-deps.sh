@@ -32,11 +32,12 @@ $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports \
 # workspaces, ssh; curl: bundle downloads; dnsutils: dig in tests; build-essential: linking the static agent;
 # docker-registry: the OCI registry the import tests push to (run by the tests on a random
 # loopback port; nothing starts it as a service here); skopeo + umoci: the reference
-# pipeline `cargo xtask bench` compares `image import` against.
+# pipeline `cargo xtask bench` compares `image import` against; systemd: systemd-analyze, which
+# checks the units `banger system install` generates.
 $SUDO apt-get install -y -q --no-install-recommends \
   libarchive13 mmdebstrap uidmap debootstrap cpio kmod lz4 xz-utils zstd iproute2 nftables \
   iptables socat \
   git openssh-client curl ca-certificates dnsutils busybox-static python3 build-essential \
-  docker-registry skopeo umoci \
+  docker-registry skopeo umoci systemd \
   >/dev/null
 echo "install-deps: host packages ready ($(qemu-system-x86_64 --version | head -n1); $(mkfs.ext4 -V 2>&1 | head -n1))"

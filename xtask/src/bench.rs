@@ -11,7 +11,9 @@
 //! - OCI image import vs skopeo + umoci + mkfs.ext4, and on a shared base
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - network policies: the policy resolver's added latency and rate, the helper's policy
-//!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest).
+//!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest);
+//! - warm starts: `vm fork` from a snapshot vs cold boots (`bench_warm.rs`; `cargo xtask
+//!   bench warm` runs that part alone, on a debug build).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
 //!   with `cargo xtask bench workspaces`, it needs root);
 //! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
@@ -29,6 +31,8 @@ mod images;
 mod mcp;
 #[path = "bench_policy.rs"]
 mod policy;
+#[path = "bench_warm.rs"]
+mod warm;
 #[path = "bench_workspaces.rs"]
 mod workspaces;
 
@@ -175,6 +179,36 @@ impl Drop for Bench {
     }
 }
 
+/// `cargo xtask bench warm`: only the warm-start section, on debug binaries (the
+/// figures are QEMU's and the guest's), spliced into the existing report.
+fn run_warm(root: &Path) -> Result<()> {
+    crate::build_binaries(root, false)?;
+    crate::build_agent(root)?;
+    let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
+    for sub in ["home", "state", "run", "config"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let mut bench = Bench {
+        root: root.to_path_buf(),
+        bin: root.join("target/debug"),
+        dir,
+        daemon: None,
+        netns: None,
+        // The e2e tests' cache (the tiny image and kernel are usually built there).
+        extra_env: vec![(
+            "BANGER_CACHE_DIR".into(),
+            root.join("target/e2e-cache").display().to_string(),
+        )],
+    };
+    bench.start_daemon()?;
+    let section = warm::section(&bench)?;
+    let path = root.join("BENCHMARKS.md");
+    let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&path, warm::splice(&report, &section))?;
+    eprintln!("bench: wrote the warm-start section of BENCHMARKS.md");
+    Ok(())
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
@@ -213,6 +247,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         std::fs::write(&path, policy::splice(&report, &section))?;
         eprintln!("bench: wrote the network policy section of BENCHMARKS.md");
         return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("warm") {
+        return run_warm(root);
     }
     if args.first().map(String::as_str) == Some("workspaces") {
         return workspaces::run(root);

@@ -291,7 +291,6 @@ async fn helper_rows(root: &Path) -> Result<String> {
                 .remove_policy(Ipv4Addr::new(172, 30, 0, other))
                 .await?;
         }
-        client.delete_bridge().await?;
         Ok(format!(
             "| `set_policy`, new guest (3 networks) | {:.1} |\n\
              | `set_policy`, replacing it (4 networks) | {:.1} |\n\

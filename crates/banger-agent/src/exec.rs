@@ -105,6 +105,19 @@ impl ExecRegistry {
         }
     }
 
+    /// Kills every exec that is running; returns how many there were. A guest restored
+    /// from a snapshot holds the execs of the guest it was saved from, whose host side
+    /// is gone.
+    pub fn kill_all(&self) -> usize {
+        let entries = self.entries();
+        for entry in entries.values() {
+            if let Some(group) = entry.process_group {
+                signal_group(group, Signal::Kill);
+            }
+        }
+        entries.len()
+    }
+
     fn send_stdin(&self, target: RequestId, chunk: StdinChunk) {
         let entries = self.entries();
         match entries.get(&target).and_then(|entry| entry.stdin.as_ref()) {

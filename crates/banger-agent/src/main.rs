@@ -7,6 +7,7 @@ mod args;
 mod channel;
 mod exec;
 mod files;
+mod identity;
 mod log;
 mod ports;
 mod session;

@@ -15,7 +15,7 @@ use banger_proto::agent::{
 
 use crate::exec::{ExecRegistry, spawn_thread};
 use crate::sink::FrameSink;
-use crate::{files, ports, sysinfo};
+use crate::{files, identity, ports, sysinfo};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -109,6 +109,12 @@ fn dispatch(request: Request, sink: &Arc<FrameSink>, agent: &Arc<Agent>) {
                     Ok(()) => ReplyBody::FileOk { data: None },
                     Err(message) => ReplyBody::Error { message },
                 }
+            });
+        }
+        RequestOp::Identity(request) => {
+            let execs = Arc::clone(&agent.execs);
+            answer_on_thread("identity", id, sink, move || {
+                identity::apply(&request, &execs, std::path::Path::new("/"))
             });
         }
         RequestOp::ReadFile { path } => {

@@ -5,7 +5,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, VmInfo, VmStats};
+use crate::types::{
+    CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, SnapshotInfo, VmInfo, VmStats,
+};
 
 /// A protocol method: its wire name, parameters and successful output.
 pub trait Method {
@@ -77,6 +79,15 @@ methods! {
     VmPolicyShow = "vm.policy.show": VmRef => PolicyInfo;
     /// How to reach the guest with ssh (address, user, key, known_hosts).
     VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
+    /// Save a running VM (memory, devices, disk); it keeps running. Long operation.
+    VmSnapshot = "vm.snapshot": VmSnapshotParams => SnapshotInfo;
+    /// New VMs restored from a snapshot (or from a running VM, snapshotted first).
+    /// Long operation.
+    VmFork = "vm.fork": VmForkParams => Vec<VmInfo>;
+    SnapshotList = "snapshot.list": Empty => Vec<SnapshotInfo>;
+    SnapshotShow = "snapshot.show": NameRef => SnapshotInfo;
+    /// Refused while running forks map its RAM file.
+    SnapshotDelete = "snapshot.delete": NameRef => SnapshotInfo;
     WorkspacePrepare = "vm.workspace.prepare": WorkspacePrepareParams => VmInfo;
     WorkspaceExport = "vm.workspace.export": WorkspaceExportParams => WorkspaceExportOutput;
 
@@ -158,6 +169,24 @@ pub struct PolicyInfo {
     /// Packets dropped by the policy's rules since they were installed (running VMs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_packets: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSnapshotParams {
+    pub vm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmForkParams {
+    /// A snapshot, or a running VM (snapshotted first).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How many VMs; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,6 +78,46 @@ pub struct VmInfo {
     /// Host paths of the VM's files (disk, serial log, sockets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// The snapshot this VM was forked from (`vm fork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkedFrom>,
+}
+
+/// Where a forked VM came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkedFrom {
+    pub snapshot: String,
+    /// The VM the snapshot was taken from.
+    pub source_vm: String,
+    /// True until the fork's first cold boot: a restored guest keeps the snapshot's
+    /// `/proc/sys/kernel/random/boot_id` (it cannot change without a reboot), so boot ids
+    /// of forks are not unique.
+    pub shares_boot_id: bool,
+}
+
+/// A saved guest (`vm snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub name: String,
+    /// `ready`, or `creating` / `deleting` while that goes on.
+    pub state: String,
+    /// The VM it was taken from.
+    pub source_vm: String,
+    pub image: String,
+    pub kernel: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub driver: String,
+    /// Bytes its files occupy on disk (device state, RAM file, disk copy).
+    pub size_bytes: u64,
+    /// Host directory of its files.
+    pub dir: String,
+    /// Running VMs forked from it (they map its RAM file; delete is refused meanwhile).
+    pub running_forks: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// Resource use of a running VM.

@@ -1,7 +1,7 @@
 //! config: the helper's command line ([`HelperArgs`]) and the checked configuration the
 //! operations run with ([`HelperConfig`]). Everything a client could influence is fixed
-//! here at startup by root (who may connect, which bridge, which pool, which directories),
-//! so requests can only name things inside those limits.
+//! here at startup by root (who may connect, which bridge, which pool), so requests can
+//! only name things inside those limits.
 
 use std::path::PathBuf;
 
@@ -29,11 +29,13 @@ pub enum NatBackend {
     long_about = "banger's root helper. Runs as root, listens on its own Unix socket and \
 serves only the configured owner uid (checked with peer credentials on every connection). \
 It performs a closed set of operations for bangerd: create the guest bridge and taps, hand \
-an opened tap to an unprivileged VMM, per-guest NAT in its own nftables table, loop \
-devices and ownership fixes inside banger's directories, and per-link DNS for `*.vm`. \
-Every argument is validated before anything is touched; no shell is ever run.\n\n\
-Examples:\n  banger-helper --owner-uid 1000 --state-dir /home/me/.local/state/banger \\\n    \
---runtime-dir /run/user/1000/banger\n  banger-helper probe   # exit 0 when a helper answers on the socket",
+an opened tap to an unprivileged VMM, per-guest NAT in its own nftables table, list \
+banger's taps and NAT rules, and per-link DNS for `*.vm`. Every argument is validated \
+before anything is touched; no shell is ever run. `banger system install` runs it as a \
+service from a root-owned path.\n\n\
+Examples:\n  banger-helper --owner-uid 1000\n  \
+banger-helper probe   # exit 0 when a helper answers on the socket\n  \
+banger-helper cleanup --bridge banger0 --subnet 172.30.0.0/24   # what uninstall runs",
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true
 )]
@@ -52,11 +54,12 @@ pub struct HelperArgs {
     /// The guest address pool; the first host is the bridge's (gateway) address.
     #[arg(long, default_value = DEFAULT_SUBNET)]
     pub subnet: String,
-    /// banger's state directory: loop devices may only be backed by files under it.
-    #[arg(long, required = true)]
+    /// Accepted for older command lines and ignored (the loop-device and ownership
+    /// operations that used it are gone).
+    #[arg(long, hide = true)]
     pub state_dir: Option<PathBuf>,
-    /// banger's runtime directory (ownership fixes are allowed under it too).
-    #[arg(long, required = true)]
+    /// Accepted for older command lines and ignored.
+    #[arg(long, hide = true)]
     pub runtime_dir: Option<PathBuf>,
     /// Interface NAT traffic leaves through; default: the default route's, looked up
     /// each time NAT is added.
@@ -76,6 +79,16 @@ pub enum HelperCommand {
         /// The socket to try.
         #[arg(long, default_value = DEFAULT_HELPER_SOCKET)]
         socket: PathBuf,
+    },
+    /// Remove what a helper put on the host for one bridge and pool: taps on the bridge,
+    /// banger's NAT rules for them (and banger's nftables table once empty), the `.vm`
+    /// DNS routing, the bridge. Run once by `banger system uninstall`; prints a JSON
+    /// report.
+    Cleanup {
+        #[arg(long, default_value = DEFAULT_BRIDGE)]
+        bridge: String,
+        #[arg(long, default_value = DEFAULT_SUBNET)]
+        subnet: String,
     },
 }
 
@@ -99,18 +112,12 @@ pub enum ConfigError {
 pub struct HostPaths {
     /// `/proc/sys` (for `net/ipv4/ip_forward`).
     pub proc_sys: PathBuf,
-    /// `/sys` (for `block/loopN/loop/backing_file`).
-    pub sys: PathBuf,
-    /// `/dev` (loop device nodes are chowned here).
-    pub dev: PathBuf,
 }
 
 impl Default for HostPaths {
     fn default() -> HostPaths {
         HostPaths {
             proc_sys: PathBuf::from("/proc/sys"),
-            sys: PathBuf::from("/sys"),
-            dev: PathBuf::from("/dev"),
         }
     }
 }
@@ -120,33 +127,19 @@ impl Default for HostPaths {
 pub struct HelperConfig {
     pub socket: PathBuf,
     pub owner_uid: u32,
-    /// The owner's primary group, given with ownership when known.
-    pub owner_gid: Option<u32>,
     pub bridge: String,
     pub subnet: Ipv4Subnet,
-    pub state_dir: PathBuf,
-    pub runtime_dir: PathBuf,
     pub uplink: Option<String>,
     pub nat_backend: NatBackend,
     pub host: HostPaths,
 }
 
 impl HelperConfig {
-    /// Checks the command line. Pure: the owner's group is looked up by the caller,
-    /// since that needs the user database.
-    pub fn from_args(
-        args: HelperArgs,
-        owner_gid: Option<u32>,
-    ) -> Result<HelperConfig, ConfigError> {
+    /// Checks the command line. Pure.
+    pub fn from_args(args: HelperArgs) -> Result<HelperConfig, ConfigError> {
         let owner_uid = args
             .owner_uid
             .ok_or(ConfigError::Missing { flag: "owner-uid" })?;
-        let state_dir = args
-            .state_dir
-            .ok_or(ConfigError::Missing { flag: "state-dir" })?;
-        let runtime_dir = args.runtime_dir.ok_or(ConfigError::Missing {
-            flag: "runtime-dir",
-        })?;
         check_bridge_name(&args.bridge).map_err(|problem| ConfigError::Bridge {
             name: args.bridge.clone(),
             reason: problem.to_string(),
@@ -158,35 +151,21 @@ impl HelperConfig {
                 reason,
             })?;
         }
-        for (flag, path) in [
-            ("socket", &args.socket),
-            ("state-dir", &state_dir),
-            ("runtime-dir", &runtime_dir),
-        ] {
-            if !path.is_absolute() {
-                return Err(ConfigError::RelativePath {
-                    flag,
-                    path: path.clone(),
-                });
-            }
+        if !args.socket.is_absolute() {
+            return Err(ConfigError::RelativePath {
+                flag: "socket",
+                path: args.socket.clone(),
+            });
         }
         Ok(HelperConfig {
             socket: args.socket,
             owner_uid,
-            owner_gid,
             bridge: args.bridge,
             subnet,
-            state_dir,
-            runtime_dir,
             uplink: args.uplink,
             nat_backend: args.nat_backend,
             host: HostPaths::default(),
         })
-    }
-
-    /// Directories a path may be under for `chown_to_owner`.
-    pub fn owned_roots(&self) -> [&std::path::Path; 2] {
-        [&self.state_dir, &self.runtime_dir]
     }
 }
 
@@ -196,18 +175,10 @@ mod tests {
     use clap::Parser;
 
     fn parse(extra: &[&str]) -> Result<HelperConfig, String> {
-        let mut argv = vec![
-            "banger-helper",
-            "--owner-uid",
-            "1000",
-            "--state-dir",
-            "/home/u/.local/state/banger",
-            "--runtime-dir",
-            "/run/user/1000/banger",
-        ];
+        let mut argv = vec!["banger-helper", "--owner-uid", "1000"];
         argv.extend_from_slice(extra);
         let args = HelperArgs::try_parse_from(argv).map_err(|e| e.to_string())?;
-        HelperConfig::from_args(args, Some(1000)).map_err(|e| {
+        HelperConfig::from_args(args).map_err(|e| {
             let mut text = e.to_string();
             if let Some(source) = std::error::Error::source(&e) {
                 text.push_str(&format!(": {source}"));
@@ -247,10 +218,16 @@ mod tests {
             HelperArgs::try_parse_from(["banger-helper"]).is_err(),
             "owner uid is required"
         );
-        assert!(
-            HelperArgs::try_parse_from(["banger-helper", "--owner-uid", "1"]).is_err(),
-            "the directories are required"
-        );
+        let old = HelperArgs::try_parse_from([
+            "banger-helper",
+            "--owner-uid",
+            "1",
+            "--state-dir",
+            "/s",
+            "--runtime-dir",
+            "/r",
+        ]);
+        assert!(old.is_ok(), "older command lines still parse");
         assert!(
             HelperArgs::try_parse_from(["banger-helper", "--owner-uid", "1", "probe"]).is_err(),
             "probe takes no serving flags"

@@ -10,14 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use banger_proto::helper::{HELPER_PROTOCOL_VERSION, HelperError, HelperOutcome, HelperRequest};
 
 use crate::config::{HelperConfig, NatBackend};
+use crate::dns;
 use crate::link::{self, failed};
 use crate::listing;
-use crate::loopdev::{self, LoopScope};
 use crate::nat::{self, NatTarget};
 use crate::policy::{self, PolicyTarget};
 use crate::tool::ToolRunner;
 use crate::validate::{self, check_uplink_name};
-use crate::{dns, owner};
 
 /// A successful operation's reply, and the descriptor that goes with it.
 #[derive(Debug)]
@@ -63,15 +62,6 @@ impl Helper {
         self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn loop_scope(&self) -> LoopScope<'_> {
-        LoopScope {
-            state_dir: &self.config.state_dir,
-            owner_uid: self.config.owner_uid,
-            dev: &self.config.host.dev,
-            sys: &self.config.host.sys,
-        }
-    }
-
     /// Performs one request.
     pub fn handle(&self, request: HelperRequest) -> Result<Answer, HelperError> {
         let tools = self.tools.as_ref();
@@ -89,10 +79,6 @@ impl Helper {
             HelperRequest::EnsureBridge => {
                 let _guard = self.locked();
                 link::ensure_bridge(tools, &config.bridge, &config.subnet).map(|()| Answer::done())
-            }
-            HelperRequest::DeleteBridge => {
-                let _guard = self.locked();
-                link::delete_bridge(tools, &config.bridge).map(|()| Answer::done())
             }
             HelperRequest::CreateTap { name } => {
                 validate::tap_name(&name)?;
@@ -138,29 +124,6 @@ impl Helper {
                     fd: None,
                 })
             }
-            HelperRequest::AttachLoop { path } => {
-                let _guard = self.locked();
-                let device = loopdev::attach_loop(tools, &self.loop_scope(), &path)?;
-                Ok(Answer {
-                    outcome: HelperOutcome::LoopAttached { device },
-                    fd: None,
-                })
-            }
-            HelperRequest::DetachLoop { device } => {
-                validate::loop_device(&device)?;
-                let _guard = self.locked();
-                loopdev::detach_loop(tools, &self.loop_scope(), &device).map(|()| Answer::done())
-            }
-            HelperRequest::ChownToOwner { path } => {
-                let _guard = self.locked();
-                owner::chown_to_owner(
-                    &path,
-                    &config.owned_roots(),
-                    config.owner_uid,
-                    config.owner_gid,
-                )
-                .map(|()| Answer::done())
-            }
             HelperRequest::SetupDns {
                 bridge,
                 server_ip,
@@ -170,11 +133,6 @@ impl Helper {
                 validate::dns_server(&config.subnet, server_ip, port)?;
                 let _guard = self.locked();
                 dns::setup_dns(tools, &bridge, server_ip, port).map(|()| Answer::done())
-            }
-            HelperRequest::TeardownDns { bridge } => {
-                validate::configured_bridge(&bridge, &config.bridge)?;
-                let _guard = self.locked();
-                dns::teardown_dns(tools, &bridge).map(|()| Answer::done())
             }
             HelperRequest::SetPolicy {
                 guest_ip,
@@ -282,7 +240,6 @@ mod tests {
     use super::*;
     use crate::config::HostPaths;
     use crate::testing::FakeTools;
-    use std::path::PathBuf;
 
     fn helper_with(tools: FakeTools, dir: &std::path::Path) -> (Helper, Arc<FakeTools>) {
         let proc_sys = dir.join("proc_sys");
@@ -291,18 +248,11 @@ mod tests {
         let config = HelperConfig {
             socket: dir.join("helper.sock"),
             owner_uid: 1000,
-            owner_gid: None,
             bridge: "banger0".into(),
             subnet: "172.30.0.0/24".parse().unwrap(),
-            state_dir: dir.join("state"),
-            runtime_dir: dir.join("run"),
             uplink: None,
             nat_backend: NatBackend::Auto,
-            host: HostPaths {
-                proc_sys,
-                sys: dir.join("sys"),
-                dev: dir.join("dev"),
-            },
+            host: HostPaths { proc_sys },
         };
         let tools = Arc::new(tools);
         (Helper::new(config, tools.clone()), tools)
@@ -359,36 +309,6 @@ mod tests {
                 "outside_pool",
             ),
             (
-                HelperRequest::AttachLoop {
-                    path: "/etc/shadow".into(),
-                },
-                "path_outside_dirs",
-            ),
-            (
-                HelperRequest::AttachLoop {
-                    path: dir.path().join("state/../../etc"),
-                },
-                "invalid_path",
-            ),
-            (
-                HelperRequest::DetachLoop {
-                    device: "/dev/sda".into(),
-                },
-                "invalid_path",
-            ),
-            (
-                HelperRequest::ChownToOwner {
-                    path: "/etc/passwd".into(),
-                },
-                "path_outside_dirs",
-            ),
-            (
-                HelperRequest::ChownToOwner {
-                    path: PathBuf::from("relative"),
-                },
-                "invalid_path",
-            ),
-            (
                 HelperRequest::SetupDns {
                     bridge: "eth0".into(),
                     server_ip: "172.30.0.1".parse().unwrap(),
@@ -403,12 +323,6 @@ mod tests {
                     port: 53,
                 },
                 "outside_pool",
-            ),
-            (
-                HelperRequest::TeardownDns {
-                    bridge: "docker0".into(),
-                },
-                "invalid_name",
             ),
         ];
         for (request, code) in cases {

@@ -1,6 +1,6 @@
 //! The `banger-helper` binary: parse the command line, check it, bind the socket and
 //! serve until killed; or, as `banger-helper probe`, say whether a helper already
-//! answers on a socket. See `lib.rs` for what the helper does.
+//! answers on a socket; or, as `banger-helper cleanup`, remove an installation's network. See `lib.rs` for what the helper does.
 
 use std::sync::Arc;
 
@@ -24,15 +24,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = HelperArgs::parse();
-    if let Some(HelperCommand::Probe { socket }) = &args.command {
-        return run_probe(socket);
+    match &args.command {
+        Some(HelperCommand::Probe { socket }) => return run_probe(socket),
+        Some(HelperCommand::Cleanup { bridge, subnet }) => return run_cleanup(bridge, subnet),
+        None => {}
     }
-    let owner_gid = args
-        .owner_uid
-        .and_then(|uid| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok())
-        .flatten()
-        .map(|user| user.gid.as_raw());
-    let config = HelperConfig::from_args(args, owner_gid).context("invalid command line")?;
+    let config = HelperConfig::from_args(args).context("invalid command line")?;
     if !nix::unistd::geteuid().is_root() {
         log::warn(format_args!(
             "not running as root: every operation that changes the host will fail"
@@ -49,6 +46,22 @@ fn run() -> anyhow::Result<()> {
     ));
     let helper = Arc::new(Helper::new(config, Arc::new(SystemTools)));
     server::serve(listener, helper).context("accepting connections failed")
+}
+
+/// `banger-helper cleanup`: the JSON report on stdout.
+fn run_cleanup(bridge: &str, subnet: &str) -> anyhow::Result<()> {
+    banger_proto::helper::check_bridge_name(bridge)
+        .map_err(|problem| anyhow::anyhow!("--bridge {bridge:?}: {problem}"))?;
+    let pool: banger_proto::helper::Ipv4Subnet = subnet
+        .parse()
+        .with_context(|| format!("--subnet {subnet:?}"))?;
+    let report = banger_helper::cleanup::cleanup(&SystemTools, bridge, &pool)
+        .context("cleaning up banger's network")?;
+    #[expect(clippy::print_stdout, reason = "the report is the command's output")]
+    {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }
 
 /// `banger-helper probe`: one line on stdout when a helper answers, an error otherwise.

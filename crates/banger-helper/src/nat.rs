@@ -123,7 +123,7 @@ pub fn nft_table_declaration() -> String {
     )
 }
 
-fn delete_nft_rule(script: &mut String, rule: &NftRule) {
+pub(crate) fn delete_nft_rule(script: &mut String, rule: &NftRule) {
     script.push_str(&format!(
         "delete rule ip {TABLE} {} handle {}\n",
         rule.chain, rule.handle
@@ -199,7 +199,11 @@ pub fn plan_nft_remove(rules: &[NftRule], guest_ip: Ipv4Addr) -> Option<String> 
     (!script.is_empty()).then_some(script)
 }
 
-fn nft(tools: &dyn ToolRunner, args: &[&str], stdin: Option<String>) -> Result<Vec<u8>, ToolError> {
+pub(crate) fn nft(
+    tools: &dyn ToolRunner,
+    args: &[&str],
+    stdin: Option<String>,
+) -> Result<Vec<u8>, ToolError> {
     let mut tool = Tool::new("nft").args(args);
     if let Some(script) = stdin {
         tool = tool.stdin(script.into_bytes());
@@ -207,12 +211,12 @@ fn nft(tools: &dyn ToolRunner, args: &[&str], stdin: Option<String>) -> Result<V
     tools.run(&tool).map(|out| out.stdout)
 }
 
-fn list_nft_table(tools: &dyn ToolRunner) -> Result<Vec<u8>, ToolError> {
+pub(crate) fn list_nft_table(tools: &dyn ToolRunner) -> Result<Vec<u8>, ToolError> {
     nft(tools, &["-j", "list", "table", "ip", TABLE], None)
 }
 
 /// Whether banger's table exists (`nft -j list tables ip` lists it).
-fn nft_table_exists(tools: &dyn ToolRunner, op: &str) -> Result<bool, HelperError> {
+pub(crate) fn nft_table_exists(tools: &dyn ToolRunner, op: &str) -> Result<bool, HelperError> {
     let json = nft(tools, &["-j", "list", "tables", "ip"], None).map_err(|e| failed(op, e))?;
     tables_include_banger(&json).map_err(|e| failed(op, e))
 }
@@ -454,7 +458,7 @@ pub fn plan_iptables_add(
     (!empty).then_some(plan)
 }
 
-fn iptables(
+pub(crate) fn iptables(
     tools: &dyn ToolRunner,
     op: &str,
     args: &[&str],
@@ -468,7 +472,7 @@ fn iptables(
         .map_err(|e| failed(op, e))
 }
 
-fn list_iptables(
+pub(crate) fn list_iptables(
     tools: &dyn ToolRunner,
     op: &str,
     table: &str,

@@ -371,16 +371,25 @@ const EMPTY: &[u8] = br#"{"nftables":[]}"#;
 /// Both tables' listings without creating them (empty for a missing one); `None`
 /// without nft.
 fn existing_listings(tools: &dyn ToolRunner, op: &str) -> Result<Option<Listings>, HelperError> {
-    let Some((has_ip, has_bridge)) = existing_tables(tools, op)? else {
+    let Some(has_tables) = existing_tables(tools, op)? else {
         return Ok(None);
     };
+    list_existing(tools, op, has_tables).map(Some)
+}
+
+/// The listings of the tables of `(has_ip, has_bridge)` (empty for a missing one).
+fn list_existing(
+    tools: &dyn ToolRunner,
+    op: &str,
+    (has_ip, has_bridge): (bool, bool),
+) -> Result<Listings, HelperError> {
     let list = |family: &str, exists: bool| -> Result<Vec<u8>, HelperError> {
         if !exists {
             return Ok(EMPTY.to_vec());
         }
         nft(tools, &["-j", "list", "table", family, TABLE], None).map_err(|e| failed(op, e))
     };
-    Ok(Some((list("ip", has_ip)?, list("bridge", has_bridge)?)))
+    Ok((list("ip", has_ip)?, list("bridge", has_bridge)?))
 }
 
 /// Removes `guest_ip`'s policy (nothing to do when it has none).
@@ -446,6 +455,65 @@ pub fn guests(tools: &dyn ToolRunner, op: &str) -> Result<Vec<Ipv4Addr>, HelperE
             .filter_map(|name| chain_guest(name)),
     );
     Ok(found)
+}
+
+/// The script `banger-helper cleanup` runs for `pool`: every policy of a guest in the
+/// pool removed, and both tables (those of `has_tables`, `(ip, bridge)`, that exist)
+/// deleted once no other guest's policy is left in them; `None` when there is nothing to
+/// do. Also how many guests' policies it removes and whether the tables go.
+pub fn plan_cleanup(
+    ip_rules: &[NftRule],
+    bridge_rules: &[NftRule],
+    chains: &[String],
+    has_tables: (bool, bool),
+    pool: &Ipv4Subnet,
+) -> (Option<String>, usize, bool) {
+    let mut named: Vec<Ipv4Addr> = ip_rules
+        .iter()
+        .chain(bridge_rules)
+        .filter_map(|r| r.comment.as_deref().and_then(comment_guest))
+        .chain(chains.iter().filter_map(|name| chain_guest(name)))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let (ours, others): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) =
+        named.into_iter().partition(|ip| pool.is_guest_address(*ip));
+    if others.is_empty() {
+        let mut s = String::new();
+        for (family, exists) in [("ip", has_tables.0), ("bridge", has_tables.1)] {
+            if exists {
+                s.push_str(&format!("delete table {family} {TABLE}\n"));
+            }
+        }
+        let removed = !s.is_empty();
+        return ((!s.is_empty()).then_some(s), ours.len(), removed);
+    }
+    let s: String = ours
+        .iter()
+        .filter_map(|ip| plan_remove(ip_rules, bridge_rules, chains, *ip))
+        .collect();
+    ((!s.is_empty()).then_some(s), ours.len(), false)
+}
+
+/// Removes `pool`'s policies (see [`plan_cleanup`]): how many guests' policies went and
+/// whether the tables did. Nothing to do without nft.
+pub fn cleanup_pool(
+    tools: &dyn ToolRunner,
+    op: &str,
+    pool: &Ipv4Subnet,
+) -> Result<(usize, bool), HelperError> {
+    let Some(has_tables) = existing_tables(tools, op)? else {
+        return Ok((0, false));
+    };
+    let (ip, bridge) = list_existing(tools, op, has_tables)?;
+    let (ip_rules, bridge_rules) = parsed(op, &ip, &bridge)?;
+    let chains = parse_chains(&ip).map_err(|e| failed(op, e))?;
+    let (script, guests, tables_removed) =
+        plan_cleanup(&ip_rules, &bridge_rules, &chains, has_tables, pool);
+    if let Some(script) = script {
+        nft(tools, &["-f", "-"], Some(script)).map_err(|e| failed(op, e))?;
+    }
+    Ok((guests, tables_removed))
 }
 
 /// The guest a `g_a_b_c_d` chain name stands for.

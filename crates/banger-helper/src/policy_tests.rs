@@ -222,3 +222,57 @@ fn dropped_packets_are_summed_from_both_tables() {
         ["pre", "g_1_2_3_4"]
     );
 }
+
+#[test]
+fn cleanup_removes_the_pools_policies_and_the_tables_once_empty() {
+    let pool: Ipv4Subnet = "172.30.0.0/24".parse().unwrap();
+    let c5 = comment(ip("172.30.0.5"), "bgt-0123abcd");
+    let c9 = comment(ip("10.9.0.2"), "bgt-99999999");
+    let ip_rules = [rule("forward", 3, Some(&c5)), rule("forward", 4, Some(&c9))];
+    let bridge_rules = [rule("pre", 7, Some(&c5))];
+    let chains = [
+        "pre".to_owned(),
+        "g_172_30_0_5".to_owned(),
+        "g_10_9_0_2".to_owned(),
+    ];
+    // Another installation's guest keeps its policy and the tables.
+    let (script, guests, tables) =
+        plan_cleanup(&ip_rules, &bridge_rules, &chains, (true, true), &pool);
+    let script = script.unwrap();
+    assert_eq!((guests, tables), (1, false));
+    assert!(
+        script.contains("delete rule ip bangerpol forward handle 3\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("delete rule bridge bangerpol pre handle 7\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("delete chain ip bangerpol g_172_30_0_5\n"),
+        "{script}"
+    );
+    assert!(
+        !script.contains("handle 4") && !script.contains("g_10_9_0_2"),
+        "{script}"
+    );
+    assert!(!script.contains("delete table"), "{script}");
+    // Only this pool's guests: both tables go.
+    let (script, guests, tables) = plan_cleanup(
+        &ip_rules[..1],
+        &bridge_rules,
+        &chains[..2],
+        (true, true),
+        &pool,
+    );
+    assert_eq!((guests, tables), (1, true));
+    assert_eq!(
+        script.unwrap(),
+        "delete table ip bangerpol\ndelete table bridge bangerpol\n"
+    );
+    // No tables: nothing to do.
+    assert_eq!(
+        plan_cleanup(&[], &[], &[], (false, false), &pool),
+        (None, 0, false)
+    );
+}

@@ -43,13 +43,26 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Creates the listening socket at `path`, replacing a stale socket (never a live one,
-/// nor another kind of file), mode 0600 and owned by `owner_uid`.
+/// nor another kind of file), mode 0600 and owned by `owner_uid`. The parent directory
+/// is created root-owned 0755 if missing; an existing one must be a real directory (not a
+/// symlink) owned by root (or by the helper's own uid, when it is not root, as in tests)
+/// and writable by nobody else. The mode comes from the umask at bind time and the owner
+/// from `lchown`, so nothing follows a symlink.
 pub fn bind(path: &Path, owner_uid: u32) -> io::Result<UnixListener> {
-    if let Some(parent) = path.parent()
-        && !parent.exists()
-    {
-        std::fs::create_dir_all(parent)?;
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+    if let Some(parent) = path.parent() {
+        match std::fs::symlink_metadata(parent) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                use std::os::unix::fs::DirBuilderExt as _;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)?;
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+            }
+            Err(error) => return Err(error),
+            Ok(meta) => check_socket_dir(parent, &meta, nix::unistd::geteuid().as_raw())
+                .map_err(|reason| io::Error::new(io::ErrorKind::PermissionDenied, reason))?,
+        }
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -77,10 +90,41 @@ pub fn bind(path: &Path, owner_uid: u32) -> io::Result<UnixListener> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    // The process is single-threaded here (serving starts after), so the umask change
+    // affects only this bind.
+    let previous = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(previous);
+    let listener = bound?;
     std::os::unix::fs::lchown(path, Some(owner_uid), None)?;
     Ok(listener)
+}
+
+/// Why an existing socket directory is refused, if it is.
+pub fn check_socket_dir(dir: &Path, meta: &std::fs::Metadata, own_uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = dir.display();
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{shown} is a symlink; refusing to put the helper's socket there"
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(format!("{shown} is not a directory"));
+    }
+    if meta.uid() != 0 && meta.uid() != own_uid {
+        return Err(format!(
+            "{shown} belongs to uid {}, not root; refusing to put the helper's socket there",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{shown} is writable by group or others (mode {:o}); refusing to put the helper's socket there",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Accepts connections forever (until accepting itself fails).
@@ -236,7 +280,6 @@ fn adds_to_the_host(request: &HelperRequest) -> bool {
             | HelperRequest::CreateTap { .. }
             | HelperRequest::OpenTap { .. }
             | HelperRequest::AddNat { .. }
-            | HelperRequest::AttachLoop { .. }
             | HelperRequest::SetupDns { .. }
             | HelperRequest::SetPolicy { .. }
     )
@@ -297,21 +340,48 @@ mod tests {
         let config = HelperConfig {
             socket: dir.join("helper.sock"),
             owner_uid: 1000,
-            owner_gid: None,
             bridge: "banger0".into(),
             subnet: "172.30.0.0/24".parse().unwrap(),
-            state_dir: dir.join("state"),
-            runtime_dir: dir.join("run"),
             uplink: Some("eth0".into()),
             nat_backend: NatBackend::Nft,
             host: HostPaths {
                 proc_sys: dir.join("proc_sys"),
-                sys: dir.join("sys"),
-                dev: dir.join("dev"),
             },
         };
         let tools = Arc::new(FakeTools::new().reply("ip -j -d link show", "[]"));
         (Helper::new(config, tools.clone()), tools)
+    }
+
+    #[test]
+    fn socket_directories_that_others_control_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let good = dir.path().join("good");
+        std::fs::create_dir(&good).unwrap();
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+        check_socket_dir(&good, &meta(&good), me).unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = check_socket_dir(&open, &meta(&open), me).unwrap_err();
+        assert!(error.contains("writable by group or others"), "{error}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let error = check_socket_dir(&link, &meta(&link), me).unwrap_err();
+        assert!(error.contains("symlink"), "{error}");
+        if me != 0 {
+            let error = check_socket_dir(&good, &meta(&good), me + 1).unwrap_err();
+            assert!(error.contains("not root"), "{error}");
+        }
+        // Binding below a symlinked directory is refused, and leaves nothing behind.
+        assert!(bind(&link.join("helper.sock"), me).is_err());
+        assert!(!good.join("helper.sock").exists());
+        let listener = bind(&good.join("helper.sock"), me).unwrap();
+        let mode = meta(&good.join("helper.sock")).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(listener);
     }
 
     /// A daemon killed right after sending `add_nat` or `create_tap` would leave rules or

@@ -42,6 +42,7 @@ impl FakeTools {
     }
 
     /// Any command starting with `prefix` (and without an exact answer) prints `stdout`.
+    #[allow(dead_code, reason = "kept for operation tests that need it")]
     pub fn reply_prefix(mut self, prefix: &str, stdout: &str) -> FakeTools {
         self.prefix_answers
             .push((prefix.to_owned(), Answer::Stdout(stdout.to_owned())));

@@ -55,24 +55,6 @@ fn bad_arguments_are_refused_over_the_socket() {
             },
             "outside_pool",
         ),
-        (
-            HelperRequest::ChownToOwner {
-                path: "/etc/passwd".into(),
-            },
-            "path_outside_dirs",
-        ),
-        (
-            HelperRequest::AttachLoop {
-                path: "/etc/shadow".into(),
-            },
-            "path_outside_dirs",
-        ),
-        (
-            HelperRequest::DetachLoop {
-                device: "/dev/sda".into(),
-            },
-            "invalid_path",
-        ),
     ];
     for (request, code) in cases {
         let shown = format!("{request:?}");
@@ -104,12 +86,6 @@ fn dns_without_resolved_is_unsupported() {
         }
         other => panic!("expected unsupported, got {other:?}"),
     }
-    // Tearing down what was never set up is fine.
-    helper
-        .call(HelperRequest::TeardownDns {
-            bridge: "banger0".into(),
-        })
-        .unwrap();
 }
 
 #[test]
@@ -121,6 +97,10 @@ fn malformed_lines_get_an_answer_and_the_connection_keeps_serving() {
         "not json",
         r#"{"op":"run_shell","cmd":"id"}"#,
         r#"{"op":"add_nat","guest_ip":"172.30.0.300"}"#,
+        // Operations the helper no longer has: refused like any unknown one.
+        r#"{"op":"chown_to_owner","path":"/etc/shadow"}"#,
+        r#"{"op":"attach_loop","path":"/etc/shadow"}"#,
+        r#"{"op":"delete_bridge"}"#,
         r#"{"op":"hello"}"#,
     ];
     let mut replies = Vec::new();
@@ -130,14 +110,11 @@ fn malformed_lines_get_an_answer_and_the_connection_keeps_serving() {
         reader.read_line(&mut reply).unwrap();
         replies.push(reply);
     }
-    for reply in &replies[..3] {
+    let (refused, hello) = replies.split_at(replies.len() - 1);
+    for reply in refused {
         assert!(reply.contains(r#""code":"bad_request""#), "{reply}");
     }
-    assert!(
-        replies[3].contains(r#""outcome":"hello""#),
-        "{}",
-        replies[3]
-    );
+    assert!(hello[0].contains(r#""outcome":"hello""#), "{}", hello[0]);
 }
 
 #[test]

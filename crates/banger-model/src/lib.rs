@@ -14,6 +14,7 @@ pub mod signal;
 pub mod size;
 pub mod spec;
 pub mod state;
+pub mod system;
 pub mod vm;
 pub mod workspace;
 
@@ -28,5 +29,5 @@ pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};
 pub use state::{UnknownState, VmState};
-pub use vm::{VmRecord, VmRuntime};
+pub use vm::{ForkOrigin, VmRecord, VmRuntime};
 pub use workspace::{Workspace, WorkspaceDelivery};

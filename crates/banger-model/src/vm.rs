@@ -57,6 +57,22 @@ pub struct VmRuntime {
     /// The VM's directory on the host (disk, logs, sockets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// The snapshot this VM was forked from (its name and id), kept for the VM's life:
+    /// a fork shares the snapshot's boot id until its first cold boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkOrigin>,
+}
+
+/// Where a forked VM came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForkOrigin {
+    pub snapshot: String,
+    pub snapshot_id: String,
+    /// The VM the snapshot was taken from.
+    pub source_vm: String,
+    /// False once the VM has booted cold (after a stop and start): its boot id is its own.
+    #[serde(default)]
+    pub restored_boot: bool,
 }
 
 #[cfg(test)]

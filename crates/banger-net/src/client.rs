@@ -271,10 +271,6 @@ impl HelperClient {
         self.done(HelperRequest::EnsureBridge).await
     }
 
-    pub async fn delete_bridge(&self) -> Result<(), HelperClientError> {
-        self.done(HelperRequest::DeleteBridge).await
-    }
-
     pub async fn create_tap(&self, name: &str) -> Result<(), HelperClientError> {
         self.done(HelperRequest::CreateTap {
             name: name.to_owned(),
@@ -333,34 +329,6 @@ impl HelperClient {
         }
     }
 
-    /// Attaches an image under the state directory; returns the loop device path.
-    pub async fn attach_loop(&self, path: &Path) -> Result<PathBuf, HelperClientError> {
-        match self
-            .call(HelperRequest::AttachLoop {
-                path: path.to_owned(),
-            })
-            .await?
-            .outcome
-        {
-            HelperOutcome::LoopAttached { device } => Ok(device),
-            other => Err(unexpected("attach_loop", &other)),
-        }
-    }
-
-    pub async fn detach_loop(&self, device: &Path) -> Result<(), HelperClientError> {
-        self.done(HelperRequest::DetachLoop {
-            device: device.to_owned(),
-        })
-        .await
-    }
-
-    pub async fn chown_to_owner(&self, path: &Path) -> Result<(), HelperClientError> {
-        self.done(HelperRequest::ChownToOwner {
-            path: path.to_owned(),
-        })
-        .await
-    }
-
     /// Routes `*.vm` on `bridge` to `server_ip:port`. A host without systemd-resolved
     /// answers `Refused` with [`HelperError::Unsupported`], whose reason is the manual step.
     pub async fn setup_dns(
@@ -373,13 +341,6 @@ impl HelperClient {
             bridge: bridge.to_owned(),
             server_ip,
             port,
-        })
-        .await
-    }
-
-    pub async fn teardown_dns(&self, bridge: &str) -> Result<(), HelperClientError> {
-        self.done(HelperRequest::TeardownDns {
-            bridge: bridge.to_owned(),
         })
         .await
     }

@@ -98,10 +98,6 @@ impl HelperTransport for FakeHelper {
                 state.bridge_up = true;
                 done
             }
-            HelperRequest::DeleteBridge => {
-                state.bridge_up = false;
-                done
-            }
             HelperRequest::CreateTap { name } => {
                 state.bridge_up = true;
                 state.taps.insert(name.clone());
@@ -146,16 +142,7 @@ impl HelperTransport for FakeHelper {
                 ),
                 fd: None,
             }),
-            HelperRequest::AttachLoop { .. } => Ok(HelperAnswer {
-                outcome: HelperOutcome::LoopAttached {
-                    device: "/dev/loop0".into(),
-                },
-                fd: None,
-            }),
-            HelperRequest::DetachLoop { .. }
-            | HelperRequest::ChownToOwner { .. }
-            | HelperRequest::SetupDns { .. }
-            | HelperRequest::TeardownDns { .. } => done,
+            HelperRequest::SetupDns { .. } => done,
             HelperRequest::SetPolicy {
                 guest_ip,
                 nets,

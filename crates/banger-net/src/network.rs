@@ -262,6 +262,41 @@ impl Network {
             .map_err(NetError::HelperUnavailable)
     }
 
+    /// A tap with no address, lease or NAT, named after `owner` (a snapshot id): for a
+    /// VMM that loads a saved guest only to save it again, whose NIC needs a real tap
+    /// (the saved virtio-net state requires the tap's virtio header) but never carries
+    /// traffic. Removed with [`Self::remove_tap`]; one a killed daemon left behind is
+    /// reconciled like any tap no VM owns.
+    pub async fn scratch_tap(
+        &self,
+        owner: &VmId,
+    ) -> Result<(String, Option<std::os::fd::OwnedFd>), NetError> {
+        let tap = tap_name(owner);
+        let fail = |step, source| NetError::Helper {
+            step,
+            vm: owner.to_string(),
+            source,
+        };
+        self.helper
+            .ensure_bridge()
+            .await
+            .map_err(|e| fail("create the bridge", e))?;
+        self.helper
+            .create_tap(&tap)
+            .await
+            .map_err(|e| fail("create the tap", e))?;
+        if !self.config.pass_tap_fd {
+            return Ok((tap, None));
+        }
+        match self.helper.open_tap(&tap).await {
+            Ok(fd) => Ok((tap, Some(fd))),
+            Err(error) => {
+                self.undo(&tap, None).await;
+                Err(fail("open the tap", error))
+            }
+        }
+    }
+
     /// Removes one tap left on the host (the daemon found no VM owning it).
     pub async fn remove_tap(&self, tap: &str) -> Result<(), NetError> {
         self.helper

@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -56,8 +55,6 @@ pub enum HelperRequest {
     Hello,
     /// Create the configured bridge with the pool's gateway address, up.
     EnsureBridge,
-    /// Remove the configured bridge.
-    DeleteBridge,
     /// Create a persistent tap owned by the owner uid, attached to the bridge, up.
     CreateTap {
         name: String,
@@ -79,26 +76,11 @@ pub enum HelperRequest {
     /// What banger has on the host: its taps and the guest addresses its NAT rules
     /// name. Changes nothing.
     ListNetwork,
-    /// Attach a file under the state directory to a free loop device, owned by the owner.
-    AttachLoop {
-        path: PathBuf,
-    },
-    /// Detach a loop device whose backing file is under the state directory.
-    DetachLoop {
-        device: PathBuf,
-    },
-    /// Give a file or directory under banger's directories to the owner.
-    ChownToOwner {
-        path: PathBuf,
-    },
     /// Route `~vm` DNS queries on the bridge to banger's resolver (systemd-resolved).
     SetupDns {
         bridge: String,
         server_ip: Ipv4Addr,
         port: u16,
-    },
-    TeardownDns {
-        bridge: String,
     },
     /// Confine one guest to its network policy (replacing any it had): from its tap only
     /// ARP and IPv4 from its own address pass; its DNS to the gateway goes to banger's
@@ -166,18 +148,13 @@ impl HelperRequest {
         match self {
             HelperRequest::Hello => "hello",
             HelperRequest::EnsureBridge => "ensure_bridge",
-            HelperRequest::DeleteBridge => "delete_bridge",
             HelperRequest::CreateTap { .. } => "create_tap",
             HelperRequest::OpenTap { .. } => "open_tap",
             HelperRequest::DeleteTap { .. } => "delete_tap",
             HelperRequest::AddNat { .. } => "add_nat",
             HelperRequest::RemoveNat { .. } => "remove_nat",
             HelperRequest::ListNetwork => "list_network",
-            HelperRequest::AttachLoop { .. } => "attach_loop",
-            HelperRequest::DetachLoop { .. } => "detach_loop",
-            HelperRequest::ChownToOwner { .. } => "chown_to_owner",
             HelperRequest::SetupDns { .. } => "setup_dns",
-            HelperRequest::TeardownDns { .. } => "teardown_dns",
             HelperRequest::SetPolicy { .. } => "set_policy",
             HelperRequest::RemovePolicy { .. } => "remove_policy",
             HelperRequest::AddPolicyAddresses { .. } => "add_policy_addresses",
@@ -200,19 +177,12 @@ pub enum HelperOutcome {
     /// The operation is done (or was already).
     Done,
     /// The tap's descriptor rides on this reply as SCM_RIGHTS.
-    TapOpened {
-        name: String,
-    },
-    LoopAttached {
-        device: PathBuf,
-    },
+    TapOpened { name: String },
     /// The answer to `list_network`: every tap with banger's prefix, and every guest
     /// address of the pool that one of banger's NAT rules names, each sorted and once.
     Network(NetworkListing),
     /// The answer to `policy_counters`.
-    PolicyCounters {
-        dropped_packets: u64,
-    },
+    PolicyCounters { dropped_packets: u64 },
 }
 
 /// banger's network state on the host, as the helper lists it. Only names that pass
@@ -302,10 +272,6 @@ pub enum HelperError {
     InvalidName { name: String, reason: String },
     #[error("{ip} is not a guest address of the pool {pool}")]
     OutsidePool { ip: Ipv4Addr, pool: String },
-    #[error("{} is outside banger's directories", .path.display())]
-    PathOutsideDirs { path: PathBuf },
-    #[error("{} refused: {reason}", .path.display())]
-    InvalidPath { path: PathBuf, reason: String },
     #[error("{op} is not available on this host: {reason}")]
     Unsupported { op: String, reason: String },
     #[error("{op} failed: {message}")]
@@ -742,12 +708,6 @@ mod tests {
                 r#"{"op":"add_nat","guest_ip":"172.30.0.2"}"#,
             ),
             (
-                HelperRequest::AttachLoop {
-                    path: "/s/disk.img".into(),
-                },
-                r#"{"op":"attach_loop","path":"/s/disk.img"}"#,
-            ),
-            (
                 HelperRequest::SetupDns {
                     bridge: "banger0".into(),
                     server_ip: "172.30.0.1".parse().unwrap(),
@@ -896,10 +856,11 @@ mod tests {
                 "interface name \"eth0\" refused: it does not start with banger's prefix \"bgt-\"",
             ),
             (
-                HelperError::PathOutsideDirs {
-                    path: "/etc/shadow".into(),
+                HelperError::OutsidePool {
+                    ip: "10.0.0.2".parse().unwrap(),
+                    pool: "172.30.0.0/24".into(),
                 },
-                "/etc/shadow is outside banger's directories",
+                "10.0.0.2 is not a guest address of the pool 172.30.0.0/24",
             ),
         ];
         for (error, text) in cases {

@@ -15,6 +15,7 @@ mod leases;
 mod migrate;
 mod operations;
 mod select;
+mod snapshots;
 mod vms;
 mod workspaces;
 
@@ -29,6 +30,7 @@ pub use kernels::KernelRecord;
 pub use leases::AddressLease;
 pub use migrate::LATEST_VERSION;
 pub use operations::{OperationRecord, OperationState, StageRecord};
+pub use snapshots::SnapshotRecord;
 
 use error::sqlite;
 

@@ -310,6 +310,12 @@ fn vm_round_trip() {
         started_at: Some("2026-01-01T00:01:00Z".into()),
         last_error: None,
         dir: Some("/state/vms/web".into()),
+        forked_from: Some(banger_model::ForkOrigin {
+            snapshot: "base".into(),
+            snapshot_id: "5a5a5a5a5a5a5a5a".into(),
+            source_vm: "src".into(),
+            restored_boot: true,
+        }),
     };
     web.workspace = None;
     store.update_vm(&web).unwrap();

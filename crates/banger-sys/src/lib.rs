@@ -4,9 +4,11 @@
 #![allow(unsafe_code)]
 
 pub mod fdpass;
+pub mod guest;
 pub mod kvm;
 pub mod peer;
 pub mod process;
+pub mod service;
 pub mod space;
 pub mod tap;
 pub mod tsc;

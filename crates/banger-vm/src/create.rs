@@ -104,7 +104,7 @@ impl VmService {
     }
 
     /// Takes the global lock only to pick the name and insert the row.
-    async fn reserve(
+    pub(crate) async fn reserve(
         &self,
         name: Option<VmName>,
         spec: VmSpec,
@@ -201,7 +201,7 @@ impl VmService {
     }
 
     /// Removes every trace of a VM that failed to be created.
-    async fn discard(&self, vm: &VmRecord) {
+    pub(crate) async fn discard(&self, vm: &VmRecord) {
         if let Some(live) = self.live_handle(&vm.id) {
             self.stop_process(&live.handle, Duration::ZERO).await;
             self.set_live(&vm.id, None);
@@ -303,6 +303,10 @@ impl VmService {
             }),
         );
         vm.state = VmState::Starting;
+        if let Some(origin) = vm.runtime.forked_from.as_mut() {
+            // A fork booted cold has a boot id of its own from now on.
+            origin.restored_boot = false;
+        }
         vm.runtime.accelerator = Some(handle.accelerator.to_string());
         vm.runtime.address = address.map(|ip| ip.to_string());
         vm.runtime.last_error = None;
@@ -367,7 +371,7 @@ impl VmService {
     }
 
     /// Waits until the guest agent answers `hello`, or the VMM exits, or `timeout`.
-    async fn wait_agent(
+    pub(crate) async fn wait_agent(
         &self,
         handle: &VmmHandle,
         timeout: Duration,

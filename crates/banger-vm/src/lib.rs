@@ -20,6 +20,7 @@ mod reconcile_net;
 mod reserve;
 pub mod resolv;
 mod service;
+pub mod warm;
 pub mod workspace;
 
 pub use create::CreateRequest;
@@ -30,4 +31,5 @@ pub use policy::{PolicyStatus, effective_nat};
 pub use reconcile::ReconcileReport;
 pub use reconcile_net::{NetCleanup, NetOwners, plan_cleanup};
 pub use service::{StoreAccess, VmService, VmServiceConfig, artifact_of, init_name};
+pub use warm::{ForkRequest, SnapshotPaths};
 pub use workspace::WorkspaceRequest;

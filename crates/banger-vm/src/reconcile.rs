@@ -8,6 +8,7 @@
 //! - A directory under `vms/` with no row is an orphan of an interrupted create: removed.
 //! - A VMM process still mentioning a removed VM's runtime directory is killed, which
 //!   covers a daemon killed between spawning the VMM and recording its handle.
+//! - Snapshots left `creating` or `deleting` go with their files (`warm.rs`).
 //! - Last, the host's taps and NAT rules are compared with the VMs left running, and
 //!   whatever none of them owns is removed (`reconcile_net.rs`), before the daemon serves
 //!   and so before any address is leased again.
@@ -32,6 +33,9 @@ pub struct ReconcileReport {
     /// Deletes a previous daemon left unfinished, finished now.
     pub finished_deletes: Vec<String>,
     pub orphan_dirs: Vec<String>,
+    /// Snapshots a killed daemon left half-made or half-deleted, removed with their
+    /// files (see `warm.rs`).
+    pub snapshots: Vec<String>,
     /// Taps and NAT rules (by guest address) no VM owned, removed.
     pub network: crate::reconcile_net::NetCleanup,
 }
@@ -152,6 +156,7 @@ impl VmService {
                 report.orphan_dirs.push(name);
             }
         }
+        report.snapshots = self.reconcile_snapshots().await?;
         report.network = self.reconcile_network().await;
         self.space_reserve.ensure();
         Ok(report)

@@ -10,6 +10,7 @@ use crate::error::VmmError;
 use crate::handle::{AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
 use crate::process;
 use crate::spec::LaunchSpec;
+use crate::warm::{SnapshotReport, SnapshotRequest, WarmLaunch};
 
 /// A boxed, sendable future borrowing from `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,6 +24,45 @@ pub trait VmmDriver: Send + Sync + std::fmt::Debug {
     /// session and outlives the future and the caller's request. On failure the process
     /// is stopped and the error carries the tail of its stderr.
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>>;
+
+    /// Like [`Self::launch`], with guest RAM in a file and, when `warm.incoming` is set,
+    /// a saved guest loaded instead of a boot: returns once the restored guest runs (or
+    /// is loaded and paused, with `warm.paused`). A driver without snapshots refuses
+    /// before starting anything.
+    fn launch_warm<'a>(
+        &'a self,
+        spec: &'a LaunchSpec,
+        warm: &'a WarmLaunch,
+    ) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
+        let _ = (spec, warm);
+        Box::pin(async move { Err(self.no_snapshots()) })
+    }
+
+    /// Pauses the guest and saves its state (see [`SnapshotRequest`]). The guest stays
+    /// paused until [`Self::resume`] (or the VMM is stopped).
+    fn snapshot<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        request: &'a SnapshotRequest,
+    ) -> BoxFuture<'a, Result<SnapshotReport, VmmError>> {
+        let _ = (handle, request);
+        Box::pin(async move { Err(self.no_snapshots()) })
+    }
+
+    /// Lets a guest paused by [`Self::snapshot`] run again.
+    fn resume<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        let _ = handle;
+        Box::pin(async move { Err(self.no_snapshots()) })
+    }
+
+    /// The error of a driver without snapshot support.
+    fn no_snapshots(&self) -> VmmError {
+        VmmError::Unsupported {
+            driver: self.kind(),
+            what: "save or restore a guest yet (snapshots are not yet available with this VMM)"
+                .into(),
+        }
+    }
 
     /// How the host reaches the guest agent of the VM behind `handle`.
     fn agent_endpoint(&self, handle: &VmmHandle) -> AgentEndpoint;

@@ -54,6 +54,12 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot restore the saved guest{}", tail_suffix(.stderr_tail))]
+    Restore {
+        #[source]
+        source: Box<VmmError>,
+        stderr_tail: String,
+    },
     #[error("{driver} cannot {what}")]
     Unsupported { driver: DriverKind, what: String },
     #[error("the handle belongs to the {found} driver, not {expected}")]

@@ -18,6 +18,7 @@ pub mod handle;
 mod process;
 pub mod qemu;
 pub mod spec;
+pub mod warm;
 
 pub use choose::{choose_accelerator, choose_driver};
 pub use driver::{BoxFuture, VmmDriver};
@@ -26,3 +27,4 @@ pub use firecracker::{FirecrackerConfig, FirecrackerDriver};
 pub use handle::{Accelerator, AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
 pub use qemu::{QemuConfig, QemuDriver};
 pub use spec::{DiskFormat, LaunchSpec, NetAttachment};
+pub use warm::{MemoryFile, SnapshotReport, SnapshotRequest, WarmLaunch};

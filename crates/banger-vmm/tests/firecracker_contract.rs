@@ -119,6 +119,23 @@ fn every_request_the_driver_builds_is_documented_and_valid() {
         api::instance_start(),
         api::send_ctrl_alt_del(),
         api::describe_instance(),
+        api::pause(),
+        api::resume(),
+        api::snapshot_create(&dir.path().join("state"), &dir.path().join("mem")).unwrap(),
+        api::snapshot_load(
+            &dir.path().join("state"),
+            &dir.path().join("mem"),
+            Some("bg-web0"),
+            &dir.path().join("vsock.sock"),
+        )
+        .unwrap(),
+        api::snapshot_load(
+            &dir.path().join("state"),
+            &dir.path().join("mem"),
+            None,
+            &dir.path().join("vsock.sock"),
+        )
+        .unwrap(),
     ]);
     for request in &requests {
         let body = request
@@ -338,6 +355,58 @@ async fn graceful_stop_and_describe_pass_the_contract() {
     );
 }
 
+/// Snapshot and restore as the driver sends them: pause + full snapshot, resume, and a
+/// load with the `File` memory backend (copy-on-write), this clone's tap and vsock.
+#[tokio::test]
+async fn snapshot_and_restore_pass_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ContractServer::start(load_spec(), &dir.path().join("api.sock"));
+    let client = FirecrackerApi::new(server.socket());
+    let state = dir.path().join("state");
+    let mem = dir.path().join("mem");
+    client.pause_and_snapshot(&state, &mem).await.unwrap();
+    client.resume().await.unwrap();
+    client
+        .load_snapshot(&state, &mem, Some("bg-web1"), &dir.path().join("v.sock"))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.assert_all_valid(),
+        [
+            "PATCH /vm",
+            "PUT /snapshot/create",
+            "PATCH /vm",
+            "PUT /snapshot/load"
+        ]
+    );
+    let exchanges = server.exchanges();
+    assert_eq!(exchanges[0].body, Some(json!({"state": "Paused"})));
+    assert_eq!(
+        exchanges[1].body,
+        Some(json!({
+            "snapshot_type": "Full",
+            "snapshot_path": state.display().to_string(),
+            "mem_file_path": mem.display().to_string(),
+        }))
+    );
+    assert_eq!(exchanges[2].body, Some(json!({"state": "Resumed"})));
+    let load = exchanges[3].body.clone().unwrap();
+    assert_eq!(load["mem_backend"]["backend_type"], "File");
+    assert_eq!(
+        load["mem_backend"]["backend_path"],
+        mem.display().to_string()
+    );
+    assert_eq!(load["resume_vm"], true);
+    assert_eq!(
+        load["network_overrides"],
+        json!([{"iface_id": "eth0", "host_dev_name": "bg-web1"}])
+    );
+    assert_eq!(
+        load["vsock_override"]["uds_path"],
+        dir.path().join("v.sock").display().to_string()
+    );
+}
+
 /// The real client against a refusal: the fault message reaches the caller, and a driver
 /// request built from an out-of-range spec is refused by the contract.
 #[tokio::test]
@@ -364,11 +433,20 @@ async fn faults_reach_the_caller() {
         other => panic!("expected a fault, got {other:?}"),
     }
 
+    // The driver refuses more than 32 vCPUs before sending anything (`BootPlan`); a plan
+    // forced past that check shows the limit is the contract's.
     let too_many = LaunchSpec {
         vcpus: 64,
         ..launch_spec(dir.path(), false)
     };
-    match client.configure_and_start(&plan_for(&too_many)).await {
+    let paths = FirecrackerPaths::in_run_dir(&too_many.run_dir);
+    assert!(matches!(
+        BootPlan::from_spec(&too_many, &paths),
+        Err(VmmError::Unsupported { .. })
+    ));
+    let mut forced = plan_for(&launch_spec(dir.path(), false));
+    forced.vcpus = 64;
+    match client.configure_and_start(&forced).await {
         Err(VmmError::Api {
             request,
             source: ApiError::Fault { fault_message, .. },

@@ -8,7 +8,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
     completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_exec,
-    vm_lifecycle, vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_ssh, workspace,
+    vm_lifecycle, vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_snapshot, vm_ssh,
+    workspace,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -18,8 +19,9 @@ banger gives you disposable Linux sandboxes in microVMs. `banger vm run ./repo -
 boots a guest from a golden image, imports the repository, runs the command and exits with \
 its exit code.
 
-The `banger` command talks to the `bangerd` daemon over a Unix socket; start the daemon \
-with `bangerd &` (its socket is `$XDG_RUNTIME_DIR/banger/bangerd.sock`, or `BANGER_SOCKET`). \
+The `banger` command talks to the `bangerd` daemon over a Unix socket; `sudo banger system \
+install` runs it (and its root helper) as a service, or start it by hand with `bangerd &` \
+(its socket is `$XDG_RUNTIME_DIR/banger/bangerd.sock`, or `BANGER_SOCKET`). \
 `banger doctor` checks this host without the daemon.
 
 Exit codes: the guest command's exit code for `vm run` and `vm exec`, 1 when banger itself \
@@ -115,6 +117,8 @@ pub enum VmCommand {
     Stats(vm_show::StatsArgs),
     Ports(vm_show::PortsArgs),
     Set(vm_set::SetArgs),
+    Snapshot(vm_snapshot::SnapshotArgs),
+    Fork(vm_snapshot::ForkArgs),
     #[command(subcommand)]
     Policy(PolicyCommand),
     #[command(subcommand)]
@@ -221,43 +225,20 @@ pub enum KernelCommand {
 
 #[derive(Debug, Subcommand)]
 #[command(
-    about = "Install and manage the daemon as a service",
-    long_about = "Install and manage bangerd as a systemd user service (with its root \
-helper).
-
-These commands are not available in this version of banger yet; until then, start the \
-daemon by hand with `bangerd &`.",
-    after_help = "Examples:\n  banger system install\n  banger system status"
+    about = "Install and manage banger's two services",
+    long_about = "Install and manage banger's two services: banger-helper (root, guest \
+networking) and bangerd (the owner user). systemd units where systemd is PID 1, supervised \
+background processes elsewhere (`system status` says which).",
+    after_help = "Examples:\n  sudo banger system install\n  banger system status\n  \
+sudo banger system restart\n  sudo banger system uninstall"
 )]
 pub enum SystemCommand {
-    #[command(
-        about = "Install bangerd as a systemd user service (not yet available)",
-        long_about = "Install bangerd and its root helper as systemd services that start \
-with your session. Not available in this version yet: start the daemon with `bangerd &`.",
-        after_help = "Examples:\n  banger system install"
-    )]
-    Install(system::SystemArgs),
-    #[command(
-        about = "Show the daemon service's status (not yet available)",
-        long_about = "Show whether the bangerd service is installed, enabled and running. Not \
-available in this version yet: `banger health` reports on a running daemon.",
-        after_help = "Examples:\n  banger system status"
-    )]
-    Status(system::SystemArgs),
-    #[command(
-        about = "Restart the daemon service (not yet available)",
-        long_about = "Restart the bangerd service; running VMs keep running. Not available in \
-this version yet: stop bangerd and start it again with `bangerd &`.",
-        after_help = "Examples:\n  banger system restart"
-    )]
-    Restart(system::SystemArgs),
-    #[command(
-        about = "Remove the daemon service (not yet available)",
-        long_about = "Stop and remove the bangerd service and its root helper; VMs, images \
-and state stay on disk. Not available in this version yet.",
-        after_help = "Examples:\n  banger system uninstall"
-    )]
-    Uninstall(system::SystemArgs),
+    Install(system::InstallArgs),
+    Status(system::StatusArgs),
+    Restart(system::RestartArgs),
+    Uninstall(system::UninstallArgs),
+    #[command(hide = true)]
+    Supervise(system::SuperviseArgs),
 }
 
 /// `--json`, for every command that prints data.

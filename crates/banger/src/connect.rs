@@ -57,9 +57,22 @@ impl Ctx {
     }
 
     /// banger's directories as the daemon resolves them from the same environment.
+    /// An installed daemon (`system install`) of this user is found through the install
+    /// metadata unless `BANGER_SOCKET`/`BANGER_RUNTIME_DIR` say otherwise.
     pub fn dirs(&self) -> Result<Dirs, CliError> {
-        Dirs::resolve(|key| self.env(key), self.uid)
-            .map_err(|err| CliError::Local(anyhow::Error::new(err)))
+        let mut dirs = Dirs::resolve(|key| self.env(key), self.uid)
+            .map_err(|err| CliError::Local(anyhow::Error::new(err)))?;
+        if self.env("BANGER_SOCKET").is_none()
+            && self.env("BANGER_RUNTIME_DIR").is_none()
+            && let Ok(installed) = banger_model::system::InstallMetadata::read(
+                &banger_model::system::SystemLayout::from_env(|key| self.env(key)),
+            )
+            && installed.owner.uid == self.uid
+        {
+            dirs.socket = installed.paths.daemon_socket;
+            dirs.runtime = installed.paths.runtime_dir;
+        }
+        Ok(dirs)
     }
 
     /// Connects to the daemon.

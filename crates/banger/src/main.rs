@@ -11,6 +11,7 @@ mod errors;
 mod progress;
 mod render;
 mod ssh_config;
+mod system;
 mod values;
 
 use std::process::ExitCode;

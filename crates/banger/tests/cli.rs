@@ -30,7 +30,8 @@ fn banger_std(home: &Path, socket: &Path) -> std::process::Command {
         .env("BANGER_CACHE_DIR", home.join("cache"))
         .env("BANGER_CONFIG_DIR", home.join("config"))
         .env("BANGER_RUNTIME_DIR", home.join("run"))
-        .env("BANGER_SOCKET", socket);
+        .env("BANGER_SOCKET", socket)
+        .env("BANGER_SYSTEM_ROOT", home);
     cmd
 }
 
@@ -347,14 +348,16 @@ fn bad_version_tells_to_restart_the_daemon() {
 }
 
 #[test]
-fn system_commands_are_not_yet_available() {
-    let (_home, mut cmd) = no_daemon();
-    cmd.args(["system", "install"])
+fn system_status_without_an_install_says_how_to_install() {
+    let (home, mut cmd) = no_daemon();
+    cmd.env("BANGER_SYSTEM_ROOT", home.path())
+        .args(["system", "status"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "`banger system install` is not yet available",
-        ));
+            "banger is not installed as a service here",
+        ))
+        .stderr(predicate::str::contains("sudo banger system install"));
 }
 
 #[test]

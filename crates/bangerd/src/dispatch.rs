@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::context::DaemonContext;
 use crate::events::EventSink;
-use crate::handlers::{image, kernel, system, vm};
+use crate::handlers::{image, kernel, snapshot, system, vm};
 
 /// Runs the handler of `method` with raw JSON `params`.
 pub async fn dispatch(
@@ -45,6 +45,13 @@ pub async fn dispatch(
             call::<m::VmPolicyShow>(ctx, params, events, vm::policy_show).await
         }
         m::VmSshTarget::NAME => call::<m::VmSshTarget>(ctx, params, events, vm::ssh_target).await,
+        m::VmSnapshot::NAME => call::<m::VmSnapshot>(ctx, params, events, snapshot::snapshot).await,
+        m::VmFork::NAME => call::<m::VmFork>(ctx, params, events, snapshot::fork).await,
+        m::SnapshotList::NAME => call::<m::SnapshotList>(ctx, params, events, snapshot::list).await,
+        m::SnapshotShow::NAME => call::<m::SnapshotShow>(ctx, params, events, snapshot::show).await,
+        m::SnapshotDelete::NAME => {
+            call::<m::SnapshotDelete>(ctx, params, events, snapshot::delete).await
+        }
         m::WorkspacePrepare::NAME => {
             call::<m::WorkspacePrepare>(ctx, params, events, vm::workspace_prepare).await
         }

@@ -182,6 +182,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             removed = ?report.removed,
             finished_deletes = ?report.finished_deletes,
             orphan_dirs = ?report.orphan_dirs,
+            snapshots = ?report.snapshots,
             removed_taps = ?report.network.taps,
             removed_nat = ?report.network.nat_guests,
             "reconciled VMs with the host"

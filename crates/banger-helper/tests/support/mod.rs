@@ -90,8 +90,6 @@ pub struct RunningHelper {
     child: Child,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
-    pub state_dir: PathBuf,
-    pub runtime_dir: PathBuf,
     command_line: (u32, Vec<String>),
     log: mpsc::Receiver<String>,
 }
@@ -100,21 +98,12 @@ pub fn helper_binary() -> &'static str {
     env!("CARGO_BIN_EXE_banger-helper")
 }
 
-fn serving_args(
-    socket: &Path,
-    owner_uid: u32,
-    state_dir: &Path,
-    runtime_dir: &Path,
-) -> Vec<String> {
+fn serving_args(socket: &Path, owner_uid: u32) -> Vec<String> {
     vec![
         "--socket".into(),
         socket.display().to_string(),
         "--owner-uid".into(),
         owner_uid.to_string(),
-        "--state-dir".into(),
-        state_dir.display().to_string(),
-        "--runtime-dir".into(),
-        runtime_dir.display().to_string(),
     ]
 }
 
@@ -144,10 +133,6 @@ impl RunningHelper {
     pub fn start(netns: Option<&Netns>, owner_uid: u32, extra: &[&str]) -> RunningHelper {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("run/helper.sock");
-        let state_dir = dir.path().join("state");
-        let runtime_dir = dir.path().join("runtime");
-        std::fs::create_dir_all(&state_dir).unwrap();
-        std::fs::create_dir_all(&runtime_dir).unwrap();
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -156,17 +141,13 @@ impl RunningHelper {
             }
             None => Command::new(helper_binary()),
         };
-        command
-            .args(serving_args(&socket, owner_uid, &state_dir, &runtime_dir))
-            .args(extra);
+        command.args(serving_args(&socket, owner_uid)).args(extra);
         let (child, log) = spawn_logging(command);
         let helper = RunningHelper {
             child,
             command_line: (owner_uid, extra.iter().map(|s| s.to_string()).collect()),
             dir,
             socket,
-            state_dir,
-            runtime_dir,
             log,
         };
         helper.wait_for_log("listening on");
@@ -178,12 +159,7 @@ impl RunningHelper {
         let (owner_uid, extra) = &self.command_line;
         let mut command = Command::new(helper_binary());
         command
-            .args(serving_args(
-                &self.socket,
-                *owner_uid,
-                &self.state_dir,
-                &self.runtime_dir,
-            ))
+            .args(serving_args(&self.socket, *owner_uid))
             .args(extra);
         command
     }

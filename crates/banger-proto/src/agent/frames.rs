@@ -65,6 +65,36 @@ pub enum RequestOp {
     },
     /// Read a whole file; answered with `file_ok` carrying `data`.
     ReadFile { path: String },
+    /// Make a guest restored from a snapshot a machine of its own, before anything else
+    /// runs in it; answered with `identity_ok`.
+    Identity(IdentityRequest),
+}
+
+/// The fix-ups of a restored guest, applied in this order: wall clock, kernel RNG (so
+/// what is generated next differs between clones), hostname, network, machine-id and ssh
+/// host keys (regenerated only where the image has them), then the agent's own state
+/// (execs left running in the snapshot are killed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRequest {
+    /// The host's wall clock, nanoseconds since the Unix epoch.
+    pub unix_nanos: u64,
+    /// Host entropy credited to the guest's input pool before the CRNG reseeds.
+    #[serde(with = "b64")]
+    pub seed: Vec<u8>,
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<IdentityNet>,
+}
+
+/// The clone's own network identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityNet {
+    /// The guest interface (`eth0`).
+    pub interface: String,
+    pub mac: String,
+    /// IPv4 address with prefix length, `172.30.0.7/24`.
+    pub address: String,
+    pub gateway: String,
 }
 
 /// A command to run in the guest, without a shell: `argv[0]` is looked up in `PATH`.
@@ -117,6 +147,13 @@ pub enum ReplyBody {
     FileOk {
         #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
         data: Option<Vec<u8>>,
+    },
+    /// The identity fix-ups ran: what was changed, and what could not be (a missing
+    /// tool, a step the image does not need) without failing the whole request.
+    IdentityOk {
+        done: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     /// The request failed; for an exec this ends it (nothing ran, or it was lost).
     Error {

@@ -12,8 +12,8 @@ mod lines;
 
 pub use codec::{FrameError, decode_reply, decode_request, encode_frame};
 pub use frames::{
-    ExecRequest, Hello, ListeningPort, Reply, ReplyBody, Request, RequestId, RequestOp, Signal,
-    Stream, Transport,
+    ExecRequest, Hello, IdentityNet, IdentityRequest, ListeningPort, Reply, ReplyBody, Request,
+    RequestId, RequestOp, Signal, Stream, Transport,
 };
 pub use lines::{LineEvent, LineSplitter};
 

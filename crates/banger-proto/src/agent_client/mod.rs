@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::agent::{
-    ExecRequest, FrameError, Hello, LineEvent, LineSplitter, ListeningPort, MAX_FRAME_BYTES,
-    PROTOCOL_VERSION, Reply, ReplyBody, Request, RequestId, RequestOp, Signal, Stream,
-    decode_reply, encode_frame,
+    ExecRequest, FrameError, Hello, IdentityRequest, LineEvent, LineSplitter, ListeningPort,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION, Reply, ReplyBody, Request, RequestId, RequestOp, Signal,
+    Stream, decode_reply, encode_frame,
 };
 
 pub use ready::{HELLO_ATTEMPT_TIMEOUT, RECONNECT_INTERVAL, wait_ready};
@@ -268,6 +268,19 @@ impl AgentClient {
     }
 
     /// The contents of a guest file of at most [`crate::agent::MAX_FILE_BYTES`].
+    /// Runs the identity fix-ups of a restored guest; returns what was done and the
+    /// warnings.
+    pub async fn identity(
+        &self,
+        request: IdentityRequest,
+    ) -> Result<(Vec<String>, Vec<String>), AgentError> {
+        let mut pending = self.start(RequestOp::Identity(request))?;
+        match pending.next().await? {
+            ReplyBody::IdentityOk { done, warnings } => Ok((done, warnings)),
+            other => Err(unexpected("identity", other)),
+        }
+    }
+
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, AgentError> {
         let mut pending = self.start(RequestOp::ReadFile {
             path: path.to_owned(),
@@ -443,6 +456,7 @@ fn unexpected(request: &'static str, body: ReplyBody) -> AgentError {
 fn reply_name(body: &ReplyBody) -> &'static str {
     match body {
         ReplyBody::HelloOk(_) => "hello_ok",
+        ReplyBody::IdentityOk { .. } => "identity_ok",
         ReplyBody::Output { .. } => "output",
         ReplyBody::StdinAck { .. } => "stdin_ack",
         ReplyBody::Exit { .. } => "exit",

@@ -126,6 +126,14 @@ impl BootPlan {
         if spec.root_disk_format == DiskFormat::Qcow2 {
             return Err(unsupported("boot from a qcow2 disk (raw images only)"));
         }
+        if spec.vcpus > crate::warm::FIRECRACKER_MAX_VCPUS {
+            return Err(unsupported(&format!(
+                "run {} vCPUs (its limit is {}; ask for --vcpus {} or fewer)",
+                spec.vcpus,
+                crate::warm::FIRECRACKER_MAX_VCPUS,
+                crate::warm::FIRECRACKER_MAX_VCPUS
+            )));
+        }
         Ok(BootPlan {
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
@@ -336,6 +344,111 @@ pub fn send_ctrl_alt_del() -> ApiRequest {
     )
 }
 
+#[derive(Serialize)]
+struct VmState {
+    state: &'static str,
+}
+
+/// `PATCH /vm {"state": "Paused"}`: stops the vCPUs (before `/snapshot/create`).
+pub fn pause() -> ApiRequest {
+    ApiRequest {
+        method: Method::Patch,
+        path: "/vm".into(),
+        body: Some(serde_json::to_value(VmState { state: "Paused" }).unwrap_or(Value::Null)),
+    }
+}
+
+/// `PATCH /vm {"state": "Resumed"}`.
+pub fn resume() -> ApiRequest {
+    ApiRequest {
+        method: Method::Patch,
+        path: "/vm".into(),
+        body: Some(serde_json::to_value(VmState { state: "Resumed" }).unwrap_or(Value::Null)),
+    }
+}
+
+#[derive(Serialize)]
+struct SnapshotCreate<'a> {
+    snapshot_type: &'static str,
+    snapshot_path: &'a str,
+    mem_file_path: &'a str,
+}
+
+/// `PUT /snapshot/create`: a full snapshot of a paused guest, device state to
+/// `snapshot_path`, guest memory to `mem_file_path`.
+pub fn snapshot_create(snapshot_path: &Path, mem_file_path: &Path) -> Result<ApiRequest, VmmError> {
+    Ok(ApiRequest::put(
+        "/snapshot/create",
+        SnapshotCreate {
+            snapshot_type: "Full",
+            snapshot_path: &utf8(snapshot_path)?,
+            mem_file_path: &utf8(mem_file_path)?,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct MemoryBackend<'a> {
+    backend_type: &'static str,
+    backend_path: &'a str,
+}
+
+#[derive(Serialize)]
+struct NetworkOverride<'a> {
+    iface_id: &'a str,
+    host_dev_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct VsockOverride<'a> {
+    uds_path: &'a str,
+}
+
+#[derive(Serialize)]
+struct SnapshotLoad<'a> {
+    snapshot_path: &'a str,
+    mem_backend: MemoryBackend<'a>,
+    resume_vm: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    network_overrides: Vec<NetworkOverride<'a>>,
+    vsock_override: VsockOverride<'a>,
+}
+
+/// `PUT /snapshot/load` (before anything is configured): the `File` memory backend maps
+/// `mem_file` privately, copy-on-write, so one memory file serves many clones; the NIC
+/// gets this clone's tap and the vsock this clone's socket; the guest resumes at once.
+pub fn snapshot_load(
+    snapshot_path: &Path,
+    mem_file: &Path,
+    tap: Option<&str>,
+    vsock_uds: &Path,
+) -> Result<ApiRequest, VmmError> {
+    let snapshot_path = utf8(snapshot_path)?;
+    let backend_path = utf8(mem_file)?;
+    let uds_path = utf8(vsock_uds)?;
+    Ok(ApiRequest::put(
+        "/snapshot/load",
+        SnapshotLoad {
+            snapshot_path: &snapshot_path,
+            mem_backend: MemoryBackend {
+                backend_type: "File",
+                backend_path: &backend_path,
+            },
+            resume_vm: true,
+            network_overrides: tap
+                .map(|tap| NetworkOverride {
+                    iface_id: IFACE_ID,
+                    host_dev_name: tap,
+                })
+                .into_iter()
+                .collect(),
+            vsock_override: VsockOverride {
+                uds_path: &uds_path,
+            },
+        },
+    ))
+}
+
 /// `GET /`: instance information; answers as soon as the API thread runs.
 pub fn describe_instance() -> ApiRequest {
     ApiRequest {
@@ -441,6 +554,25 @@ mod tests {
         let error =
             BootPlan::from_spec(&spec, &FirecrackerPaths::in_run_dir(&spec.run_dir)).unwrap_err();
         assert!(matches!(error, VmmError::Unsupported { .. }), "{error}");
+    }
+
+    #[test]
+    fn more_than_32_vcpus_are_refused() {
+        let at_limit = LaunchSpec {
+            vcpus: 32,
+            ..spec()
+        };
+        let paths = FirecrackerPaths::in_run_dir(&at_limit.run_dir);
+        assert_eq!(BootPlan::from_spec(&at_limit, &paths).unwrap().vcpus, 32);
+        let too_many = LaunchSpec {
+            vcpus: 33,
+            ..spec()
+        };
+        let error = BootPlan::from_spec(&too_many, &paths).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "firecracker cannot run 33 vCPUs (its limit is 32; ask for --vcpus 32 or fewer)"
+        );
     }
 
     #[test]

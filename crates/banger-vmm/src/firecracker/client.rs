@@ -184,6 +184,43 @@ impl FirecrackerApi {
         self.call(&api::instance_start()).await.map(drop)
     }
 
+    /// Pauses the guest and writes a full snapshot (device state and memory). The guest
+    /// stays paused.
+    pub async fn pause_and_snapshot(
+        &self,
+        snapshot_path: &Path,
+        mem_file_path: &Path,
+    ) -> Result<(), VmmError> {
+        self.call(&api::pause()).await?;
+        self.call(&api::snapshot_create(snapshot_path, mem_file_path)?)
+            .await
+            .map(drop)
+    }
+
+    /// Lets a paused guest run again.
+    pub async fn resume(&self) -> Result<(), VmmError> {
+        self.call(&api::resume()).await.map(drop)
+    }
+
+    /// Loads a snapshot into a fresh Firecracker and resumes it (see
+    /// [`api::snapshot_load`]).
+    pub async fn load_snapshot(
+        &self,
+        snapshot_path: &Path,
+        mem_file: &Path,
+        tap: Option<&str>,
+        vsock_uds: &Path,
+    ) -> Result<(), VmmError> {
+        self.call(&api::snapshot_load(
+            snapshot_path,
+            mem_file,
+            tap,
+            vsock_uds,
+        )?)
+        .await
+        .map(drop)
+    }
+
     /// Asks the guest to reboot, which Firecracker turns into its exit.
     pub async fn send_ctrl_alt_del(&self) -> Result<(), VmmError> {
         self.call(&api::send_ctrl_alt_del()).await.map(drop)

@@ -3,7 +3,7 @@
 //! with Ctrl+Alt+Del, then SIGKILL. The guest's serial console is Firecracker's stdout,
 //! so stdout goes to the serial log and stderr to `vmm.stderr`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::firecracker::client::FirecrackerApi;
 use crate::handle::{Accelerator, AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
 use crate::process::{self, NotReady, VmmCommand};
 use crate::spec::LaunchSpec;
+use crate::warm::{SnapshotReport, SnapshotRequest, WarmLaunch};
 
 /// How the Firecracker driver runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,11 @@ impl FirecrackerDriver {
         &self.config
     }
 
-    async fn launch_firecracker(&self, spec: &LaunchSpec) -> Result<VmmHandle, VmmError> {
+    async fn launch_firecracker(
+        &self,
+        spec: &LaunchSpec,
+        restore: Option<(&Path, &Path)>,
+    ) -> Result<VmmHandle, VmmError> {
         let paths = FirecrackerPaths::in_run_dir(&spec.run_dir);
         // Validated before anything is spawned: a qcow2 disk fails here, not mid-boot.
         let plan = BootPlan::from_spec(spec, &paths)?;
@@ -79,7 +84,16 @@ impl FirecrackerDriver {
         })
         .await;
         let failure = match ready {
-            Ok(_) => match api.configure_and_start(&plan).await {
+            Ok(_) => match match restore {
+                // A restored guest brings its own configuration; only where its NIC
+                // and vsock attach on this host is new.
+                Some((state, memory)) => {
+                    let tap = plan.net.as_ref().map(|net| net.tap_name.as_str());
+                    api.load_snapshot(state, memory, tap, &paths.vsock_socket)
+                        .await
+                }
+                None => api.configure_and_start(&plan).await,
+            } {
                 Ok(()) => None,
                 // A refused request while the process still runs is the API's verdict;
                 // a connection error after the process died is an early exit.
@@ -153,7 +167,67 @@ impl VmmDriver for FirecrackerDriver {
     }
 
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
-        Box::pin(self.launch_firecracker(spec))
+        Box::pin(self.launch_firecracker(spec, None))
+    }
+
+    /// Restores with `PUT /snapshot/load` (the `File` backend maps the memory file
+    /// copy-on-write). Firecracker keeps guest memory in its own file format, so the
+    /// memory must be one Firecracker wrote (`shared` does not apply) and `incoming`
+    /// is required.
+    fn launch_warm<'a>(
+        &'a self,
+        spec: &'a LaunchSpec,
+        warm: &'a WarmLaunch,
+    ) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
+        Box::pin(async move {
+            match (&warm.incoming, &warm.memory) {
+                (Some(state), Some(memory)) if !memory.shared && !warm.paused => {
+                    self.launch_firecracker(spec, Some((state, &memory.path)))
+                        .await
+                }
+                _ => Err(VmmError::Unsupported {
+                    driver: DriverKind::Firecracker,
+                    what: "start from anything but its own snapshot (state + memory file)".into(),
+                }),
+            }
+        })
+    }
+
+    /// `PATCH /vm Paused`, then `PUT /snapshot/create` (Full) into
+    /// `request.state_file` and `request.memory_file`.
+    fn snapshot<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        request: &'a SnapshotRequest,
+    ) -> BoxFuture<'a, Result<SnapshotReport, VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(DriverKind::Firecracker)?;
+            let Some(memory) = &request.memory_file else {
+                return Err(VmmError::Unsupported {
+                    driver: DriverKind::Firecracker,
+                    what: "save a guest without a memory file to write".into(),
+                });
+            };
+            let started = std::time::Instant::now();
+            FirecrackerApi::new(&handle.control_socket)
+                .pause_and_snapshot(&request.state_file, memory)
+                .await?;
+            Ok(SnapshotReport {
+                took: started.elapsed(),
+                downtime: None,
+                state_bytes: std::fs::metadata(&request.state_file)
+                    .map(|meta| meta.len())
+                    .unwrap_or(0),
+            })
+        })
+    }
+
+    /// `PATCH /vm Resumed`.
+    fn resume<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(DriverKind::Firecracker)?;
+            FirecrackerApi::new(&handle.control_socket).resume().await
+        })
     }
 
     fn agent_endpoint(&self, handle: &VmmHandle) -> AgentEndpoint {

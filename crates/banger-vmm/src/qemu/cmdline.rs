@@ -189,7 +189,7 @@ pub fn qemu_args(spec: &LaunchSpec, options: &QemuOptions, paths: &QemuPaths) ->
 }
 
 /// Doubles commas, QEMU's escape inside `key=value,...` option strings.
-fn escape_opt(value: &OsStr) -> OsString {
+pub(crate) fn escape_opt(value: &OsStr) -> OsString {
     let mut out = Vec::with_capacity(value.len());
     for &byte in value.as_bytes() {
         out.push(byte);

@@ -13,6 +13,7 @@ use crate::process::{self, NotReady, VmmCommand};
 use crate::qemu::cmdline::{QemuOptions, QemuPaths, qemu_args};
 use crate::qemu::qmp::QmpClient;
 use crate::spec::LaunchSpec;
+use crate::warm::{SnapshotReport, SnapshotRequest, WarmLaunch};
 
 /// Where the inherited tap fd sits in QEMU: its stdin. See [`QemuDriver::launch`].
 const TAP_FD_IN_CHILD: i32 = 0;
@@ -77,7 +78,11 @@ impl QemuDriver {
     /// process the daemon spawns meanwhile can inherit the tap, and no `unsafe` pre-exec
     /// hook is needed. QEMU reads nothing from stdin with `-display none` and no stdio
     /// chardev.
-    async fn launch_qemu(&self, spec: &LaunchSpec) -> Result<VmmHandle, VmmError> {
+    async fn launch_qemu(
+        &self,
+        spec: &LaunchSpec,
+        warm: Option<&WarmLaunch>,
+    ) -> Result<VmmHandle, VmmError> {
         let paths = QemuPaths::in_run_dir(&spec.run_dir);
         process::prepare_run_dir(
             &spec.run_dir,
@@ -99,10 +104,14 @@ impl QemuDriver {
             tap_fd_in_child,
         };
         let stderr = process::create_log(&paths.stderr_log)?;
+        let mut args = qemu_args(spec, &options, &paths);
+        if let Some(warm) = warm {
+            args.extend(super::warm::warm_args(warm, spec.memory_mib));
+        }
         let mut spawned = process::spawn(VmmCommand {
             driver: DriverKind::Qemu,
             program: self.config.binary.clone(),
-            args: qemu_args(spec, &options, &paths),
+            args,
             cwd: spec.run_dir.clone(),
             stdin,
             stdout: process::clone_file(&stderr, &paths.stderr_log)?,
@@ -121,6 +130,36 @@ impl QemuDriver {
         match ready {
             Ok(status) => {
                 tracing::info!(vm = %spec.vm_name, pid = spawned.pid, status = %status.status, "QEMU answers on QMP");
+                if let Some(WarmLaunch {
+                    incoming: Some(state),
+                    ignore_shared,
+                    paused,
+                    ..
+                }) = warm
+                {
+                    let exited = async {
+                        match spawned.exit.wait_for(Option::is_some).await {
+                            Ok(status) => status.clone().unwrap_or_default(),
+                            Err(_) => "exited".to_string(),
+                        }
+                    };
+                    let load = super::warm::load(&paths.qmp_socket, state, *ignore_shared, *paused);
+                    let loaded = tokio::select! {
+                        loaded = load => loaded,
+                        status = exited => Err(VmmError::EarlyExit {
+                            driver: DriverKind::Qemu,
+                            status,
+                            stderr_tail: String::new(),
+                        }),
+                    };
+                    if let Err(error) = loaded {
+                        process::kill_and_wait(spawned.pid, spawned.start_time).await?;
+                        return Err(VmmError::Restore {
+                            source: Box::new(error),
+                            stderr_tail: process::file_tail(&paths.stderr_log),
+                        });
+                    }
+                }
                 Ok(VmmHandle {
                     driver: DriverKind::Qemu,
                     pid: spawned.pid,
@@ -199,7 +238,33 @@ impl VmmDriver for QemuDriver {
     }
 
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
-        Box::pin(self.launch_qemu(spec))
+        Box::pin(self.launch_qemu(spec, None))
+    }
+
+    fn launch_warm<'a>(
+        &'a self,
+        spec: &'a LaunchSpec,
+        warm: &'a WarmLaunch,
+    ) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
+        Box::pin(self.launch_qemu(spec, Some(warm)))
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        request: &'a SnapshotRequest,
+    ) -> BoxFuture<'a, Result<SnapshotReport, VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(DriverKind::Qemu)?;
+            super::warm::save(&handle.control_socket, request).await
+        })
+    }
+
+    fn resume<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(DriverKind::Qemu)?;
+            super::warm::resume(&handle.control_socket).await
+        })
     }
 
     fn agent_endpoint(&self, handle: &VmmHandle) -> AgentEndpoint {

@@ -5,6 +5,7 @@
 pub mod cmdline;
 pub mod driver;
 pub mod qmp;
+pub mod warm;
 
 pub use driver::{QemuConfig, QemuDriver};
 pub use qmp::{QmpClient, QmpError, QmpStatus};

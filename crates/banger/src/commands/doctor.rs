@@ -15,6 +15,8 @@ use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::{self, CliError};
 use crate::render;
+use crate::system::{drift, ops};
+use banger_model::system::{InstallMetadata, SystemLayout};
 
 /// How long the daemon gets to answer the ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -51,7 +53,17 @@ pub async fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<ExitCode, CliError> {
         ctx.env("BANGER_SUBNET").as_deref(),
         ctx.env("BANGER_DNS_PORT").as_deref(),
     );
-    let (mut checks, daemon) = tokio::join!(run_host_checks(&doctor), daemon_check(ctx));
+    if let Ok(installed) = InstallMetadata::read(&SystemLayout::from_env(|k| ctx.env(k)))
+        && doctor.helper_socket.is_none()
+    {
+        doctor.helper_socket = Some(installed.paths.helper_socket.clone());
+    }
+    let (mut checks, daemon, services) = tokio::join!(
+        run_host_checks(&doctor),
+        daemon_check(ctx),
+        service_checks(ctx)
+    );
+    checks.extend(services);
     checks.push(daemon);
     if args.output.json {
         render::stdout(&render::json(&checks)?)?;
@@ -63,6 +75,61 @@ pub async fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The installed services (`system install`): each one's state, and the modes of what
+/// the installation created (drift is a WARN naming each path).
+async fn service_checks(ctx: &Ctx) -> Vec<Check> {
+    let layout = SystemLayout::from_env(|k| ctx.env(k));
+    let (metadata, rows) = match ops::status(&layout).await {
+        Ok(found) => found,
+        Err(error) => {
+            return vec![Check::warn(
+                "services",
+                format!("{error:#}"),
+                "sudo banger system install  # runs banger-helper and bangerd as services",
+            )];
+        }
+    };
+    let mut checks = Vec::new();
+    for row in &rows {
+        let detail = format!(
+            "{} {} ({}, pid {}, {}; log: {})",
+            row.service,
+            row.state,
+            row.mode,
+            row.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            if row.answers {
+                "answers"
+            } else {
+                "does not answer"
+            },
+            row.log
+        );
+        checks.push(if row.answers {
+            Check::pass(row.service, detail)
+        } else {
+            Check::fail(row.service, detail, "sudo banger system restart")
+        });
+    }
+    let drift = drift::check(&metadata, drift::lstat);
+    checks.push(if drift.is_empty() {
+        Check::pass(
+            "modes",
+            "sockets, runtime and state directories, key and binaries have their modes",
+        )
+    } else {
+        Check::warn(
+            "modes",
+            drift
+                .iter()
+                .map(|d| format!("{}: {}", d.path.display(), d.problem))
+                .collect::<Vec<_>>()
+                .join("; "),
+            "sudo banger system install  # recreates the layout with the right owners and modes",
+        )
+    });
+    checks
 }
 
 /// Pings the daemon. Not running is a WARN (the host may be fine; start it when needed);

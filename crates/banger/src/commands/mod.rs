@@ -21,6 +21,7 @@ pub mod vm_policy;
 pub mod vm_run;
 pub mod vm_set;
 pub mod vm_show;
+pub mod vm_snapshot;
 pub mod vm_ssh;
 pub mod workspace;
 pub mod workspace_exec;
@@ -56,6 +57,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
             VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
+            VmCommand::Snapshot(args) => done(vm_snapshot::snapshot(ctx, args).await),
+            VmCommand::Fork(args) => done(vm_snapshot::fork(ctx, args).await),
             VmCommand::Policy(PolicyCommand::Show(args)) => done(vm_policy::show(ctx, args).await),
             VmCommand::Policy(PolicyCommand::Set(args)) => done(vm_policy::set(ctx, args).await),
             VmCommand::Workspace(WorkspaceCommand::Prepare(args)) => {
@@ -87,10 +90,11 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
         Command::SshConfig(args) => done(ssh_config::run(ctx, args)),
         Command::SshProxy(args) => ssh_proxy::run(ctx, args).await,
         Command::System(command) => done(match command {
-            SystemCommand::Install(_) => system::not_yet("install"),
-            SystemCommand::Status(_) => system::not_yet("status"),
-            SystemCommand::Restart(_) => system::not_yet("restart"),
-            SystemCommand::Uninstall(_) => system::not_yet("uninstall"),
+            SystemCommand::Install(args) => system::install(ctx, args).await,
+            SystemCommand::Status(args) => system::status(ctx, args).await,
+            SystemCommand::Restart(args) => system::restart(ctx, args).await,
+            SystemCommand::Uninstall(args) => system::uninstall(ctx, args).await,
+            SystemCommand::Supervise(args) => system::supervise(ctx, args),
         }),
         Command::Doctor(args) => doctor::doctor(ctx, args).await,
         Command::Health(args) => done(ping::health(ctx, args).await),

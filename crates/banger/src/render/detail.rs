@@ -84,6 +84,19 @@ pub fn vm(vm: &VmInfo, now: jiff::Timestamp) -> String {
         ("address", vm.address.clone()),
         ("pid", vm.pid.map(|p| p.to_string())),
         ("boot id", vm.boot_id.clone()),
+        (
+            "forked from",
+            vm.forked_from.as_ref().map(|origin| {
+                if origin.shares_boot_id {
+                    format!(
+                        "snapshot {} of {} (restored: boot id shared with the snapshot until a cold boot)",
+                        origin.snapshot, origin.source_vm
+                    )
+                } else {
+                    format!("snapshot {} of {}", origin.snapshot, origin.source_vm)
+                }
+            }),
+        ),
         ("workspace", workspace),
         (
             "created",

@@ -6,6 +6,7 @@
 pub mod host_probe;
 pub mod image;
 pub mod kernel;
+pub mod snapshot;
 pub mod system;
 pub mod vm;
 pub mod vm_logs;

@@ -54,7 +54,7 @@ pub async fn show(
     Ok(with_pid(ctx, record))
 }
 
-fn vm_error(err: banger_vm::VmError) -> ApiError {
+pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
     use banger_vm::VmErrorKind;
     let message = banger_vm::chain(&err);
     let missing = match &err {
@@ -101,7 +101,7 @@ pub(crate) fn workspace_hint(error: &banger_workspace::WorkspaceError) -> &'stat
     }
 }
 
-fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
+pub(crate) fn with_pid(ctx: &DaemonContext, record: &banger_model::VmRecord) -> VmInfo {
     let mut info = vm_view::vm_info(record);
     info.pid = ctx.services.vms.pid_of(&record.id);
     info

@@ -30,6 +30,13 @@ pub fn vm_info(record: &VmRecord) -> VmInfo {
         started_at: record.runtime.started_at.clone(),
         last_error: record.runtime.last_error.clone(),
         dir: record.runtime.dir.clone(),
+        forked_from: record.runtime.forked_from.as_ref().map(|origin| {
+            banger_api::types::ForkedFrom {
+                snapshot: origin.snapshot.clone(),
+                source_vm: origin.source_vm.clone(),
+                shares_boot_id: origin.restored_boot,
+            }
+        }),
     }
 }
 

@@ -36,6 +36,7 @@ fn fixture_vms() -> Vec<VmInfo> {
             started_at: Some("2026-03-01T11:55:04Z".into()),
             last_error: None,
             dir: Some("/home/u/.local/state/banger/vms/0f3c2a9e4b7d".into()),
+            forked_from: None,
         },
         VmInfo {
             id: "9a8b7c6d5e4f".into(),
@@ -58,6 +59,7 @@ fn fixture_vms() -> Vec<VmInfo> {
             started_at: None,
             last_error: Some("guest agent did not answer within 30s".into()),
             dir: None,
+            forked_from: None,
         },
     ]
 }

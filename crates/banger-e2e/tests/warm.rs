@@ -1,0 +1,461 @@
+//! Warm starts on real tiny guests: a running VM is snapshotted (and keeps running), two
+//! forks of the snapshot run at once and are different machines (hostname, address, MAC,
+//! machine-id, ssh host key, `/dev/urandom`), reachable on their new addresses, with the
+//! clock set from the host; each fork's disk passes `e2fsck` holding only its own
+//! writes; the snapshot's files are owner-only and unchanged by the forks; delete is
+//! refused while forks run and removes every file after.
+//!
+//! The daemon and the root helper run in a network namespace made for the test (forks
+//! need real taps and leases to show distinct addresses and MACs). Needs root, plus what
+//! every VM test needs; otherwise the skip is recorded (`banger_requires`), and fails under `CI=true`.
+
+// Test code: skips and measurements go to stderr, and the lab's tools run directly.
+#![allow(clippy::print_stderr, clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use banger_e2e::{HostOptions, TestHost, bin_dir, exit_code, require_vm, text};
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One namespace with the root helper in it; dropped after the host (declare it first).
+struct Lab {
+    ns: String,
+    dir: tempfile::TempDir,
+    helper: Option<Child>,
+}
+
+impl Lab {
+    fn new() -> Result<Lab> {
+        let lab = Lab {
+            ns: format!("bgwarm-{}", std::process::id()),
+            dir: tempfile::Builder::new().prefix("banger-warm-").tempdir()?,
+            helper: None,
+        };
+        run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
+        run(Command::new("ip").args(["-n", &lab.ns, "link", "set", "lo", "up"]))?;
+        Ok(lab)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("helper.sock")
+    }
+
+    fn start_helper(&mut self, host: &TestHost) -> Result<()> {
+        let log = std::fs::File::create(self.dir.path().join("helper.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(bin_dir().join("banger-helper"))
+            .args(["--owner-uid", "0", "--state-dir"])
+            .arg(host.state_dir())
+            .arg("--runtime-dir")
+            .arg(host.root().join("runtime"))
+            .arg("--socket")
+            .arg(self.socket())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.helper = Some(child);
+        let socket = self.socket();
+        banger_e2e::wait_until("banger-helper listens", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&socket)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        Ok(())
+    }
+
+    /// Whether the guest's sshd greets a TCP connection from the lab's namespace.
+    fn ssh_banner(&self, address: &str) -> bool {
+        let script = format!("exec 3<>/dev/tcp/{address}/22 && head -c 4 <&3");
+        Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "timeout", "5", "bash", "-c", &script,
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|out| out.stdout.starts_with(b"SSH-"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.helper.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = run(Command::new("ip").args(["netns", "del", &self.ns]));
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    run(Command::new("sha256sum").arg(path))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn host_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// What makes one machine itself, as read inside the guest.
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
+    hostname: String,
+    mac: String,
+    address: String,
+    machine_id: String,
+    host_key: String,
+    urandom: String,
+}
+
+const HOST_KEY: &str = "/etc/dropbear/dropbear_ed25519_host_key";
+
+fn identity(host: &TestHost, vm: &str) -> Identity {
+    let sh = |script: &str| host.exec_ok(vm, &["sh", "-c", script]).trim().to_string();
+    Identity {
+        hostname: sh("hostname"),
+        mac: sh("cat /sys/class/net/eth0/address"),
+        address: sh("ip -4 addr show dev eth0 | sed -n 's/.*inet \\([0-9./]*\\).*/\\1/p'"),
+        machine_id: sh("cat /etc/machine-id"),
+        host_key: sh(&format!("dropbearkey -y -f {HOST_KEY} | grep ^ssh-")),
+        urandom: sh("head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'"),
+    }
+}
+
+#[test]
+fn forks_of_one_snapshot_are_distinct_machines_on_private_disks() -> Result<()> {
+    require_vm!(Root);
+    // The shared cache is filled from the host's namespace (the lab has no uplink).
+    {
+        let outside = TestHost::start()?;
+        let image = outside.banger_json(&["image", "pull", "tiny"]);
+        let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
+        outside.banger_ok(&["kernel", "pull", &kernel]);
+    }
+    let mut lab = Lab::new()?;
+    let mut host = TestHost::prepare(HostOptions {
+        netns: Some(lab.ns.clone()),
+        env: vec![(
+            "BANGER_HELPER_SOCKET".into(),
+            lab.socket().display().to_string(),
+        )],
+        ..HostOptions::default()
+    })?;
+    lab.start_helper(&host)?;
+    host.start_daemon()?;
+    let started = Instant::now();
+
+    host.create_vm("src", &["--image", "tiny"]);
+    // Make the source something the forks must not inherit: a machine-id, a host key,
+    // and a clock one hour behind (a restored clock is frozen at the snapshot).
+    host.exec_ok(
+        "src",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "echo 0123456789abcdef0123456789abcdef > /etc/machine-id; \
+                 [ -s {HOST_KEY} ] || dropbearkey -t ed25519 -f {HOST_KEY} >/dev/null 2>&1; \
+                 echo src > /root/src.txt; sync; date -s @{} >/dev/null",
+                host_now() - 3600
+            ),
+        ],
+    );
+    let source = identity(&host, "src");
+    let src_address = host.vm_show("src")["address"].as_str().unwrap().to_string();
+    host.banger_ok(&["vm", "ports", "src"]);
+    assert!(
+        lab.ssh_banner(&src_address),
+        "the source's sshd answers on {src_address}"
+    );
+
+    let snap = host.banger_json(&["vm", "snapshot", "src", "--name", "base"]);
+    assert_eq!(snap["state"], "ready", "{snap}");
+    let dir = PathBuf::from(snap["dir"].as_str().unwrap());
+    assert!(dir.starts_with(host.state_dir()), "{}", dir.display());
+    assert_eq!(mode(&dir), 0o700);
+    let files = ["state", "mem", "disk.ext4"];
+    for file in files {
+        assert_eq!(
+            mode(&dir.join(file)),
+            0o400,
+            "{file} is owner-only, read-only"
+        );
+    }
+    let before: Vec<String> = files.iter().map(|f| sha256(&dir.join(f))).collect();
+    // The source keeps running.
+    assert_eq!(host.exec_ok("src", &["cat", "/root/src.txt"]), "src\n");
+
+    let fork_started = Instant::now();
+    let forks = host.banger_json(&["vm", "fork", "base", "--name", "c", "-n", "2"]);
+    banger_e2e::report_timing("vm fork -n 2 (tiny)", fork_started.elapsed());
+    let names: Vec<&str> = forks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vm| vm["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c-1", "c-2"]);
+
+    let refused = host.banger(&["vm", "snapshot", "delete", "base"]);
+    assert_ne!(exit_code(&refused), Some(0));
+    assert!(
+        text(&refused.stderr).contains("c-1"),
+        "delete names the running forks: {}",
+        text(&refused.stderr)
+    );
+
+    let mut seen = vec![source];
+    for name in ["c-1", "c-2"] {
+        let show = host.vm_show(name);
+        assert_eq!(show["state"], "running");
+        assert_eq!(show["forked_from"]["snapshot"], "base");
+        assert_eq!(show["forked_from"]["shares_boot_id"], true);
+        // `vm ports` waits for the host key read, so the fork's new key exists.
+        host.banger_ok(&["vm", "ports", name]);
+        let id = identity(&host, name);
+        assert_eq!(id.hostname, name);
+        let address = show["address"].as_str().unwrap();
+        assert_eq!(id.address.split('/').next(), Some(address), "{id:?}");
+        if !lab.ssh_banner(address) {
+            let inside = host.exec(
+                name,
+                &["sh", "-c", "ip addr; ip route; ip neigh; cat /proc/net/arp"],
+            );
+            let log = host.daemon_log();
+            let notes: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("identity") || l.contains("new identity"))
+                .collect();
+            panic!(
+                "{name} 's sshd does not answer on {address}:\n{}\n{}",
+                text(&inside.stdout),
+                notes.join("\n")
+            );
+        }
+        let guest_time: i64 = host.exec_ok(name, &["date", "+%s"]).trim().parse()?;
+        assert!(
+            (guest_time - host_now()).abs() <= 10,
+            "{name}'s clock is the host's: {guest_time} vs {}",
+            host_now()
+        );
+        assert_eq!(id.machine_id.len(), 32, "{id:?}");
+        assert!(id.host_key.starts_with("ssh-ed25519 "), "{id:?}");
+        for other in &seen {
+            assert_ne!(id.hostname, other.hostname);
+            assert_ne!(id.mac, other.mac, "MAC of {name}");
+            assert_ne!(id.address, other.address, "address of {name}");
+            assert_ne!(id.machine_id, other.machine_id, "machine-id of {name}");
+            assert_ne!(id.host_key, other.host_key, "host key of {name}");
+            assert_ne!(id.urandom, other.urandom, "/dev/urandom of {name}");
+        }
+        host.exec_ok(
+            name,
+            &[
+                "sh",
+                "-c",
+                &format!("head -c 4000000 /dev/urandom > /root/{name}.bin; echo {name} > /root/{name}.txt; sync"),
+            ],
+        );
+        seen.push(id);
+    }
+
+    let mut disks = Vec::new();
+    for name in ["c-1", "c-2"] {
+        let show = host.vm_show(name);
+        host.banger_ok(&["vm", "stop", name, "--timeout", "5"]);
+        disks.push((
+            name,
+            PathBuf::from(show["dir"].as_str().unwrap()).join("root.ext4"),
+        ));
+    }
+    for (name, disk) in &disks {
+        run(Command::new("e2fsck").args(["-fn"]).arg(disk))
+            .with_context(|| format!("e2fsck of {name}'s disk"))?;
+        let listing = run(Command::new("debugfs")
+            .args(["-R", "ls -p /root"])
+            .arg(disk))?;
+        let other = if *name == "c-1" { "c-2" } else { "c-1" };
+        assert!(listing.contains(&format!("/{name}.txt/")), "{listing}");
+        assert!(listing.contains("/src.txt/"), "{listing}");
+        assert!(
+            !listing.contains(other),
+            "{name}'s disk holds {other}'s files: {listing}"
+        );
+    }
+    let after: Vec<String> = files.iter().map(|f| sha256(&dir.join(f))).collect();
+    assert_eq!(before, after, "the snapshot's files are unchanged");
+
+    // Stopped forks do not hold the snapshot.
+    host.banger_ok(&["vm", "snapshot", "delete", "base"]);
+    assert!(!dir.exists(), "the snapshot's files are gone");
+    assert_eq!(
+        host.banger_json(&["vm", "snapshot", "list"]),
+        serde_json::json!([])
+    );
+    for name in ["c-1", "c-2", "src"] {
+        host.banger_ok(&["vm", "delete", "--force", name]);
+    }
+    banger_e2e::report_timing("warm e2e (tiny)", started.elapsed());
+    drop(host);
+    drop(lab);
+    Ok(())
+}
+
+fn sigkill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill -9 {pid} failed");
+}
+
+/// Runs `call` through the API and SIGKILLs the daemon when stage `stage` starts;
+/// returns whether it did.
+fn kill_at_stage<M: banger_api::Method>(host: &TestHost, params: &M::Params, stage: &str) -> bool
+where
+    M::Params: Sync,
+{
+    let daemon = host.daemon_pid().unwrap();
+    let mut fired = false;
+    let _ = host.block_on(async {
+        let mut client = host.client().await.unwrap();
+        client
+            .call::<M>(params, |event| {
+                if !fired
+                    && matches!(&event, banger_api::Event::Stage { stage: s, state: banger_api::StageState::Started, .. } if s == stage)
+                {
+                    fired = true;
+                    sigkill(daemon);
+                }
+            })
+            .await
+    });
+    fired
+}
+
+/// The daemon SIGKILLed mid-snapshot (while the source is paused, and while the memory
+/// is converted) and mid-fork (while the fork is restored): after a restart no snapshot,
+/// file, fork or VMM is left half-made, and the source VM runs and answers.
+#[test]
+fn daemon_killed_mid_snapshot_or_mid_fork_leaves_nothing_half_made() {
+    require_vm!();
+    let mut host = TestHost::start().unwrap();
+    host.create_vm("src", &["--image", "tiny"]);
+    let snapshots = host.state_dir().join("snapshots");
+    for stage in ["pause and save", "save memory"] {
+        let params = banger_api::methods::VmSnapshotParams {
+            vm: "src".into(),
+            name: Some("cut".into()),
+        };
+        assert!(
+            kill_at_stage::<banger_api::methods::VmSnapshot>(&host, &params, stage),
+            "stage {stage} never started"
+        );
+        host.kill_daemon(9).unwrap();
+        host.start_daemon().unwrap();
+        assert_eq!(
+            host.banger_json(&["vm", "snapshot", "list"]),
+            serde_json::json!([]),
+            "killed at {stage}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&snapshots)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "killed at {stage}: {left:?} left");
+        let src = host.vm_show("src");
+        assert_eq!(src["state"], "running", "killed at {stage}: {src}");
+        let pid = src["pid"].as_u64().unwrap() as u32;
+        assert_eq!(
+            host.vmm_pids(),
+            vec![pid],
+            "killed at {stage}: only the source's VMM runs"
+        );
+        let hostname = banger_e2e::wait_until(
+            "the source answers after the restart",
+            Duration::from_secs(60),
+            || {
+                let out = host.exec("src", &["hostname"]);
+                if out.status.success() {
+                    Ok(text(&out.stdout))
+                } else {
+                    Err(text(&out.stderr))
+                }
+            },
+        );
+        assert_eq!(hostname.trim(), "src", "killed at {stage}");
+    }
+
+    host.banger_ok(&["vm", "snapshot", "src", "--name", "base"]);
+    let params = banger_api::methods::VmForkParams {
+        source: "base".into(),
+        name: Some("k".into()),
+        count: Some(1),
+    };
+    assert!(kill_at_stage::<banger_api::methods::VmFork>(
+        &host, &params, "restore"
+    ));
+    host.kill_daemon(9).unwrap();
+    host.start_daemon().unwrap();
+    assert_eq!(
+        host.vm_names(),
+        vec!["src".to_string()],
+        "the cut fork is gone"
+    );
+    let src_pid = host.vm_show("src")["pid"].as_u64().unwrap() as u32;
+    assert_eq!(
+        host.vmm_pids(),
+        vec![src_pid],
+        "no VMM of the cut fork is left"
+    );
+    let src_id = host.vm_show("src")["id"].as_str().unwrap().to_string();
+    for dir in host.vm_dirs() {
+        assert!(
+            dir.ends_with(&src_id),
+            "only the source's directories are left: {}",
+            dir.display()
+        );
+    }
+    let list = host.banger_json(&["vm", "snapshot", "list"]);
+    assert_eq!(list[0]["name"], "base");
+    assert_eq!(list[0]["state"], "ready");
+    // The snapshot still forks.
+    let forks = host.banger_json(&["vm", "fork", "base", "--name", "k"]);
+    assert_eq!(forks[0]["state"], "running");
+    assert_eq!(host.exec_ok("k", &["hostname"]).trim(), "k");
+    for vm in ["k", "src"] {
+        host.banger_ok(&["vm", "delete", "--force", vm]);
+    }
+    host.banger_ok(&["vm", "snapshot", "delete", "base"]);
+    host.assert_no_vm_left("after the crash test");
+}
