@@ -12,6 +12,8 @@
 //!   (`bench_images.rs`; `cargo xtask bench images` runs that part alone);
 //! - workspace export of 1,000 changed files, `vm cp` of a tree vs `tar | vm exec` and
 //!   `tar | ssh` (`bench_workspace.rs`; `cargo xtask bench export` alone).
+//! - network policies: the policy resolver's added latency and rate, the helper's policy
+//!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest);
 //! - warm starts: `vm fork` from a snapshot vs cold boots (`bench_warm.rs`; `cargo xtask
 //!   bench warm` runs that part alone, on a debug build).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
@@ -29,6 +31,8 @@ use anyhow::{Context, Result, bail};
 mod images;
 #[path = "bench_mcp.rs"]
 mod mcp;
+#[path = "bench_policy.rs"]
+mod policy;
 #[path = "bench_warm.rs"]
 mod warm;
 #[path = "bench_workspace.rs"]
@@ -231,6 +235,23 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("policy") {
+        // No guest and no release build: the resolver runs in this process, the helper
+        // is the debug build.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "banger-helper"])
+            .current_dir(root)
+            .status()?;
+        if !status.success() {
+            bail!("cargo build -p banger-helper failed");
+        }
+        let section = policy::section(root)?;
+        let path = root.join("BENCHMARKS.md");
+        let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, policy::splice(&report, &section))?;
+        eprintln!("bench: wrote the network policy section of BENCHMARKS.md");
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("warm") {
         return run_warm(root);
     }

@@ -268,7 +268,8 @@ pub const RULES: &[Rule] = &[
         krate: "banger-e2e",
         layer: Layer::Tooling,
         may_use: &["banger-api", "banger-requires"],
-        tests_may_use: &["banger-image", "banger-exec", "banger-model"],
+        // banger-net: the policy test sends the SNI check's own ClientHello from a guest.
+        tests_may_use: &["banger-image", "banger-exec", "banger-model", "banger-net"],
         note: "real-guest harness: drives the binaries, speaks only the API",
     },
     Rule {
@@ -282,6 +283,9 @@ pub const RULES: &[Rule] = &[
             "banger-proto",
             "banger-vm",
             "banger-api",
+            // `bench policy`: the policy resolver in process, the helper through its client.
+            "banger-dns",
+            "banger-net",
         ],
         tests_may_use: &[],
         note: "benchmarks drive the services and the harness",

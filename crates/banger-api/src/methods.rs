@@ -73,6 +73,10 @@ methods! {
     VmPorts = "vm.ports": VmRef => Vec<PortInfo>;
     /// Change vCPUs, memory or disk of a stopped VM.
     VmSet = "vm.set": VmSetParams => VmInfo;
+    /// Replace (or remove) a VM's network policy; a running VM's rules change at once.
+    VmPolicySet = "vm.policy.set": VmPolicySetParams => PolicyInfo;
+    /// A VM's network policy and, while it runs, its drop counter.
+    VmPolicyShow = "vm.policy.show": VmRef => PolicyInfo;
     /// How to reach the guest with ssh (address, user, key, known_hosts).
     VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
     /// Unpack a tar stream, sent as input frames, at a guest path (`docker cp` rules).
@@ -141,6 +145,39 @@ pub struct VmCreateParams {
     /// A repository to copy in, as a disk attached at boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<WorkspaceSource>,
+    /// `--allow HOST[:PORT]` values: the VM gets a network policy allowing only these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// A network policy allowing nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny_all: bool,
+}
+
+/// `vm policy set`: exactly one of `allow` (non-empty), `deny_all`, `clear`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPolicySetParams {
+    pub vm: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny_all: bool,
+    /// Remove the policy: `--nat` alone decides again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clear: bool,
+}
+
+/// A VM's network policy as `vm policy show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub vm: String,
+    /// The allow rules (`[]`: deny all); `None`: the VM has no policy.
+    pub policy: Option<Vec<String>>,
+    /// Whether the guest gets NAT (a policy allowing something implies it).
+    pub nat: bool,
+    pub running: bool,
+    /// Packets dropped by the policy's rules since they were installed (running VMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_packets: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

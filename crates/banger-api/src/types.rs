@@ -49,6 +49,9 @@ pub struct VmInfo {
     pub memory_mib: u64,
     pub disk_mib: u64,
     pub nat: bool,
+    /// The network policy's allow rules (`[]`: deny all); absent without a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Vec<String>>,
     /// VMM driver (`qemu` or `firecracker`).
     pub driver: String,
     /// `kvm` or `tcg` while running (QEMU); `kvm` for Firecracker.

@@ -3,15 +3,22 @@
 //! queries for known VM names, NXDOMAIN for other names under `.vm`, and REFUSED for
 //! everything else: it is not a resolver and forwards nothing.
 //!
+//! Beside it, [`policy_server`] is the resolver of guests under a network policy: it
+//! forwards only the names their policy allows (the pure part is [`filter`]) and feeds
+//! the answers' addresses to the host's rules before the guest sees them.
+//!
 //! [`wire`] holds the pure packet logic ([`answer`]), [`names`] the lookup side
 //! ([`NameTable`], [`StaticNames`]) and [`server`] the UDP loop ([`serve`]), which takes a
 //! bound socket and a shutdown future.
 
+pub mod filter;
 pub mod names;
+pub mod policy_server;
 pub mod server;
 pub mod wire;
 
 pub use names::{NameTable, StaticNames};
+pub use policy_server::{PolicyLookup, PolicyTable, serve_policy};
 pub use server::serve;
 pub use wire::{TTL_SECS, ZONE, answer, answer_into};
 

@@ -3,7 +3,8 @@
 //! installation's helper put on the host for one bridge and pool: the taps enslaved to
 //! the bridge, banger's NAT rules for the bridge and the pool's guests (banger's nftables
 //! table too once no rule is left in it, so another installation's rules are kept), the
-//! `.vm` routing on the bridge, and the bridge. Each step is idempotent; an interface of
+//! network policies of the pool's guests (banger's `bangerpol` tables too once no other
+//! guest's policy is left in them), the `.vm` routing on the bridge, and the bridge. Each step is idempotent; an interface of
 //! the same name that is not a bridge is left alone, as everywhere in the helper.
 
 use banger_proto::helper::{HelperError, Ipv4Subnet, check_tap_name};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use crate::dns;
 use crate::link::{self, failed};
 use crate::nat::{self, NftRule, base_comment, comment_guest};
+use crate::policy;
 use crate::tool::ToolRunner;
 
 const OP: &str = "cleanup";
@@ -22,6 +24,9 @@ pub struct CleanupReport {
     pub taps: Vec<String>,
     pub nat_rules: usize,
     pub nat_table_removed: bool,
+    /// Guests whose network policy was removed.
+    pub policies: usize,
+    pub policy_tables_removed: bool,
     pub bridge_removed: bool,
 }
 
@@ -62,6 +67,9 @@ pub fn cleanup(
             }
         }
     }
+    let (policies, policy_tables_removed) = policy::cleanup_pool(tools, OP, pool)?;
+    report.policies = policies;
+    report.policy_tables_removed = policy_tables_removed;
     dns::teardown_dns(tools, bridge)?;
     let had_bridge = links.iter().any(|l| l.name == bridge && l.is_bridge());
     link::delete_bridge(tools, bridge)?;
@@ -152,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn cleanup_removes_taps_rules_dns_and_bridge() {
+    fn cleanup_removes_taps_rules_policies_dns_and_bridge() {
         let links = r#"[
             {"ifname":"banger0","flags":["UP"],"linkinfo":{"info_kind":"bridge"}},
             {"ifname":"bgt-0123abcd","master":"banger0","linkinfo":{"info_kind":"tun","info_data":{"type":"tap"}}},
@@ -161,11 +169,21 @@ mod tests {
         let table = r#"{"nftables":[{"rule":{"family":"ip","table":"banger","chain":"forward","handle":1,"comment":"banger-base=banger0"}}]}"#;
         let tools = FakeTools::new()
             .reply("ip -j -d link show", links)
-            .reply("nft -j list table ip banger", table);
+            .reply("nft -j list table ip banger", table)
+            .reply(
+                "nft -j list tables",
+                r#"{"nftables":[{"table":{"family":"ip","name":"bangerpol"}}]}"#,
+            )
+            .reply(
+                "nft -j list table ip bangerpol",
+                r#"{"nftables":[{"chain":{"family":"ip","table":"bangerpol","name":"g_172_30_0_2"}}]}"#,
+            );
         let report = cleanup(&tools, "banger0", &pool()).unwrap();
         assert_eq!(report.taps, ["bgt-0123abcd"]);
         assert_eq!(report.nat_rules, 1);
         assert!(report.nat_table_removed && report.bridge_removed);
+        assert_eq!(report.policies, 1);
+        assert!(report.policy_tables_removed);
         let commands = tools.commands();
         for expected in [
             "ip link del dev bgt-0123abcd",
@@ -182,6 +200,14 @@ mod tests {
         assert!(
             !commands.iter().any(|c| c.contains("bgt-99999999")),
             "{commands:?}"
+        );
+        assert!(
+            tools
+                .stdins()
+                .iter()
+                .any(|s| s == "delete table ip bangerpol\n"),
+            "{:?}",
+            tools.stdins()
         );
     }
 }

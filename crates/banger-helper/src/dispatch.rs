@@ -14,6 +14,7 @@ use crate::dns;
 use crate::link::{self, failed};
 use crate::listing;
 use crate::nat::{self, NatTarget};
+use crate::policy::{self, PolicyTarget};
 use crate::tool::ToolRunner;
 use crate::validate::{self, check_uplink_name};
 
@@ -132,6 +133,53 @@ impl Helper {
                 validate::dns_server(&config.subnet, server_ip, port)?;
                 let _guard = self.locked();
                 dns::setup_dns(tools, &bridge, server_ip, port).map(|()| Answer::done())
+            }
+            HelperRequest::SetPolicy {
+                guest_ip,
+                tap,
+                resolver_port,
+                sni_port,
+                nets,
+                keep_learned,
+            } => {
+                validate::guest_address(&config.subnet, guest_ip)?;
+                validate::tap_name(&tap)?;
+                validate::dns_server(&config.subnet, config.subnet.gateway(), resolver_port)?;
+                if let Some(port) = sni_port {
+                    validate::dns_server(&config.subnet, config.subnet.gateway(), port)?;
+                }
+                policy::check_nets(&nets)?;
+                let target = PolicyTarget {
+                    guest_ip,
+                    tap: &tap,
+                    gateway: config.subnet.gateway(),
+                    resolver_port,
+                    sni_port,
+                    nets: &nets,
+                    keep_learned,
+                };
+                let _guard = self.locked();
+                policy::set_policy(tools, &target).map(|()| Answer::done())
+            }
+            HelperRequest::RemovePolicy { guest_ip } => {
+                validate::guest_address(&config.subnet, guest_ip)?;
+                let _guard = self.locked();
+                policy::remove_policy(tools, guest_ip).map(|()| Answer::done())
+            }
+            HelperRequest::AddPolicyAddresses { guest_ip, entries } => {
+                validate::guest_address(&config.subnet, guest_ip)?;
+                policy::check_addresses(&config.subnet, &entries)?;
+                let _guard = self.locked();
+                policy::add_addresses(tools, guest_ip, &entries).map(|()| Answer::done())
+            }
+            HelperRequest::PolicyCounters { guest_ip } => {
+                validate::guest_address(&config.subnet, guest_ip)?;
+                let _guard = self.locked();
+                let dropped_packets = policy::dropped(tools, guest_ip)?;
+                Ok(Answer {
+                    outcome: HelperOutcome::PolicyCounters { dropped_packets },
+                    fd: None,
+                })
             }
         }
     }

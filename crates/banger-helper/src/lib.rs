@@ -1,11 +1,12 @@
 //! banger-helper: the small root helper. It runs as root on its own Unix socket, serves
 //! only the owner uid, and performs a closed set of typed operations for the daemon
 //! (`banger_proto::helper::HelperRequest`): bridge and taps (`link`), handing an opened
-//! tap to an unprivileged VMM, per-guest NAT in banger's own nftables table (`nat`) and
-//! per-link DNS (`dns`), and lists what of banger's is on the host (`listing`, for the
-//! daemon's reconcile); `probe` tells whether a helper already answers on a socket, and
-//! `cleanup` (run by root at uninstall, not over the socket) removes an installation's
-//! bridge, taps, NAT rules and DNS routing. Every
+//! tap to an unprivileged VMM, per-guest NAT in banger's own nftables table (`nat`),
+//! per-guest network policies (`policy`: layer-2 and IPv4 rules, learned-address sets)
+//! and per-link DNS (`dns`), and lists what of banger's is on the host (`listing`, for
+//! the daemon's reconcile); `probe` tells whether a helper already answers on a socket,
+//! and `cleanup` (run by root at uninstall, not over the socket) removes an
+//! installation's bridge, taps, NAT rules, policies and DNS routing. Every
 //! argument is validated (`validate`) before anything is touched; external tools run
 //! with an explicit argv and a clean environment (`tool`), never through a shell. It is
 //! synchronous on purpose: std threads, no async runtime.
@@ -18,6 +19,7 @@ pub mod link;
 pub mod listing;
 pub mod log;
 pub mod nat;
+pub mod policy;
 pub mod probe;
 pub mod server;
 pub mod tool;

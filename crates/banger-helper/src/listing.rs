@@ -2,7 +2,8 @@
 //! its store after a crash and remove what no VM owns. Taps are read from
 //! `ip -j -d link show` (only `tun` links of type `tap` whose name has banger's shape);
 //! guest addresses from the comments of banger's NAT rules, in banger's nftables table or
-//! (without `nft`) in iptables' chains, as `add_nat` wrote them. Nothing is changed, and
+//! (without `nft`) in iptables' chains, as `add_nat` wrote them; policy guests from the
+//! comments and chain names of banger's policy tables (`policy`). Nothing is changed, and
 //! the listing holds only names and addresses the helper would accept in a request.
 
 use std::net::Ipv4Addr;
@@ -34,7 +35,8 @@ pub fn list_network(
             Err(_nft_missing) => iptables_guests(tools)?,
         },
     };
-    Ok(NetworkListing::new(taps, guests, pool))
+    let policy_guests = crate::policy::guests(tools, OP)?;
+    Ok(NetworkListing::new(taps, guests, pool).with_policy_guests(policy_guests, pool))
 }
 
 /// The guests named by rules in banger's nftables table; none when the table does not
@@ -109,6 +111,17 @@ mod tests {
       {"rule":{"family":"ip","table":"banger","chain":"postrouting","handle":9,"comment":"banger-vm=10.9.9.9,via=eth0"}},
       {"rule":{"family":"ip","table":"banger","chain":"postrouting","handle":10,"comment":"someone else's"}}]}"#;
 
+    const POLICY_TABLES: &str = r#"{"nftables":[{"metainfo":{"json_schema_version":1}},
+      {"table":{"family":"ip","name":"banger","handle":2}},
+      {"table":{"family":"ip","name":"bangerpol","handle":3}}]}"#;
+
+    const POLICY_TABLE: &str = r#"{"nftables":[{"metainfo":{"json_schema_version":1}},
+      {"table":{"family":"ip","name":"bangerpol","handle":3}},
+      {"chain":{"family":"ip","table":"bangerpol","name":"input","handle":1}},
+      {"chain":{"family":"ip","table":"bangerpol","name":"g_172_30_0_9","handle":2}},
+      {"rule":{"family":"ip","table":"bangerpol","chain":"input","handle":4,"comment":"banger-pol=172.30.0.5,tap=bgt-0123abcd"}},
+      {"rule":{"family":"ip","table":"bangerpol","chain":"input","handle":5,"comment":"banger-pol=10.1.1.1,tap=bgt-0123abcd"}}]}"#;
+
     fn pool() -> Ipv4Subnet {
         "172.30.0.0/24".parse().unwrap()
     }
@@ -122,11 +135,15 @@ mod tests {
         let tools = FakeTools::new()
             .reply("ip -j -d link show", LINKS)
             .reply("nft -j list tables ip", TABLES)
-            .reply("nft -j list table ip banger", TABLE);
+            .reply("nft -j list table ip banger", TABLE)
+            .reply("nft -j list tables", POLICY_TABLES)
+            .reply("nft -j list table ip bangerpol", POLICY_TABLE);
         let listing = list_network(&tools, NatBackend::Auto, &pool()).unwrap();
         assert_eq!(listing.taps, ["bgt-0123abcd", "bgt-lost"]);
         // Once each, sorted; the address outside the pool is not banger's to remove.
         assert_eq!(listing.nat_guests, [ip("172.30.0.3"), ip("172.30.0.7")]);
+        // Policy guests by rule comment and by a chain left without rules.
+        assert_eq!(listing.policy_guests, [ip("172.30.0.5"), ip("172.30.0.9")]);
         assert!(
             tools.commands().iter().all(|c| !c.contains(" -f ")),
             "listing changes nothing: {:?}",
@@ -138,12 +155,17 @@ mod tests {
     fn no_table_means_no_rules() {
         let tools = FakeTools::new()
             .reply("ip -j -d link show", "[]")
-            .reply("nft -j list tables ip", NO_BANGER_TABLE);
+            .reply("nft -j list tables ip", NO_BANGER_TABLE)
+            .reply("nft -j list tables", NO_BANGER_TABLE);
         let listing = list_network(&tools, NatBackend::Nft, &pool()).unwrap();
         assert_eq!(listing, NetworkListing::default());
         assert_eq!(
             tools.commands(),
-            ["ip -j -d link show", "nft -j list tables ip"]
+            [
+                "ip -j -d link show",
+                "nft -j list tables ip",
+                "nft -j list tables"
+            ]
         );
     }
 

@@ -77,6 +77,11 @@ pub struct NftRule {
 
 /// Parses the rules out of `nft -j list table ip banger`.
 pub fn parse_nft_rules(json: &[u8]) -> Result<Vec<NftRule>, String> {
+    parse_table_rules(json, "ip", TABLE)
+}
+
+/// Parses the rules of table `family table` out of an `nft -j list` output.
+pub fn parse_table_rules(json: &[u8], family: &str, table: &str) -> Result<Vec<NftRule>, String> {
     let root: Value =
         serde_json::from_slice(json).map_err(|e| format!("unreadable `nft -j` output: {e}"))?;
     let items = root
@@ -86,8 +91,8 @@ pub fn parse_nft_rules(json: &[u8]) -> Result<Vec<NftRule>, String> {
     let mut rules = Vec::new();
     for rule in items.iter().filter_map(|item| item.get("rule")) {
         let field = |name: &str| rule.get(name);
-        if field("family").and_then(Value::as_str) != Some("ip")
-            || field("table").and_then(Value::as_str) != Some(TABLE)
+        if field("family").and_then(Value::as_str) != Some(family)
+            || field("table").and_then(Value::as_str) != Some(table)
         {
             continue;
         }

@@ -281,6 +281,7 @@ fn adds_to_the_host(request: &HelperRequest) -> bool {
             | HelperRequest::OpenTap { .. }
             | HelperRequest::AddNat { .. }
             | HelperRequest::SetupDns { .. }
+            | HelperRequest::SetPolicy { .. }
     )
 }
 

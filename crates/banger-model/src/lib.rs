@@ -1,5 +1,5 @@
 //! banger's domain types and the pure rules over them: VM names and ids, sizes, VM specs
-//! and their limits, lifecycle states, guest signals, reference lookup, the built-in
+//! and their limits, lifecycle states, network policies (allow-lists), guest signals, reference lookup, the built-in
 //! catalog names, and the progress-reporting trait long operations use. Nothing here
 //! does I/O, so every rule is table-tested and shared by the CLI and the daemon.
 
@@ -9,6 +9,7 @@ pub mod dirs;
 pub mod id;
 pub mod lookup;
 pub mod name;
+pub mod policy;
 pub mod progress;
 pub mod signal;
 pub mod size;
@@ -24,6 +25,7 @@ pub use lookup::{
     resolve_ref_destructive, resolve_ref_match,
 };
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
+pub use policy::{AllowRule, HostPattern, NetPolicy, PolicyError, Ports};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};

@@ -22,6 +22,9 @@ pub struct VmRecord {
     pub spec: VmSpec,
     /// Whether the guest gets outbound NAT.
     pub nat: bool,
+    /// The VM's network policy: what it may reach. `None`: no policy (`nat` decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::NetPolicy>,
     /// VMM driver name (`qemu`, `firecracker`).
     pub driver: String,
     #[serde(default)]
@@ -85,6 +88,7 @@ mod tests {
             kernel: "debian-6.1-cloud".into(),
             spec: VmSpec::default(),
             nat: true,
+            policy: None,
             driver: "qemu".into(),
             runtime: VmRuntime {
                 address: Some("172.30.0.2".into()),

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use banger_proto::helper::{
     HELPER_PROTOCOL_VERSION, HelperError, HelperFrameError, HelperOutcome, HelperReply,
-    HelperRequest, Ipv4Subnet, MAX_HELPER_LINE_BYTES, NetworkListing, decode_helper_reply,
-    encode_helper_line,
+    HelperRequest, Ipv4Subnet, MAX_HELPER_LINE_BYTES, NetworkListing, PolicyAddress, PolicyNet,
+    decode_helper_reply, encode_helper_line,
 };
 use banger_sys::fdpass::recv_with_fds;
 
@@ -343,6 +343,53 @@ impl HelperClient {
             port,
         })
         .await
+    }
+
+    /// Installs or replaces a guest's network policy (see `HelperRequest::SetPolicy`).
+    pub async fn set_policy(
+        &self,
+        guest_ip: Ipv4Addr,
+        tap: &str,
+        resolver_port: u16,
+        sni_port: Option<u16>,
+        nets: Vec<PolicyNet>,
+        keep_learned: bool,
+    ) -> Result<(), HelperClientError> {
+        self.done(HelperRequest::SetPolicy {
+            guest_ip,
+            tap: tap.to_owned(),
+            resolver_port,
+            sni_port,
+            nets,
+            keep_learned,
+        })
+        .await
+    }
+
+    pub async fn remove_policy(&self, guest_ip: Ipv4Addr) -> Result<(), HelperClientError> {
+        self.done(HelperRequest::RemovePolicy { guest_ip }).await
+    }
+
+    /// Allows answered addresses for a while.
+    pub async fn add_policy_addresses(
+        &self,
+        guest_ip: Ipv4Addr,
+        entries: Vec<PolicyAddress>,
+    ) -> Result<(), HelperClientError> {
+        self.done(HelperRequest::AddPolicyAddresses { guest_ip, entries })
+            .await
+    }
+
+    /// Packets the guest's policy dropped so far.
+    pub async fn policy_counters(&self, guest_ip: Ipv4Addr) -> Result<u64, HelperClientError> {
+        match self
+            .call(HelperRequest::PolicyCounters { guest_ip })
+            .await?
+            .outcome
+        {
+            HelperOutcome::PolicyCounters { dropped_packets } => Ok(dropped_packets),
+            other => Err(unexpected("policy_counters", &other)),
+        }
     }
 }
 

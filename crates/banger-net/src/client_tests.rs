@@ -105,7 +105,7 @@ async fn typed_calls_send_typed_requests() {
         done(),
         done(),
         Script::Reply(
-            r#"{"ok":{"outcome":"hello","version":2,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#.into(),
+            r#"{"ok":{"outcome":"hello","version":3,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#.into(),
             None,
         ),
     ]);

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use banger_proto::helper::{
     HELPER_PROTOCOL_VERSION, HelperError, HelperOutcome, HelperRequest, Ipv4Subnet, NetworkListing,
+    PolicyAddress, PolicyNet,
 };
 
 use crate::client::{HelperAnswer, HelperClientError, HelperTransport};
@@ -20,6 +21,10 @@ pub struct FakeHelperState {
     pub bridge_up: bool,
     pub taps: BTreeSet<String>,
     pub nat: BTreeSet<Ipv4Addr>,
+    /// Guests with a policy, and the networks it allows.
+    pub policies: HashMap<Ipv4Addr, Vec<PolicyNet>>,
+    /// Addresses added to each guest's learned sets.
+    pub learned: HashMap<Ipv4Addr, Vec<PolicyAddress>>,
     /// Every request's wire name, in order.
     pub log: Vec<&'static str>,
 }
@@ -127,14 +132,55 @@ impl HelperTransport for FakeHelper {
                 done
             }
             HelperRequest::ListNetwork => Ok(HelperAnswer {
-                outcome: HelperOutcome::Network(NetworkListing::new(
-                    state.taps.iter().cloned(),
-                    state.nat.iter().copied(),
-                    &self.subnet,
-                )),
+                outcome: HelperOutcome::Network(
+                    NetworkListing::new(
+                        state.taps.iter().cloned(),
+                        state.nat.iter().copied(),
+                        &self.subnet,
+                    )
+                    .with_policy_guests(state.policies.keys().copied(), &self.subnet),
+                ),
                 fd: None,
             }),
             HelperRequest::SetupDns { .. } => done,
+            HelperRequest::SetPolicy {
+                guest_ip,
+                nets,
+                keep_learned,
+                ..
+            } => {
+                state.policies.insert(*guest_ip, nets.clone());
+                if !keep_learned {
+                    state.learned.remove(guest_ip);
+                }
+                done
+            }
+            HelperRequest::RemovePolicy { guest_ip } => {
+                state.policies.remove(guest_ip);
+                state.learned.remove(guest_ip);
+                done
+            }
+            HelperRequest::AddPolicyAddresses { guest_ip, entries } => {
+                if !state.policies.contains_key(guest_ip) {
+                    return Err(HelperClientError::Refused {
+                        op,
+                        source: HelperError::Failed {
+                            op: op.to_owned(),
+                            message: format!("no policy for {guest_ip}"),
+                        },
+                    });
+                }
+                state
+                    .learned
+                    .entry(*guest_ip)
+                    .or_default()
+                    .extend(entries.iter().copied());
+                done
+            }
+            HelperRequest::PolicyCounters { .. } => Ok(HelperAnswer {
+                outcome: HelperOutcome::PolicyCounters { dropped_packets: 0 },
+                fd: None,
+            }),
         }
     }
 }

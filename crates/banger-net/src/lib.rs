@@ -2,7 +2,9 @@
 //! (`pool`), tap names and MACs (`names`) — and the client of the root helper that
 //! applies it (`client`), wrapped in the [`Network`] service the VM service calls:
 //! `attach` gives a VM an address, a tap (opened, for an unprivileged QEMU) and
-//! optionally NAT; `detach` takes them away. `fake` is an in-memory helper for tests.
+//! optionally NAT and a network policy; `detach` takes them away. `fake` is an in-memory
+//! helper for tests. `sni` and `sni_proxy` are the TLS server-name check policy guests'
+//! port-443 connections go through.
 //!
 //! The NAT ruleset itself is not here: it belongs to the helper (`banger-helper`'s
 //! `nat.rs`), which is the only place that applies it and which may not depend on this
@@ -14,6 +16,8 @@ pub mod fake;
 pub mod names;
 pub mod network;
 pub mod pool;
+pub mod sni;
+pub mod sni_proxy;
 
 pub use banger_proto::helper::{
     DEFAULT_BRIDGE, DEFAULT_HELPER_SOCKET, DEFAULT_SUBNET, Ipv4Subnet, NetworkListing,

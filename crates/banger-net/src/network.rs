@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
-use banger_model::VmId;
-use banger_proto::helper::{Ipv4Subnet, NetworkListing};
+use banger_model::{NetPolicy, VmId};
+use banger_proto::helper::{Ipv4Subnet, NetworkListing, PolicyAddress, PolicyNet};
 
 use crate::client::{HelperClient, HelperClientError};
 use crate::names::{MacAddress, mac_address, tap_name};
@@ -40,6 +40,9 @@ pub struct AttachRequest<'a> {
     pub taken: &'a HashSet<Ipv4Addr>,
     /// The VM's address from a previous start, kept when still free and in the pool.
     pub previous: Option<Ipv4Addr>,
+    /// Confine the guest to this policy, installed before NAT so the guest is never
+    /// reachable-out without it.
+    pub policy: Option<&'a NetPolicy>,
 }
 
 /// A guest's network, ready for the VMM. The daemon persists `guest_ip`.
@@ -90,6 +93,10 @@ pub enum NetError {
     },
     #[error("cannot reach banger-helper")]
     HelperUnavailable(#[source] HelperClientError),
+    #[error(
+        "the VM has a network policy, but banger's policy resolver or SNI proxy is not running (see the daemon log), so it cannot start"
+    )]
+    NoPolicyResolver,
     #[error("cannot remove {what}")]
     Cleanup {
         what: String,
@@ -104,6 +111,10 @@ pub struct Network {
     config: NetworkConfig,
     pool: AddressPool,
     helper: HelperClient,
+    /// Where the policy resolver listens on the gateway, once the daemon bound it.
+    policy_resolver_port: Option<u16>,
+    /// Where the SNI proxy listens on the gateway, once the daemon bound it.
+    sni_proxy_port: Option<u16>,
 }
 
 impl Network {
@@ -112,7 +123,27 @@ impl Network {
             pool: AddressPool::new(config.subnet),
             config,
             helper,
+            policy_resolver_port: None,
+            sni_proxy_port: None,
         }
+    }
+
+    /// Records where the SNI proxy listens; without it, a VM with a policy fails to
+    /// start (its port-443 connections could not be checked).
+    pub fn with_sni_proxy(mut self, port: u16) -> Network {
+        self.sni_proxy_port = Some(port);
+        self
+    }
+
+    /// Records where the policy resolver listens; without it, a VM with a policy fails
+    /// to start (fail closed).
+    pub fn with_policy_resolver(mut self, port: u16) -> Network {
+        self.policy_resolver_port = Some(port);
+        self
+    }
+
+    pub fn policy_resolver_port(&self) -> Option<u16> {
+        self.policy_resolver_port
     }
 
     pub fn pool(&self) -> &AddressPool {
@@ -180,6 +211,15 @@ impl Network {
             .create_tap(&tap)
             .await
             .map_err(|e| fail("create the tap", e))?;
+        if let Some(policy) = request.policy
+            && let Err(error) = self
+                .apply_policy(request.vm_id, guest_ip, policy, false)
+                .await
+        {
+            let _ = self.helper.remove_policy(guest_ip).await;
+            self.undo(&tap, None).await;
+            return Err(error);
+        }
         if request.nat {
             if let Err(error) = self.helper.add_nat(guest_ip).await {
                 self.undo(&tap, None).await;
@@ -284,12 +324,77 @@ impl Network {
     async fn undo(&self, tap: &str, nat: Option<Ipv4Addr>) {
         if let Some(ip) = nat {
             let _ = self.helper.remove_nat(ip).await;
+            let _ = self.helper.remove_policy(ip).await;
         }
         let _ = self.helper.delete_tap(tap).await;
     }
 
-    /// Removes the VM's NAT rules (when `nat`) and its tap. Both steps are attempted; the
-    /// first failure is returned. The bridge stays for other VMs.
+    /// Installs (or replaces) the guest's policy rules. `keep_learned` keeps the
+    /// addresses its resolver answers allowed so far (the same policy, re-applied).
+    pub async fn apply_policy(
+        &self,
+        vm_id: &VmId,
+        guest_ip: Ipv4Addr,
+        policy: &NetPolicy,
+        keep_learned: bool,
+    ) -> Result<(), NetError> {
+        let port = self
+            .policy_resolver_port
+            .ok_or(NetError::NoPolicyResolver)?;
+        let sni_port = self.sni_proxy_port.ok_or(NetError::NoPolicyResolver)?;
+        let nets = policy
+            .networks()
+            .into_iter()
+            .map(|net| PolicyNet {
+                addr: net.addr,
+                prefix_len: net.prefix_len,
+                port: net.port,
+            })
+            .collect();
+        self.helper
+            .set_policy(
+                guest_ip,
+                &tap_name(vm_id),
+                port,
+                Some(sni_port),
+                nets,
+                keep_learned,
+            )
+            .await
+            .map_err(|source| NetError::Helper {
+                step: "install the network policy",
+                vm: vm_id.to_string(),
+                source,
+            })
+    }
+
+    /// Removes the policy rules of one guest address (none is fine).
+    pub async fn remove_policy(&self, guest_ip: Ipv4Addr) -> Result<(), NetError> {
+        self.helper
+            .remove_policy(guest_ip)
+            .await
+            .map_err(|source| NetError::Cleanup {
+                what: format!("the policy rules of {guest_ip}"),
+                source,
+            })
+    }
+
+    /// Allows addresses the policy resolver answered for a guest.
+    pub async fn allow_addresses(
+        &self,
+        guest_ip: Ipv4Addr,
+        entries: Vec<PolicyAddress>,
+    ) -> Result<(), HelperClientError> {
+        self.helper.add_policy_addresses(guest_ip, entries).await
+    }
+
+    /// Packets a guest's policy dropped so far.
+    pub async fn policy_drops(&self, guest_ip: Ipv4Addr) -> Result<u64, HelperClientError> {
+        self.helper.policy_counters(guest_ip).await
+    }
+
+    /// Removes the VM's NAT rules (when `nat`), its policy rules and its tap. Every step
+    /// is attempted; the first failure is returned. The bridge stays for other VMs.
     pub async fn detach(
         &self,
         vm_id: &VmId,
@@ -309,6 +414,15 @@ impl Network {
         } else {
             Ok(())
         };
+        let policy_result =
+            self.helper
+                .remove_policy(guest_ip)
+                .await
+                .map_err(|source| NetError::Helper {
+                    step: "remove the network policy",
+                    vm: vm.clone(),
+                    source,
+                });
         let tap_result = self
             .helper
             .delete_tap(&tap_name(vm_id))
@@ -318,7 +432,7 @@ impl Network {
                 vm,
                 source,
             });
-        nat_result.and(tap_result)
+        nat_result.and(policy_result).and(tap_result)
     }
 }
 
@@ -389,6 +503,7 @@ mod tests {
                 nat: true,
                 taken: &taken,
                 previous: None,
+                policy: None,
             })
             .await
             .unwrap();
@@ -429,6 +544,7 @@ mod tests {
                 nat: false,
                 taken: &HashSet::new(),
                 previous: None,
+                policy: None,
             })
             .await
             .unwrap();
@@ -465,6 +581,7 @@ mod tests {
                 nat: false,
                 taken: &HashSet::new(),
                 previous: None,
+                policy: None,
             })
             .await
             .unwrap();
@@ -486,6 +603,7 @@ mod tests {
                 nat: false,
                 taken: &HashSet::new(),
                 previous: None,
+                policy: None,
             })
             .await
             .unwrap_err();
@@ -521,6 +639,7 @@ mod tests {
                 nat: true,
                 taken: &HashSet::new(),
                 previous: None,
+                policy: None,
             })
             .await
             .unwrap_err();
@@ -539,9 +658,82 @@ mod tests {
                 "add_nat",
                 "open_tap",
                 "remove_nat",
+                "remove_policy",
                 "delete_tap"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_policy_is_installed_before_nat_and_fails_closed() {
+        let policy = NetPolicy::parse(&["10.0.0.0/8:22", "example.com"]).unwrap();
+        let (network, fake) = setup(false);
+        // No resolver: the VM does not get a network (and so does not start).
+        let error = network
+            .attach(AttachRequest {
+                vm_id: &vm(),
+                nat: true,
+                taken: &HashSet::new(),
+                previous: None,
+                policy: Some(&policy),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, NetError::NoPolicyResolver), "{error}");
+        let state = fake.state();
+        assert!(state.taps.is_empty() && state.nat.is_empty(), "{state:?}");
+        assert!(state.policies.is_empty(), "{state:?}");
+
+        let (network, fake) = setup(false);
+        let network = network.with_policy_resolver(42070).with_sni_proxy(42071);
+        let attachment = network
+            .attach(AttachRequest {
+                vm_id: &vm(),
+                nat: true,
+                taken: &HashSet::new(),
+                previous: None,
+                policy: Some(&policy),
+            })
+            .await
+            .unwrap();
+        let state = fake.state();
+        assert_eq!(
+            state.log,
+            ["ensure_bridge", "create_tap", "set_policy", "add_nat"]
+        );
+        let nets = &state.policies[&attachment.guest_ip];
+        assert_eq!(nets.len(), 1, "only the literal network: {nets:?}");
+        assert_eq!(nets[0].port, Some(22));
+
+        // A refused policy leaves nothing behind.
+        let (network, fake) = setup(false);
+        let network = network.with_policy_resolver(42070).with_sni_proxy(42071);
+        fake.refuse(
+            "set_policy",
+            HelperError::Failed {
+                op: "set_policy".into(),
+                message: "nft is wedged".into(),
+            },
+        );
+        let error = network
+            .attach(AttachRequest {
+                vm_id: &vm(),
+                nat: true,
+                taken: &HashSet::new(),
+                previous: None,
+                policy: Some(&policy),
+            })
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("network policy"), "{error}");
+        let state = fake.state();
+        assert!(state.taps.is_empty() && state.nat.is_empty(), "{state:?}");
+        assert!(!state.log.contains(&"add_nat"), "{:?}", state.log);
+
+        network
+            .detach(&vm(), attachment.guest_ip, true)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; the helper reports it in `hello`.
-pub const HELPER_PROTOCOL_VERSION: u32 = 2;
+pub const HELPER_PROTOCOL_VERSION: u32 = 3;
 
 /// Where the helper listens unless told otherwise.
 pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger/helper.sock";
@@ -82,7 +82,65 @@ pub enum HelperRequest {
         server_ip: Ipv4Addr,
         port: u16,
     },
+    /// Confine one guest to its network policy (replacing any it had): from its tap only
+    /// ARP and IPv4 from its own address pass; its DNS to the gateway goes to banger's
+    /// policy resolver on `resolver_port`; it reaches the literal `nets` and the
+    /// addresses later added with `add_policy_addresses`, over TCP and UDP, and nothing
+    /// else (no other DNS, no ICMP, no IPv6, no other guest). `keep_learned` keeps the
+    /// addresses added so far (a re-apply of the same policy after a daemon restart).
+    SetPolicy {
+        guest_ip: Ipv4Addr,
+        tap: String,
+        resolver_port: u16,
+        /// Where banger's SNI proxy listens on the gateway: every TCP connection to
+        /// port 443 is redirected there, so the server name is checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sni_port: Option<u16>,
+        nets: Vec<PolicyNet>,
+        #[serde(default)]
+        keep_learned: bool,
+    },
+    /// Remove everything `set_policy` installed for this address.
+    RemovePolicy {
+        guest_ip: Ipv4Addr,
+    },
+    /// Allow addresses the policy resolver answered, each for a while.
+    AddPolicyAddresses {
+        guest_ip: Ipv4Addr,
+        entries: Vec<PolicyAddress>,
+    },
+    /// Packets the guest's policy dropped so far. Changes nothing.
+    PolicyCounters {
+        guest_ip: Ipv4Addr,
+    },
 }
+
+/// A literal network a policy allows: an IPv4 network (host bits zero), on every port or
+/// on one (TCP and UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyNet {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// An address the policy resolver answered: allowed on every port or one, for
+/// `timeout_secs` (1 to [`MAX_POLICY_TIMEOUT_SECS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyAddress {
+    pub ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub timeout_secs: u32,
+}
+
+/// At most this many networks in one `set_policy`.
+pub const MAX_POLICY_NETS: usize = 256;
+/// At most this many entries in one `add_policy_addresses`.
+pub const MAX_POLICY_ADDRESSES: usize = 128;
+/// The longest an answered address stays allowed.
+pub const MAX_POLICY_TIMEOUT_SECS: u32 = 86_400;
 
 impl HelperRequest {
     /// The operation's wire name, for logs and error messages.
@@ -97,6 +155,10 @@ impl HelperRequest {
             HelperRequest::RemoveNat { .. } => "remove_nat",
             HelperRequest::ListNetwork => "list_network",
             HelperRequest::SetupDns { .. } => "setup_dns",
+            HelperRequest::SetPolicy { .. } => "set_policy",
+            HelperRequest::RemovePolicy { .. } => "remove_policy",
+            HelperRequest::AddPolicyAddresses { .. } => "add_policy_addresses",
+            HelperRequest::PolicyCounters { .. } => "policy_counters",
         }
     }
 }
@@ -119,6 +181,8 @@ pub enum HelperOutcome {
     /// The answer to `list_network`: every tap with banger's prefix, and every guest
     /// address of the pool that one of banger's NAT rules names, each sorted and once.
     Network(NetworkListing),
+    /// The answer to `policy_counters`.
+    PolicyCounters { dropped_packets: u64 },
 }
 
 /// banger's network state on the host, as the helper lists it. Only names that pass
@@ -128,6 +192,9 @@ pub enum HelperOutcome {
 pub struct NetworkListing {
     pub taps: Vec<String>,
     pub nat_guests: Vec<Ipv4Addr>,
+    /// Guest addresses banger's policy rules name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_guests: Vec<Ipv4Addr>,
 }
 
 impl NetworkListing {
@@ -151,7 +218,27 @@ impl NetworkListing {
             .collect();
         nat_guests.sort();
         nat_guests.dedup();
-        NetworkListing { taps, nat_guests }
+        NetworkListing {
+            taps,
+            nat_guests,
+            policy_guests: Vec::new(),
+        }
+    }
+
+    /// Adds the guests policy rules name (same filtering as [`NetworkListing::new`]).
+    pub fn with_policy_guests(
+        mut self,
+        guests: impl IntoIterator<Item = Ipv4Addr>,
+        pool: &Ipv4Subnet,
+    ) -> NetworkListing {
+        let mut guests: Vec<Ipv4Addr> = guests
+            .into_iter()
+            .filter(|ip| pool.is_guest_address(*ip))
+            .collect();
+        guests.sort();
+        guests.dedup();
+        self.policy_guests = guests;
+        self
     }
 
     /// Checks a listing received from a helper: every name a tap name, every address a
@@ -163,6 +250,7 @@ impl NetworkListing {
         if let Some(bad) = self
             .nat_guests
             .iter()
+            .chain(&self.policy_guests)
             .find(|ip| !pool.is_guest_address(**ip))
         {
             return Err(format!("{bad} is not a guest address of {pool}"));
@@ -673,12 +761,13 @@ mod tests {
                     subnet: subnet("172.30.0.0/24"),
                     gateway: "172.30.0.1".parse().unwrap(),
                 }),
-                r#"{"ok":{"outcome":"hello","version":2,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#,
+                r#"{"ok":{"outcome":"hello","version":3,"bridge":"banger0","subnet":"172.30.0.0/24","gateway":"172.30.0.1"}}"#,
             ),
             (
                 HelperReply::Ok(HelperOutcome::Network(NetworkListing {
                     taps: vec!["bgt-0123abcd".into()],
                     nat_guests: vec!["172.30.0.2".parse().unwrap()],
+                    policy_guests: vec![],
                 })),
                 r#"{"ok":{"outcome":"network","taps":["bgt-0123abcd"],"nat_guests":["172.30.0.2"]}}"#,
             ),
@@ -737,6 +826,7 @@ mod tests {
                 NetworkListing {
                     taps: vec!["eth0".into()],
                     nat_guests: vec![],
+                    policy_guests: vec![],
                 },
                 "\"eth0\" is not a tap name",
             ),
@@ -744,6 +834,7 @@ mod tests {
                 NetworkListing {
                     taps: vec![],
                     nat_guests: vec![ip("172.30.0.255")],
+                    policy_guests: vec![],
                 },
                 "172.30.0.255 is not a guest address of 172.30.0.0/24",
             ),

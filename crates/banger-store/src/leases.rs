@@ -122,6 +122,7 @@ mod tests {
                 disk: ByteSize::from_mib(1024),
             },
             nat: false,
+            policy: None,
             driver: "qemu".into(),
             runtime: VmRuntime::default(),
             workspace: None,

@@ -17,6 +17,7 @@ fn vm(id: u64, name: &str, state: VmState) -> VmRecord {
         kernel: "debian-6.1-cloud".into(),
         spec: VmSpec::default(),
         nat: false,
+        policy: None,
         driver: "qemu".into(),
         runtime: VmRuntime::default(),
         workspace: None,
@@ -319,6 +320,17 @@ fn vm_round_trip() {
     web.workspace = None;
     store.update_vm(&web).unwrap();
     assert_eq!(store.get_vm(&web.id).unwrap(), Some(web.clone()));
+
+    // A policy round-trips (migration 0007), deny-all included, and can be removed.
+    for policy in [
+        Some(banger_model::NetPolicy::parse(&["*.example.com:443", "10.0.0.0/8"]).unwrap()),
+        Some(banger_model::NetPolicy::deny_all()),
+        None,
+    ] {
+        web.policy = policy;
+        store.update_vm(&web).unwrap();
+        assert_eq!(store.get_vm(&web.id).unwrap(), Some(web.clone()));
+    }
 
     assert!(store.delete_vm(&web.id).unwrap());
     assert!(!store.delete_vm(&web.id).unwrap());

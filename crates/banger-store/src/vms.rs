@@ -9,7 +9,7 @@ use crate::error::{StoreError, sqlite, to_i64, to_u64, unique_violation};
 use crate::workspaces;
 
 const COLUMNS: &str = "id, name, state, image, kernel, vcpus, memory_bytes, disk_bytes, nat, \
-                       driver, runtime, created_at";
+                       driver, runtime, created_at, policy";
 
 /// A row as SQLite returns it, before the model's rules are applied.
 struct RawVm {
@@ -25,6 +25,7 @@ struct RawVm {
     driver: String,
     runtime: String,
     created_at: String,
+    policy: Option<String>,
 }
 
 impl RawVm {
@@ -42,6 +43,7 @@ impl RawVm {
             driver: row.get(9)?,
             runtime: row.get(10)?,
             created_at: row.get(11)?,
+            policy: row.get(12)?,
         })
     }
 
@@ -60,6 +62,12 @@ impl RawVm {
         let disk = ByteSize(to_u64(what, "disk_bytes", self.disk_bytes)?);
         let runtime = serde_json::from_str(&self.runtime)
             .map_err(|e| corrupt(format!("runtime JSON: {e}")))?;
+        let policy = match &self.policy {
+            Some(text) => {
+                Some(serde_json::from_str(text).map_err(|e| corrupt(format!("policy JSON: {e}")))?)
+            }
+            None => None,
+        };
         Ok(VmRecord {
             id,
             name,
@@ -72,6 +80,7 @@ impl RawVm {
                 disk,
             },
             nat: self.nat,
+            policy,
             driver: self.driver,
             runtime,
             workspace: None,
@@ -83,6 +92,7 @@ impl RawVm {
 /// The JSON columns of a record, encoded once for INSERT and UPDATE.
 struct Encoded {
     runtime: String,
+    policy: Option<String>,
     memory_bytes: i64,
     disk_bytes: i64,
 }
@@ -94,8 +104,15 @@ fn encode(vm: &VmRecord) -> Result<Encoded, StoreError> {
     };
     let runtime =
         serde_json::to_string(&vm.runtime).map_err(|e| corrupt(format!("runtime JSON: {e}")))?;
+    let policy = match &vm.policy {
+        Some(policy) => {
+            Some(serde_json::to_string(policy).map_err(|e| corrupt(format!("policy JSON: {e}")))?)
+        }
+        None => None,
+    };
     Ok(Encoded {
         runtime,
+        policy,
         memory_bytes: to_i64("memory", vm.spec.memory.bytes())?,
         disk_bytes: to_i64("disk", vm.spec.disk.bytes())?,
     })
@@ -131,7 +148,7 @@ impl Store {
             &format!(
                 "INSERT INTO vms ({COLUMNS}) VALUES (:id, :name, :state, :image, :kernel, \
                      :vcpus, :memory_bytes, :disk_bytes, :nat, :driver, :runtime, \
-                     :created_at)"
+                     :created_at, :policy)"
             ),
             named_params! {
                 ":id": vm.id.as_str(),
@@ -146,6 +163,7 @@ impl Store {
                 ":driver": vm.driver,
                 ":runtime": encoded.runtime,
                 ":created_at": vm.created_at,
+                ":policy": encoded.policy,
             },
         )
         .map_err(|e| write_error(vm, format!("inserting VM {}", vm.name), e))?;
@@ -168,7 +186,7 @@ impl Store {
                 "UPDATE vms SET name = :name, state = :state, image = :image, kernel = :kernel, \
                  vcpus = :vcpus, memory_bytes = :memory_bytes, disk_bytes = :disk_bytes, \
                  nat = :nat, driver = :driver, runtime = :runtime, \
-                 created_at = :created_at WHERE id = :id",
+                 created_at = :created_at, policy = :policy WHERE id = :id",
                 named_params! {
                     ":id": vm.id.as_str(),
                     ":name": vm.name.as_str(),
@@ -182,6 +200,7 @@ impl Store {
                     ":driver": vm.driver,
                     ":runtime": encoded.runtime,
                     ":created_at": vm.created_at,
+                    ":policy": encoded.policy,
                 },
             )
             .map_err(|e| write_error(vm, format!("updating VM {}", vm.name), e))?;

@@ -31,6 +31,8 @@ pub struct CreateRequest {
     pub nat: bool,
     /// A repository to build into a workspace disk before the boot.
     pub workspace: Option<crate::workspace::WorkspaceRequest>,
+    /// The VM's network policy (`--allow`, `--deny-all`).
+    pub policy: Option<banger_model::NetPolicy>,
 }
 
 impl VmService {
@@ -127,6 +129,7 @@ impl VmService {
             kernel: req.kernel.clone().unwrap_or_default(),
             spec,
             nat: req.nat,
+            policy: req.policy.clone(),
             driver: self.driver.kind().to_string(),
             runtime: VmRuntime::default(),
             workspace: None,
@@ -173,10 +176,13 @@ impl VmService {
                 "systemd" => InitSystem::Systemd,
                 _ => InitSystem::Busybox,
             },
-            resolv_conf: if vm.nat {
-                crate::resolv::for_nat_guest()
-            } else {
-                None
+            resolv_conf: match (&vm.policy, self.network()) {
+                (Some(_), Some(network)) => {
+                    Some(crate::policy::policy_resolv_conf(network.pool().gateway()))
+                }
+                (Some(_), None) => None,
+                (None, _) if vm.nat => crate::resolv::for_nat_guest(),
+                (None, _) => None,
             },
         };
         patch::apply(

@@ -1,5 +1,6 @@
 //! Guest networking in the lifecycle: a booting VM gets its leased address, a tap (with
-//! NAT when asked) through the root helper, and a `.vm` name; a VM that stops, is killed,
+//! NAT when asked, and its network policy's rules first when it has one) through the
+//! root helper, and a `.vm` name; a VM that stops, is killed,
 //! exits or is deleted loses its tap, NAT rules and name but keeps its lease, so it comes
 //! back on the same address. Without a reachable helper, VMs boot without a NIC.
 //!
@@ -104,12 +105,18 @@ impl VmService {
         let taken = HashSet::new();
         let request = AttachRequest {
             vm_id: &vm.id,
-            nat: vm.nat,
+            nat: crate::policy::effective_nat(vm),
             taken: &taken,
             previous: Some(ip),
+            policy: vm.policy.as_ref(),
         };
         match network.attach(request).await {
-            Ok(attachment) => Ok(Some(attachment)),
+            Ok(attachment) => {
+                if let Some(policy) = &vm.policy {
+                    self.policies.insert(attachment.guest_ip, policy.clone());
+                }
+                Ok(Some(attachment))
+            }
             Err(NetError::Helper { source, .. } | NetError::HelperUnavailable(source))
                 if source.is_unreachable() =>
             {
@@ -143,6 +150,7 @@ impl VmService {
         let Some(lease) = self.with_store(|s| s.get_lease(&vm.id))? else {
             return Ok(());
         };
+        self.policies.remove(lease.ipv4);
         // Rules for the address go whether or not the VM asked for NAT: any left there
         // (by a crash or a failed detach) are no one's once its network is gone.
         Ok(network.detach(&vm.id, lease.ipv4, true).await?)
@@ -233,6 +241,9 @@ impl VmService {
             .and_then(|a| a.parse::<Ipv4Addr>().ok())
         {
             self.names.insert(vm.name.as_str(), address);
+            if let Some(policy) = &vm.policy {
+                self.policies.insert(address, policy.clone());
+            }
         }
     }
 }

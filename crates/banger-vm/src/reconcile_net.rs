@@ -6,8 +6,9 @@
 //! daemon is back, and an address is never leased again while rules for it exist: the
 //! daemon serves (and leases) only after this ran.
 //!
-//! What a VM owns: its tap while its VMM runs, and the rules of its leased address while
-//! it runs with NAT. The plan ([`plan_cleanup`]) is pure and tested as a table; applying
+//! What a VM owns: its tap while its VMM runs, the NAT rules of its leased address while
+//! it runs with NAT (or a policy allowing something), and the policy rules of that address
+//! while it runs with a policy; those policies are then installed again as stored. The plan ([`plan_cleanup`]) is pure and tested as a table; applying
 //! it goes through the helper's idempotent `delete_tap` / `remove_nat`.
 
 use std::collections::{BTreeSet, HashSet};
@@ -24,6 +25,8 @@ use crate::service::VmService;
 pub struct NetOwners {
     pub taps: HashSet<String>,
     pub nat_guests: HashSet<Ipv4Addr>,
+    /// Addresses of running VMs with a network policy.
+    pub policy_guests: HashSet<Ipv4Addr>,
 }
 
 /// Taps and NAT rules (by guest address) no running VM owns: what reconcile removes,
@@ -32,11 +35,12 @@ pub struct NetOwners {
 pub struct NetCleanup {
     pub taps: Vec<String>,
     pub nat_guests: Vec<Ipv4Addr>,
+    pub policy_guests: Vec<Ipv4Addr>,
 }
 
 impl NetCleanup {
     pub fn is_empty(&self) -> bool {
-        self.taps.is_empty() && self.nat_guests.is_empty()
+        self.taps.is_empty() && self.nat_guests.is_empty() && self.policy_guests.is_empty()
     }
 }
 
@@ -55,6 +59,12 @@ pub fn plan_cleanup(host: &NetworkListing, owners: &NetOwners) -> NetCleanup {
             .filter(|ip| !owners.nat_guests.contains(*ip))
             .copied()
             .collect(),
+        policy_guests: host
+            .policy_guests
+            .iter()
+            .filter(|ip| !owners.policy_guests.contains(*ip))
+            .copied()
+            .collect(),
     }
 }
 
@@ -66,10 +76,13 @@ pub fn owners_of<'a>(
     let mut owners = NetOwners::default();
     for vm in running {
         owners.taps.insert(tap_name(&vm.id));
-        if vm.nat
-            && let Some(ip) = lease_of(vm)
-        {
-            owners.nat_guests.insert(ip);
+        if let Some(ip) = lease_of(vm) {
+            if crate::policy::effective_nat(vm) {
+                owners.nat_guests.insert(ip);
+            }
+            if vm.policy.is_some() {
+                owners.policy_guests.insert(ip);
+            }
         }
     }
     owners
@@ -115,10 +128,44 @@ impl VmService {
                 }
             }
         }
+        for ip in &plan.policy_guests {
+            match network.remove_policy(*ip).await {
+                Ok(()) => removed.policy_guests.push(*ip),
+                Err(error) => {
+                    tracing::warn!(%ip, error = %chain(&error), "cannot remove leftover policy rules")
+                }
+            }
+        }
+        self.reapply_policies(&network).await;
         if !removed.is_empty() {
             tracing::warn!(taps = ?removed.taps, nat = ?removed.nat_guests, "removed network leftovers no VM owns");
         }
         removed
+    }
+
+    /// Installs the policies of running VMs again (same rules, learned addresses kept),
+    /// so rules changed or lost while no daemon ran are what the store says. A failure
+    /// is logged; the guest's other traffic stays dropped either way (the base rules
+    /// fail closed only when present, so a VM whose rules are gone is reported loudly).
+    async fn reapply_policies(&self, network: &banger_net::Network) {
+        let Ok(vms) = self.list() else { return };
+        let Ok(leases) = self.with_store(|s| s.list_leases()) else {
+            return;
+        };
+        for vm in vms.iter().filter(|vm| vm.policy.is_some()) {
+            if self.live_handle(&vm.id).is_none() {
+                continue;
+            }
+            let (Some(policy), Some(lease)) = (
+                vm.policy.as_ref(),
+                leases.iter().find(|lease| lease.vm_id == vm.id),
+            ) else {
+                continue;
+            };
+            if let Err(error) = network.apply_policy(&vm.id, lease.ipv4, policy, true).await {
+                tracing::error!(vm = %vm.name, error = %chain(&error), "cannot re-apply the VM's network policy");
+            }
+        }
     }
 
     /// The owners: VMs this daemon holds a live VMM handle for after reconciling.
@@ -160,6 +207,7 @@ mod tests {
             kernel: "k".into(),
             spec: VmSpec::default(),
             nat,
+            policy: None,
             driver: "qemu".into(),
             runtime: VmRuntime::default(),
             workspace: None,
@@ -184,6 +232,23 @@ mod tests {
         assert_eq!(taps, ["bgt-aaaaaaaa", "bgt-bbbbbbbb", "bgt-cccccccc"]);
         // A VM without NAT owns no rules, even for its own address.
         assert_eq!(owners.nat_guests, HashSet::from([ip("172.30.0.2")]));
+        assert!(owners.policy_guests.is_empty());
+
+        // A policy VM owns its policy rules, and NAT only when the policy allows
+        // something.
+        let mut allowing = vm("dddddddd00000000", false);
+        allowing.policy = Some(banger_model::NetPolicy::parse(&["example.com"]).unwrap());
+        let mut denying = vm("eeeeeeee00000000", true);
+        denying.policy = Some(banger_model::NetPolicy::deny_all());
+        let owners = owners_of([&allowing, &denying], |vm| match vm.id.as_str() {
+            "dddddddd00000000" => Some(ip("172.30.0.4")),
+            _ => Some(ip("172.30.0.5")),
+        });
+        assert_eq!(owners.nat_guests, HashSet::from([ip("172.30.0.4")]));
+        assert_eq!(
+            owners.policy_guests,
+            HashSet::from([ip("172.30.0.4"), ip("172.30.0.5")])
+        );
     }
 
     #[test]
@@ -191,10 +256,12 @@ mod tests {
         let owners = NetOwners {
             taps: HashSet::from(["bgt-aaaaaaaa".to_owned()]),
             nat_guests: HashSet::from([ip("172.30.0.2")]),
+            policy_guests: HashSet::from([ip("172.30.0.2")]),
         };
         let listing = |taps: &[&str], nat: &[&str]| NetworkListing {
             taps: taps.iter().map(|t| (*t).to_owned()).collect(),
             nat_guests: nat.iter().map(|a| ip(a)).collect(),
+            policy_guests: nat.iter().map(|a| ip(a)).collect(),
         };
         let cases: Vec<(NetworkListing, NetCleanup)> = vec![
             (listing(&[], &[]), NetCleanup::default()),
@@ -211,6 +278,7 @@ mod tests {
                 NetCleanup {
                     taps: vec!["bgt-deadbeef".into()],
                     nat_guests: vec![ip("172.30.0.3")],
+                    policy_guests: vec![ip("172.30.0.3")],
                 },
             ),
             // Rules without a tap, a tap without rules.
@@ -219,6 +287,7 @@ mod tests {
                 NetCleanup {
                     taps: vec![],
                     nat_guests: vec![ip("172.30.0.9")],
+                    policy_guests: vec![ip("172.30.0.9")],
                 },
             ),
             (
@@ -226,6 +295,7 @@ mod tests {
                 NetCleanup {
                     taps: vec!["bgt-11111111".into()],
                     nat_guests: vec![],
+                    policy_guests: vec![],
                 },
             ),
         ];
@@ -239,6 +309,7 @@ mod tests {
             NetCleanup {
                 taps: vec!["bgt-aaaaaaaa".into()],
                 nat_guests: vec![ip("172.30.0.2")],
+                policy_guests: vec![ip("172.30.0.2")],
             }
         );
     }

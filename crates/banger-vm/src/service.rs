@@ -86,6 +86,8 @@ pub struct VmService {
     pub(crate) lease_lock: Mutex<()>,
     /// Running VMs' addresses by name, served by the daemon's DNS responder.
     pub(crate) names: Arc<banger_dns::StaticNames>,
+    /// Running VMs' network policies by address, for the policy resolver.
+    pub(crate) policies: Arc<banger_dns::PolicyTable>,
     /// By VM id: whether the ssh host key read started at the VM's last boot has
     /// finished (see `net.rs`).
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
@@ -113,6 +115,7 @@ impl VmService {
             network: RwLock::new(None),
             lease_lock: Mutex::new(()),
             names: Arc::new(banger_dns::StaticNames::new()),
+            policies: Arc::new(banger_dns::PolicyTable::default()),
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
             cfg,

@@ -8,8 +8,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
     completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_cp, vm_exec,
-    vm_lifecycle, vm_list, vm_logs, vm_run, vm_set, vm_show, vm_snapshot, vm_ssh, workspace,
-    workspace_export,
+    vm_lifecycle, vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_snapshot, vm_ssh,
+    workspace, workspace_export,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -121,7 +121,30 @@ pub enum VmCommand {
     Snapshot(vm_snapshot::SnapshotArgs),
     Fork(vm_snapshot::ForkArgs),
     #[command(subcommand)]
+    Policy(PolicyCommand),
+    #[command(subcommand)]
     Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Show or change what a VM may reach on the network",
+    long_about = "Show or change a VM's network policy: the destinations it may reach \
+(`--allow HOST[:PORT]`: a name, `*.example.com`, an IPv4 address or CIDR) and nothing \
+else. The host enforces it: the guest's only resolver is banger's, which answers allowed \
+names only; other DNS, ICMP, IPv6 and every address not allowed are dropped. A change \
+applies to a running VM at once and is kept for its next start.",
+    after_help = "\
+Examples:
+  banger vm policy show web
+  banger vm policy set web --allow pypi.org:443 --allow '*.pythonhosted.org:443'
+  banger vm policy set web --deny-all
+  banger vm policy set web --clear          Back to --nat (or no network) alone
+  banger vm policy show web --json | jq .dropped_packets"
+)]
+pub enum PolicyCommand {
+    Show(vm_policy::ShowArgs),
+    Set(vm_policy::SetArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,14 @@ pub fn vm_name(input: &str) -> Result<String, String> {
         .map_err(|err| err.to_string())
 }
 
+/// One `--allow HOST[:PORT]` rule, normalised (`Example.COM.` -> `example.com`).
+pub fn allow_rule(input: &str) -> Result<String, String> {
+    input
+        .parse::<banger_model::AllowRule>()
+        .map(|rule| rule.to_string())
+        .map_err(|err| err.to_string())
+}
+
 /// A new image's name (`image import/register/promote --name`).
 pub fn image_name(input: &str) -> Result<String, String> {
     ResourceName::parse_as("image name", input)

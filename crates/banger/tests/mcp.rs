@@ -140,7 +140,10 @@ fn handshake_and_tool_list() {
     let mut mcp = Mcp::start(None, &["--profile", "read-only"]);
     mcp.handshake();
     let list = mcp.request("tools/list", json!({}));
-    assert_eq!(tool_names(&list), ["vm_list", "workspace_export", "file_read"]);
+    assert_eq!(
+        tool_names(&list),
+        ["vm_list", "workspace_export", "file_read"]
+    );
     // A tool the profile does not offer is unknown to it.
     let refused = mcp.call("vm_run", json!({"argv": ["true"]}));
     assert_eq!(refused["error"]["code"], -32602);

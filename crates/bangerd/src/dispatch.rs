@@ -40,6 +40,10 @@ pub async fn dispatch(
         m::VmStatsGet::NAME => call::<m::VmStatsGet>(ctx, params, events, vm::stats).await,
         m::VmPorts::NAME => call::<m::VmPorts>(ctx, params, events, vm::ports).await,
         m::VmSet::NAME => call::<m::VmSet>(ctx, params, events, vm::set).await,
+        m::VmPolicySet::NAME => call::<m::VmPolicySet>(ctx, params, events, vm::policy_set).await,
+        m::VmPolicyShow::NAME => {
+            call::<m::VmPolicyShow>(ctx, params, events, vm::policy_show).await
+        }
         m::VmSshTarget::NAME => call::<m::VmSshTarget>(ctx, params, events, vm::ssh_target).await,
         m::VmCopyIn::NAME => call::<m::VmCopyIn>(ctx, params, events, vm_copy::copy_in).await,
         m::VmCopyOut::NAME => call::<m::VmCopyOut>(ctx, params, events, vm_copy::copy_out).await,

@@ -400,6 +400,7 @@ fn stored_vm(name: &str, id_bits: u64) -> banger_model::VmRecord {
         kernel: "debian-6.1-cloud".into(),
         spec: banger_model::VmSpec::default(),
         nat: false,
+        policy: None,
         driver: "qemu".into(),
         runtime: banger_model::VmRuntime::default(),
         workspace: None,

@@ -47,6 +47,13 @@ pub struct SpecArgs {
     /// Give the VM outbound network access through NAT
     #[arg(long)]
     pub nat: bool,
+    /// Allow only this destination out (repeatable): a name, `*.example.com`, an IPv4
+    /// address or CIDR, optionally `:PORT`; everything else is dropped (implies NAT)
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = values::allow_rule)]
+    pub allow: Vec<String>,
+    /// Let the VM reach nothing at all (no DNS either); the host still reaches it
+    #[arg(long, conflicts_with_all = ["allow", "nat"])]
+    pub deny_all: bool,
 }
 
 impl SpecArgs {
@@ -60,6 +67,8 @@ impl SpecArgs {
             disk_mib: self.disk,
             nat: self.nat,
             workspace: None,
+            allow: self.allow.clone(),
+            deny_all: self.deny_all,
         }
     }
 }
@@ -77,6 +86,8 @@ Examples:
   banger vm create                                  Default image, generated name
   banger vm create --name web --memory 2GiB --vcpu 2
   banger vm create --name build --image debian-bookworm --disk 20GiB --nat
+  banger vm create --name agent --allow pypi.org:443 --allow '*.pythonhosted.org:443'
+  banger vm create --name sealed --deny-all         Reaches nothing; vm exec still works
   banger vm create --json | jq -r .name"
 )]
 pub struct CreateArgs {
@@ -115,7 +126,9 @@ Examples:
   banger vm run --rm -- uname -a        One command in a throwaway VM
   banger vm run --rm -- sh -c 'exit 42' Exits with 42
   banger vm run --name dev ./repo       Copy ./repo in and open a shell
-  banger vm run -d --name web           Boot and return; reach it with `banger vm ssh web`"
+  banger vm run -d --name web           Boot and return; reach it with `banger vm ssh web`
+  banger vm run --rm --allow github.com:443 -- git ls-remote https://github.com/rust-lang/rust
+                                        Only github.com on 443 is reachable (and resolvable)"
 )]
 pub struct RunArgs {
     #[command(flatten)]

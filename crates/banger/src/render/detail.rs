@@ -70,6 +70,16 @@ pub fn vm(vm: &VmInfo, now: jiff::Timestamp) -> String {
         ("memory", Some(mib(vm.memory_mib))),
         ("disk", Some(mib(vm.disk_mib))),
         ("nat", Some(yes_no(vm.nat))),
+        (
+            "policy",
+            vm.policy.as_ref().map(|rules| {
+                if rules.is_empty() {
+                    "deny all".to_string()
+                } else {
+                    format!("allow {}", rules.join(", "))
+                }
+            }),
+        ),
         ("driver", Some(driver)),
         ("address", vm.address.clone()),
         ("pid", vm.pid.map(|p| p.to_string())),

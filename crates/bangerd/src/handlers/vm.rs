@@ -1,16 +1,18 @@
 //! VM methods. `vm.list` and `vm.show` read the store; the lifecycle (create, start, stop,
 //! restart, kill, delete, prune) runs in the VM service, create/start/stop/restart as
 //! operations whose stages stream to the client; exec, logs, stats, ports, set and the ssh
-//! target go to the service too, and its typed errors become API codes here. Only the
-//! workspace methods still answer `not_yet_available`.
+//! target go to the service too, and its typed errors become API codes here, as do
+//! workspace prepare and the network policy methods. Export and apply live in
+//! `workspace_export.rs`, copies in `vm_copy.rs`.
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use banger_api::methods::{
-    Empty, ExecOutput, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams, VmExecParams,
-    VmKillParams, VmLogsParams, VmRef, VmSetParams, VmStopParams, WorkspacePrepareParams,
+    Empty, ExecOutput, PolicyInfo, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams,
+    VmExecParams, VmKillParams, VmLogsParams, VmPolicySetParams, VmRef, VmSetParams, VmStopParams,
+    WorkspacePrepareParams,
 };
 use banger_api::types::{PortInfo, VmInfo, VmStats};
 use banger_api::{ApiError, ErrorCode, Event, OutputStream};
@@ -134,6 +136,13 @@ pub async fn create(
     events: &EventSink,
 ) -> Result<VmInfo, ApiError> {
     let target = params.name.clone().unwrap_or_default();
+    let policy = policy_from(&params.allow, params.deny_all)?;
+    if params.nat && policy.as_ref().is_some_and(|p| p.denies_everything()) {
+        return Err(
+            ApiError::bad_request("--nat and --deny-all contradict each other")
+                .with_hint("--deny-all alone gives the VM no way out; --allow HOST opens one"),
+        );
+    }
     let request = banger_vm::CreateRequest {
         name: params.name,
         image: params.image,
@@ -154,6 +163,7 @@ pub async fn create(
             })
             .transpose()
             .map_err(vm_error)?,
+        policy,
     };
     vm_operation(
         ctx,
@@ -364,6 +374,75 @@ pub async fn set(
         .await
         .map_err(vm_error)?;
     Ok(with_pid(ctx, &record))
+}
+
+/// The policy `--allow`/`--deny-all` ask for (`None` when neither is given).
+fn policy_from(
+    allow: &[String],
+    deny_all: bool,
+) -> Result<Option<banger_model::NetPolicy>, ApiError> {
+    match (allow.is_empty(), deny_all) {
+        (true, false) => Ok(None),
+        (true, true) => Ok(Some(banger_model::NetPolicy::deny_all())),
+        (false, true) => Err(ApiError::bad_request("--allow and --deny-all contradict each other")
+            .with_hint("--deny-all is the policy with no --allow; give one or the other")),
+        (false, false) => banger_model::NetPolicy::parse(allow).map(Some).map_err(|e| {
+            ApiError::bad_request(format!("--allow {e}"))
+                .with_hint("HOST[:PORT]: a name (example.com), *.example.com, an IPv4 address or CIDR; e.g. --allow pypi.org:443")
+        }),
+    }
+}
+
+fn policy_info(record: &banger_model::VmRecord, dropped_packets: Option<u64>) -> PolicyInfo {
+    PolicyInfo {
+        vm: record.name.to_string(),
+        policy: record.policy.as_ref().map(|p| p.rule_strings()),
+        nat: banger_vm::effective_nat(record),
+        running: record.state == banger_model::VmState::Running,
+        dropped_packets,
+    }
+}
+
+pub async fn policy_set(
+    ctx: &Arc<DaemonContext>,
+    params: VmPolicySetParams,
+    _events: &EventSink,
+) -> Result<PolicyInfo, ApiError> {
+    let policy = match (params.clear, policy_from(&params.allow, params.deny_all)?) {
+        (true, None) => None,
+        (false, Some(policy)) => Some(policy),
+        (true, Some(_)) => {
+            return Err(
+                ApiError::bad_request("--clear and a policy contradict each other")
+                    .with_hint("--clear removes the policy; --allow/--deny-all replace it"),
+            );
+        }
+        (false, None) => {
+            return Err(ApiError::bad_request("no policy given")
+                .with_hint("give --allow HOST[:PORT] (repeatable), --deny-all, or --clear"));
+        }
+    };
+    let record = ctx
+        .services
+        .vms
+        .set_policy(&params.vm, policy)
+        .await
+        .map_err(vm_error)?;
+    Ok(policy_info(&record, None))
+}
+
+pub async fn policy_show(
+    ctx: &Arc<DaemonContext>,
+    params: VmRef,
+    _events: &EventSink,
+) -> Result<PolicyInfo, ApiError> {
+    let status = ctx
+        .services
+        .vms
+        .policy_status(&params.vm)
+        .await
+        .map_err(vm_error)?;
+    Ok(policy_info(&status.vm, status.dropped_packets))
 }
 
 pub async fn ssh_target(

@@ -19,6 +19,7 @@ pub fn vm_info(record: &VmRecord) -> VmInfo {
         memory_mib: record.spec.memory.as_mib(),
         disk_mib: record.spec.disk.as_mib(),
         nat: record.nat,
+        policy: record.policy.as_ref().map(|p| p.rule_strings()),
         driver: record.driver.clone(),
         accelerator: record.runtime.accelerator.clone(),
         address: record.runtime.address.clone(),
@@ -92,6 +93,7 @@ mod tests {
             kernel: "debian-6.1-cloud".into(),
             spec: VmSpec::default(),
             nat: false,
+            policy: None,
             driver: "qemu".into(),
             runtime: VmRuntime::default(),
             workspace: Some(banger_model::Workspace {
