@@ -184,12 +184,30 @@ async fn copy_in(ctx: &Ctx, source: Side, vm: String, dst: String) -> Result<Cop
         .join()
         .map_err(|_| local(std::io::Error::other("the tar packer panicked")))?;
     match (result, packed) {
+        // The daemon refused and closed the stream while the packer was still writing:
+        // the refusal is the cause, the broken pipe only its echo.
+        (Err(refused), Err(error)) if is_broken_pipe(&error) => Err(refused),
         // A packing failure is the cause; the daemon only saw a short stream.
         (_, Err(error)) => Err(CliError::Local(
             anyhow::Error::new(error).context("cannot read the source"),
         )),
         (result, Ok(_)) => result,
     }
+}
+
+/// True when an error was caused, somewhere down its chain, by writing to a closed pipe.
+fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 async fn copy_out(
@@ -310,6 +328,20 @@ fn local(error: std::io::Error) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_pipe_is_found_down_the_chain() {
+        let pipe = banger_tar::TarError::Io {
+            path: "/src/f".into(),
+            source: std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+        };
+        assert!(is_broken_pipe(&pipe));
+        let unreadable = banger_tar::TarError::Io {
+            path: "/src/f".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(!is_broken_pipe(&unreadable));
+    }
 
     #[test]
     fn sides_are_told_apart_like_docker_cp() {
