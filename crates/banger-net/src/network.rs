@@ -302,10 +302,7 @@ impl Network {
         self.helper
             .delete_tap(tap)
             .await
-            .map_err(|source| NetError::Cleanup {
-                what: format!("tap {tap}"),
-                source,
-            })
+            .map_err(cleanup(format!("tap {tap}")))
     }
 
     /// Removes the NAT rules left for one guest address (no VM owns them).
@@ -313,10 +310,7 @@ impl Network {
         self.helper
             .remove_nat(guest_ip)
             .await
-            .map_err(|source| NetError::Cleanup {
-                what: format!("the NAT rules of {guest_ip}"),
-                source,
-            })
+            .map_err(cleanup(format!("the NAT rules of {guest_ip}")))
     }
 
     /// Best-effort rollback of a failed attach; the original error is what the caller
@@ -361,11 +355,7 @@ impl Network {
                 keep_learned,
             )
             .await
-            .map_err(|source| NetError::Helper {
-                step: "install the network policy",
-                vm: vm_id.to_string(),
-                source,
-            })
+            .map_err(helper_step("install the network policy", vm_id))
     }
 
     /// Removes the policy rules of one guest address (none is fine).
@@ -373,10 +363,7 @@ impl Network {
         self.helper
             .remove_policy(guest_ip)
             .await
-            .map_err(|source| NetError::Cleanup {
-                what: format!("the policy rules of {guest_ip}"),
-                source,
-            })
+            .map_err(cleanup(format!("the policy rules of {guest_ip}")))
     }
 
     /// Allows addresses the policy resolver answered for a guest.
@@ -401,39 +388,37 @@ impl Network {
         guest_ip: Ipv4Addr,
         nat: bool,
     ) -> Result<(), NetError> {
-        let vm = vm_id.to_string();
         let nat_result = if nat {
             self.helper
                 .remove_nat(guest_ip)
                 .await
-                .map_err(|source| NetError::Helper {
-                    step: "remove NAT",
-                    vm: vm.clone(),
-                    source,
-                })
+                .map_err(helper_step("remove NAT", vm_id))
         } else {
             Ok(())
         };
-        let policy_result =
-            self.helper
-                .remove_policy(guest_ip)
-                .await
-                .map_err(|source| NetError::Helper {
-                    step: "remove the network policy",
-                    vm: vm.clone(),
-                    source,
-                });
+        let policy_result = self
+            .helper
+            .remove_policy(guest_ip)
+            .await
+            .map_err(helper_step("remove the network policy", vm_id));
         let tap_result = self
             .helper
             .delete_tap(&tap_name(vm_id))
             .await
-            .map_err(|source| NetError::Helper {
-                step: "delete the tap",
-                vm,
-                source,
-            });
+            .map_err(helper_step("delete the tap", vm_id));
         nat_result.and(policy_result).and(tap_result)
     }
+}
+
+/// The error of one helper step on behalf of a VM.
+fn helper_step(step: &'static str, vm: &VmId) -> impl FnOnce(HelperClientError) -> NetError {
+    let vm = vm.to_string();
+    move |source| NetError::Helper { step, vm, source }
+}
+
+/// The error of removing something no VM owns any more.
+fn cleanup(what: String) -> impl FnOnce(HelperClientError) -> NetError {
+    move |source| NetError::Cleanup { what, source }
 }
 
 #[cfg(test)]

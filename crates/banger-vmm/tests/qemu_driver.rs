@@ -10,66 +10,15 @@ use std::time::Duration;
 
 use banger_vmm::qemu::QmpClient;
 use banger_vmm::{
-    Accelerator, AgentEndpoint, DiskFormat, DriverKind, LaunchSpec, QemuConfig, QemuDriver,
-    ShutdownOutcome, VmmDriver, VmmError, VmmHandle,
+    Accelerator, AgentEndpoint, DiskFormat, DriverKind, LaunchSpec, QemuDriver, ShutdownOutcome,
+    VmmDriver, VmmError, VmmHandle,
 };
 
+mod qemu_support;
+
+use qemu_support::{KillOnDrop, halting_kernel, require_qemu};
+
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Kills a launched VMM if the test panics before stopping it (the VMM runs in its own
-/// session and would otherwise outlive the test).
-struct KillOnDrop(u32, u64);
-
-impl KillOnDrop {
-    fn new(handle: &VmmHandle) -> KillOnDrop {
-        KillOnDrop(handle.pid, handle.start_time)
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if banger_sys::process::is_same_process_alive(self.0, self.1) {
-            let _ = banger_sys::process::send_signal(self.0, libc::SIGKILL);
-        }
-    }
-}
-
-fn qemu_binary() -> Option<PathBuf> {
-    banger_exec::CLEAN_PATH
-        .split(':')
-        .map(|dir| Path::new(dir).join(QemuConfig::DEFAULT_BINARY))
-        .find(|path| path.exists())
-}
-
-macro_rules! require_qemu {
-    () => {
-        match qemu_binary() {
-            Some(binary) => binary,
-            None => banger_requires::skip!(
-                "{} is not installed (scripts/install-deps.sh installs it)",
-                QemuConfig::DEFAULT_BINARY
-            ),
-        }
-    };
-}
-
-/// A multiboot image using the header's address fields (flag bit 16), so no ELF is
-/// needed: load at 1 MiB, entry right after the 32-byte header: `cli; hlt; jmp hlt`.
-/// The guest ignores the ACPI power button, like a busybox guest without acpid.
-fn halting_kernel(dir: &Path) -> PathBuf {
-    const MAGIC: u32 = 0x1BAD_B002;
-    const FLAGS: u32 = 0x0001_0000;
-    const LOAD: u32 = 0x0010_0000;
-    let checksum = 0u32.wrapping_sub(MAGIC.wrapping_add(FLAGS));
-    let mut image = Vec::new();
-    for word in [MAGIC, FLAGS, checksum, LOAD, LOAD, 0, 0, LOAD + 32] {
-        image.extend_from_slice(&word.to_le_bytes());
-    }
-    image.extend_from_slice(&[0xFA, 0xF4, 0xEB, 0xFD]);
-    let path = dir.join("halt.bin");
-    std::fs::write(&path, image).unwrap();
-    path
-}
 
 fn spec(dir: &Path, kernel: PathBuf) -> LaunchSpec {
     std::fs::create_dir_all(dir).unwrap();
@@ -95,12 +44,7 @@ fn spec(dir: &Path, kernel: PathBuf) -> LaunchSpec {
 }
 
 fn driver(binary: PathBuf) -> QemuDriver {
-    QemuDriver::new(QemuConfig {
-        binary,
-        accelerator: Accelerator::Tcg,
-        tsc_khz: Some(2_000_000),
-        launch_timeout: TIMEOUT,
-    })
+    qemu_support::driver(binary, TIMEOUT)
 }
 
 /// Connects once QEMU has created the socket (readiness, bounded by a deadline).

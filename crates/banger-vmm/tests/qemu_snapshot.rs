@@ -1,5 +1,5 @@
 //! Saving and restoring through the QEMU driver against a real `qemu-system-x86_64`
-//! (skipped, saying so, when QEMU is not installed), on the 36-byte halting multiboot
+//! (a recorded skip, fatal under CI=true, when QEMU is not installed), on the 36-byte halting multiboot
 //! "kernel" the driver tests use: no guest OS is needed to prove the VMM side. A guest
 //! booted with anonymous RAM is saved to a stream; a QEMU with file-backed shared RAM
 //! loads it paused and saves it again without RAM (`x-ignore-shared`); two clones then
@@ -10,48 +10,15 @@ use std::time::Duration;
 
 use banger_vmm::qemu::QmpClient;
 use banger_vmm::{
-    Accelerator, DiskFormat, LaunchSpec, MemoryFile, QemuConfig, QemuDriver, SnapshotRequest,
-    VmmDriver, VmmError, VmmHandle, WarmLaunch,
+    DiskFormat, LaunchSpec, MemoryFile, QemuDriver, SnapshotRequest, VmmDriver, VmmError,
+    VmmHandle, WarmLaunch,
 };
 
+mod qemu_support;
+
+use qemu_support::{KillOnDrop, halting_kernel, require_qemu};
+
 const MEMORY_MIB: u64 = 64;
-
-struct KillOnDrop(u32, u64);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if banger_sys::process::is_same_process_alive(self.0, self.1) {
-            let _ = banger_sys::process::send_signal(self.0, libc::SIGKILL);
-        }
-    }
-}
-
-fn guard(handle: &VmmHandle) -> KillOnDrop {
-    KillOnDrop(handle.pid, handle.start_time)
-}
-
-fn qemu_binary() -> Option<PathBuf> {
-    banger_exec::CLEAN_PATH
-        .split(':')
-        .map(|dir| Path::new(dir).join(QemuConfig::DEFAULT_BINARY))
-        .find(|path| path.exists())
-}
-
-/// Multiboot image: load at 1 MiB, `cli; hlt; jmp hlt` (as in `qemu_driver.rs`).
-fn halting_kernel(dir: &Path) -> PathBuf {
-    const MAGIC: u32 = 0x1BAD_B002;
-    const FLAGS: u32 = 0x0001_0000;
-    const LOAD: u32 = 0x0010_0000;
-    let checksum = 0u32.wrapping_sub(MAGIC.wrapping_add(FLAGS));
-    let mut image = Vec::new();
-    for word in [MAGIC, FLAGS, checksum, LOAD, LOAD, 0, 0, LOAD + 32] {
-        image.extend_from_slice(&word.to_le_bytes());
-    }
-    image.extend_from_slice(&[0xFA, 0xF4, 0xEB, 0xFD]);
-    let path = dir.join("halt.bin");
-    std::fs::write(&path, image).unwrap();
-    path
-}
 
 fn spec(dir: &Path, name: &str, kernel: &Path) -> LaunchSpec {
     let vm_dir = dir.join(name);
@@ -78,12 +45,7 @@ fn spec(dir: &Path, name: &str, kernel: &Path) -> LaunchSpec {
 }
 
 fn driver(binary: PathBuf) -> QemuDriver {
-    QemuDriver::new(QemuConfig {
-        binary,
-        accelerator: Accelerator::Tcg,
-        tsc_khz: Some(2_000_000),
-        launch_timeout: Duration::from_secs(30),
-    })
+    qemu_support::driver(binary, Duration::from_secs(30))
 }
 
 async fn status(handle: &VmmHandle) -> String {
@@ -102,10 +64,7 @@ fn digest(path: &Path) -> Vec<u8> {
 
 #[tokio::test]
 async fn save_convert_and_restore_two_clones_copy_on_write() {
-    let Some(binary) = qemu_binary() else {
-        eprintln!("skipped: qemu-system-x86_64 is not installed");
-        return;
-    };
+    let binary = require_qemu!();
     let dir = tempfile::tempdir().unwrap();
     let kernel = halting_kernel(dir.path());
     let qemu = driver(binary);
@@ -113,7 +72,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
     // 1. A normally booted guest, saved to a self-contained stream, then resumed.
     let source_spec = spec(dir.path(), "source", &kernel);
     let source = qemu.launch(&source_spec).await.unwrap();
-    let _source_guard = guard(&source);
+    let _source_guard = KillOnDrop::new(&source);
     let stream = dir.path().join("stream");
     let report = qemu
         .snapshot(
@@ -152,7 +111,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
         )
         .await
         .unwrap();
-    let _converter_guard = guard(&converter);
+    let _converter_guard = KillOnDrop::new(&converter);
     assert_eq!(status(&converter).await, "paused");
     let lean = qemu
         .snapshot(
@@ -201,7 +160,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
             )
             .await
             .unwrap();
-        clones.push((guard(&clone), clone));
+        clones.push((KillOnDrop::new(&clone), clone));
     }
     for (_, clone) in &clones {
         assert_eq!(status(clone).await, "running");

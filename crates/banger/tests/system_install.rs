@@ -167,7 +167,12 @@ fn supervised_install_restart_on_crash_upgrade_and_clean_uninstall() {
     assert!(!ok && err.contains("--yes"), "{err}");
     let (ok, out, err) = run(&root, &["system", "uninstall", "--purge", "--yes"]);
     assert!(ok, "uninstall failed: {out}{err}");
-    std::thread::sleep(Duration::from_millis(300));
+    // Uninstall stops the services before it returns; wait (bounded) for the kernel to
+    // reap them rather than for a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_under(&root).is_empty() && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     assert_eq!(processes_under(&root), Vec::<String>::new());
     let mut left = Vec::new();
     files_under(&root, &mut left);
