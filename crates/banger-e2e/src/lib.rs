@@ -12,6 +12,7 @@
 
 mod file_server;
 mod freshness;
+mod git;
 mod host;
 pub mod registry;
 mod wait;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use file_server::FileServer;
+pub use git::git;
 pub use host::{HostOptions, TestHost, exit_code, text};
 pub use wait::{pid_alive, wait_until};
 

@@ -5,12 +5,11 @@
 //! and the first session deleting its own. One guest for the whole test.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use banger_e2e::{TestHost, bin_dir, require_vm, wait_until};
+use banger_e2e::{TestHost, bin_dir, git, require_vm, wait_until};
 use serde_json::{Value, json};
 
 struct Mcp {
@@ -129,27 +128,6 @@ impl Drop for Mcp {
             let _ = self.child.wait();
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
 }
 
 #[test]

@@ -341,6 +341,20 @@ impl VmService {
             let _ = std::fs::remove_file(&paths.handle_file);
             return Err(error);
         }
+        self.go_live(vm, handle, agent, &hello.boot_id, address)
+    }
+
+    /// A booted (or restored) guest whose agent answered becomes a running VM: its `.vm`
+    /// name and host key are announced, the live handle kept, the record saved, and its
+    /// VMM watched.
+    pub(crate) fn go_live(
+        self: &Arc<Self>,
+        vm: &mut VmRecord,
+        handle: VmmHandle,
+        agent: Arc<AgentClient>,
+        boot_id: &str,
+        address: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), VmError> {
         if let Some(address) = address {
             self.announce(vm, address, Arc::clone(&agent));
         }
@@ -352,7 +366,7 @@ impl VmService {
             }),
         );
         vm.state = VmState::Running;
-        vm.runtime.boot_id = Some(hello.boot_id.clone());
+        vm.runtime.boot_id = Some(boot_id.to_string());
         vm.runtime.started_at = Some(now());
         self.save(vm)?;
         self.watch(vm.id.clone(), handle);

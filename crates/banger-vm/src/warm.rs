@@ -701,22 +701,7 @@ impl VmService {
         }
         progress.stage_done("new identity", Some(&done.join(", ")));
 
-        if let Some(address) = address {
-            self.announce(vm, address, Arc::clone(&agent));
-        }
-        self.set_live(
-            &vm.id,
-            Some(Live {
-                handle: handle.clone(),
-                agent: Some(agent),
-            }),
-        );
-        vm.state = VmState::Running;
-        vm.runtime.boot_id = Some(hello.boot_id.clone());
-        vm.runtime.started_at = Some(now());
-        self.save(vm)?;
-        self.watch(vm.id.clone(), handle);
-        Ok(())
+        self.go_live(vm, handle, agent, &hello.boot_id, address)
     }
 
     /// Startup reconcile of snapshots: a `creating` or `deleting` row and its files go
