@@ -118,7 +118,12 @@ impl Helper {
             }
             HelperRequest::ListNetwork => {
                 let _guard = self.locked();
-                let listing = listing::list_network(tools, config.nat_backend, &config.subnet)?;
+                let listing = listing::list_network(
+                    tools,
+                    config.nat_backend,
+                    &config.bridge,
+                    &config.subnet,
+                )?;
                 Ok(Answer {
                     outcome: HelperOutcome::Network(listing),
                     fd: None,

@@ -1,6 +1,8 @@
 //! listing: `list_network`, what banger has on the host, so the daemon can compare it with
 //! its store after a crash and remove what no VM owns. Taps are read from
-//! `ip -j -d link show` (only `tun` links of type `tap` whose name has banger's shape);
+//! `ip -j -d link show` (only `tun` links of type `tap` whose name has banger's shape, on
+//! this helper's bridge or on none: a tap on another bridge belongs to another banger
+//! installation, whose daemon must not reconcile it away);
 //! guest addresses from the comments of banger's NAT rules, in banger's nftables table or
 //! (without `nft`) in iptables' chains, as `add_nat` wrote them; policy guests from the
 //! comments and chain names of banger's policy tables (`policy`). Nothing is changed, and
@@ -17,15 +19,16 @@ use crate::tool::{Tool, ToolError, ToolRunner};
 
 const OP: &str = "list_network";
 
-/// Lists banger's taps and the guests its NAT rules name.
+/// Lists banger's taps (on `bridge`, or not yet on any) and the guests its NAT rules name.
 pub fn list_network(
     tools: &dyn ToolRunner,
     backend: NatBackend,
+    bridge: &str,
     pool: &Ipv4Subnet,
 ) -> Result<NetworkListing, HelperError> {
     let taps = link::list_links(tools, OP)?
         .into_iter()
-        .filter(|link| link.is_tap())
+        .filter(|link| link.is_tap() && link.master.as_deref().is_none_or(|m| m == bridge))
         .map(|link| link.name);
     let guests = match backend {
         NatBackend::Nft => nft_guests(tools)?.map_err(|e| failed(OP, e))?,
@@ -92,7 +95,8 @@ mod tests {
       {"ifindex":4,"ifname":"bgt-0123abcd","flags":["UP"],"master":"banger0","linkinfo":{"info_kind":"tun","info_data":{"type":"tap"}}},
       {"ifindex":5,"ifname":"bgt-lost","flags":[],"linkinfo":{"info_kind":"tun","info_data":{"type":"tap"}}},
       {"ifindex":6,"ifname":"bgt-veth","flags":["UP"],"linkinfo":{"info_kind":"veth"}},
-      {"ifindex":7,"ifname":"tap0","flags":["UP"],"linkinfo":{"info_kind":"tun","info_data":{"type":"tap"}}}
+      {"ifindex":7,"ifname":"tap0","flags":["UP"],"linkinfo":{"info_kind":"tun","info_data":{"type":"tap"}}},
+      {"ifindex":8,"ifname":"bgt-89abcdef","flags":["UP"],"master":"banger1","linkinfo":{"info_kind":"tun","info_data":{"type":"tap"}}}
     ]"#;
 
     const TABLES: &str = r#"{"nftables":[{"metainfo":{"json_schema_version":1}},
@@ -138,7 +142,8 @@ mod tests {
             .reply("nft -j list table ip banger", TABLE)
             .reply("nft -j list tables", POLICY_TABLES)
             .reply("nft -j list table ip bangerpol", POLICY_TABLE);
-        let listing = list_network(&tools, NatBackend::Auto, &pool()).unwrap();
+        let listing = list_network(&tools, NatBackend::Auto, "banger0", &pool()).unwrap();
+        // bgt-89abcdef is on another installation's bridge: not this helper's to list.
         assert_eq!(listing.taps, ["bgt-0123abcd", "bgt-lost"]);
         // Once each, sorted; the address outside the pool is not banger's to remove.
         assert_eq!(listing.nat_guests, [ip("172.30.0.3"), ip("172.30.0.7")]);
@@ -157,7 +162,7 @@ mod tests {
             .reply("ip -j -d link show", "[]")
             .reply("nft -j list tables ip", NO_BANGER_TABLE)
             .reply("nft -j list tables", NO_BANGER_TABLE);
-        let listing = list_network(&tools, NatBackend::Nft, &pool()).unwrap();
+        let listing = list_network(&tools, NatBackend::Nft, "banger0", &pool()).unwrap();
         assert_eq!(listing, NetworkListing::default());
         assert_eq!(
             tools.commands(),
@@ -185,7 +190,7 @@ mod tests {
                  -A FORWARD -i banger0 -m comment --comment banger-base=banger0 -j DROP\n",
             )
             .without("nft");
-        let listing = list_network(&tools, NatBackend::Auto, &pool()).unwrap();
+        let listing = list_network(&tools, NatBackend::Auto, "banger0", &pool()).unwrap();
         assert_eq!(listing.nat_guests, [ip("172.30.0.4"), ip("172.30.0.5")]);
     }
 
@@ -194,7 +199,7 @@ mod tests {
         let tools = FakeTools::new()
             .reply("ip -j -d link show", "[]")
             .fail("nft -j list tables ip", "netlink: Operation not permitted");
-        let error = list_network(&tools, NatBackend::Auto, &pool()).unwrap_err();
+        let error = list_network(&tools, NatBackend::Auto, "banger0", &pool()).unwrap_err();
         assert!(matches!(error, HelperError::Failed { .. }), "{error:?}");
     }
 }
