@@ -33,6 +33,8 @@ mod images;
 mod mcp;
 #[path = "bench_policy.rs"]
 mod policy;
+#[path = "bench_templates.rs"]
+mod templates;
 #[path = "bench_warm.rs"]
 mod warm;
 #[path = "bench_workspace.rs"]
@@ -183,9 +185,9 @@ impl Drop for Bench {
     }
 }
 
-/// `cargo xtask bench warm`: only the warm-start section, on debug binaries (the
-/// figures are QEMU's and the guest's), spliced into the existing report.
-fn run_warm(root: &Path) -> Result<()> {
+/// `cargo xtask bench warm` (or `templates`): only that section, on debug binaries
+/// (the figures are QEMU's and the guest's), spliced into the existing report.
+fn run_warm(root: &Path, templates: bool) -> Result<()> {
     crate::build_binaries(root, false)?;
     crate::build_agent(root)?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
@@ -205,8 +207,15 @@ fn run_warm(root: &Path) -> Result<()> {
         )],
     };
     bench.start_daemon()?;
-    let section = warm::section(&bench)?;
     let path = root.join("BENCHMARKS.md");
+    if templates {
+        let section = templates::section(&bench)?;
+        let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, templates::splice(&report, &section))?;
+        eprintln!("bench: wrote the warm-template section of BENCHMARKS.md");
+        return Ok(());
+    }
+    let section = warm::section(&bench)?;
     let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
     std::fs::write(&path, warm::splice(&report, &section))?;
     eprintln!("bench: wrote the warm-start section of BENCHMARKS.md");
@@ -253,7 +262,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("warm") {
-        return run_warm(root);
+        return run_warm(root, false);
+    }
+    if args.first().map(String::as_str) == Some("templates") {
+        return run_warm(root, true);
     }
     if args.first().map(String::as_str) == Some("workspaces") {
         return workspaces::run(root);

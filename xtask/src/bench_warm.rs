@@ -88,7 +88,11 @@ fn compare(
         for &is_cold in order {
             let t = Instant::now();
             if is_cold {
-                bench.banger(&["vm", "run", "--image", image, "--rm", "--", "true"])?;
+                // --cold: the image's warm template (made after the first cold run)
+                // must not turn the cold side into a restore.
+                bench.banger(&[
+                    "vm", "run", "--image", image, "--rm", "--cold", "--", "true",
+                ])?;
                 cold.push(t.elapsed().as_secs_f64());
             } else {
                 let name = format!("warm-{round}");

@@ -114,6 +114,8 @@ methods! {
     /// Refused while a VM's record names the image.
     ImageDelete = "image.delete": NameRef => ImageInfo;
     ImageCachePrune = "image.cache_prune": CachePruneParams => CachePruneOutput;
+    /// Keep warm templates for an image (or stop, with `off`).
+    ImageWarm = "image.warm": ImageWarmParams => ImageWarmOutput;
 
     KernelCatalog = "kernel.catalog": Empty => Vec<CatalogEntry>;
     KernelList = "kernel.list": Empty => Vec<KernelInfo>;
@@ -151,6 +153,9 @@ pub struct VmCreateParams {
     /// A network policy allowing nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deny_all: bool,
+    /// Boot cold even when a warm template matches.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cold: bool,
 }
 
 /// `vm policy set`: exactly one of `allow` (non-empty), `deny_all`, `clear`.
@@ -440,6 +445,27 @@ pub struct WorkspaceApplyOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameRef {
     pub name: String,
+}
+
+/// `image warm IMAGE [--off]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageWarmParams {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub off: bool,
+}
+
+/// What `image warm` changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageWarmOutput {
+    pub image: String,
+    /// The image keeps warm templates now.
+    pub warm: bool,
+    /// False when it already was as asked.
+    pub changed: bool,
+    /// Templates removed (with `off`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_templates: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

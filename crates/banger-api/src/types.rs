@@ -78,9 +78,13 @@ pub struct VmInfo {
     /// Host paths of the VM's files (disk, serial log, sockets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// The snapshot this VM was forked from (`vm fork`).
+    /// The snapshot this VM was forked from (`vm fork`, or its warm template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<ForkedFrom>,
+    /// How the guest last started: `template` (restored from a warm template), `cold`
+    /// (booted) or `snapshot` (`vm fork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<String>,
 }
 
 /// Where a forked VM came from.
@@ -117,6 +121,9 @@ pub struct SnapshotInfo {
     /// Running VMs forked from it (they map its RAM file; delete is refused meanwhile).
     pub running_forks: Vec<String>,
     /// RFC 3339.
+    /// Set for a warm template: the inputs it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_key: Option<String>,
     pub created_at: String,
 }
 

@@ -149,6 +149,10 @@ impl TestHost {
                 "BANGER_HELPER_SOCKET".into(),
                 root.join("no-helper.sock").display().to_string(),
             ),
+            // Warm templates are built in the background after a cold boot of the
+            // default image: on two shared cores that would slow every other test and
+            // change its stages. Tests of templates set `BANGER_WARM_TEMPLATES=1`.
+            ("BANGER_WARM_TEMPLATES".into(), "0".into()),
         ];
         env.extend(self.options.env.iter().cloned());
         env

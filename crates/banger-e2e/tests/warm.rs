@@ -459,3 +459,191 @@ fn daemon_killed_mid_snapshot_or_mid_fork_leaves_nothing_half_made() {
     host.banger_ok(&["vm", "snapshot", "delete", "base"]);
     host.assert_no_vm_left("after the crash test");
 }
+
+/// The ready warm templates, as `vm snapshot list` shows them.
+fn templates(host: &TestHost) -> Vec<serde_json::Value> {
+    host.banger_json(&["vm", "snapshot", "list"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s["template_key"].is_string() && s["state"] == "ready")
+        .collect()
+}
+
+/// Waits (bounded) until a ready template with `memory_mib` exists, and returns it.
+fn wait_for_template(host: &TestHost, memory_mib: u64) -> serde_json::Value {
+    banger_e2e::wait_until(
+        &format!("a warm template of tiny with {memory_mib} MiB"),
+        Duration::from_secs(240),
+        || {
+            templates(host)
+                .into_iter()
+                .find(|t| t["image"] == "tiny" && t["memory_mib"] == memory_mib)
+                .ok_or_else(|| "none yet".to_string())
+        },
+    )
+}
+
+/// The stage line of `vm run`/`vm create` that says how the guest started.
+fn start_stage(stderr: &[u8]) -> String {
+    text(stderr)
+        .lines()
+        .find(|line| line.contains("warm start ... done"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Warm templates on tiny: after the first cold `vm run`, a template appears in the
+/// background (owner-only files under the state dir, the builder VM never listed); the
+/// next runs restore from it (the stage says so) and are distinct machines; `--cold`
+/// boots; other memory gets a template of its own; `image warm --off` deletes them.
+#[test]
+fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Result<()> {
+    require_vm!(Root);
+    {
+        let outside = TestHost::start()?;
+        let image = outside.banger_json(&["image", "pull", "tiny"]);
+        let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
+        outside.banger_ok(&["kernel", "pull", &kernel]);
+    }
+    let mut lab = Lab::new()?;
+    let mut host = TestHost::prepare(HostOptions {
+        netns: Some(lab.ns.clone()),
+        env: vec![
+            (
+                "BANGER_HELPER_SOCKET".into(),
+                lab.socket().display().to_string(),
+            ),
+            ("BANGER_WARM_TEMPLATES".into(), "1".into()),
+        ],
+        ..HostOptions::default()
+    })?;
+    lab.start_helper(&host)?;
+    host.start_daemon()?;
+    host.banger_ok(&["image", "warm", "tiny"]);
+
+    let started = Instant::now();
+    let cold = host.banger(&["vm", "run", "--rm", "--image", "tiny", "--", "true"]);
+    host.expect_success(&["vm", "run"], &cold);
+    banger_e2e::report_timing("vm run --rm -- true, first (cold)", started.elapsed());
+    let stage = start_stage(&cold.stderr);
+    assert!(stage.contains("cold"), "first run is cold: {stage:?}");
+
+    let template = wait_for_template(&host, 512);
+    assert!(
+        host.vm_list().is_empty(),
+        "the builder is never listed, and gone"
+    );
+    let dir = PathBuf::from(template["dir"].as_str().unwrap());
+    assert!(dir.starts_with(host.state_dir()), "{}", dir.display());
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["state", "mem", "disk.ext4"] {
+        assert_eq!(mode(&dir.join(file)), 0o400, "{file}");
+    }
+    // The builder's host key was never read: the template holds none.
+    let keys = run(Command::new("debugfs")
+        .args(["-R", "ls -p /etc/dropbear"])
+        .arg(dir.join("disk.ext4")))?;
+    assert!(!keys.contains("_host_key"), "{keys}");
+
+    let mut hostnames = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let warm = host.banger(&[
+            "vm",
+            "run",
+            "--rm",
+            "--image",
+            "tiny",
+            "--",
+            "cat",
+            "/etc/hostname",
+        ]);
+        host.expect_success(&["vm", "run"], &warm);
+        banger_e2e::report_timing("vm run --rm -- cat /etc/hostname (warm)", started.elapsed());
+        let stage = start_stage(&warm.stderr);
+        assert!(
+            stage.contains("from template") && stage.contains(template["name"].as_str().unwrap()),
+            "restored from the template: {stage:?}\n{}",
+            text(&warm.stderr)
+        );
+        hostnames.push(text(&warm.stdout).trim().to_string());
+    }
+    assert_ne!(hostnames[0], hostnames[1], "{hostnames:?}");
+
+    // Two at once from one template are distinct machines.
+    host.create_vm("wa", &["--image", "tiny"]);
+    host.create_vm("wb", &["--image", "tiny"]);
+    let mut seen: Vec<Identity> = Vec::new();
+    for name in ["wa", "wb"] {
+        let show = host.vm_show(name);
+        assert_eq!(show["started_from"], "template", "{show}");
+        host.banger_ok(&["vm", "ports", name]);
+        let id = identity(&host, name);
+        assert_eq!(id.hostname, name);
+        assert_eq!(
+            id.address.split('/').next(),
+            show["address"].as_str(),
+            "{id:?}"
+        );
+        assert!(lab.ssh_banner(show["address"].as_str().unwrap()), "{name}");
+        for other in &seen {
+            assert_ne!(id.mac, other.mac);
+            assert_ne!(id.address, other.address);
+            assert_ne!(id.host_key, other.host_key);
+            assert_ne!(id.urandom, other.urandom);
+        }
+        let guest_time: i64 = host.exec_ok(name, &["date", "+%s"]).trim().parse()?;
+        assert!((guest_time - host_now()).abs() <= 10, "{name}'s clock");
+        seen.push(id);
+    }
+    // A template in use by running VMs is kept.
+    let busy = host.banger(&[
+        "vm",
+        "snapshot",
+        "delete",
+        template["name"].as_str().unwrap(),
+    ]);
+    assert_ne!(exit_code(&busy), Some(0));
+
+    // --cold boots.
+    let forced = host.banger(&[
+        "vm", "run", "--rm", "--cold", "--image", "tiny", "--", "true",
+    ]);
+    host.expect_success(&["vm", "run", "--cold"], &forced);
+    assert!(start_stage(&forced.stderr).contains("cold: --cold"));
+    host.create_vm("wc", &["--image", "tiny", "--cold"]);
+    assert_eq!(host.vm_show("wc")["started_from"], "cold");
+
+    // Other memory: no match, a cold boot, then a template of its own.
+    let other = host.banger(&[
+        "vm", "run", "--rm", "--image", "tiny", "--memory", "384MiB", "--", "true",
+    ]);
+    host.expect_success(&["vm", "run", "--memory"], &other);
+    assert!(
+        start_stage(&other.stderr).contains("cold"),
+        "{}",
+        text(&other.stderr)
+    );
+    let bigger = wait_for_template(&host, 384);
+    assert_ne!(bigger["template_key"], template["template_key"]);
+    let again = host.banger(&[
+        "vm", "run", "--rm", "--image", "tiny", "--memory", "384MiB", "--", "true",
+    ]);
+    host.expect_success(&["vm", "run", "--memory"], &again);
+    assert!(start_stage(&again.stderr).contains("from template"));
+
+    // The image cache prune keeps current templates; `--off` deletes them.
+    host.banger_ok(&["image", "cache", "prune"]);
+    assert_eq!(templates(&host).len(), 2);
+    for name in ["wa", "wb", "wc"] {
+        host.banger_ok(&["vm", "delete", "--force", name]);
+    }
+    host.banger_ok(&["image", "warm", "tiny", "--off"]);
+    assert!(templates(&host).is_empty());
+    assert!(!dir.exists(), "the template's files are gone");
+    drop(host);
+    drop(lab);
+    Ok(())
+}

@@ -61,6 +61,14 @@ pub struct VmRuntime {
     /// a fork shares the snapshot's boot id until its first cold boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<ForkOrigin>,
+    /// How the guest last started: `template` (restored from a warm template), `cold`
+    /// (booted) or `snapshot` (`vm fork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<String>,
+    /// A hidden VM banger boots to make a warm template from; deleted once the template
+    /// is saved (or by the startup reconcile), never listed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub template_builder: bool,
 }
 
 /// Where a forked VM came from.

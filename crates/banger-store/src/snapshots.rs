@@ -33,10 +33,14 @@ pub struct SnapshotRecord {
     pub size_bytes: u64,
     /// RFC 3339.
     pub created_at: String,
+    /// Set for a warm template: the key of the inputs it was made from (migration 0008).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, state, source_vm, source_name, image, kernel, vcpus, \
-                       memory_bytes, disk_bytes, nat, nic, driver, dir, size_bytes, created_at";
+                       memory_bytes, disk_bytes, nat, nic, driver, dir, size_bytes, created_at, \
+                       template_key";
 
 fn read(row: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
     let unsigned = |index: usize| -> rusqlite::Result<u64> {
@@ -60,6 +64,7 @@ fn read(row: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
         dir: row.get(13)?,
         size_bytes: unsigned(14)?,
         created_at: row.get(15)?,
+        template_key: row.get(16)?,
     })
 }
 
@@ -71,7 +76,7 @@ impl Store {
                 &format!(
                     "INSERT INTO snapshots ({COLUMNS}) VALUES (:id, :name, :state, :source_vm, \
                      :source_name, :image, :kernel, :vcpus, :memory_bytes, :disk_bytes, :nat, \
-                     :nic, :driver, :dir, :size_bytes, :created_at)"
+                     :nic, :driver, :dir, :size_bytes, :created_at, :template_key)"
                 ),
                 named_params! {
                     ":id": snapshot.id,
@@ -90,6 +95,7 @@ impl Store {
                     ":dir": snapshot.dir,
                     ":size_bytes": to_i64("size", snapshot.size_bytes)?,
                     ":created_at": snapshot.created_at,
+                    ":template_key": snapshot.template_key,
                 },
             )
             .map_err(|error| match unique_violation(&error) {
@@ -143,6 +149,38 @@ impl Store {
         )
     }
 
+    /// Marks `image` as one that gets warm templates; true when it was not yet.
+    pub fn add_warm_image(&self, image: &str, added_at: &str) -> Result<bool, StoreError> {
+        let added = self
+            .conn
+            .execute(
+                "INSERT INTO warm_images (image, added_at) VALUES (?1, ?2) \
+                 ON CONFLICT (image) DO NOTHING",
+                [image, added_at],
+            )
+            .map_err(sqlite(|| format!("marking image {image} warm")))?;
+        Ok(added > 0)
+    }
+
+    /// Stops keeping warm templates for `image`; true when it was marked.
+    pub fn remove_warm_image(&self, image: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM warm_images WHERE image = ?1", [image])
+            .map_err(sqlite(|| format!("unmarking image {image}")))?;
+        Ok(removed > 0)
+    }
+
+    /// The images a user opted in to warm templates, by name.
+    pub fn warm_images(&self) -> Result<Vec<String>, StoreError> {
+        self.select_all(
+            "listing warm images",
+            "SELECT image FROM warm_images ORDER BY image",
+            [],
+            |row| row.get(0),
+        )
+    }
+
     /// Removes a snapshot's row; true when there was one.
     pub fn delete_snapshot(&self, id: &str) -> Result<bool, StoreError> {
         let removed = self
@@ -175,6 +213,7 @@ mod tests {
             dir: format!("/s/snapshots/{id}"),
             size_bytes: 0,
             created_at: "2026-12-02T19:00:00Z".into(),
+            template_key: None,
         }
     }
 
@@ -208,5 +247,40 @@ mod tests {
         assert!(store.delete_snapshot("a1").unwrap());
         assert!(!store.delete_snapshot("a1").unwrap());
         assert!(store.get_snapshot("a1").unwrap().is_none());
+    }
+
+    #[test]
+    fn template_keys_round_trip_and_warm_images_are_a_set() {
+        let store = Store::open_in_memory().unwrap();
+        let mut template = record("t1", "template-tiny");
+        template.template_key = Some("k1".into());
+        store.insert_snapshot(&template).unwrap();
+        store.insert_snapshot(&record("u1", "mine")).unwrap();
+        let got = store.get_snapshot("t1").unwrap().unwrap();
+        assert_eq!(got.template_key.as_deref(), Some("k1"));
+        assert_eq!(
+            store.get_snapshot("u1").unwrap().unwrap().template_key,
+            None
+        );
+
+        assert!(
+            store
+                .add_warm_image("tiny", "2026-12-03T00:00:00Z")
+                .unwrap()
+        );
+        assert!(
+            !store
+                .add_warm_image("tiny", "2026-12-03T00:00:01Z")
+                .unwrap()
+        );
+        assert!(
+            store
+                .add_warm_image("alpine", "2026-12-03T00:00:02Z")
+                .unwrap()
+        );
+        assert_eq!(store.warm_images().unwrap(), ["alpine", "tiny"]);
+        assert!(store.remove_warm_image("tiny").unwrap());
+        assert!(!store.remove_warm_image("tiny").unwrap());
+        assert_eq!(store.warm_images().unwrap(), ["alpine"]);
     }
 }

@@ -316,6 +316,8 @@ fn vm_round_trip() {
             source_vm: "src".into(),
             restored_boot: true,
         }),
+        started_from: Some("template".into()),
+        template_builder: true,
     };
     web.workspace = None;
     store.update_vm(&web).unwrap();

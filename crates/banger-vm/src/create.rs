@@ -17,6 +17,9 @@ use crate::cmdline::{GuestNet, kernel_cmdline};
 use crate::error::{VmError, chain};
 use crate::patch::{GuestPatch, InitSystem};
 use crate::service::{Live, VmService, init_name, now};
+use crate::template::{
+    START_STAGE, STARTED_FROM_COLD, STARTED_FROM_TEMPLATE, TemplateInputs, cold_reason,
+};
 use crate::{disk, early_boot, handle_file, patch};
 
 /// What `vm create` asks for; `None` means the default.
@@ -33,6 +36,19 @@ pub struct CreateRequest {
     pub workspace: Option<crate::workspace::WorkspaceRequest>,
     /// The VM's network policy (`--allow`, `--deny-all`).
     pub policy: Option<banger_model::NetPolicy>,
+    /// Boot cold even when a warm template matches (`--cold`).
+    pub cold: bool,
+    /// A hidden VM to make a warm template from (`template.rs`).
+    pub template_builder: bool,
+}
+
+/// How a new VM may start warm.
+struct WarmPlan {
+    inputs: TemplateInputs,
+    /// The ready template whose key matches, if any.
+    template: Option<banger_store::SnapshotRecord>,
+    /// The image keeps warm templates (a cold boot starts a build).
+    warm: bool,
 }
 
 impl VmService {
@@ -131,7 +147,10 @@ impl VmService {
             nat: req.nat,
             policy: req.policy.clone(),
             driver: self.driver.kind().to_string(),
-            runtime: VmRuntime::default(),
+            runtime: VmRuntime {
+                template_builder: req.template_builder,
+                ..VmRuntime::default()
+            },
             workspace: None,
             created_at: now(),
         };
@@ -158,6 +177,26 @@ impl VmService {
         let paths = self.paths(&vm.id);
         vm.runtime.dir = Some(paths.dir.display().to_string());
         self.save(vm)?;
+
+        let warm = self.plan_warm_start(vm, req, &image, progress).await?;
+        if let Some(WarmPlan {
+            template: Some(template),
+            ..
+        }) = &warm
+        {
+            vm.runtime.started_from = Some(STARTED_FROM_TEMPLATE.into());
+            match self.restore_fork(vm, template, progress).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(vm = %vm.name, template = %template.name, error = %chain(&error), "cannot restore from the warm template; booting cold");
+                    self.undo_restore(vm).await?;
+                    progress.stage_done(
+                        START_STAGE,
+                        Some(&format!("cold: the restore failed ({})", chain(&error))),
+                    );
+                }
+            }
+        }
 
         progress.stage_started("root disk");
         std::fs::create_dir_all(&paths.dir)
@@ -197,7 +236,82 @@ impl VmService {
         if let Some(workspace) = &req.workspace {
             self.build_workspace_disk(vm, workspace, progress).await?;
         }
-        self.boot(vm, progress).await
+        self.boot(vm, progress).await?;
+        if let Some(WarmPlan {
+            inputs,
+            template: None,
+            warm: true,
+        }) = warm
+        {
+            self.spawn_template_build(inputs);
+        }
+        Ok(())
+    }
+
+    /// Says (as the [`START_STAGE`]) whether the new VM restores from a warm template or
+    /// boots cold, and why; `None` when templates do not apply at all.
+    async fn plan_warm_start(
+        &self,
+        vm: &VmRecord,
+        req: &CreateRequest,
+        image: &banger_image::ImageArtifact,
+        progress: &dyn ProgressSink,
+    ) -> Result<Option<WarmPlan>, VmError> {
+        if req.template_builder {
+            return Ok(None);
+        }
+        progress.stage_started(START_STAGE);
+        let qemu = self.driver.kind() == banger_vmm::DriverKind::Qemu;
+        if let Some(reason) = cold_reason(req, self.cfg.warm_templates, qemu) {
+            progress.stage_done(START_STAGE, Some(&format!("cold: {reason}")));
+            return Ok(None);
+        }
+        let kernel = self.resolve_kernel(&vm.kernel, progress).await?;
+        let inputs = self.template_inputs(vm, image, &kernel);
+        let template = self.find_template(&inputs.key())?;
+        let warm = self.image_is_warm(&vm.image)?;
+        let building = self
+            .building_templates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&inputs.key());
+        let detail = match (&template, warm) {
+            (Some(template), _) => format!("from template {}", template.name),
+            (None, true) if building => {
+                "cold: the template for these inputs is still being made".to_string()
+            }
+            (None, true) => {
+                "cold: no template for these inputs yet (one is made in the background)".to_string()
+            }
+            (None, false) => format!(
+                "cold: image {} has no warm templates (`banger image warm {}`)",
+                vm.image, vm.image
+            ),
+        };
+        progress.stage_done(START_STAGE, Some(&detail));
+        Ok(Some(WarmPlan {
+            inputs,
+            template,
+            warm,
+        }))
+    }
+
+    /// Undoes a restore that failed part way, so the VM can boot cold instead.
+    async fn undo_restore(&self, vm: &mut VmRecord) -> Result<(), VmError> {
+        if let Some(live) = self.live_handle(&vm.id) {
+            self.stop_process(&live.handle, Duration::ZERO).await;
+            self.set_live(&vm.id, None);
+        }
+        self.detach_network(vm).await;
+        let paths = self.paths(&vm.id);
+        let _ = std::fs::remove_file(&paths.handle_file);
+        let _ = std::fs::remove_file(&paths.root_disk);
+        vm.state = VmState::Creating;
+        vm.runtime.forked_from = None;
+        vm.runtime.started_from = None;
+        vm.runtime.address = None;
+        vm.runtime.boot_id = None;
+        self.save(vm)
     }
 
     /// Removes every trace of a VM that failed to be created.
@@ -303,6 +417,7 @@ impl VmService {
             }),
         );
         vm.state = VmState::Starting;
+        vm.runtime.started_from = Some(STARTED_FROM_COLD.into());
         if let Some(origin) = vm.runtime.forked_from.as_mut() {
             // A fork booted cold has a boot id of its own from now on.
             origin.restored_boot = false;
@@ -355,7 +470,11 @@ impl VmService {
         boot_id: &str,
         address: Option<std::net::Ipv4Addr>,
     ) -> Result<(), VmError> {
-        if let Some(address) = address {
+        if let Some(address) = address
+            && !vm.runtime.template_builder
+        {
+            // A template builder's host key is never read: on images that make keys on
+            // first use (dropbear), the template then holds none.
             self.announce(vm, address, Arc::clone(&agent));
         }
         self.set_live(

@@ -20,6 +20,7 @@ mod reconcile_net;
 mod reserve;
 pub mod resolv;
 mod service;
+pub mod template;
 pub mod warm;
 pub mod workspace;
 

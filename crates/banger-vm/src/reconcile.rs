@@ -36,6 +36,8 @@ pub struct ReconcileReport {
     /// Snapshots a killed daemon left half-made or half-deleted, removed with their
     /// files (see `warm.rs`).
     pub snapshots: Vec<String>,
+    /// Template builder VMs a killed daemon left, deleted (see `template.rs`).
+    pub template_builders: Vec<String>,
     /// Taps and NAT rules (by guest address) no VM owned, removed.
     pub network: crate::reconcile_net::NetCleanup,
 }
@@ -157,6 +159,7 @@ impl VmService {
             }
         }
         report.snapshots = self.reconcile_snapshots().await?;
+        report.template_builders = self.reconcile_builders().await;
         report.network = self.reconcile_network().await;
         self.space_reserve.ensure();
         Ok(report)

@@ -39,6 +39,8 @@ pub struct VmServiceConfig {
     pub stop_timeout: Duration,
     /// Public key lines installed as root's authorized_keys.
     pub authorized_keys: Option<String>,
+    /// Keep warm templates and restore new VMs from them (`template.rs`).
+    pub warm_templates: bool,
 }
 
 /// How the service reaches the state store; the daemon shares one connection between
@@ -93,6 +95,8 @@ pub struct VmService {
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Space kept back so `vm delete` can record its progress on a full disk.
     pub(crate) space_reserve: SpaceReserve,
+    /// Keys of the warm templates being built now (`template.rs`).
+    pub(crate) building_templates: Mutex<std::collections::HashSet<String>>,
 }
 
 impl VmService {
@@ -118,6 +122,7 @@ impl VmService {
             policies: Arc::new(banger_dns::PolicyTable::default()),
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
+            building_templates: Mutex::new(std::collections::HashSet::new()),
             cfg,
         })
     }

@@ -210,6 +210,17 @@ impl VmService {
         name: Option<String>,
         progress: &dyn ProgressSink,
     ) -> Result<SnapshotRecord, VmError> {
+        self.snapshot_as(query, name, None, progress).await
+    }
+
+    /// [`Self::snapshot`], recording `template_key` for a warm template.
+    pub(crate) async fn snapshot_as(
+        self: &Arc<Self>,
+        query: &str,
+        name: Option<String>,
+        template_key: Option<String>,
+        progress: &dyn ProgressSink,
+    ) -> Result<SnapshotRecord, VmError> {
         self.require_snapshots()?;
         let vm = self.find(query)?;
         if let Some(name) = &name {
@@ -259,6 +270,7 @@ impl VmService {
             dir: paths.dir.display().to_string(),
             size_bytes: 0,
             created_at: now(),
+            template_key,
         };
         self.with_store(|s| s.insert_snapshot(&record))
             .map_err(|err| match err {
@@ -553,7 +565,7 @@ impl VmService {
         }
     }
 
-    async fn restore_fork(
+    pub(crate) async fn restore_fork(
         self: &Arc<Self>,
         vm: &mut VmRecord,
         snapshot: &SnapshotRecord,
@@ -563,6 +575,9 @@ impl VmService {
         let paths = self.paths(&vm.id);
         vm.kernel = snapshot.kernel.clone();
         vm.runtime.dir = Some(paths.dir.display().to_string());
+        if vm.runtime.started_from.is_none() {
+            vm.runtime.started_from = Some(crate::template::STARTED_FROM_SNAPSHOT.into());
+        }
         vm.runtime.forked_from = Some(ForkOrigin {
             snapshot: snapshot.name.clone(),
             snapshot_id: snapshot.id.clone(),

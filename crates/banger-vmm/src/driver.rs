@@ -55,6 +55,13 @@ pub trait VmmDriver: Send + Sync + std::fmt::Debug {
         Box::pin(async move { Err(self.no_snapshots()) })
     }
 
+    /// What a guest saved by this VMM depends on besides the guest itself (the VMM's
+    /// version, CPU model, accelerator): part of a warm template's key, so a template
+    /// made by another VMM build is never restored.
+    fn restore_inputs(&self) -> String {
+        self.kind().to_string()
+    }
+
     /// The error of a driver without snapshot support.
     fn no_snapshots(&self) -> VmmError {
         VmmError::Unsupported {

@@ -191,6 +191,7 @@ pub enum ImageCommand {
     Register(image::RegisterArgs),
     Promote(image::PromoteArgs),
     Delete(image::DeleteArgs),
+    Warm(image::WarmArgs),
     #[command(subcommand)]
     Cache(ImageCacheCommand),
 }

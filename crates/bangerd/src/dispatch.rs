@@ -75,6 +75,7 @@ pub async fn dispatch(
         }
         m::ImagePromote::NAME => call::<m::ImagePromote>(ctx, params, events, image::promote).await,
         m::ImageDelete::NAME => call::<m::ImageDelete>(ctx, params, events, image::delete).await,
+        m::ImageWarm::NAME => call::<m::ImageWarm>(ctx, params, events, image::warm).await,
         m::ImageCachePrune::NAME => {
             call::<m::ImageCachePrune>(ctx, params, events, image::cache_prune).await
         }

@@ -77,6 +77,7 @@ impl Services {
             ready_timeout: Duration::from_secs(env_secs("BANGER_READY_TIMEOUT", 300)),
             stop_timeout: Duration::from_secs(10),
             authorized_keys,
+            warm_templates: std::env::var("BANGER_WARM_TEMPLATES").map_or(true, |v| v != "0"),
         };
         let vms = VmService::new(config, store, images.clone(), driver, runner);
         Services { vms, images, kvm }

@@ -326,6 +326,7 @@ impl Bench {
             ready_timeout: Duration::from_millis(800),
             stop_timeout: Duration::from_secs(2),
             authorized_keys: None,
+            warm_templates: false,
         };
         let runner = Arc::new(SystemRunner);
         let images = Arc::new(ImageService::new(

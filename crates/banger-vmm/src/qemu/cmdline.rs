@@ -66,6 +66,14 @@ pub fn guest_cmdline(cmdline: &str, accelerator: Accelerator, tsc_khz: Option<u6
     }
 }
 
+/// The `-cpu` model and the accelerator's name.
+pub fn cpu_and_accel(accelerator: Accelerator) -> (&'static str, &'static str) {
+    match accelerator {
+        Accelerator::Kvm => ("host", "kvm"),
+        Accelerator::Tcg => ("max", "tcg"),
+    }
+}
+
 /// The arguments after `qemu-system-x86_64`.
 ///
 /// The root disk uses `cache=writeback`: QEMU writes through the host page cache and
@@ -75,10 +83,7 @@ pub fn guest_cmdline(cmdline: &str, accelerator: Accelerator, tsc_khz: Option<u6
 /// back to the sparse disk file.
 pub fn qemu_args(spec: &LaunchSpec, options: &QemuOptions, paths: &QemuPaths) -> Vec<OsString> {
     let mut args = Args::default();
-    let (cpu, accel) = match options.accelerator {
-        Accelerator::Kvm => ("host", "kvm"),
-        Accelerator::Tcg => ("max", "tcg"),
-    };
+    let (cpu, accel) = cpu_and_accel(options.accelerator);
     args.push("-name")
         .push_opt(&[("guest", OsStr::new(&spec.vm_name))]);
     // Under TCG the legacy PIT and PIC are off: with them, about 1 boot in 10 of Debian's

@@ -60,11 +60,37 @@ impl QemuConfig {
 #[derive(Debug, Clone)]
 pub struct QemuDriver {
     config: QemuConfig,
+    /// The QEMU binary's identity (`binary_identity`), read once.
+    binary_identity: std::sync::OnceLock<String>,
+}
+
+/// `<size>-<mtime>` of the QEMU binary (found on `PATH` when not absolute), or
+/// `unknown`: changes whenever QEMU is upgraded or rebuilt, without running it.
+fn binary_identity(binary: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let found = if binary.components().count() > 1 {
+        Some(binary.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(binary))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    found
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map_or_else(
+            || "unknown".to_string(),
+            |meta| format!("{}-{}", meta.len(), meta.mtime()),
+        )
 }
 
 impl QemuDriver {
     pub fn new(config: QemuConfig) -> QemuDriver {
-        QemuDriver { config }
+        QemuDriver {
+            config,
+            binary_identity: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &QemuConfig {
@@ -237,6 +263,14 @@ impl VmmDriver for QemuDriver {
         DriverKind::Qemu
     }
 
+    fn restore_inputs(&self) -> String {
+        let binary = self
+            .binary_identity
+            .get_or_init(|| binary_identity(&self.config.binary));
+        let (cpu, accel) = crate::qemu::cmdline::cpu_and_accel(self.config.accelerator);
+        format!("qemu-{binary}/cpu={cpu}/accel={accel}")
+    }
+
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
         Box::pin(self.launch_qemu(spec, None))
     }
@@ -279,5 +313,23 @@ impl VmmDriver for QemuDriver {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<ShutdownOutcome, VmmError>> {
         Box::pin(self.shutdown_qemu(handle, timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binary_identity;
+
+    #[test]
+    fn binary_identity_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu");
+        assert_eq!(binary_identity(&path), "unknown");
+        std::fs::write(&path, b"12345").unwrap();
+        assert!(binary_identity(&path).starts_with("5-"));
+        assert_eq!(
+            binary_identity(std::path::Path::new("no-such-qemu-anywhere")),
+            "unknown"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use banger_api::methods::{
     CachePruneParams, Empty, ImageCachePrune, ImageCatalog, ImageDelete, ImageImport,
     ImageImportParams, ImageList, ImagePromote, ImagePromoteParams, ImagePull, ImagePullParams,
-    ImageRegister, ImageRegisterParams, ImageShow, NameRef,
+    ImageRegister, ImageRegisterParams, ImageShow, ImageWarm, ImageWarmParams, NameRef,
 };
 use banger_api::types::ImageInfo;
 use clap::Args;
@@ -174,6 +174,32 @@ pub struct DeleteArgs {
     pub name: String,
 }
 
+/// Keep warm templates for an image, so `vm run` and `vm create` restore instead of boot
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Keep warm templates for IMAGE: after the next cold boot of a VM of \
+IMAGE, banger boots a hidden copy in the background, saves it once its agent answers \
+(before any ssh host key exists where the image makes them on first use), and from then on \
+`vm run` and `vm create` with the same image, kernel, vCPUs, memory, disk and NAT restore \
+that saved guest (well under a second under TCG) and make it a machine of its own (clock, \
+hostname, address, MAC, RNG, machine-id, host keys). The default image always has warm \
+templates. A template is remade when any of its inputs change (image, kernel, agent, QEMU \
+version, CPU model); `image cache prune` removes stale ones. `--cold` on `vm run`/`vm \
+create` boots cold anyway; `BANGER_WARM_TEMPLATES=0` in the daemon's environment turns \
+templates off. `--off` stops keeping them for IMAGE and deletes its templates.",
+    after_help = "Examples:\n  banger image warm tiny\n  banger image warm tiny --off"
+)]
+pub struct WarmArgs {
+    /// Image name
+    #[arg(value_name = "IMAGE", add = candidates::image_names())]
+    pub name: String,
+    /// Stop keeping warm templates for IMAGE and delete them
+    #[arg(long)]
+    pub off: bool,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
 /// Remove cached downloads and build inputs
 #[derive(Debug, Args)]
 #[command(
@@ -298,6 +324,32 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
         .ask::<ImageDelete>(&NameRef { name: args.name })
         .await?;
     render::stdout(&format!("deleted image {}\n", image.name))
+}
+
+/// `image warm`.
+pub async fn warm(ctx: &Ctx, args: WarmArgs) -> Result<(), CliError> {
+    let mut daemon = ctx.connect().await?;
+    let out = daemon
+        .ask::<ImageWarm>(&ImageWarmParams {
+            image: args.name,
+            off: args.off,
+        })
+        .await?;
+    render::data(args.output.json, &out, |out| {
+        let mut text = match (out.warm, out.changed) {
+            (true, true) => format!(
+                "image {} keeps warm templates now (made in the background after its next cold boot)\n",
+                out.image
+            ),
+            (true, false) => format!("image {} already keeps warm templates\n", out.image),
+            (false, true) => format!("image {} no longer keeps warm templates\n", out.image),
+            (false, false) => format!("image {} did not keep warm templates\n", out.image),
+        };
+        for name in &out.removed_templates {
+            text.push_str(&format!("deleted template {name}\n"));
+        }
+        text
+    })
 }
 
 /// `image cache prune`.

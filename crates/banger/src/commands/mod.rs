@@ -82,6 +82,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             ImageCommand::Register(args) => image::register(ctx, args).await,
             ImageCommand::Promote(args) => image::promote(ctx, args).await,
             ImageCommand::Delete(args) => image::delete(ctx, args).await,
+            ImageCommand::Warm(args) => image::warm(ctx, args).await,
             ImageCommand::Cache(ImageCacheCommand::Prune(args)) => {
                 image::cache_prune(ctx, args).await
             }

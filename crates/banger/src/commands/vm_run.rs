@@ -54,6 +54,9 @@ pub struct SpecArgs {
     /// Let the VM reach nothing at all (no DNS either); the host still reaches it
     #[arg(long, conflicts_with_all = ["allow", "nat"])]
     pub deny_all: bool,
+    /// Boot the guest even when a warm template could be restored (see `banger image warm`)
+    #[arg(long)]
+    pub cold: bool,
 }
 
 impl SpecArgs {
@@ -69,6 +72,7 @@ impl SpecArgs {
             workspace: None,
             allow: self.allow.clone(),
             deny_all: self.deny_all,
+            cold: self.cold,
         }
     }
 }

@@ -254,6 +254,12 @@ pub fn detail(s: &SnapshotInfo, now: jiff::Timestamp) -> String {
         ("memory", Some(render::mib(s.memory_mib))),
         ("disk", Some(render::mib(s.disk_mib))),
         ("driver", Some(s.driver.clone())),
+        (
+            "template",
+            s.template_key
+                .as_ref()
+                .map(|key| format!("warm template of {} ({key})", s.image)),
+        ),
         ("on disk", Some(render::bytes(s.size_bytes))),
         (
             "running forks",
@@ -294,6 +300,7 @@ mod tests {
             size_bytes: 120 << 20,
             dir: "/s/snapshots/5a5a5a5a5a5a5a5a".into(),
             running_forks: forks.iter().map(|f| f.to_string()).collect(),
+            template_key: None,
             created_at: "2026-12-02T19:00:00Z".into(),
         }
     }

@@ -84,6 +84,7 @@ pub fn vm(vm: &VmInfo, now: jiff::Timestamp) -> String {
         ("address", vm.address.clone()),
         ("pid", vm.pid.map(|p| p.to_string())),
         ("boot id", vm.boot_id.clone()),
+        ("started from", vm.started_from.clone()),
         (
             "forked from",
             vm.forked_from.as_ref().map(|origin| {

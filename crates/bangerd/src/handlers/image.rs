@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use banger_api::methods::{
     CachePruneOutput, CachePruneParams, Empty, ImageImportParams, ImagePromoteParams,
-    ImagePullParams, ImageRegisterParams, NameRef,
+    ImagePullParams, ImageRegisterParams, ImageWarmOutput, ImageWarmParams, NameRef,
 };
 use banger_api::types::{CatalogEntry, ImageInfo, ImageSource};
 use banger_api::{ApiError, ErrorCode};
@@ -525,7 +525,45 @@ pub async fn delete(
             )));
         }
     }
+    let image = record.name.clone();
+    let removed = ctx
+        .services
+        .vms
+        .delete_templates(|t| t.image == image)
+        .await;
+    if !removed.is_empty() {
+        tracing::info!(image = %record.name, templates = ?removed, "warm templates of the deleted image removed");
+    }
     Ok(info)
+}
+
+pub async fn warm(
+    ctx: &Arc<DaemonContext>,
+    params: ImageWarmParams,
+    _events: &EventSink,
+) -> Result<ImageWarmOutput, ApiError> {
+    let vms = &ctx.services.vms;
+    let before = vms
+        .list_snapshots()
+        .map_err(crate::handlers::vm::vm_error)?;
+    let changed = vms
+        .set_image_warm(&params.image, !params.off)
+        .await
+        .map_err(crate::handlers::vm::vm_error)?;
+    let after = vms
+        .list_snapshots()
+        .map_err(crate::handlers::vm::vm_error)?;
+    let removed_templates = before
+        .iter()
+        .filter(|s| s.template_key.is_some() && !after.iter().any(|a| a.id == s.id))
+        .map(|s| s.name.clone())
+        .collect();
+    Ok(ImageWarmOutput {
+        image: params.image,
+        warm: !params.off,
+        changed,
+        removed_templates,
+    })
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -568,12 +606,29 @@ pub async fn cache_prune(
     let pruned = tokio::task::spawn_blocking(move || images.prune_cache(&keep, dry_run))
         .await
         .map_err(|e| ApiError::operation_failed(format!("the prune stopped: {e}")))?;
+    let mut freed_bytes: u64 = pruned.iter().map(|p| p.bytes).sum();
+    let mut removed: Vec<String> = pruned
+        .iter()
+        .map(|p| p.path.display().to_string())
+        .collect();
+    if !dry_run {
+        // Warm templates of images that are gone, or made from inputs that changed.
+        let vms = &ctx.services.vms;
+        let before = vms.list_snapshots().unwrap_or_default();
+        let templates = vms
+            .prune_templates()
+            .await
+            .map_err(crate::handlers::vm::vm_error)?;
+        for name in templates {
+            if let Some(template) = before.iter().find(|s| s.name == name) {
+                freed_bytes += template.size_bytes;
+                removed.push(template.dir.clone());
+            }
+        }
+    }
     Ok(CachePruneOutput {
-        freed_bytes: pruned.iter().map(|p| p.bytes).sum(),
-        removed: pruned
-            .iter()
-            .map(|p| p.path.display().to_string())
-            .collect(),
+        freed_bytes,
+        removed,
         dry_run,
     })
 }

@@ -29,6 +29,7 @@ pub fn snapshot_info(record: &SnapshotRecord, running_forks: Vec<String>) -> Sna
         size_bytes: record.size_bytes,
         dir: record.dir.clone(),
         running_forks,
+        template_key: record.template_key.clone(),
         created_at: record.created_at.clone(),
     }
 }

@@ -36,7 +36,12 @@ pub async fn list(
                 .map_err(|e| errors::internal("cannot list VMs", &e))
         })
         .await?;
-    Ok(records.iter().map(|record| with_pid(ctx, record)).collect())
+    // Template builders are banger's own, short-lived and never the user's to touch.
+    Ok(records
+        .iter()
+        .filter(|record| !record.runtime.template_builder)
+        .map(|record| with_pid(ctx, record))
+        .collect())
 }
 
 pub async fn show(
@@ -164,6 +169,8 @@ pub async fn create(
             .transpose()
             .map_err(vm_error)?,
         policy,
+        cold: params.cold,
+        template_builder: false,
     };
     vm_operation(
         ctx,

@@ -37,6 +37,7 @@ pub fn vm_info(record: &VmRecord) -> VmInfo {
                 shares_boot_id: origin.restored_boot,
             }
         }),
+        started_from: record.runtime.started_from.clone(),
     }
 }
 

@@ -37,6 +37,7 @@ fn fixture_vms() -> Vec<VmInfo> {
             last_error: None,
             dir: Some("/home/u/.local/state/banger/vms/0f3c2a9e4b7d".into()),
             forked_from: None,
+            started_from: None,
         },
         VmInfo {
             id: "9a8b7c6d5e4f".into(),
@@ -60,6 +61,7 @@ fn fixture_vms() -> Vec<VmInfo> {
             last_error: Some("guest agent did not answer within 30s".into()),
             dir: None,
             forked_from: None,
+            started_from: None,
         },
     ]
 }
