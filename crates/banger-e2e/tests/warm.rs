@@ -643,6 +643,38 @@ fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Resu
     host.banger_ok(&["image", "warm", "tiny", "--off"]);
     assert!(templates(&host).is_empty());
     assert!(!dir.exists(), "the template's files are gone");
+
+    // A VM with a workspace disk boots cold, and its snapshot is refused, clearly.
+    let repo = tempfile::tempdir()?;
+    banger_e2e::git(repo.path(), &["init", "-q"]);
+    std::fs::write(repo.path().join("a.txt"), "a\n")?;
+    banger_e2e::git(repo.path(), &["add", "."]);
+    banger_e2e::git(repo.path(), &["commit", "-qm", "a"]);
+    // `vm create` takes no PATH: `vm run -d PATH` makes a VM with a workspace disk.
+    let ws = host.banger(&[
+        "vm",
+        "run",
+        "-d",
+        "--image",
+        "tiny",
+        "--name",
+        "ws",
+        repo.path().to_str().unwrap(),
+    ]);
+    host.expect_success(&["vm", "run", "-d", "PATH"], &ws);
+    assert!(
+        start_stage(&ws.stderr).contains("workspace"),
+        "{}",
+        text(&ws.stderr)
+    );
+    let refused = host.banger(&["vm", "snapshot", "ws"]);
+    assert_ne!(exit_code(&refused), Some(0));
+    assert!(
+        text(&refused.stderr).contains("workspace disk"),
+        "{}",
+        text(&refused.stderr)
+    );
+    host.banger_ok(&["vm", "delete", "--force", "ws"]);
     drop(host);
     drop(lab);
     Ok(())
