@@ -25,7 +25,10 @@ pub use lookup::{
     resolve_ref_destructive, resolve_ref_match,
 };
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
-pub use policy::{AllowRule, HostPattern, NetPolicy, PolicyError, Ports};
+pub use policy::{
+    AllowRule, CheckAnswer, Destination, DestinationHost, HostPattern, NetPolicy, PolicyError,
+    Ports,
+};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};
