@@ -1,4 +1,4 @@
--- Schema version 8 (numbered by the egress-mcp work; renumbered at merge if needed): the
+-- Schema version 8: the
 -- network policy of the VM a snapshot was taken from, as JSON like `vms.policy`, so its
 -- forks are confined exactly as their source was. NULL: no policy.
 
