@@ -1,5 +1,5 @@
 //! `vm logs`: a VM's serial console log, streamed to stdout; with `-f` it keeps
-//! following until interrupted.
+//! following until the VM stops or is deleted, or until interrupted.
 
 use banger_api::methods::{VmLogs, VmLogsParams};
 use clap::Args;
@@ -14,7 +14,8 @@ use crate::progress::Progress;
 #[command(
     long_about = "Print a VM's serial console log: the kernel's boot messages and whatever \
 the guest writes to its console. Useful when a VM fails to boot. With -f, keep printing \
-new lines until Ctrl-C.",
+new lines until the VM stops or is deleted (or Ctrl-C). Line ends are `\\n` (the console's \
+`\\r\\n` is normalised).",
     after_help = "\
 Examples:
   banger vm logs web
@@ -24,7 +25,7 @@ Examples:
 pub struct LogsArgs {
     #[command(flatten)]
     pub vm: VmArg,
-    /// Keep printing new output until interrupted
+    /// Keep printing new output until the VM stops or is deleted
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Only the last N lines
