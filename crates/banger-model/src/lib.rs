@@ -21,8 +21,7 @@ pub mod workspace;
 
 pub use id::{IdError, VmId};
 pub use lookup::{
-    MIN_DESTRUCTIVE_PREFIX, RefError, RefMatch, check_destructive, resolve_ref,
-    resolve_ref_destructive, resolve_ref_match,
+    RefError, RefMatch, check_destructive, resolve_ref, resolve_ref_destructive, resolve_ref_match,
 };
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
 pub use policy::{

@@ -23,7 +23,7 @@ use crate::service::VmService;
 impl VmService {
     /// Deletes a VM, its disk and directories. A running VM needs `force`; a VM left
     /// `deleting` by an earlier attempt is finished without it. The query must be an
-    /// exact name or id, or a prefix of at least four characters.
+    /// exact name or id.
     pub async fn delete(&self, query: &str, force: bool) -> Result<VmRecord, VmError> {
         let vm = self.find_destructive(query)?;
         let lock = self.vm_lock(&vm.id);

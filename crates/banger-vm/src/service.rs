@@ -197,8 +197,9 @@ impl VmService {
             .map_err(|error| ref_error(query, error))
     }
 
-    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): a
-    /// prefix must be at least [`banger_model::MIN_DESTRUCTIVE_PREFIX`] characters.
+    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): an
+    /// exact name or id only (the CLI confirms a prefix with the user, then sends the
+    /// full name).
     pub fn find_destructive(&self, query: &str) -> Result<VmRecord, VmError> {
         let vms = self.list()?;
         resolve_ref_destructive(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
@@ -365,7 +366,7 @@ fn ref_error(query: &str, error: RefError) -> VmError {
     match error {
         RefError::NotFound { .. } => VmError::NotFound(format!("no VM named {query:?}")),
         RefError::Ambiguous { query, candidates } => VmError::Ambiguous { query, candidates },
-        too_short @ RefError::PrefixTooShort { .. } => VmError::BadRequest(too_short.to_string()),
+        too_short @ RefError::PrefixOnly { .. } => VmError::BadRequest(too_short.to_string()),
     }
 }
 

@@ -71,8 +71,17 @@ impl Ctx {
         {
             dirs.socket = installed.paths.daemon_socket;
             dirs.runtime = installed.paths.runtime_dir;
+            if self.env("BANGER_STATE_DIR").is_none() {
+                dirs.state = installed.paths.state_dir;
+            }
         }
         Ok(dirs)
+    }
+
+    /// The daemon's own log file (`<state>/bangerd.log`), which it writes besides its
+    /// stderr so that `banger logs --op ID` and error messages can point at it.
+    pub fn daemon_log(&self) -> Result<PathBuf, CliError> {
+        Ok(banger_model::dirs::daemon_log(&self.dirs()?.state))
     }
 
     /// Connects to the daemon.

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
 
     let cli = cli::Cli::parse();
     let ctx = connect::Ctx::from_process();
+    if let Ok(log) = ctx.daemon_log() {
+        errors::set_daemon_log(log);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@ pub mod completion;
 pub mod doctor;
 pub mod image;
 pub mod kernel;
+pub mod logs;
 pub mod mcp;
 pub mod mcp_handler;
 pub mod mcp_tools;
@@ -24,6 +25,7 @@ pub mod vm_set;
 pub mod vm_show;
 pub mod vm_snapshot;
 pub mod vm_ssh;
+pub mod vm_targets;
 pub mod workspace;
 pub mod workspace_exec;
 pub mod workspace_export;
@@ -75,6 +77,9 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
                 done(workspace_export::apply(ctx, args).await)
             }
         },
+        Command::Ps(args) => done(vm_list::list(ctx, args).await),
+        Command::Rm(args) => done(vm_lifecycle::delete(ctx, args).await),
+        Command::Logs(args) => done(logs::logs(ctx, args).await),
         Command::Image(command) => done(match command {
             ImageCommand::List(args) => image::list(ctx, args).await,
             ImageCommand::Show(args) => image::show(ctx, args).await,

@@ -1,5 +1,5 @@
 //! `vm logs`: a VM's serial console log, streamed to stdout; with `-f` it keeps
-//! following until interrupted.
+//! following until the VM stops or is deleted, or until interrupted.
 
 use banger_api::methods::{VmLogs, VmLogsParams};
 use clap::Args;
@@ -14,7 +14,8 @@ use crate::progress::Progress;
 #[command(
     long_about = "Print a VM's serial console log: the kernel's boot messages and whatever \
 the guest writes to its console. Useful when a VM fails to boot. With -f, keep printing \
-new lines until Ctrl-C. With --policy, instead, what the VM's network policy denied while \
+new lines until the VM stops or is deleted (or Ctrl-C). Line ends are `\\n` (the console's \
+`\\r\\n` is normalised). With --policy, instead, what the VM's network policy denied while \
 it runs: the destinations dropped (address, protocol, port, packets; each kept an hour \
 after its last drop) and the names banger's resolver refused.",
     after_help = "\
@@ -27,7 +28,7 @@ Examples:
 pub struct LogsArgs {
     #[command(flatten)]
     pub vm: VmArg,
-    /// Keep printing new output until interrupted
+    /// Keep printing new output until the VM stops or is deleted
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Only the last N lines

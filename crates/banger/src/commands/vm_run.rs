@@ -161,7 +161,7 @@ pub struct RunArgs {
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let vm = create_vm(ctx, &mut daemon, &args.spec.params(), &mut None).await?;
-    render::data(args.output.json, &vm, summary)
+    render::records::print_vm(args.output.json, &vm, summary)
 }
 
 /// `vm run`.
@@ -171,6 +171,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
             "--guest-path, --mode, --include-untracked and --dry-run need a PATH",
             Some("give the repository to copy: `banger vm run ./repo -- make test`"),
         ));
+    }
+    if let Some(path) = &args.path {
+        bare_word_check(path)?;
     }
     // Every check that can fail without a guest runs before `vm.create`.
     let checked = match &args.path {
@@ -314,6 +317,22 @@ async fn remove(ctx: &Ctx, name: &str) {
     }
 }
 
+/// `vm run --rm uname` (a Docker habit): a bare word that names nothing on disk is a
+/// command put before `--`, not a repository. A real path (`./repo`, `repo` that exists,
+/// anything with a `/`) goes on to the workspace checks.
+fn bare_word_check(path: &std::path::Path) -> Result<(), CliError> {
+    let text = path.to_string_lossy();
+    if text.contains('/') || text.starts_with('.') || path.exists() {
+        return Ok(());
+    }
+    Err(CliError::usage(
+        format!("{text:?} is not a path here; the command to run goes after `--`"),
+        Some(&format!(
+            "banger vm run --rm -- {text}    (a PATH before `--` is a repository to copy in)"
+        )),
+    ))
+}
+
 /// One line about a VM after a lifecycle command: `web: running (10.77.0.2)`.
 pub fn summary(vm: &VmInfo) -> String {
     match &vm.address {
@@ -330,7 +349,7 @@ fn detached(vm: &VmInfo) -> String {
          reach it with:\n  \
          banger vm ssh {name}\n  \
          banger vm exec {name} -- <command>\n\
-         stop it with `banger vm stop {name}`, remove it with `banger vm delete {name}`\n",
+         stop it with `banger vm stop {name}`, remove it with `banger vm delete --force {name}`\n",
         summary(vm)
     )
 }

@@ -55,7 +55,7 @@ pub struct PortsArgs {
 pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let vm = daemon.ask::<VmShow>(&VmRef { vm: args.vm.vm }).await?;
-    render::data(args.output.json, &vm, |vm| {
+    render::records::print_vm(args.output.json, &vm, |vm| {
         render::detail::vm(vm, jiff::Timestamp::now())
     })
 }

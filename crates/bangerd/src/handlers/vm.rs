@@ -324,8 +324,15 @@ pub async fn logs(
     params: VmLogsParams,
     events: &EventSink,
 ) -> Result<Empty, ApiError> {
-    let (_, path) = ctx.services.vms.serial_log(&params.vm).map_err(vm_error)?;
-    crate::handlers::vm_logs::stream(&path, params.follow, params.tail_lines, events).await?;
+    let (vm, path) = ctx.services.vms.serial_log(&params.vm).map_err(vm_error)?;
+    // A followed log ends when its VM stops or is deleted (as `docker logs -f` does).
+    let vms = &ctx.services.vms;
+    let alive = || {
+        vms.find(vm.id.as_str())
+            .is_ok_and(|current| current.state.is_active())
+    };
+    crate::handlers::vm_logs::stream(&path, params.follow, params.tail_lines, events, alive)
+        .await?;
     Ok(Empty {})
 }
 
