@@ -25,6 +25,10 @@ pub struct VmJson {
     pub nat: bool,
     /// The network policy's allow rules (`[]`: deny all), `null` without a policy.
     pub policy: Option<Vec<String>>,
+    /// Packets the policy dropped since it was installed (`null`: no policy, or stopped).
+    pub policy_dropped_packets: Option<u64>,
+    /// Distinct destinations the policy denied (`vm logs --policy` lists them).
+    pub policy_denied_destinations: Option<u64>,
     pub driver: String,
     pub accelerator: Option<String>,
     pub address: Option<String>,
@@ -74,6 +78,8 @@ impl From<&VmInfo> for VmJson {
             disk_bytes: vm.disk_mib.saturating_mul(MIB),
             nat: vm.nat,
             policy: vm.policy.clone(),
+            policy_dropped_packets: vm.policy_dropped_packets,
+            policy_denied_destinations: vm.policy_denied_destinations,
             driver: vm.driver.clone(),
             accelerator: vm.accelerator.clone(),
             address: vm.address.clone(),
@@ -162,6 +168,8 @@ pub(crate) mod tests {
             disk_mib: 1024,
             nat: false,
             policy: None,
+            policy_dropped_packets: None,
+            policy_denied_destinations: None,
             driver: "qemu".into(),
             accelerator: None,
             address: None,
