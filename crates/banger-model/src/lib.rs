@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod name;
 pub mod policy;
 pub mod progress;
+pub mod publish;
 pub mod signal;
 pub mod size;
 pub mod spec;
@@ -26,6 +27,7 @@ pub use lookup::{
 };
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
 pub use policy::{AllowRule, HostPattern, NetPolicy, PolicyError, Ports};
+pub use publish::{HostSide, PortProto, PortSpec, PortSpecError};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};
