@@ -83,6 +83,8 @@ methods! {
     VmPolicySet = "vm.policy.set": VmPolicySetParams => PolicyInfo;
     /// A VM's network policy and, while it runs, its drop counter.
     VmPolicyShow = "vm.policy.show": VmRef => PolicyInfo;
+    /// Whether a destination would be allowed by a VM's policy, and why.
+    VmPolicyCheck = "vm.policy.check": VmPolicyCheckParams => PolicyCheck;
     /// How to reach the guest with ssh (address, user, key, known_hosts).
     VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
     /// Unpack a tar stream, sent as input frames, at a guest path (`docker cp` rules).
@@ -195,6 +197,51 @@ pub struct PolicyInfo {
     /// Packets dropped by the policy's rules since they were installed (running VMs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_packets: Option<u64>,
+    /// Destinations the policy denied (running VMs), most packets first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<DeniedDestination>,
+    /// Names banger's resolver refused the guest (running VMs), most often first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_names: Vec<RefusedName>,
+}
+
+/// A destination a policy dropped packets to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedDestination {
+    pub address: String,
+    /// `tcp`, `udp`, `icmp`, ... (or the protocol's number).
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub packets: u64,
+}
+
+/// A name banger's policy resolver refused, and how many times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedName {
+    pub name: String,
+    pub count: u64,
+}
+
+/// `vm policy check VM HOST[:PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPolicyCheckParams {
+    pub vm: String,
+    /// `HOST[:PORT]`: a name or an IPv4 address.
+    pub destination: String,
+}
+
+/// Whether a destination would be allowed, by which rule, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    pub vm: String,
+    /// The destination as the policy compares it (names lowercased, no trailing dot).
+    pub destination: String,
+    pub allowed: bool,
+    /// The `--allow` rule that allows it, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

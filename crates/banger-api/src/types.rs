@@ -52,6 +52,13 @@ pub struct VmInfo {
     /// The network policy's allow rules (`[]`: deny all); absent without a policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Vec<String>>,
+    /// Packets the policy dropped since it was installed (running VMs with a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_dropped_packets: Option<u64>,
+    /// Distinct destinations the policy denied (running VMs with a policy);
+    /// `vm logs --policy` lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_denied_destinations: Option<u64>,
     /// VMM driver (`qemu` or `firecracker`).
     pub driver: String,
     /// `kvm` or `tcg` while running (QEMU); `kvm` for Firecracker.

@@ -14,6 +14,7 @@ mod file_server;
 mod freshness;
 mod git;
 mod host;
+pub mod mcp;
 pub mod registry;
 mod wait;
 

@@ -26,7 +26,10 @@ pub use lookup::{
     resolve_ref_destructive, resolve_ref_match,
 };
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
-pub use policy::{AllowRule, HostPattern, NetPolicy, PolicyError, Ports};
+pub use policy::{
+    AllowRule, CheckAnswer, Destination, DestinationHost, HostPattern, NetPolicy, PolicyError,
+    Ports,
+};
 pub use publish::{HostSide, PortProto, PortSpec, PortSpecError};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};

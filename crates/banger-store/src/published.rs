@@ -1,4 +1,4 @@
-//! The `published_ports` table (migration 8): the host ports forwarded to a VM's guest
+//! The `published_ports` table (migration 9): the host ports forwarded to a VM's guest
 //! ports. A VM keeps them across stop/start; they go with its row.
 
 use std::net::Ipv4Addr;

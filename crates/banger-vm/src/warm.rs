@@ -259,6 +259,7 @@ impl VmService {
             dir: paths.dir.display().to_string(),
             size_bytes: 0,
             created_at: now(),
+            policy: vm.policy.clone(),
         };
         self.with_store(|s| s.insert_snapshot(&record))
             .map_err(|err| match err {
@@ -531,6 +532,8 @@ impl VmService {
             memory_mib: Some(snapshot.memory_bytes >> 20),
             disk_mib: Some(snapshot.disk_bytes >> 20),
             nat: snapshot.nat,
+            // A fork is confined as its source was: same allow-list, same resolver.
+            policy: snapshot.policy.clone(),
             ..CreateRequest::default()
         };
         let spec = banger_model::VmSpec {

@@ -157,11 +157,14 @@ Examples:
   banger vm policy set web --allow pypi.org:443 --allow '*.pythonhosted.org:443'
   banger vm policy set web --deny-all
   banger vm policy set web --clear          Back to --nat (or no network) alone
+  banger vm policy check web pypi.org:443   Would it connect, and by which rule?
+  banger vm logs --policy web              What the policy denied
   banger vm policy show web --json | jq .dropped_packets"
 )]
 pub enum PolicyCommand {
     Show(vm_policy::ShowArgs),
     Set(vm_policy::SetArgs),
+    Check(vm_policy::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]

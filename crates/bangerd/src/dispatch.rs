@@ -50,6 +50,9 @@ pub async fn dispatch(
         m::VmPolicyShow::NAME => {
             call::<m::VmPolicyShow>(ctx, params, events, vm::policy_show).await
         }
+        m::VmPolicyCheck::NAME => {
+            call::<m::VmPolicyCheck>(ctx, params, events, vm::policy_check).await
+        }
         m::VmSshTarget::NAME => call::<m::VmSshTarget>(ctx, params, events, vm::ssh_target).await,
         m::VmCopyIn::NAME => call::<m::VmCopyIn>(ctx, params, events, vm_copy::copy_in).await,
         m::VmCopyOut::NAME => call::<m::VmCopyOut>(ctx, params, events, vm_copy::copy_out).await,

@@ -69,6 +69,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             }
             VmCommand::Policy(PolicyCommand::Show(args)) => done(vm_policy::show(ctx, args).await),
             VmCommand::Policy(PolicyCommand::Set(args)) => done(vm_policy::set(ctx, args).await),
+            VmCommand::Policy(PolicyCommand::Check(args)) => vm_policy::check(ctx, args).await,
             VmCommand::Workspace(WorkspaceCommand::Prepare(args)) => {
                 done(workspace::prepare(ctx, args).await)
             }

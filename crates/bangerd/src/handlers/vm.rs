@@ -52,7 +52,16 @@ pub async fn show(
         })
         .await?;
     let record = vm_view::resolve(&records, &params.vm)?;
-    Ok(with_pid(ctx, record))
+    let mut info = with_pid(ctx, record);
+    if info.policy.is_some() && info.state == banger_model::VmState::Running {
+        // The policy's counters, read through the helper (a failure leaves them out).
+        if let Ok(status) = ctx.services.vms.policy_status(&info.id).await {
+            info.policy_dropped_packets = status.dropped_packets;
+            info.policy_denied_destinations =
+                status.dropped_packets.map(|_| status.denied.len() as u64);
+        }
+    }
+    Ok(info)
 }
 
 pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
@@ -508,7 +517,57 @@ fn policy_info(record: &banger_model::VmRecord, dropped_packets: Option<u64>) ->
         nat: banger_vm::effective_nat(record),
         running: record.state == banger_model::VmState::Running,
         dropped_packets,
+        denied: Vec::new(),
+        refused_names: Vec::new(),
     }
+}
+
+fn status_info(status: banger_vm::PolicyStatus) -> PolicyInfo {
+    let mut info = policy_info(&status.vm, status.dropped_packets);
+    info.denied = status
+        .denied
+        .into_iter()
+        .map(|d| banger_api::methods::DeniedDestination {
+            address: d.ip.to_string(),
+            protocol: d.protocol,
+            port: d.port,
+            packets: d.packets,
+        })
+        .collect();
+    info.refused_names = status
+        .refused_names
+        .into_iter()
+        .map(|(name, count)| banger_api::methods::RefusedName { name, count })
+        .collect();
+    info
+}
+
+pub async fn policy_check(
+    ctx: &Arc<DaemonContext>,
+    params: banger_api::methods::VmPolicyCheckParams,
+    _events: &EventSink,
+) -> Result<banger_api::methods::PolicyCheck, ApiError> {
+    let dest: banger_model::Destination =
+        params
+            .destination
+            .parse()
+            .map_err(|e: banger_model::PolicyError| {
+                ApiError::bad_request(format!("destination {e}")).with_hint(
+                    "HOST[:PORT]: one name (pypi.org) or one IPv4 address, e.g. pypi.org:443",
+                )
+            })?;
+    let (record, answer) = ctx
+        .services
+        .vms
+        .check_policy(&params.vm, &dest)
+        .map_err(vm_error)?;
+    Ok(banger_api::methods::PolicyCheck {
+        vm: record.name.to_string(),
+        destination: dest.to_string(),
+        allowed: answer.allowed,
+        rule: answer.rule,
+        reason: answer.reason,
+    })
 }
 
 pub async fn policy_set(
@@ -550,7 +609,7 @@ pub async fn policy_show(
         .policy_status(&params.vm)
         .await
         .map_err(vm_error)?;
-    Ok(policy_info(&status.vm, status.dropped_packets))
+    Ok(status_info(status))
 }
 
 pub async fn ssh_target(

@@ -20,6 +20,8 @@ pub fn vm_info(record: &VmRecord) -> VmInfo {
         disk_mib: record.spec.disk.as_mib(),
         nat: record.nat,
         policy: record.policy.as_ref().map(|p| p.rule_strings()),
+        policy_dropped_packets: None,
+        policy_denied_destinations: None,
         driver: record.driver.clone(),
         accelerator: record.runtime.accelerator.clone(),
         address: record.runtime.address.clone(),

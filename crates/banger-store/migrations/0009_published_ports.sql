@@ -1,4 +1,4 @@
--- Schema version 8: a VM's published ports (`vm run -p`, `vm port publish`), one row per
+-- Schema version 9: a VM's published ports (`vm run -p`, `vm port publish`), one row per
 -- host address, port and transport. They outlive stop/start (a started VM gets them
 -- back) and go with the VM (ON DELETE CASCADE). A host port may be recorded for two VMs:
 -- only one of them can listen on it at a time, which the bind decides.
