@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, SnapshotInfo, VmInfo, VmStats,
+    CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PublishedPortInfo, SnapshotInfo, VmInfo,
+    VmPortsOutput, VmStats,
 };
 
 /// A protocol method: its wire name, parameters and successful output.
@@ -70,7 +71,12 @@ methods! {
     /// The VM's serial console log; with `follow`, streams until the client leaves.
     VmLogs = "vm.logs": VmLogsParams => Empty;
     VmStatsGet = "vm.stats": VmRef => VmStats;
-    VmPorts = "vm.ports": VmRef => Vec<PortInfo>;
+    /// Published ports, and (running VMs) the guest's listening sockets.
+    VmPorts = "vm.ports": VmRef => VmPortsOutput;
+    /// Forward host ports to a running VM's guest ports, now and at every start.
+    VmPortPublish = "vm.port.publish": VmPortSpecsParams => Vec<PublishedPortInfo>;
+    /// Close and forget published ports (running VM or not); answers those removed.
+    VmPortUnpublish = "vm.port.unpublish": VmPortSpecsParams => Vec<PublishedPortInfo>;
     /// Change vCPUs, memory or disk of a stopped VM.
     VmSet = "vm.set": VmSetParams => VmInfo;
     /// Replace (or remove) a VM's network policy; a running VM's rules change at once.
@@ -153,6 +159,17 @@ pub struct VmCreateParams {
     /// A network policy allowing nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deny_all: bool,
+    /// `-p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]` values: published from the first boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+}
+
+/// `vm port publish` (full specs) and `vm port unpublish` (specs or host sides,
+/// `[HOST_IP:]HOST_PORT[/tcp|udp]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPortSpecsParams {
+    pub vm: String,
+    pub ports: Vec<String>,
 }
 
 /// `vm policy set`: exactly one of `allow` (non-empty), `deny_all`, `clear`.

@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod name;
 pub mod policy;
 pub mod progress;
+pub mod publish;
 pub mod signal;
 pub mod size;
 pub mod spec;
@@ -28,6 +29,7 @@ pub use policy::{
     AllowRule, CheckAnswer, Destination, DestinationHost, HostPattern, NetPolicy, PolicyError,
     Ports,
 };
+pub use publish::{HostSide, PortProto, PortSpec, PortSpecError};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};

@@ -144,6 +144,7 @@ impl VmService {
     /// the lease (by removing the row) while rules for its address may remain.
     pub(crate) async fn try_detach_network(&self, vm: &VmRecord) -> Result<(), VmError> {
         self.names.remove(vm.name.as_str());
+        self.close_published(&vm.id);
         let Some(network) = self.network() else {
             return Ok(());
         };

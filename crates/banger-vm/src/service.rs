@@ -93,6 +93,8 @@ pub struct VmService {
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Space kept back so `vm delete` can record its progress on a full disk.
     pub(crate) space_reserve: SpaceReserve,
+    /// Running VMs' published ports (see `publish.rs`).
+    pub(crate) forwards: crate::publish::Forwards,
 }
 
 impl VmService {
@@ -118,6 +120,7 @@ impl VmService {
             policies: Arc::new(banger_dns::PolicyTable::default()),
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
+            forwards: Default::default(),
             cfg,
         })
     }

@@ -8,7 +8,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
     completion, doctor, image, kernel, logs, mcp, ping, ssh_config, ssh_proxy, system, vm_cp,
-    vm_exec, vm_lifecycle, vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_snapshot,
+    vm_exec, vm_lifecycle, vm_list, vm_logs, vm_policy, vm_port, vm_run, vm_set, vm_show,
+    vm_snapshot,
     vm_ssh, workspace, workspace_export,
 };
 
@@ -143,9 +144,26 @@ pub enum VmCommand {
     Snapshot(vm_snapshot::SnapshotArgs),
     Fork(vm_snapshot::ForkArgs),
     #[command(subcommand)]
+    Port(PortCommand),
+    #[command(subcommand)]
     Policy(PolicyCommand),
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Publish guest ports on the host, or stop publishing them",
+    long_about = "Publish a VM's guest ports on the host: the daemon listens on a host port (127.0.0.1 unless you choose another address) and forwards to the guest. Published ports are kept with the VM: they close at stop and open again at start. `vm run -p` and `vm create -p` publish at creation; `vm ports` lists them.",
+    after_help = "\
+Examples:
+  banger vm port publish web 8080:80
+  banger vm port publish web 0.0.0.0:8443:443 5353:53/udp
+  banger vm port unpublish web 8080"
+)]
+pub enum PortCommand {
+    Publish(vm_port::PublishArgs),
+    Unpublish(vm_port::UnpublishArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,12 @@ pub async fn dispatch(
         m::VmLogs::NAME => call::<m::VmLogs>(ctx, params, events, vm::logs).await,
         m::VmStatsGet::NAME => call::<m::VmStatsGet>(ctx, params, events, vm::stats).await,
         m::VmPorts::NAME => call::<m::VmPorts>(ctx, params, events, vm::ports).await,
+        m::VmPortPublish::NAME => {
+            call::<m::VmPortPublish>(ctx, params, events, vm::port_publish).await
+        }
+        m::VmPortUnpublish::NAME => {
+            call::<m::VmPortUnpublish>(ctx, params, events, vm::port_unpublish).await
+        }
         m::VmSet::NAME => call::<m::VmSet>(ctx, params, events, vm::set).await,
         m::VmPolicySet::NAME => call::<m::VmPolicySet>(ctx, params, events, vm::policy_set).await,
         m::VmPolicyShow::NAME => {

@@ -20,6 +20,7 @@ pub mod vm_lifecycle;
 pub mod vm_list;
 pub mod vm_logs;
 pub mod vm_policy;
+pub mod vm_port;
 pub mod vm_run;
 pub mod vm_set;
 pub mod vm_show;
@@ -34,8 +35,8 @@ pub mod workspace_local;
 use std::process::ExitCode;
 
 use crate::cli::{
-    Command, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand, SystemCommand,
-    VmCommand, WorkspaceCommand,
+    Command, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand, PortCommand,
+    SystemCommand, VmCommand, WorkspaceCommand,
 };
 use crate::connect::Ctx;
 use crate::errors::CliError;
@@ -64,6 +65,10 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
             VmCommand::Snapshot(args) => done(vm_snapshot::snapshot(ctx, args).await),
             VmCommand::Fork(args) => done(vm_snapshot::fork(ctx, args).await),
+            VmCommand::Port(PortCommand::Publish(args)) => done(vm_port::publish(ctx, args).await),
+            VmCommand::Port(PortCommand::Unpublish(args)) => {
+                done(vm_port::unpublish(ctx, args).await)
+            }
             VmCommand::Policy(PolicyCommand::Show(args)) => done(vm_policy::show(ctx, args).await),
             VmCommand::Policy(PolicyCommand::Set(args)) => done(vm_policy::set(ctx, args).await),
             VmCommand::Policy(PolicyCommand::Check(args)) => vm_policy::check(ctx, args).await,

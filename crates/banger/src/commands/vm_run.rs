@@ -54,6 +54,10 @@ pub struct SpecArgs {
     /// Let the VM reach nothing at all (no DNS either); the host still reaches it
     #[arg(long, conflicts_with_all = ["allow", "nat"])]
     pub deny_all: bool,
+    /// Publish a guest port on the host (repeatable): `[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]`,
+    /// on 127.0.0.1 unless HOST_IP is given; kept across stop/start
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = values::port_spec)]
+    pub publish: Vec<String>,
 }
 
 impl SpecArgs {
@@ -69,6 +73,7 @@ impl SpecArgs {
             workspace: None,
             allow: self.allow.clone(),
             deny_all: self.deny_all,
+            publish: self.publish.clone(),
         }
     }
 }
@@ -88,6 +93,7 @@ Examples:
   banger vm create --name build --image debian-bookworm --disk 20GiB --nat
   banger vm create --name agent --allow pypi.org:443 --allow '*.pythonhosted.org:443'
   banger vm create --name sealed --deny-all         Reaches nothing; vm exec still works
+  banger vm create --name web -p 8080:80            127.0.0.1:8080 on the host reaches the guest's 80
   banger vm create --json | jq -r .name"
 )]
 pub struct CreateArgs {
@@ -127,6 +133,7 @@ Examples:
   banger vm run --rm -- sh -c 'exit 42' Exits with 42
   banger vm run --name dev ./repo       Copy ./repo in and open a shell
   banger vm run -d --name web           Boot and return; reach it with `banger vm ssh web`
+  banger vm run -d --name web -p 8080:80   Host 127.0.0.1:8080 forwards to the guest's port 80
   banger vm run --rm --allow github.com:443 -- git ls-remote https://github.com/rust-lang/rust
                                         Only github.com on 443 is reachable (and resolvable)"
 )]

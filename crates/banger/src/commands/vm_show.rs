@@ -40,8 +40,12 @@ pub struct StatsArgs {
 /// List the ports a VM's guest listens on
 #[derive(Debug, Args)]
 #[command(
-    long_about = "List the sockets listening inside the guest, as the guest agent reports \
-them, with the endpoint that reaches each from the host (`<name>.vm:<port>`).",
+    long_about = "List the VM's published ports (`vm port publish`, `vm run -p`): the host \
+address and port, the guest address and port they forward to, and whether they are open \
+(only while the VM runs). Then the sockets listening inside the guest, as the guest agent \
+reports them, with both ways to reach each from the host: `<name>.vm:<port>` (needs the \
+`.vm` resolver route, see `banger doctor`) and `<guest address>:<port>`. `--json` has \
+every key, null when unknown.",
     after_help = "Examples:\n  banger vm ports web\n  banger vm ports web --json"
 )]
 pub struct PortsArgs {
@@ -71,11 +75,16 @@ pub async fn stats(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
 pub async fn ports(ctx: &Ctx, args: PortsArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let ports = daemon.ask::<VmPorts>(&VmRef { vm: args.vm.vm }).await?;
-    if !args.output.json && ports.is_empty() {
-        render::note("nothing listens in the guest");
+    if !args.output.json && ports.published.is_empty() && ports.listening.is_empty() {
+        if ports.state == banger_api::types::VmState::Running {
+            render::note("nothing is published and nothing listens in the guest");
+        } else {
+            render::note(&format!(
+                "VM {} is {} and publishes no ports",
+                ports.vm, ports.state
+            ));
+        }
         return Ok(());
     }
-    render::data(args.output.json, &ports, |ports| {
-        render::table::ports(ports)
-    })
+    render::data(args.output.json, &ports, render::table::vm_ports)
 }

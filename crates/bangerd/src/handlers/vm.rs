@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use banger_api::methods::{
     Empty, ExecOutput, PolicyInfo, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams,
-    VmExecParams, VmKillParams, VmLogsParams, VmPolicySetParams, VmRef, VmSetParams, VmStopParams,
-    WorkspacePrepareParams,
+    VmExecParams, VmKillParams, VmLogsParams, VmPolicySetParams, VmPortSpecsParams, VmRef,
+    VmSetParams, VmStopParams, WorkspacePrepareParams,
 };
-use banger_api::types::{PortInfo, VmInfo, VmStats};
+use banger_api::types::{PortInfo, PublishedPortInfo, VmInfo, VmPortsOutput, VmStats};
 use banger_api::{ApiError, ErrorCode, Event, OutputStream};
 
 use crate::context::DaemonContext;
@@ -173,6 +173,7 @@ pub async fn create(
             .transpose()
             .map_err(vm_error)?,
         policy,
+        publish: port_specs(&params.publish)?,
     };
     vm_operation(
         ctx,
@@ -356,20 +357,127 @@ pub async fn ports(
     ctx: &Arc<DaemonContext>,
     params: VmRef,
     _events: &EventSink,
-) -> Result<Vec<PortInfo>, ApiError> {
-    let (record, ports) = ctx.services.vms.ports(&params.vm).await.map_err(vm_error)?;
-    Ok(ports
-        .into_iter()
-        .map(|port| PortInfo {
-            endpoint: format!("{}.vm:{}", record.name, port.port),
-            proto: match port.proto {
-                banger_proto::agent::Transport::Tcp => "tcp".to_string(),
-                banger_proto::agent::Transport::Udp => "udp".to_string(),
-            },
-            port: port.port,
-            bind: port.bind.to_string(),
-            process: port.process,
+) -> Result<VmPortsOutput, ApiError> {
+    let vms = &ctx.services.vms;
+    let (record, published) = vms.published(&params.vm).map_err(vm_error)?;
+    let listening = if record.state == banger_model::VmState::Running {
+        let (_, ports) = vms.ports(record.id.as_str()).await.map_err(vm_error)?;
+        ports
+    } else {
+        Vec::new()
+    };
+    let address = record.runtime.address.clone();
+    Ok(VmPortsOutput {
+        vm: record.name.to_string(),
+        state: record.state,
+        published: published
+            .iter()
+            .map(|port| published_info(&port.spec, port.active, address.as_deref()))
+            .collect(),
+        listening: listening
+            .into_iter()
+            .map(|port| PortInfo {
+                endpoint: format!("{}.vm:{}", record.name, port.port),
+                address_endpoint: address.as_ref().map(|a| format!("{a}:{}", port.port)),
+                proto: match port.proto {
+                    banger_proto::agent::Transport::Tcp => "tcp".to_string(),
+                    banger_proto::agent::Transport::Udp => "udp".to_string(),
+                },
+                port: port.port,
+                bind: port.bind.to_string(),
+                process: port.process,
+            })
+            .collect(),
+        address,
+    })
+}
+
+fn published_info(
+    spec: &banger_model::PortSpec,
+    active: bool,
+    address: Option<&str>,
+) -> PublishedPortInfo {
+    PublishedPortInfo {
+        proto: spec.proto.to_string(),
+        host_ip: spec.host_ip.to_string(),
+        host_port: spec.host_port,
+        guest_port: spec.guest_port,
+        host_endpoint: spec.host_endpoint(),
+        guest_endpoint: address.map(|a| format!("{a}:{}", spec.guest_port)),
+        spec: spec.to_string(),
+        active,
+    }
+}
+
+/// `-p` values as specs; the first bad one is the error.
+fn port_specs(values: &[String]) -> Result<Vec<banger_model::PortSpec>, ApiError> {
+    values
+        .iter()
+        .map(|value| {
+            banger_model::PortSpec::parse(value).map_err(|e| {
+                ApiError::bad_request(e.to_string()).with_hint(
+                    "-p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]: e.g. -p 8080:80, \
+                     -p 0.0.0.0:8080:80, -p 5353:53/udp",
+                )
+            })
         })
+        .collect()
+}
+
+pub async fn port_publish(
+    ctx: &Arc<DaemonContext>,
+    params: VmPortSpecsParams,
+    _events: &EventSink,
+) -> Result<Vec<PublishedPortInfo>, ApiError> {
+    if params.ports.is_empty() {
+        return Err(ApiError::bad_request("no port given")
+            .with_hint("e.g. `banger vm port publish web 8080:80`"));
+    }
+    let specs = port_specs(&params.ports)?;
+    let (record, ports) = ctx
+        .services
+        .vms
+        .publish(&params.vm, specs)
+        .await
+        .map_err(vm_error)?;
+    let address = record.runtime.address.as_deref();
+    Ok(ports
+        .iter()
+        .map(|port| published_info(&port.spec, port.active, address))
+        .collect())
+}
+
+pub async fn port_unpublish(
+    ctx: &Arc<DaemonContext>,
+    params: VmPortSpecsParams,
+    _events: &EventSink,
+) -> Result<Vec<PublishedPortInfo>, ApiError> {
+    if params.ports.is_empty() {
+        return Err(ApiError::bad_request("no port given")
+            .with_hint("e.g. `banger vm port unpublish web 8080`"));
+    }
+    let sides = params
+        .ports
+        .iter()
+        .map(|value| {
+            banger_model::HostSide::parse(value)
+                .map(|side| (value.clone(), side))
+                .map_err(|e| {
+                    ApiError::bad_request(e.to_string())
+                        .with_hint("name the host side: [HOST_IP:]HOST_PORT[/tcp|udp], e.g. 8080")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (record, removed) = ctx
+        .services
+        .vms
+        .unpublish(&params.vm, sides)
+        .await
+        .map_err(vm_error)?;
+    let address = record.runtime.address.as_deref();
+    Ok(removed
+        .iter()
+        .map(|spec| published_info(spec, false, address))
         .collect())
 }
 

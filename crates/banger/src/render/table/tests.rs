@@ -119,6 +119,7 @@ fn catalog_and_ports_tables() {
         port: 8080,
         bind: "0.0.0.0".into(),
         endpoint: "web.vm:8080".into(),
+        address_endpoint: Some("172.30.0.2:8080".into()),
         process: Some("python3".into()),
     }]);
     insta::assert_snapshot!(format!("{catalog}\n{ports}"));
