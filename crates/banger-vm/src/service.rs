@@ -93,6 +93,8 @@ pub struct VmService {
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Space kept back so `vm delete` can record its progress on a full disk.
     pub(crate) space_reserve: SpaceReserve,
+    /// Crash points for tests (`fault.rs`).
+    pub(crate) faults: crate::fault::FaultPoints,
 }
 
 impl VmService {
@@ -118,8 +120,19 @@ impl VmService {
             policies: Arc::new(banger_dns::PolicyTable::default()),
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
+            faults: crate::fault::FaultPoints::default(),
             cfg,
         })
+    }
+
+    /// Sets (or clears) the hook called at each of `fault`'s points. For tests only: the
+    /// daemon never sets one.
+    pub fn set_fault_hook(&self, hook: Option<crate::fault::FaultHook>) {
+        self.faults.set(hook);
+    }
+
+    pub(crate) fn fault_point(&self, point: &str) {
+        self.faults.reached(point);
     }
 
     pub fn config(&self) -> &VmServiceConfig {
