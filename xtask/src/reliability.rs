@@ -598,7 +598,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         latencies.len()
     ));
     report.push_str(&format!(
-        "| fast lifecycle (fake VMM: racing creates, crash per create stage, failure cleanup, locks) and socket-abuse suites | {suite_tests} tests | {} | {} |\n\n",
+        "| fast suites: lifecycle (fake VMM: racing creates, crash per create stage, failure cleanup, locks), crash points, socket abuse, helper policy matrix, fuzz corpora replayed | {suite_tests} tests | {} | {} |\n",
         if suites_passed { "all passed" } else { "see the test output" },
         if suites_passed { "0" } else { "failures" },
     ));
@@ -656,7 +656,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     if let Some(policy) = &policy {
         report.push_str(&format!(
-            "## Helper policy matrix\n\n`crates/banger-helper/src/policy_matrix_tests.rs`: {} out-of-policy cases ({} by argument over all {} operations, {} lines that are no request of the protocol, {} banger-named interfaces of another kind, {} socket paths that are or sit below a symlink, are open to others or are not a directory), each refused with its expected code and, for the argument cases, before any command ran; {} in-policy requests (one or more per operation) pass the checks. The helper takes no file paths in requests (it was cut to what banger calls), so there is no state-directory path to swap; the symlink cases are its socket path.\n\n",
+            "## Helper policy matrix\n\n`crates/banger-helper/src/policy_matrix_tests.rs`: {} out-of-policy cases ({} by argument over all {} operations, {} lines that are no request of the protocol, {} banger-named interfaces of another kind, {} socket paths that are or sit below a symlink, are open to others or are not a directory), each refused with its expected code and, for the argument cases, before any command ran; {} in-policy requests (every operation but `open_tap`, whose in-policy call would open /dev/net/tun for real) pass the checks and reach the tools. The helper takes no file paths in requests (it was cut to what banger calls), so there is no state-directory path to swap; the symlink cases are its socket path.\n\n",
             policy["out_of_policy"],
             policy["by_argument"],
             policy["operations"],
