@@ -251,6 +251,10 @@ impl Helper {
 }
 
 #[cfg(test)]
+#[path = "policy_matrix_tests.rs"]
+mod policy_matrix;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::HostPaths;

@@ -8,6 +8,7 @@ mod delete;
 pub mod disk;
 mod early_boot;
 pub mod error;
+pub mod fault;
 mod guest;
 mod handle_file;
 pub mod layout;

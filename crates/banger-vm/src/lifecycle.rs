@@ -92,6 +92,7 @@ impl VmService {
             };
             vm.state = VmState::Stopping;
             self.save(&vm)?;
+            self.fault_point("stop: recorded stopping");
             // Ask the guest to power off (busybox init ignores ACPI power buttons); the
             // driver then waits, sends its own graceful request, and kills at the timeout.
             if let Some(agent) = &agent {
@@ -103,18 +104,23 @@ impl VmService {
                     tokio::time::timeout(Duration::from_secs(2), agent.exec(poweroff, |_, _| {}))
                         .await;
             }
+            self.fault_point("stop: poweroff asked");
             self.stop_process(&live.handle, timeout).await;
             self.set_live(id, None);
+            self.fault_point("stop: vmm stopped");
         }
         self.detach_network(&vm).await;
+        self.fault_point("stop: network detached");
         let paths = self.paths(id);
         let _ = std::fs::remove_file(&paths.handle_file);
         let _ = std::fs::remove_dir_all(&paths.run_dir);
+        self.fault_point("stop: run files removed");
         vm.state = VmState::Stopped;
         vm.runtime.boot_id = None;
         vm.runtime.address = None;
         vm.runtime.last_error = None;
         self.save(&vm)?;
+        self.fault_point("stop: recorded stopped");
         Ok(vm)
     }
 

@@ -95,6 +95,8 @@ pub struct VmService {
     pub(crate) space_reserve: SpaceReserve,
     /// Running VMs' published ports (see `publish.rs`).
     pub(crate) forwards: crate::publish::Forwards,
+    /// Crash points for tests (`fault.rs`).
+    pub(crate) faults: crate::fault::FaultPoints,
 }
 
 impl VmService {
@@ -121,8 +123,19 @@ impl VmService {
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
             forwards: Default::default(),
+            faults: crate::fault::FaultPoints::default(),
             cfg,
         })
+    }
+
+    /// Sets (or clears) the hook called at each of `fault`'s points. For tests only: the
+    /// daemon never sets one.
+    pub fn set_fault_hook(&self, hook: Option<crate::fault::FaultHook>) {
+        self.faults.set(hook);
+    }
+
+    pub(crate) fn fault_point(&self, point: &str) {
+        self.faults.reached(point);
     }
 
     pub fn config(&self) -> &VmServiceConfig {
