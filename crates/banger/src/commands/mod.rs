@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod mcp;
 pub mod mcp_handler;
 pub mod mcp_tools;
+pub mod mise_bootstrap;
 pub mod ping;
 pub mod ssh_config;
 pub mod ssh_proxy;
