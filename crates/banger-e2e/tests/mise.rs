@@ -258,7 +258,7 @@ fn write_tool(www: &Path) -> Result<()> {
 
 /// A committed repository at `dir` whose `.mise.toml` (when `tool_file` is given) asks
 /// for `http:hello` from that file on the internet namespace's server.
-fn repo(dir: &Path, tool_file: Option<&str>) -> PathBuf {
+fn make_repo(dir: &Path, tool_file: Option<&str>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "-q"]);
     std::fs::write(dir.join("README"), "fixture\n").unwrap();
@@ -303,7 +303,7 @@ fn mise_bootstrap_installs_declared_tools_and_commands_find_them() -> Result<()>
     require_vm!(Root, Tool("ip"), Tool("nft"), Tool("python3"), Tool("tar"));
     let (lab, host) = lab_and_host()?;
     let work = tempfile::tempdir()?;
-    let repo = repo(&work.path().join("repo"), Some("hello-1.2.3.tar.gz"));
+    let repo = make_repo(&work.path().join("repo"), Some("hello-1.2.3.tar.gz"));
     let repo_arg = repo.display().to_string();
 
     // Without the network: refused before any VM exists, naming both ways out.
@@ -355,7 +355,7 @@ fn mise_bootstrap_installs_declared_tools_and_commands_find_them() -> Result<()>
         "vm run --nat ./repo -- true (mise config)",
         &["vm", "run", "--rm", "--nat", &repo_arg, "--", "true"],
     );
-    let plain = repo(&work.path().join("plain"), None);
+    let plain = make_repo(&work.path().join("plain"), None);
     timed(
         &host,
         "vm run --nat ./plain -- true (no mise config)",
@@ -416,8 +416,33 @@ fn mise_bootstrap_installs_declared_tools_and_commands_find_them() -> Result<()>
     );
     host.banger_ok(&["vm", "delete", "--force", "tools"]);
 
+    // Interactive (no command): the session starts while the install runs in the
+    // background; the note names the log, and the shell sees the install finish.
+    let session = "for i in $(seq 300); do grep -q 'exit code' /var/log/banger-mise.log \
+                   2>/dev/null && break; sleep 1; done; cat /var/log/banger-mise.log; \
+                   cd /root/repo && mise exec -- hello --version\n";
+    let interactive = host.banger_with_input(
+        &["vm", "run", "--rm", "--nat", &repo_arg],
+        session.as_bytes(),
+    );
+    host.expect_success(&["vm", "run", "--nat", "./repo"], &interactive);
+    let stderr = text(&interactive.stderr);
+    assert!(
+        stderr.contains("in the background") && stderr.contains("/var/log/banger-mise.log"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mise install ... done"), "{stderr}");
+    let stdout = text(&interactive.stdout);
+    assert!(stdout.contains("exit code 0"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(&format!("hello {TOOL_VERSION}")),
+        "{stdout}"
+    );
+
     // A tool that cannot be downloaded fails the run with the log's tail.
-    let broken = repo(&work.path().join("broken"), Some("missing.tar.gz"));
+    let broken = make_repo(&work.path().join("broken"), Some("missing.tar.gz"));
     let failed = banger(
         &host,
         &[

@@ -259,7 +259,7 @@ async fn use_vm(
     let cwd = checked.map(|c| c.guest_cwd(&args.workspace.guest_path));
     let guest_path = &args.workspace.guest_path;
     let mut wrap = false;
-    if bootstrap && !(args.command.is_empty() && !args.detach) {
+    if bootstrap && (args.detach || !args.command.is_empty()) {
         let mut progress = Progress::new(&ctx.term);
         wrap = mise_bootstrap::run(daemon, &vm.name, guest_path, &mut progress).await?
             == mise_bootstrap::Outcome::Ran;
