@@ -10,6 +10,7 @@ pub mod logs;
 pub mod mcp;
 pub mod mcp_handler;
 pub mod mcp_tools;
+pub mod mise_bootstrap;
 pub mod ping;
 pub mod ssh_config;
 pub mod ssh_proxy;

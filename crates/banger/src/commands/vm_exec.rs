@@ -7,7 +7,7 @@ use banger_api::methods::{ExecOutput, VmExec, VmExecParams};
 use clap::Args;
 
 use crate::cli::VmArg;
-use crate::commands::{guest_exit, workspace_exec};
+use crate::commands::{guest_exit, mise_bootstrap, workspace_exec};
 use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::progress::Progress;
@@ -28,7 +28,9 @@ for an interactive shell.
 
 When the VM has a workspace (`vm run PATH`, `vm workspace prepare`), the command runs in \
 it (`--cwd` still wins), and banger warns when the host repository's HEAD or tracked files \
-changed since it was prepared; `--auto-prepare` copies it again first.
+changed since it was prepared; `--auto-prepare` copies it again first. When the repository \
+declares mise tools and the guest has mise, the command runs as `mise exec -- COMMAND`, so \
+they are on PATH (the exit code is the command's).
 
 `vm ssh` opens an interactive session instead; `vm run` creates a VM and runs the command \
 in one step.",
@@ -71,11 +73,19 @@ pub async fn exec(ctx: &Ctx, args: ExecArgs) -> Result<ExitCode, CliError> {
     let workspace =
         workspace_exec::before_exec(ctx, &mut daemon, &args.vm.vm, args.auto_prepare).await?;
     let mut progress = Progress::new(&ctx.term);
+    // A workspace that declares mise tools runs its commands with them on PATH.
+    let mise = workspace
+        .as_ref()
+        .is_some_and(|w| mise_bootstrap::dir_has_config(std::path::Path::new(&w.source)));
     let params = VmExecParams {
         vm: args.vm.vm,
-        argv: args.command,
+        argv: if mise {
+            mise_bootstrap::wrap(args.command)
+        } else {
+            args.command
+        },
         env: args.env,
-        cwd: args.cwd.or(workspace),
+        cwd: args.cwd.or(workspace.map(|w| w.guest_path)),
         stdin: forwards_stdin(ctx, args.interactive, args.no_stdin),
     };
     let output = run_exec(&mut daemon, &params, &mut progress).await?;

@@ -16,7 +16,7 @@ use clap::Args;
 use crate::candidates;
 use crate::cli::JsonFlag;
 use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
-use crate::commands::{guest_exit, vm_exec, vm_ssh};
+use crate::commands::{guest_exit, mise_bootstrap, vm_exec, vm_ssh};
 use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::progress::Progress;
@@ -120,6 +120,15 @@ only read: git runs with no hooks, fsmonitor or filters. A PATH that is not in a
 working tree is refused before any VM is created. `--dry-run` prints the exact list \
 without a daemon.
 
+When the repository declares mise tools (`.mise.toml`, `mise.toml` or `.tool-versions` \
+at its root), the guest trusts the copy and runs `mise install` first (output in \
+/var/log/banger-mise.log in the guest; a failed install fails the run with its tail), and \
+the command runs as `mise exec -- COMMAND`. Installing needs the network: without `--nat` \
+(or `--allow`) such a run is refused before any VM is created; `--no-bootstrap` skips it \
+all. With `-d` the install finishes before banger returns; an interactive session starts \
+at once while it finishes in the background. Images without mise (`tiny`) skip it with a \
+note.
+
 Without a command, opens an interactive ssh session instead. With `-d`, leaves the VM \
 running and prints how to reach it. With `--rm`, deletes the VM when the command or \
 session ends, also when it fails or Ctrl-C is pressed.",
@@ -129,6 +138,8 @@ Examples:
   banger vm run --rm ./repo/sub -- cargo test   Runs in /root/repo/sub
   banger vm run --include-untracked ./repo -- ls   Untracked files too (never ignored ones)
   banger vm run --dry-run ./repo        List what would be copied; no VM, no daemon
+  banger vm run --nat ./repo -- make    Installs the repo's mise tools first, runs with them
+  banger vm run --no-bootstrap ./repo -- ls   Skip the mise install (no network needed)
   banger vm run --rm -- uname -a        One command in a throwaway VM
   banger vm run --rm -- sh -c 'exit 42' Exits with 42
   banger vm run --name dev ./repo       Copy ./repo in and open a shell
@@ -156,6 +167,10 @@ pub struct RunArgs {
     pub no_stdin: bool,
     #[command(flatten)]
     pub workspace: WorkspaceArgs,
+    /// Do not install the repository's mise tools (`.mise.toml`, `mise.toml`,
+    /// `.tool-versions`); by default they are installed, which needs `--nat` or `--allow`
+    #[arg(long)]
+    pub no_bootstrap: bool,
     /// With --dry-run: the listing as one JSON object
     #[arg(long, requires = "dry_run")]
     pub json: bool,
@@ -196,10 +211,18 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         workspace_local::notice_skipped(&checked.plan);
         params.workspace = Some(checked.api_source(&args.workspace));
     }
+    // The config file's `bootstrap` default goes in place of `None`.
+    let bootstrap = mise_bootstrap::enabled(args.no_bootstrap, None)
+        && checked
+            .as_ref()
+            .is_some_and(|c| mise_bootstrap::plan_has_config(&c.plan));
+    if bootstrap {
+        mise_bootstrap::check_network(&params)?;
+    }
     let mut daemon = ctx.connect().await?;
     if !args.rm {
         let vm = create_vm(ctx, &mut daemon, &params, &mut None).await?;
-        return use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args).await;
+        return use_vm(ctx, &mut daemon, &vm, checked.as_ref(), bootstrap, &args).await;
     }
 
     // --rm: the VM goes away however this ends, Ctrl-C included.
@@ -226,7 +249,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         }
     };
     let outcome = tokio::select! {
-        outcome = use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args) => outcome,
+        outcome = use_vm(ctx, &mut daemon, &vm, checked.as_ref(), bootstrap, &args) => outcome,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     remove(ctx, &vm.name).await;
@@ -239,15 +262,26 @@ async fn use_vm(
     daemon: &mut Daemon,
     vm: &VmInfo,
     checked: Option<&Checked>,
+    bootstrap: bool,
     args: &RunArgs,
 ) -> Result<ExitCode, CliError> {
     // The workspace arrived as a disk at boot; the command runs in PATH's copy.
     let cwd = checked.map(|c| c.guest_cwd(&args.workspace.guest_path));
+    let guest_path = &args.workspace.guest_path;
+    let mut wrap = false;
+    if bootstrap && (args.detach || !args.command.is_empty()) {
+        let mut progress = Progress::new(&ctx.term);
+        wrap = mise_bootstrap::run(daemon, &vm.name, guest_path, &mut progress).await?
+            == mise_bootstrap::Outcome::Ran;
+    }
     if args.detach {
         render::stdout(&detached(vm))?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.command.is_empty() {
+        if bootstrap {
+            mise_bootstrap::start(daemon, &vm.name, guest_path).await?;
+        }
         let target = daemon
             .ask::<VmSshTarget>(&VmRef {
                 vm: vm.name.clone(),
@@ -258,7 +292,11 @@ async fn use_vm(
     let mut progress = Progress::new(&ctx.term);
     let params = VmExecParams {
         vm: vm.name.clone(),
-        argv: args.command.clone(),
+        argv: if wrap {
+            mise_bootstrap::wrap(args.command.clone())
+        } else {
+            args.command.clone()
+        },
         env: Vec::new(),
         cwd,
         stdin: vm_exec::forwards_stdin(ctx, false, args.no_stdin),

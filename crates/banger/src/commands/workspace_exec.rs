@@ -14,14 +14,14 @@ use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::render;
 
-/// The workspace's guest path when the VM has one, after the staleness check (and the
-/// re-sync with `auto_prepare`).
+/// The VM's workspace when it has one, after the staleness check (and the re-sync with
+/// `auto_prepare`).
 pub async fn before_exec(
     ctx: &Ctx,
     daemon: &mut Daemon,
     vm: &str,
     auto_prepare: bool,
-) -> Result<Option<String>, CliError> {
+) -> Result<Option<WorkspaceInfo>, CliError> {
     let info = daemon.ask::<VmShow>(&VmRef { vm: vm.to_string() }).await?;
     let Some(workspace) = info.workspace else {
         if auto_prepare {
@@ -56,7 +56,7 @@ pub async fn before_exec(
             changes.join(", ")
         ));
     }
-    Ok(Some(workspace.guest_path))
+    Ok(Some(workspace))
 }
 
 /// What differs on the host from the recorded workspace; empty when nothing does (or
