@@ -20,6 +20,8 @@
 //!   with `cargo xtask bench workspaces`, it needs root);
 //! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
 //!   only with `cargo xtask bench mcp`).
+//! - the keystroke round trip of `vm exec -it` vs `vm ssh` (`bench_tty.rs`; only with
+//!   `cargo xtask bench tty`, needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +35,8 @@ mod images;
 mod mcp;
 #[path = "bench_policy.rs"]
 mod policy;
+#[path = "bench_tty.rs"]
+mod tty;
 #[path = "bench_warm.rs"]
 mod warm;
 #[path = "bench_workspace.rs"]
@@ -260,6 +264,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     if args.first().map(String::as_str) == Some("mcp") {
         return mcp::run(root);
+    }
+    if args.first().map(String::as_str) == Some("tty") {
+        return tty::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
