@@ -59,7 +59,9 @@ mod tests {
 
     #[test]
     fn users_are_found_by_name_or_uid() {
-        let table: &[(&str, Result<(&str, u32, u32, &str), &str>)] = &[
+        /// name, uid, gid, home
+        type Found = (&'static str, u32, u32, &'static str);
+        let table: &[(&str, Result<Found, &str>)] = &[
             ("root", Ok(("root", 0, 0, "/root"))),
             ("alice", Ok(("alice", 1000, 100, "/home/alice"))),
             ("1000", Ok(("alice", 1000, 100, "/home/alice"))),
@@ -70,7 +72,7 @@ mod tests {
         ];
         for (user, want) in table {
             let got = find_account(PASSWD, user);
-            let want = want.clone().map(|(name, uid, gid, home)| Account {
+            let want = (*want).map(|(name, uid, gid, home)| Account {
                 name: name.into(),
                 uid,
                 gid,

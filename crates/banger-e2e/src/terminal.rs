@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::host::TestHost;
 
 /// One CLI command on its own terminal.
+#[derive(Debug)]
 pub struct TerminalSession {
     child: Child,
     input: ChildStdin,

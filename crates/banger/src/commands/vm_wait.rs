@@ -48,14 +48,11 @@ pub async fn until_running(
     }
     let colour = render::stderr_colour() && ctx.term.stderr;
     let stage = format!("waiting for {} to boot ({})", info.name, info.state);
-    eprint!(
-        "{}",
-        stage_line(&stage, banger_api::StageState::Started, 0, None, colour)
-    );
+    render::note(stage_line(&stage, banger_api::StageState::Started, 0, None, colour).trim_end());
     while wait_for(info.state) == Wait::UntilRunning {
         if started.elapsed() >= timeout {
             return Err(CliError::failed(
-                &format!(
+                format!(
                     "{} is still {} after {}s",
                     info.name,
                     info.state,
@@ -72,15 +69,15 @@ pub async fn until_running(
     }
     let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let detail = info.state.to_string();
-    eprint!(
-        "{}",
+    render::note(
         stage_line(
             &stage,
             banger_api::StageState::Done,
             elapsed,
             Some(&detail),
-            colour
+            colour,
         )
+        .trim_end(),
     );
     Ok(info)
 }
