@@ -397,6 +397,7 @@ pub(crate) fn command_for(request: &ExecRequest, prepared: &Prepared) -> Command
         // std drops the supplementary groups (setgroups(0)) when it changes the uid.
         command.uid(account.uid).gid(account.gid);
     }
+    banger_sys::terminal::default_signals_on_exec(&mut command);
     command
 }
 

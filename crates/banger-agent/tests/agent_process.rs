@@ -31,6 +31,12 @@ struct AgentProcess {
 
 impl AgentProcess {
     fn start() -> AgentProcess {
+        AgentProcess::start_with(false)
+    }
+
+    /// With `ignoring_interrupts`, the agent starts with SIGINT and SIGQUIT ignored, as
+    /// a guest init's background job does (`banger-agent &` in a shell script).
+    fn start_with(ignoring_interrupts: bool) -> AgentProcess {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("agent.sock");
         let listener = UnixListener::bind(&socket).unwrap();
@@ -39,7 +45,16 @@ impl AgentProcess {
             || PathBuf::from(env!("CARGO_BIN_EXE_banger-agent")),
             PathBuf::from,
         );
-        let child = std::process::Command::new(binary)
+        let mut command = if ignoring_interrupts {
+            let mut shell = std::process::Command::new("sh");
+            shell
+                .args(["-c", "trap '' INT QUIT; exec \"$0\" \"$@\""])
+                .arg(binary);
+            shell
+        } else {
+            std::process::Command::new(binary)
+        };
+        let child = command
             .arg("--unix")
             .arg(&socket)
             .stdin(Stdio::null())
@@ -618,7 +633,8 @@ async fn measure_exec_true_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tty_exec_gets_a_terminal_that_resizes_and_takes_ctrl_c() {
     use banger_proto::agent::{FEATURE_TTY, WindowSize};
-    let agent = AgentProcess::start();
+    // Started as an init script's background job: the commands must still get Ctrl-C.
+    let agent = AgentProcess::start_with(true);
     let client = agent.client().await;
     assert!(client.hello(WAIT).await.unwrap().has_feature(FEATURE_TTY));
 

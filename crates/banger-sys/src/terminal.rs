@@ -52,6 +52,26 @@ pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<CellSize> {
     })
 }
 
+/// Gives the child the default action for SIGINT and SIGQUIT before exec. The agent may
+/// have been started as a shell's background job (a guest's init), which ignores both,
+/// and an ignored signal stays ignored across exec: Ctrl-C on a guest terminal would
+/// then reach the job and do nothing. (std already resets the signal mask and SIGPIPE.)
+pub fn default_signals_on_exec(cmd: &mut std::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe work is allowed: signal(2) with SIG_DFL is (it installs no
+    // handler), and the error path builds an io::Error from errno without allocating.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes the child start a new session and take its stdin (a pty slave) as its
 /// controlling terminal before exec, as a login shell's terminal is: job control works
 /// and the line discipline turns a Ctrl-C byte into SIGINT for the foreground job.
