@@ -23,6 +23,8 @@
 //!   with `cargo xtask bench workspaces`, it needs root);
 //! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
 //!   only with `cargo xtask bench mcp`).
+//! - the keystroke round trip of `vm exec -it` vs `vm ssh` (`bench_tty.rs`; only with
+//!   `cargo xtask bench tty`, needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +40,8 @@ mod mcp;
 mod policy;
 #[path = "bench_ports.rs"]
 mod ports;
+#[path = "bench_tty.rs"]
+mod tty;
 #[path = "bench_warm.rs"]
 mod warm;
 #[path = "bench_workspace.rs"]
@@ -268,6 +272,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     if args.first().map(String::as_str) == Some("mcp") {
         return mcp::run(root);
+    }
+    if args.first().map(String::as_str) == Some("tty") {
+        return tty::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;

@@ -41,7 +41,8 @@ pub struct InputFrame {
     pub input: Input,
 }
 
-/// What an [`InputFrame`] carries: a chunk, or the end of the input.
+/// What an [`InputFrame`] carries: a chunk, the end of the input, or (for a `vm.exec`
+/// with `tty`) the terminal's new size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
 pub enum Input {
@@ -50,6 +51,10 @@ pub enum Input {
         data: Vec<u8>,
     },
     Eof,
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// The largest chunk of input one frame carries (base64 of it fits [`MAX_FRAME_BYTES`]).
@@ -267,6 +272,17 @@ mod tests {
                     input: Input::Eof,
                 },
                 r#"{"v":1,"id":7,"input":"eof"}"#,
+            ),
+            (
+                InputFrame {
+                    v: 1,
+                    id: 7,
+                    input: Input::Resize {
+                        rows: 40,
+                        cols: 120,
+                    },
+                },
+                r#"{"v":1,"id":7,"input":"resize","rows":40,"cols":120}"#,
             ),
         ];
         for (frame, wire) in table {

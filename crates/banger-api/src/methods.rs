@@ -303,6 +303,20 @@ pub struct VmExecParams {
     /// reads /dev/null.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// Run the command on a terminal in the guest of this size; its output arrives as
+    /// stdout only, and `resize` input frames change the size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<TerminalSize>,
+    /// Run as this guest user (a name or uid from its /etc/passwd) instead of root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// What `vm.copy_in` receives.

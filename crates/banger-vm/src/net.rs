@@ -197,6 +197,16 @@ impl VmService {
         });
     }
 
+    /// Whether the ssh set-up of the VM's last boot is still under way (sshd not yet
+    /// answering), so a caller about to wait can say so first.
+    pub fn ssh_pending(&self, vm_id: &VmId) -> bool {
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vm_id.as_str())
+            .is_some_and(|pending| !*pending.borrow())
+    }
+
     /// Returns once the ssh set-up started at the VM's last boot (if any) has finished:
     /// the host key is recorded and sshd listens, or the attempt gave up. `vm ssh` and
     /// `vm ports` right after `vm create` wait here instead of racing the guest's boot.

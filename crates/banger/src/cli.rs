@@ -9,8 +9,7 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use crate::commands::{
     completion, doctor, image, kernel, logs, mcp, ping, ssh_config, ssh_proxy, system, vm_cp,
     vm_exec, vm_lifecycle, vm_list, vm_logs, vm_policy, vm_port, vm_run, vm_set, vm_show,
-    vm_snapshot,
-    vm_ssh, workspace, workspace_export,
+    vm_snapshot, vm_ssh, vm_stats, workspace, workspace_export,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -138,7 +137,7 @@ pub enum VmCommand {
     Exec(vm_exec::ExecArgs),
     Cp(vm_cp::CpArgs),
     Logs(vm_logs::LogsArgs),
-    Stats(vm_show::StatsArgs),
+    Stats(vm_stats::StatsArgs),
     Ports(vm_show::PortsArgs),
     Set(vm_set::SetArgs),
     Snapshot(vm_snapshot::SnapshotArgs),

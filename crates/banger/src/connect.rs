@@ -159,6 +159,33 @@ impl Daemon {
         })
     }
 
+    /// Like [`Self::call_with_input`] for a `vm.exec` on a terminal: the sizes from
+    /// `resizes` follow the input as resize frames.
+    pub async fn call_with_terminal<M: Method, R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        params: &M::Params,
+        input: R,
+        resizes: tokio::sync::mpsc::UnboundedReceiver<banger_api::methods::TerminalSize>,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<M::Output, CliError> {
+        let mut op: Option<String> = None;
+        let result = self
+            .client
+            .call_with_terminal::<M, R>(params, input, resizes, |event| {
+                if let Event::OpStarted { op: id } = &event {
+                    op = Some(id.clone());
+                }
+                on_event(event);
+            })
+            .await;
+        result.map_err(|err| match err {
+            ClientError::Api(api) if api.op.is_none() => {
+                CliError::Daemon(ClientError::Api(attach_op(api, op)))
+            }
+            other => CliError::Daemon(other),
+        })
+    }
+
     /// Calls `M` when no events are expected (they are ignored).
     pub async fn ask<M: Method>(&mut self, params: &M::Params) -> Result<M::Output, CliError> {
         self.call::<M>(params, &mut |_| {}).await

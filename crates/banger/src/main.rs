@@ -7,11 +7,13 @@ mod candidates;
 mod cli;
 mod commands;
 mod connect;
+mod env_file;
 mod errors;
 mod progress;
 mod render;
 mod ssh_config;
 mod system;
+mod terminal;
 mod values;
 
 use std::process::ExitCode;

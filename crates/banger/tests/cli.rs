@@ -901,3 +901,73 @@ fn vm_run_dry_run_lists_the_copy_with_no_daemon() {
         "{stderr}"
     );
 }
+
+/// `vm exec` with Docker's flags: `-t` asks for a terminal (24x80 when stdout is not
+/// one) and passes TERM, `-u` and `-w` go through, env files come first and `-e` wins.
+/// The VM is still starting at first: the CLI waits, with a stage line, then runs.
+#[test]
+fn exec_waits_for_a_booting_vm_and_sends_docker_flags() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.show", vm_json("web", "starting")),
+        Reply::ok("vm.show", vm_json("web", "running")),
+        Reply::ok("vm.exec", serde_json::json!({"exit_code": 127})),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let env_file = home.path().join("vars.env");
+    std::fs::write(&env_file, "# comment\nA=file\nB=file\nTERM_FROM_HOST\n").unwrap();
+    cmd.env("TERM", "xterm-256color")
+        .env("TERM_FROM_HOST", "yes")
+        .args([
+            "vm",
+            "exec",
+            "-t",
+            "-u",
+            "alice",
+            "-w",
+            "/srv",
+            "--env-file",
+        ])
+        .arg(&env_file)
+        .args(["-e", "B=flag", "web", "--", "missing-command"])
+        .assert()
+        .code(127)
+        .stderr(predicate::str::contains(
+            "waiting for web to boot (starting) ...",
+        ))
+        .stderr(predicate::str::contains("done (running)"));
+    let received = daemon.finish();
+    let exec = &received[2];
+    assert_eq!(exec.method, "vm.exec");
+    assert_eq!(
+        exec.params["tty"],
+        serde_json::json!({"rows": 24, "cols": 80})
+    );
+    assert_eq!(exec.params["user"], "alice");
+    assert_eq!(exec.params["cwd"], "/srv");
+    assert_eq!(
+        exec.params["env"],
+        serde_json::json!([
+            ["A", "file"],
+            ["TERM_FROM_HOST", "yes"],
+            ["B", "flag"],
+            ["TERM", "xterm-256color"]
+        ])
+    );
+}
+
+#[test]
+fn a_bad_env_file_is_refused_before_any_request() {
+    let daemon = FakeDaemon::start(vec![]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let env_file = home.path().join("bad.env");
+    std::fs::write(&env_file, "OK=1\nNOT A NAME=2\n").unwrap();
+    cmd.args(["vm", "exec", "--env-file"])
+        .arg(&env_file)
+        .args(["web", "--", "true"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "line 2: \"NOT A NAME\" is not a variable name (write KEY=VALUE)",
+        ));
+    assert!(daemon.finish().is_empty());
+}

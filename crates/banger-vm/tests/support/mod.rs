@@ -127,6 +127,7 @@ async fn fake_agent(socket: PathBuf, boot_id: String) {
                         agent_version: "fake".into(),
                         protocol,
                         uptime_ms: 1,
+                        features: Vec::new(),
                     }),
                     RequestOp::Exec(_) => ReplyBody::Exit { code: 0 },
                     _ => ReplyBody::Error {

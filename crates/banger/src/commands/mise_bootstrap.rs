@@ -231,6 +231,8 @@ async fn exec_captured(
         env: Vec::new(),
         cwd: None,
         stdin: false,
+        tty: None,
+        user: None,
     };
     let mut output = Vec::new();
     let result = daemon
@@ -259,6 +261,7 @@ mod tests {
             workspace: None,
             allow: allow.iter().map(|s| s.to_string()).collect(),
             deny_all,
+            ..VmCreateParams::default()
         }
     }
 

@@ -27,7 +27,9 @@ pub mod vm_set;
 pub mod vm_show;
 pub mod vm_snapshot;
 pub mod vm_ssh;
+pub mod vm_stats;
 pub mod vm_targets;
+pub mod vm_wait;
 pub mod workspace;
 pub mod workspace_exec;
 pub mod workspace_export;
@@ -61,7 +63,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Exec(args) => vm_exec::exec(ctx, args).await,
             VmCommand::Cp(args) => done(vm_cp::cp(ctx, args).await),
             VmCommand::Logs(args) => done(vm_logs::logs(ctx, args).await),
-            VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
+            VmCommand::Stats(args) => done(vm_stats::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
             VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
             VmCommand::Snapshot(args) => done(vm_snapshot::snapshot(ctx, args).await),

@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use banger_api::methods::{
-    VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExecParams, VmRef, VmSshTarget,
-};
+use banger_api::methods::{VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExecParams};
 use banger_api::types::VmInfo;
 use banger_api::{Event, StageState};
 use clap::Args;
@@ -163,8 +161,25 @@ pub struct RunArgs {
     pub path: Option<PathBuf>,
     /// Do not forward stdin to the command (by default a file or pipe on stdin is its
     /// stdin)
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, conflicts_with = "interactive")]
     pub no_stdin: bool,
+    /// Forward stdin even when it is a terminal
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Run the command on a terminal in the guest (with -i: an interactive session)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Working directory in the guest for the command (default: the workspace's copy
+    /// of PATH, else root's home)
+    #[arg(
+        short = 'w',
+        long = "cwd",
+        visible_alias = "workdir",
+        value_name = "DIR"
+    )]
+    pub cwd: Option<String>,
+    #[command(flatten)]
+    pub env: vm_exec::EnvArgs,
     #[command(flatten)]
     pub workspace: WorkspaceArgs,
     /// Do not install the repository's mise tools (`.mise.toml`, `mise.toml`,
@@ -266,7 +281,10 @@ async fn use_vm(
     args: &RunArgs,
 ) -> Result<ExitCode, CliError> {
     // The workspace arrived as a disk at boot; the command runs in PATH's copy.
-    let cwd = checked.map(|c| c.guest_cwd(&args.workspace.guest_path));
+    let cwd = args
+        .cwd
+        .clone()
+        .or_else(|| checked.map(|c| c.guest_cwd(&args.workspace.guest_path)));
     let guest_path = &args.workspace.guest_path;
     let mut wrap = false;
     if bootstrap && (args.detach || !args.command.is_empty()) {
@@ -275,6 +293,8 @@ async fn use_vm(
             == mise_bootstrap::Outcome::Ran;
     }
     if args.detach {
+        // Ready means ready: with sshd in the image, return once ssh answers.
+        vm_ssh::wait_for_ssh(ctx, daemon, &vm.name, DETACHED_SSH_WAIT).await;
         render::stdout(&detached(vm))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -282,13 +302,10 @@ async fn use_vm(
         if bootstrap {
             mise_bootstrap::start(daemon, &vm.name, guest_path).await?;
         }
-        let target = daemon
-            .ask::<VmSshTarget>(&VmRef {
-                vm: vm.name.clone(),
-            })
-            .await?;
+        let target = vm_ssh::target(ctx, daemon, &vm.name).await?;
         return vm_ssh::session(&target, &[]).await;
     }
+    let env = args.env.resolve(ctx)?;
     let mut progress = Progress::new(&ctx.term);
     let params = VmExecParams {
         vm: vm.name.clone(),
@@ -297,13 +314,18 @@ async fn use_vm(
         } else {
             args.command.clone()
         },
-        env: Vec::new(),
+        env,
         cwd,
-        stdin: vm_exec::forwards_stdin(ctx, false, args.no_stdin),
+        stdin: vm_exec::forwards_stdin(ctx, args.interactive, args.no_stdin),
+        tty: args.tty.then(crate::terminal::current_size),
+        user: None,
     };
     let output = vm_exec::run_exec(daemon, &params, &mut progress).await?;
     Ok(guest_exit(output.exit_code))
 }
+
+/// How long `vm run -d` waits for the guest's sshd before it says ssh is still coming up.
+const DETACHED_SSH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Sends `vm.create` with progress; `reserved` gets the VM's name as soon as the daemon
 /// reports it reserved, so an interrupted `vm run --rm` knows what to delete.

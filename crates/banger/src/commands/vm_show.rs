@@ -1,6 +1,6 @@
-//! `vm show`, `vm stats` and `vm ports`: read-only views of one VM.
+//! `vm show` and `vm ports`: read-only views of one VM (`vm stats` is `vm_stats.rs`).
 
-use banger_api::methods::{VmPorts, VmRef, VmShow, VmStatsGet};
+use banger_api::methods::{VmPorts, VmRef, VmShow};
 use clap::Args;
 
 use crate::cli::{JsonFlag, VmArg};
@@ -17,20 +17,6 @@ and the directory holding its files.",
     after_help = "Examples:\n  banger vm show web\n  banger vm show web --json | jq -r .address"
 )]
 pub struct ShowArgs {
-    #[command(flatten)]
-    pub vm: VmArg,
-    #[command(flatten)]
-    pub output: JsonFlag,
-}
-
-/// Show a VM's resource use
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Show what a VM costs the host: memory (RSS) and CPU time of its VMM \
-process, and the space its disk really occupies next to its virtual size.",
-    after_help = "Examples:\n  banger vm stats web\n  banger vm stats web --json"
-)]
-pub struct StatsArgs {
     #[command(flatten)]
     pub vm: VmArg,
     #[command(flatten)]
@@ -62,13 +48,6 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
     render::records::print_vm(args.output.json, &vm, |vm| {
         render::detail::vm(vm, jiff::Timestamp::now())
     })
-}
-
-/// `vm stats`.
-pub async fn stats(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let stats = daemon.ask::<VmStatsGet>(&VmRef { vm: args.vm.vm }).await?;
-    render::data(args.output.json, &stats, render::detail::stats)
 }
 
 /// `vm ports`.

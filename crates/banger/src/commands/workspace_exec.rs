@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use banger_api::methods::{
-    VmRef, VmShow, WorkspaceOptions, WorkspacePrepare, WorkspacePrepareParams,
-};
+use banger_api::methods::{WorkspaceOptions, WorkspacePrepare, WorkspacePrepareParams};
 use banger_api::types::WorkspaceInfo;
 use banger_workspace::{Repo, SystemRunner};
 
@@ -19,10 +17,9 @@ use crate::render;
 pub async fn before_exec(
     ctx: &Ctx,
     daemon: &mut Daemon,
-    vm: &str,
+    info: banger_api::types::VmInfo,
     auto_prepare: bool,
 ) -> Result<Option<WorkspaceInfo>, CliError> {
-    let info = daemon.ask::<VmShow>(&VmRef { vm: vm.to_string() }).await?;
     let Some(workspace) = info.workspace else {
         if auto_prepare {
             return Err(CliError::usage(

@@ -288,6 +288,11 @@ pub async fn exec(
         argv: params.argv,
         env: params.env.into_iter().collect(),
         cwd: params.cwd,
+        tty: params.tty.map(|size| banger_proto::agent::WindowSize {
+            rows: size.rows,
+            cols: size.cols,
+        }),
+        user: params.user,
         ..Default::default()
     };
     let sink = events.clone();
@@ -302,7 +307,22 @@ pub async fn exec(
         });
     };
     let vms = &ctx.services.vms;
-    let exit_code = if params.stdin {
+    let exit_code = if request.tty.is_some() || request.user.is_some() {
+        let mut stdin = params.stdin.then(|| events.take_input());
+        let resizes = match (params.tty, stdin.as_mut()) {
+            (Some(initial), Some(input)) => Some(window_sizes(input.window_sizes(initial))),
+            _ => None,
+        };
+        vms.exec_interactive(
+            &params.vm,
+            request,
+            stdin,
+            resizes,
+            on_output,
+            events.until_client_gone(),
+        )
+        .await
+    } else if params.stdin {
         let stdin = events.take_input();
         vms.exec_with_stdin(
             &params.vm,
@@ -318,6 +338,27 @@ pub async fn exec(
     }
     .map_err(vm_error)?;
     Ok(ExecOutput { exit_code })
+}
+
+/// The client's terminal sizes as the agent's: a task forwards each change until
+/// either side is gone.
+fn window_sizes(
+    mut sizes: tokio::sync::watch::Receiver<banger_api::methods::TerminalSize>,
+) -> tokio::sync::watch::Receiver<banger_proto::agent::WindowSize> {
+    let convert = |size: banger_api::methods::TerminalSize| banger_proto::agent::WindowSize {
+        rows: size.rows,
+        cols: size.cols,
+    };
+    let (sender, receiver) = tokio::sync::watch::channel(convert(*sizes.borrow_and_update()));
+    tokio::spawn(async move {
+        while sizes.changed().await.is_ok() {
+            let size = convert(*sizes.borrow_and_update());
+            if sender.send(size).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
 }
 
 pub async fn logs(
@@ -622,7 +663,7 @@ pub async fn policy_show(
 pub async fn ssh_target(
     ctx: &Arc<DaemonContext>,
     params: VmRef,
-    _events: &EventSink,
+    events: &EventSink,
 ) -> Result<SshTarget, ApiError> {
     let vm = ctx.services.vms.find(&params.vm).map_err(vm_error)?;
     if vm.state != banger_model::VmState::Running {
@@ -641,8 +682,25 @@ pub async fn ssh_target(
             ),
         ));
     };
-    // Right after a boot the guest's host key may still be being read, and ssh checks it.
-    ctx.services.vms.ssh_settled(&vm.id).await;
+    // Right after a boot the guest's host key may still be being read (sshd may not
+    // listen yet), and ssh checks it: wait, and say so.
+    if ctx.services.vms.ssh_pending(&vm.id) {
+        let started = std::time::Instant::now();
+        let stage = format!("waiting for ssh in {}", vm.name);
+        let stage_event = |state, elapsed_ms| Event::Stage {
+            op: String::new(),
+            stage: stage.clone(),
+            state,
+            elapsed_ms,
+            detail: None,
+        };
+        events.emit(stage_event(banger_api::StageState::Started, 0));
+        ctx.services.vms.ssh_settled(&vm.id).await;
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        events.emit(stage_event(banger_api::StageState::Done, elapsed));
+    } else {
+        ctx.services.vms.ssh_settled(&vm.id).await;
+    }
     let target = banger_ssh::SshTarget::for_vm(&ctx.dirs.config, vm.name.as_str(), &address);
     Ok(SshTarget {
         name: vm.name.to_string(),
