@@ -6,8 +6,10 @@
 mod candidates;
 mod cli;
 mod commands;
+mod config;
 mod connect;
 mod errors;
+mod guest_setup;
 mod progress;
 mod render;
 mod ssh_config;

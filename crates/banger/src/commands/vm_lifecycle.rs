@@ -22,7 +22,9 @@ use crate::render;
 /// Boot a stopped VM
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Boot a stopped VM from its existing disk, showing each stage.
+    long_about = "Boot a stopped VM from its existing disk, showing each stage. Once it is \
+up, the config file's `[[file_sync]]` files, your git identity and (with host_ca) the \
+host's CA certificates are put into the guest again, as at `vm create`.
 
 `vm restart` is for a running VM: it stops it and starts it again (the guest gets a new \
 boot id).",
@@ -31,6 +33,9 @@ boot id).",
 pub struct StartArgs {
     #[command(flatten)]
     pub vm: VmsArg,
+    /// Do not write your git identity into the guest's git config
+    #[arg(long)]
+    pub no_git_identity: bool,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -206,15 +211,22 @@ async fn each_vm(
 
 /// `vm start`.
 pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
+    let flags = crate::config::Flags {
+        git_identity: args.no_git_identity.then_some(false),
+        ..crate::config::Flags::default()
+    };
+    let settings = &crate::config::settings(ctx, &flags)?;
     each_vm(
         ctx,
         args.vm.vms,
         args.output,
         summary,
         async |daemon, vm| {
-            daemon
+            let info = daemon
                 .call_with_progress::<VmStart>(&ctx.term, &VmRef { vm })
-                .await
+                .await?;
+            crate::guest_setup::apply(ctx, daemon, &info.name, settings, None).await?;
+            Ok(info)
         },
     )
     .await

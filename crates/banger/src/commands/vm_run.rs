@@ -17,8 +17,10 @@ use crate::candidates;
 use crate::cli::JsonFlag;
 use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
 use crate::commands::{guest_exit, vm_exec, vm_ssh};
+use crate::config;
 use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
+use crate::guest_setup;
 use crate::progress::Progress;
 use crate::render;
 use crate::values;
@@ -54,21 +56,50 @@ pub struct SpecArgs {
     /// Let the VM reach nothing at all (no DNS either); the host still reaches it
     #[arg(long, conflicts_with_all = ["allow", "nat"])]
     pub deny_all: bool,
+    /// Do not write your git identity (user.name, user.email) into the guest's git config
+    #[arg(long)]
+    pub no_git_identity: bool,
+    /// Trust the host's extra CA certificates in the guest (default PATH:
+    /// /usr/local/share/ca-certificates, or host_ca_path in the config file)
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, conflicts_with = "no_host_ca")]
+    pub host_ca: Option<Option<PathBuf>>,
+    /// Do not add the host's CA certificates, whatever the config file says
+    #[arg(long)]
+    pub no_host_ca: bool,
 }
 
 impl SpecArgs {
-    fn params(&self) -> VmCreateParams {
-        VmCreateParams {
-            name: self.name.clone(),
+    /// What the command line says, for merging with the config file.
+    pub fn flags(&self) -> config::Flags {
+        config::Flags {
             image: self.image.clone(),
             kernel: self.kernel.clone(),
             vcpus: self.vcpu,
             memory_mib: self.memory,
             disk_mib: self.disk,
             nat: self.nat,
-            workspace: None,
             allow: self.allow.clone(),
             deny_all: self.deny_all,
+            guest_path: None,
+            bootstrap: None,
+            git_identity: self.no_git_identity.then_some(false),
+            host_ca: self.host_ca.clone(),
+            no_host_ca: self.no_host_ca,
+        }
+    }
+
+    fn params(&self, settings: &config::Settings) -> VmCreateParams {
+        VmCreateParams {
+            name: self.name.clone(),
+            image: settings.image.value.clone(),
+            kernel: settings.kernel.value.clone(),
+            vcpus: settings.vcpus.value,
+            memory_mib: settings.memory_mib.value,
+            disk_mib: settings.disk_mib.value,
+            nat: settings.nat.value,
+            workspace: None,
+            allow: settings.policy.value.allow.clone(),
+            deny_all: settings.policy.value.deny_all,
         }
     }
 }
@@ -159,19 +190,25 @@ pub struct RunArgs {
 
 /// `vm create`.
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
+    let settings = config::settings(ctx, &args.spec.flags())?;
     let mut daemon = ctx.connect().await?;
-    let vm = create_vm(ctx, &mut daemon, &args.spec.params(), &mut None).await?;
+    let vm = create_vm(ctx, &mut daemon, &args.spec.params(&settings), &mut None).await?;
+    guest_setup::apply(ctx, &mut daemon, &vm.name, &settings, None).await?;
     render::data(args.output.json, &vm, summary)
 }
 
 /// `vm run`.
-pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
+pub async fn run(ctx: &Ctx, mut args: RunArgs) -> Result<ExitCode, CliError> {
     if args.path.is_none() && args.workspace.any_given() {
         return Err(CliError::usage(
             "--guest-path, --mode, --include-untracked and --dry-run need a PATH",
             Some("give the repository to copy: `banger vm run ./repo -- make test`"),
         ));
     }
+    let mut flags = args.spec.flags();
+    flags.guest_path = args.workspace.guest_path.clone();
+    let settings = config::settings(ctx, &flags)?;
+    args.workspace.guest_path = Some(settings.guest_path.value.clone());
     // Every check that can fail without a guest runs before `vm.create`.
     let checked = match &args.path {
         Some(path) => Some(workspace_local::check(path, &args.workspace).await?),
@@ -181,7 +218,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         workspace_local::dry_run(checked, &args.workspace, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut params = args.spec.params();
+    let mut params = args.spec.params(&settings);
     if let Some(checked) = &checked {
         workspace_local::notice_skipped(&checked.plan);
         params.workspace = Some(checked.api_source(&args.workspace));
@@ -189,6 +226,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
     let mut daemon = ctx.connect().await?;
     if !args.rm {
         let vm = create_vm(ctx, &mut daemon, &params, &mut None).await?;
+        guest_setup::apply(ctx, &mut daemon, &vm.name, &settings, args.path.as_deref()).await?;
         return use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args).await;
     }
 
@@ -216,7 +254,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         }
     };
     let outcome = tokio::select! {
-        outcome = use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args) => outcome,
+        outcome = async {
+            guest_setup::apply(ctx, &mut daemon, &vm.name, &settings, args.path.as_deref()).await?;
+            use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args).await
+        } => outcome,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     remove(ctx, &vm.name).await;
@@ -232,7 +273,7 @@ async fn use_vm(
     args: &RunArgs,
 ) -> Result<ExitCode, CliError> {
     // The workspace arrived as a disk at boot; the command runs in PATH's copy.
-    let cwd = checked.map(|c| c.guest_cwd(&args.workspace.guest_path));
+    let cwd = checked.map(|c| c.guest_cwd(args.workspace.guest_path()));
     if args.detach {
         render::stdout(&detached(vm))?;
         return Ok(ExitCode::SUCCESS);
