@@ -215,7 +215,8 @@ pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
         git_identity: args.no_git_identity.then_some(false),
         ..crate::config::Flags::default()
     };
-    let settings = &crate::config::settings(ctx, &flags)?;
+    let settings = crate::config::settings(ctx, &flags)?;
+    let setup = &crate::guest_setup::prepare(ctx, &settings, None).await?;
     each_vm(
         ctx,
         args.vm.vms,
@@ -225,7 +226,7 @@ pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
             let info = daemon
                 .call_with_progress::<VmStart>(&ctx.term, &VmRef { vm })
                 .await?;
-            crate::guest_setup::apply(ctx, daemon, &info.name, settings, None).await?;
+            crate::guest_setup::apply(daemon, &info.name, setup).await?;
             Ok(info)
         },
     )

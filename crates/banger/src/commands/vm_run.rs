@@ -191,9 +191,10 @@ pub struct RunArgs {
 /// `vm create`.
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
     let settings = config::settings(ctx, &args.spec.flags())?;
+    let setup = guest_setup::prepare(ctx, &settings, None).await?;
     let mut daemon = ctx.connect().await?;
     let vm = create_vm(ctx, &mut daemon, &args.spec.params(&settings), &mut None).await?;
-    guest_setup::apply(ctx, &mut daemon, &vm.name, &settings, None).await?;
+    guest_setup::apply(&mut daemon, &vm.name, &setup).await?;
     render::data(args.output.json, &vm, summary)
 }
 
@@ -218,6 +219,7 @@ pub async fn run(ctx: &Ctx, mut args: RunArgs) -> Result<ExitCode, CliError> {
         workspace_local::dry_run(checked, &args.workspace, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let setup = guest_setup::prepare(ctx, &settings, args.path.as_deref()).await?;
     let mut params = args.spec.params(&settings);
     if let Some(checked) = &checked {
         workspace_local::notice_skipped(&checked.plan);
@@ -226,7 +228,7 @@ pub async fn run(ctx: &Ctx, mut args: RunArgs) -> Result<ExitCode, CliError> {
     let mut daemon = ctx.connect().await?;
     if !args.rm {
         let vm = create_vm(ctx, &mut daemon, &params, &mut None).await?;
-        guest_setup::apply(ctx, &mut daemon, &vm.name, &settings, args.path.as_deref()).await?;
+        guest_setup::apply(&mut daemon, &vm.name, &setup).await?;
         return use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args).await;
     }
 
@@ -255,7 +257,7 @@ pub async fn run(ctx: &Ctx, mut args: RunArgs) -> Result<ExitCode, CliError> {
     };
     let outcome = tokio::select! {
         outcome = async {
-            guest_setup::apply(ctx, &mut daemon, &vm.name, &settings, args.path.as_deref()).await?;
+            guest_setup::apply(&mut daemon, &vm.name, &setup).await?;
             use_vm(ctx, &mut daemon, &vm, checked.as_ref(), &args).await
         } => outcome,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),

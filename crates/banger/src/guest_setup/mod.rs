@@ -18,16 +18,24 @@ use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::render;
 
-/// Applies the settings' guest setup to `vm`. `repo` is the workspace PATH when there is
-/// one (git resolves the identity there, as for the user's commits in it).
-pub async fn apply(
+/// What goes into the guest, read and checked on the host before any VM exists: a
+/// refused `[[file_sync]]` source or a missing CA certificate fails the command first.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    sync: Option<sync_plan::SyncPlan>,
+    identity: Option<identity::Identity>,
+    ca: Option<(PathBuf, Vec<(PathBuf, String)>)>,
+}
+
+/// Reads and checks what the settings ask for. `repo` is the workspace PATH when there
+/// is one (git resolves the identity there, as for the user's commits in it).
+pub async fn prepare(
     ctx: &Ctx,
-    daemon: &mut Daemon,
-    vm: &str,
     settings: &Settings,
     repo: Option<&Path>,
-) -> Result<(), CliError> {
+) -> Result<Prepared, CliError> {
     let home = ctx.env("HOME").map(PathBuf::from);
+    let mut prepared = Prepared::default();
     if !settings.file_sync.value.is_empty() {
         let Some(home) = &home else {
             return Err(CliError::failed(
@@ -41,6 +49,34 @@ pub async fn apply(
                 Some("file_sync sources must be inside your home (symlinks are followed)"),
             )
         })?;
+        prepared.sync = Some(plan);
+    }
+    if settings.git_identity.value {
+        let cwd = repo
+            .map(Path::to_path_buf)
+            .or(home.clone())
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let found = identity::host_identity(ctx, &cwd).await;
+        prepared.identity = (!found.is_empty()).then_some(found);
+    }
+    if settings.host_ca.value.enabled {
+        let path = settings.host_ca.value.path.clone();
+        let entries = host_ca::collect(&path).map_err(|message| {
+            CliError::failed(
+                format!("--host-ca: {message}"),
+                Some(
+                    "point host_ca_path (or --host-ca=PATH) at a CA certificate or a directory of *.crt",
+                ),
+            )
+        })?;
+        prepared.ca = Some((path, entries));
+    }
+    Ok(prepared)
+}
+
+/// Puts what [`prepare`] found into the running guest `vm`.
+pub async fn apply(daemon: &mut Daemon, vm: &str, prepared: &Prepared) -> Result<(), CliError> {
+    if let Some(plan) = &prepared.sync {
         for parent in &plan.parents {
             exec(
                 daemon,
@@ -50,40 +86,23 @@ pub async fn apply(
             )
             .await?;
         }
-        copy_in(daemon, vm, plan.entries).await?;
+        copy_in(daemon, vm, plan.entries.clone()).await?;
         render::note(&format!("synced {}", plan.synced.join(", ")));
         for left in &plan.left_out {
             render::note(&format!("file_sync left out {left}"));
         }
     }
-    if settings.git_identity.value {
-        let cwd = repo
-            .map(Path::to_path_buf)
-            .or(home.clone())
-            .unwrap_or_else(|| PathBuf::from("/"));
-        let found = identity::host_identity(ctx, &cwd).await;
-        if !found.is_empty() {
-            exec(daemon, vm, identity::guest_argv(&found), "git identity").await?;
-            let who = [
-                found.name.as_deref(),
-                found.email.map(|e| format!("<{e}>")).as_deref(),
-            ]
+    if let Some(found) = &prepared.identity {
+        exec(daemon, vm, identity::guest_argv(found), "git identity").await?;
+        let email = found.email.as_ref().map(|e| format!("<{e}>"));
+        let who = [found.name.as_deref(), email.as_deref()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join(" ");
-            render::note(&format!("git identity: {who}"));
-        }
+        render::note(&format!("git identity: {who}"));
     }
-    if settings.host_ca.value.enabled {
-        let path = &settings.host_ca.value.path;
-        let entries = host_ca::collect(path).map_err(|message| {
-            CliError::failed(
-                format!("--host-ca: {message}"),
-                Some("point host_ca_path (or --host-ca=PATH) at a CA certificate or a directory of *.crt"),
-            )
-        })?;
-        let count = entries.len();
+    if let Some((path, entries)) = &prepared.ca {
         exec(
             daemon,
             vm,
@@ -91,8 +110,9 @@ pub async fn apply(
             "--host-ca",
         )
         .await?;
-        copy_in(daemon, vm, entries).await?;
+        copy_in(daemon, vm, entries.clone()).await?;
         exec(daemon, vm, host_ca::guest_argv(), "--host-ca").await?;
+        let count = entries.len();
         render::note(&format!(
             "trusting {count} CA certificate{} from {}",
             if count == 1 { "" } else { "s" },
