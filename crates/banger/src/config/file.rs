@@ -217,7 +217,17 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         let dest = entry
             .dest
             .as_ref()
-            .map(|d| checked(d, "file_sync.dest", &absolute))
+            .map(|d| {
+                checked(d, "file_sync.dest", &|s| {
+                    absolute(s).and_then(|s| {
+                        if s.trim_end_matches('/').is_empty() {
+                            Err("cannot be / itself; name the file or directory it becomes".into())
+                        } else {
+                            Ok(s)
+                        }
+                    })
+                })
+            })
             .transpose()?;
         config.file_sync.push(FileSync { source, dest });
     }
@@ -398,6 +408,12 @@ dest = "/root/.config/gh/hosts.yml"
                 "absolute",
             ),
             ("nat = true\nnat = false\n", 2, "nat", "duplicate"),
+            (
+                "[[file_sync]]\nsource = \"a\"\ndest = \"/\"\n",
+                3,
+                "file_sync.dest",
+                "cannot be /",
+            ),
             ("[polcy]\nallow = []\n", 1, "polcy", "unknown field"),
         ];
         for (text, line, key, message) in table {
