@@ -58,7 +58,12 @@ pub fn unpack<R: Read>(
                     .map_err(TarError::io(&target))?;
                 directories.push((target, mode));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Symlink => {
+            // GNUSparse: a file with holes (the packer stores a linker's output that way); the
+            // tar crate expands it, holes staying holes.
+            tar::EntryType::Regular
+            | tar::EntryType::Continuous
+            | tar::EntryType::GNUSparse
+            | tar::EntryType::Symlink => {
                 create_parents(dir, &relative)?;
                 refuse_replacing_a_directory(&target, &shown)?;
                 summary.bytes += if kind == tar::EntryType::Symlink {
@@ -297,6 +302,35 @@ mod tests {
             fs::set_permissions(top.join("sub/deep"), fs::Permissions::from_mode(0o755)).unwrap();
         }
         fs::set_permissions(root.join("sub/deep"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_sparse_file_round_trips_with_its_contents() {
+        use std::io::{Seek as _, SeekFrom, Write as _};
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("holey");
+        let mut file = fs::File::create(&path).unwrap();
+        file.write_all(b"head").unwrap();
+        file.seek(SeekFrom::Start(3 << 20)).unwrap();
+        file.write_all(b"middle").unwrap();
+        file.set_len(8 << 20).unwrap();
+        drop(file);
+        let mut stream = Vec::new();
+        pack(&path, Some("holey"), &mut stream).unwrap();
+        let kinds: Vec<_> = tar::Archive::new(stream.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().entry_type())
+            .collect();
+        assert_eq!(kinds, vec![tar::EntryType::GNUSparse], "the packer keeps the holes");
+        assert!(stream.len() < 1 << 20, "holes are not stored: {} bytes", stream.len());
+        let dst = tempfile::tempdir().unwrap();
+        let summary = unpack(stream.as_slice(), dst.path(), None).unwrap();
+        assert_eq!(summary.entries, 1);
+        assert_eq!(
+            fs::read(dst.path().join("holey")).unwrap(),
+            fs::read(&path).unwrap()
+        );
     }
 
     #[test]

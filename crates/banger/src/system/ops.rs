@@ -301,6 +301,10 @@ pub async fn install(layout: &SystemLayout, plan: &InstallPlan) -> anyhow::Resul
         install_binary(source, &layout.agent())?;
     }
     owner_dir(&runtime_dir, &owner)?;
+    // The daemon's unit can write only these, so they must exist before it starts.
+    for dir in [&dirs.state, &dirs.cache, &dirs.config] {
+        super::owner_dirs::ensure_owner_tree(dir, &owner)?;
+    }
 
     let metadata = InstallMetadata {
         format: METADATA_FORMAT,
