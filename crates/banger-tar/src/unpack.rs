@@ -322,8 +322,16 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().header().entry_type())
             .collect();
-        assert_eq!(kinds, vec![tar::EntryType::GNUSparse], "the packer keeps the holes");
-        assert!(stream.len() < 1 << 20, "holes are not stored: {} bytes", stream.len());
+        assert_eq!(
+            kinds,
+            vec![tar::EntryType::GNUSparse],
+            "the packer keeps the holes"
+        );
+        assert!(
+            stream.len() < 1 << 20,
+            "holes are not stored: {} bytes",
+            stream.len()
+        );
         let dst = tempfile::tempdir().unwrap();
         let summary = unpack(stream.as_slice(), dst.path(), None).unwrap();
         assert_eq!(summary.entries, 1);
