@@ -1018,3 +1018,149 @@ fn host_ca_makes_a_nat_guest_trust_the_hosts_extra_ca() -> Result<()> {
     let _ = https.wait();
     Ok(())
 }
+
+/// A GET of `http://ADDR:PORT/` from the lab's host namespace (where the daemon runs):
+/// the body, or the error (connection refused, reset, timeout).
+fn lab_get(lab: &Lab, addr: &str, port: u16) -> Result<String> {
+    let script = format!(
+        "import urllib.request,sys\n\
+         sys.stdout.write(urllib.request.urlopen('http://{addr}:{port}/', timeout=5).read().decode())"
+    );
+    run(Command::new("ip").args(["netns", "exec", &lab.ns, "python3", "-c", &script]))
+}
+
+/// Starts busybox httpd on the guest's port 80, serving one line.
+fn serve_http(host: &TestHost, vm: &str) {
+    host.exec_ok(
+        vm,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-from-the-guest > /www/index.html && httpd -p 80 -h /www",
+        ],
+    );
+}
+
+#[test]
+fn published_ports_reach_a_guest_server_and_follow_its_lifecycle() -> Result<()> {
+    require_lab!();
+    let (lab, mut host) = lab_and_host()?;
+    let expected = "hello-from-the-guest\n";
+
+    // A bad spec is refused before any VM exists.
+    let bad = host.banger(&[
+        "vm", "create", "--image", "tiny", "--name", "web", "-p", "8080",
+    ]);
+    assert_ne!(bad.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("is not a port spec"), "{stderr}");
+    assert!(host.vm_names().is_empty());
+
+    host.banger_ok(&[
+        "vm", "create", "--image", "tiny", "--name", "web", "-p", "18080:80",
+    ]);
+    let address = address_of(&host, "web");
+    // Listening already, but nothing in the guest yet: the connection closes.
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    serve_http(&host, "web");
+    let body = wait_until(
+        "the published port never answered",
+        Duration::from_secs(10),
+        || lab_get(&lab, "127.0.0.1", 18080).map_err(|e| format!("{e:#}")),
+    );
+    assert_eq!(body, expected);
+    // 127.0.0.1 only, by default: not on the host's other addresses.
+    assert!(lab_get(&lab, UPLINK_HOST_IP, 18080).is_err());
+
+    // vm ports: the published port, and the guest's listener by name and by address.
+    let ports = host.banger_json(&["vm", "ports", "web"]);
+    let published = &ports["published"][0];
+    assert_eq!(published["host_endpoint"], "127.0.0.1:18080", "{ports}");
+    assert_eq!(
+        published["guest_endpoint"],
+        format!("{address}:80"),
+        "{ports}"
+    );
+    assert_eq!(published["active"], true, "{ports}");
+    let http = ports["listening"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["port"] == 80))
+        .unwrap_or_else(|| panic!("nothing on 80 in {ports}"));
+    assert_eq!(http["endpoint"], "web.vm:80");
+    assert_eq!(http["address_endpoint"], format!("{address}:80"));
+    for key in ["vm", "state", "address", "published", "listening"] {
+        assert!(ports.get(key).is_some(), "{key} missing: {ports}");
+    }
+    let table = host.banger_ok(&["vm", "ports", "web"]);
+    assert!(table.contains("127.0.0.1:18080"), "{table}");
+
+    // A host port someone else holds: refused, naming it and its holder.
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &lab.ns, "python3", "-c"])
+        .arg("import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',18081))\ns.listen()\nprint('up',flush=True)\ntime.sleep(600)")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    let taken = host.banger(&["vm", "port", "publish", "web", "18081:80"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert_ne!(taken.status.code(), Some(0));
+    assert!(
+        stderr.contains("host port 127.0.0.1:18081/tcp is in use by pid")
+            && stderr.contains("python3"),
+        "{stderr}"
+    );
+
+    // Gone after stop; back after start.
+    host.banger_ok(&["vm", "stop", "web"]);
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    let stopped = host.banger_json(&["vm", "ports", "web"]);
+    assert_eq!(stopped["published"][0]["active"], false, "{stopped}");
+    let refused = host.banger(&["vm", "port", "publish", "web", "18082:80"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is stopped"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    host.banger_ok(&["vm", "start", "web"]);
+    serve_http(&host, "web");
+    let body = wait_until(
+        "the published port did not come back after start",
+        Duration::from_secs(10),
+        || lab_get(&lab, "127.0.0.1", 18080).map_err(|e| format!("{e:#}")),
+    );
+    assert_eq!(body, expected);
+
+    // A daemon killed and started again opens the running VM's ports again.
+    host.kill_daemon(9)?;
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    host.start_daemon()?;
+    let body = wait_until(
+        "the published port did not come back after a daemon restart",
+        Duration::from_secs(10),
+        || lab_get(&lab, "127.0.0.1", 18080).map_err(|e| format!("{e:#}")),
+    );
+    assert_eq!(body, expected);
+
+    // publish on the running VM, then unpublish closes it.
+    host.banger_ok(&["vm", "port", "publish", "web", "18082:80"]);
+    assert_eq!(lab_get(&lab, "127.0.0.1", 18082)?, expected);
+    host.banger_ok(&["vm", "port", "unpublish", "web", "18080"]);
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    assert_eq!(lab_get(&lab, "127.0.0.1", 18082)?, expected);
+    let missing = host.banger(&["vm", "port", "unpublish", "web", "18080"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("publishes no port"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    host.banger_ok(&["vm", "delete", "--force", "web"]);
+    assert!(lab_get(&lab, "127.0.0.1", 18082).is_err());
+    Ok(())
+}

@@ -93,6 +93,10 @@ pub struct VmService {
     pub(crate) host_keys: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Space kept back so `vm delete` can record its progress on a full disk.
     pub(crate) space_reserve: SpaceReserve,
+    /// Running VMs' published ports (see `publish.rs`).
+    pub(crate) forwards: crate::publish::Forwards,
+    /// Crash points for tests (`fault.rs`).
+    pub(crate) faults: crate::fault::FaultPoints,
 }
 
 impl VmService {
@@ -118,8 +122,20 @@ impl VmService {
             policies: Arc::new(banger_dns::PolicyTable::default()),
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
+            forwards: Default::default(),
+            faults: crate::fault::FaultPoints::default(),
             cfg,
         })
+    }
+
+    /// Sets (or clears) the hook called at each of `fault`'s points. For tests only: the
+    /// daemon never sets one.
+    pub fn set_fault_hook(&self, hook: Option<crate::fault::FaultHook>) {
+        self.faults.set(hook);
+    }
+
+    pub(crate) fn fault_point(&self, point: &str) {
+        self.faults.reached(point);
     }
 
     pub fn config(&self) -> &VmServiceConfig {
@@ -197,8 +213,9 @@ impl VmService {
             .map_err(|error| ref_error(query, error))
     }
 
-    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): a
-    /// prefix must be at least [`banger_model::MIN_DESTRUCTIVE_PREFIX`] characters.
+    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): an
+    /// exact name or id only (the CLI confirms a prefix with the user, then sends the
+    /// full name).
     pub fn find_destructive(&self, query: &str) -> Result<VmRecord, VmError> {
         let vms = self.list()?;
         resolve_ref_destructive(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
@@ -365,7 +382,7 @@ fn ref_error(query: &str, error: RefError) -> VmError {
     match error {
         RefError::NotFound { .. } => VmError::NotFound(format!("no VM named {query:?}")),
         RefError::Ambiguous { query, candidates } => VmError::Ambiguous { query, candidates },
-        too_short @ RefError::PrefixTooShort { .. } => VmError::BadRequest(too_short.to_string()),
+        too_short @ RefError::PrefixOnly { .. } => VmError::BadRequest(too_short.to_string()),
     }
 }
 

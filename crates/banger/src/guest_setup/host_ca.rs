@@ -55,8 +55,13 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn guest_argv() -> Vec<String> {
     let script = format!(
         r#"set -e
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Not /tmp: on a guest still booting, systemd may mount a tmpfs over /tmp between
+# update-ca-certificates' mktemp and its write (seen: "cannot open /tmp/ca-certificates.tmp.*").
+mkdir -p /var/tmp
+export TMPDIR=/var/tmp
 if command -v update-ca-certificates >/dev/null 2>&1; then
-  update-ca-certificates >/dev/null 2>&1
+  update-ca-certificates >/dev/null
 else
   mkdir -p /etc/ssl/certs
   bundle=/etc/ssl/certs/ca-certificates.crt

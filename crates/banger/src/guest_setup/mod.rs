@@ -136,6 +136,8 @@ async fn exec(
         env: Vec::new(),
         cwd: None,
         stdin: false,
+        tty: None,
+        user: None,
     };
     let output = daemon
         .call::<VmExec>(&params, &mut |event| {

@@ -487,6 +487,8 @@ pub struct ServiceStatus {
     pub state: String,
     pub pid: Option<i32>,
     pub answers: bool,
+    /// Why it does not answer (null when it does).
+    pub answer_error: Option<String>,
     pub version: String,
     pub socket: PathBuf,
     pub user: String,
@@ -538,12 +540,14 @@ pub async fn status(
             .await
             .map(|out| out.stdout_text().trim().to_owned())
             .unwrap_or_else(|_| "?".to_owned());
+        let answer = answers(&metadata, service).await;
         rows.push(ServiceStatus {
             service: service.name(),
             mode: metadata.mode.as_str(),
             state,
             pid,
-            answers: answers(&metadata, service).await.is_ok(),
+            answers: answer.is_ok(),
+            answer_error: answer.err().map(|error| format!("{error:#}")),
             version,
             socket: match service {
                 Service::Helper => metadata.paths.helper_socket.clone(),
