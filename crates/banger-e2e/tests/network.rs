@@ -814,6 +814,211 @@ fn daemon_killed_during_a_nat_create_leaves_no_tap_or_rule_behind() -> Result<()
     Ok(())
 }
 
+/// Serves the lab's `www` over HTTPS on "the internet" with the given key and certificate.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), http.server.SimpleHTTPRequestHandler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("Serving HTTPS", flush=True)
+srv.serve_forever()
+"#;
+const HTTPS_PORT: u16 = 8443;
+
+/// A CA made for the test and a server certificate it signs for `INTERNET_IP`, as a
+/// TLS-inspecting proxy's would be: `(ca dir with ca.crt, server cert, server key)`.
+fn make_ca(dir: &std::path::Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let ca_dir = dir.join("ca");
+    std::fs::create_dir_all(&ca_dir)?;
+    std::fs::write(
+        dir.join("srv.ext"),
+        format!("subjectAltName=IP:{INTERNET_IP}\nbasicConstraints=CA:FALSE\n"),
+    )?;
+    let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=banger test proxy CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca/test-proxy.crt",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={INTERNET_IP}"),
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca/test-proxy.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+        "-out",
+        "srv.crt",
+    ])?;
+    Ok((ca_dir, dir.join("srv.crt"), dir.join("srv.key")))
+}
+
+impl Lab {
+    fn https_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("https.log")).unwrap_or_default()
+    }
+
+    fn start_https(&self, crt: &std::path::Path, key: &std::path::Path) -> Result<Child> {
+        let root = self.dir.path().join("www");
+        let log = std::fs::File::create(self.dir.path().join("https.log"))?;
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.internet,
+                "python3",
+                "-u",
+                "-c",
+                HTTPS_SERVER,
+            ])
+            .arg(INTERNET_IP)
+            .arg(HTTPS_PORT.to_string())
+            .arg(crt)
+            .arg(key)
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        wait_until("the HTTPS server listens", Duration::from_secs(20), || {
+            let log = self.https_log();
+            if log.contains("Serving HTTPS") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+        Ok(child)
+    }
+}
+
+/// Pulls `debian-bookworm` (it has curl and ca-certificates) into the shared cache from
+/// the host's own namespace.
+fn warm_debian() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let host = TestHost::start().expect("a daemon outside the lab");
+        let image = host.banger_json(&["image", "pull", "debian-bookworm"]);
+        let kernel = image["kernel"]
+            .as_str()
+            .expect("the image names its kernel");
+        host.banger_ok(&["kernel", "pull", kernel]);
+    });
+}
+
+/// A TLS-inspecting proxy's CA, simulated: an HTTPS server on "the internet" whose
+/// certificate comes from a CA the test makes. `curl` in a `--nat` guest refuses it
+/// without `--host-ca`; with `--host-ca=DIR` (the CA in DIR) the guest trusts it.
+#[test]
+fn host_ca_makes_a_nat_guest_trust_the_hosts_extra_ca() -> Result<()> {
+    require_vm!(
+        Root,
+        Tool("ip"),
+        Tool("nft"),
+        Tool("python3"),
+        Tool("dig"),
+        Tool("ssh"),
+        Tool("openssl")
+    );
+    warm_debian();
+    let (lab, host) = lab_and_host()?;
+    let (ca_dir, crt, key) = make_ca(lab.dir.path())?;
+    let mut https = lab.start_https(&crt, &key)?;
+    let url = format!("https://{INTERNET_IP}:{HTTPS_PORT}/marker.txt");
+    let curl = [
+        "vm",
+        "exec",
+        "",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        url.as_str(),
+    ];
+    let curl_in = |vm: &str| {
+        let mut argv = curl;
+        argv[2] = vm;
+        host.banger(&argv)
+    };
+
+    host.banger_ok(&[
+        "vm",
+        "create",
+        "--image",
+        "debian-bookworm",
+        "--nat",
+        "--name",
+        "plain",
+    ]);
+    let refused = curl_in("plain");
+    assert_eq!(
+        refused.status.code(),
+        Some(60),
+        "curl without --host-ca: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    host.banger_ok(&["vm", "delete", "--force", "plain"]);
+
+    let ca_flag = format!("--host-ca={}", ca_dir.display());
+    let out = host.banger(&[
+        "vm",
+        "create",
+        "--image",
+        "debian-bookworm",
+        "--nat",
+        "--name",
+        "trusting",
+        &ca_flag,
+    ]);
+    host.expect_success(&["vm", "create", &ca_flag], &out);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(notes.contains("trusting 1 CA certificate"), "{notes}");
+    let fetched = curl_in("trusting");
+    assert_eq!(
+        fetched.status.code(),
+        Some(0),
+        "curl with --host-ca: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&fetched.stderr),
+        lab.https_log()
+    );
+    assert_eq!(String::from_utf8_lossy(&fetched.stdout).trim(), "banger-ok");
+    host.banger_ok(&["vm", "delete", "--force", "trusting"]);
+    let _ = https.kill();
+    let _ = https.wait();
+    Ok(())
+}
+
 /// A GET of `http://ADDR:PORT/` from the lab's host namespace (where the daemon runs):
 /// the body, or the error (connection refused, reset, timeout).
 fn lab_get(lab: &Lab, addr: &str, port: u16) -> Result<String> {

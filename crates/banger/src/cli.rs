@@ -7,8 +7,8 @@
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    completion, doctor, image, kernel, logs, mcp, ping, ssh_config, ssh_proxy, system, vm_cp,
-    vm_exec, vm_lifecycle, vm_list, vm_logs, vm_policy, vm_port, vm_run, vm_set, vm_show,
+    completion, config, doctor, image, kernel, logs, mcp, ping, ssh_config, ssh_proxy, system,
+    vm_cp, vm_exec, vm_lifecycle, vm_list, vm_logs, vm_policy, vm_port, vm_run, vm_set, vm_show,
     vm_snapshot, vm_ssh, vm_stats, workspace, workspace_export,
 };
 
@@ -89,6 +89,8 @@ refused without one."
     SshProxy(ssh_proxy::SshProxyArgs),
     #[command(subcommand)]
     System(SystemCommand),
+    #[command(subcommand)]
+    Config(ConfigCommand),
     Doctor(doctor::DoctorArgs),
     Health(ping::HealthArgs),
     Ping(ping::PingArgs),
@@ -285,6 +287,20 @@ pub enum SystemCommand {
     Uninstall(system::UninstallArgs),
     #[command(hide = true)]
     Supervise(system::SuperviseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Show the config file's settings and where each came from",
+    long_about = "Show the config file's settings. `config.toml` in banger's config \
+directory gives defaults for new VMs (image, sizes, network policy, guest path, git \
+identity, host CA certificates, files to sync); flags override it. README.md, \"The config \
+file\", lists the keys.",
+    after_help = "Examples:\n  banger config show\n  banger config show --json\n  banger config path"
+)]
+pub enum ConfigCommand {
+    Show(config::ShowArgs),
+    Path(config::PathArgs),
 }
 
 /// `--json`, for every command that prints data.

@@ -6,9 +6,11 @@
 mod candidates;
 mod cli;
 mod commands;
+mod config;
 mod connect;
 mod env_file;
 mod errors;
+mod guest_setup;
 mod progress;
 mod render;
 mod ssh_config;

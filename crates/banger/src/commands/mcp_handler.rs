@@ -531,10 +531,7 @@ impl BangerTools {
         let canonical: PathBuf = crate::connect::absolute(path)?;
         self.policy.check_repo(&canonical)?;
         let wargs = WorkspaceArgs {
-            guest_path: repo
-                .guest_path
-                .clone()
-                .unwrap_or_else(|| banger_workspace::DEFAULT_GUEST_PATH.to_string()),
+            guest_path: repo.guest_path.clone(),
             mode: "overlay".into(),
             include_untracked: repo.include_untracked,
             dry_run: false,
@@ -677,7 +674,7 @@ impl BangerTools {
             ..VmCreateParams::default()
         };
         let vm = self.create(params, ctx).await?;
-        let cwd = checked.as_ref().map(|(c, w)| c.guest_cwd(&w.guest_path));
+        let cwd = checked.as_ref().map(|(c, w)| c.guest_cwd(w.guest_path()));
         let result = self
             .exec(
                 VmExecParams {

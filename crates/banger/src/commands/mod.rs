@@ -3,6 +3,7 @@
 //! one dispatch `match` from the parsed command line to those files.
 
 pub mod completion;
+pub mod config;
 pub mod doctor;
 pub mod image;
 pub mod kernel;
@@ -38,8 +39,8 @@ pub mod workspace_local;
 use std::process::ExitCode;
 
 use crate::cli::{
-    Command, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand, PortCommand,
-    SystemCommand, VmCommand, WorkspaceCommand,
+    Command, ConfigCommand, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand,
+    PortCommand, SystemCommand, VmCommand, WorkspaceCommand,
 };
 use crate::connect::Ctx;
 use crate::errors::CliError;
@@ -116,6 +117,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             SystemCommand::Uninstall(args) => system::uninstall(ctx, args).await,
             SystemCommand::Supervise(args) => system::supervise(ctx, args),
         }),
+        Command::Config(ConfigCommand::Show(args)) => done(config::show(ctx, args)),
+        Command::Config(ConfigCommand::Path(args)) => done(config::path(ctx, args)),
         Command::Doctor(args) => doctor::doctor(ctx, args).await,
         Command::Health(args) => done(ping::health(ctx, args).await),
         Command::Ping(args) => done(ping::ping(ctx, args).await),

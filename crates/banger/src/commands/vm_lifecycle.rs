@@ -24,7 +24,9 @@ use crate::render::records::{self, VmJson};
 /// Boot a stopped VM
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Boot a stopped VM from its existing disk, showing each stage.
+    long_about = "Boot a stopped VM from its existing disk, showing each stage. Once it is \
+up, the config file's `[[file_sync]]` files, your git identity and (with host_ca) the \
+host's CA certificates are put into the guest again, as at `vm create`.
 
 A VM that is already running is left as it is (`web: already running`, exit 0). Several \
 VMs start at once, each progress line naming its VM; `--all` starts every VM that is not \
@@ -37,6 +39,9 @@ boot id).",
 pub struct StartArgs {
     #[command(flatten)]
     pub vm: TargetArgs,
+    /// Do not write your git identity into the guest's git config
+    #[arg(long)]
+    pub no_git_identity: bool,
     #[command(flatten)]
     pub output: JsonFlag,
 }
@@ -268,6 +273,12 @@ async fn with_progress<M: Method>(
 
 /// `vm start`.
 pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
+    let flags = crate::config::Flags {
+        git_identity: args.no_git_identity.then_some(false),
+        ..crate::config::Flags::default()
+    };
+    let settings = crate::config::settings(ctx, &flags)?;
+    let setup = &crate::guest_setup::prepare(ctx, &settings, None).await?;
     let mut daemon = ctx.connect().await?;
     let targets = vm_targets::resolve(ctx, &mut daemon, &args.vm, Strictness::Prefix, |vm| {
         vm.state != VmState::Running
@@ -278,7 +289,12 @@ pub async fn start(ctx: &Ctx, args: StartArgs) -> Result<(), CliError> {
         args.output,
         summary,
         |vm| (vm.state == VmState::Running).then(|| already(vm, "running")),
-        async |vm, label| with_progress::<VmStart>(ctx, &VmRef { vm }, label).await,
+        async |vm, label| {
+            let info = with_progress::<VmStart>(ctx, &VmRef { vm }, label).await?;
+            let mut daemon = ctx.connect().await?;
+            crate::guest_setup::apply(&mut daemon, &info.name, setup).await?;
+            Ok(info)
+        },
     )
     .await
 }

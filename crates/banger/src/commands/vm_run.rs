@@ -15,8 +15,10 @@ use crate::candidates;
 use crate::cli::JsonFlag;
 use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
 use crate::commands::{guest_exit, mise_bootstrap, vm_exec, vm_ssh};
+use crate::config;
 use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
+use crate::guest_setup;
 use crate::progress::Progress;
 use crate::render;
 use crate::values;
@@ -52,6 +54,16 @@ pub struct SpecArgs {
     /// Let the VM reach nothing at all (no DNS either); the host still reaches it
     #[arg(long, conflicts_with_all = ["allow", "nat"])]
     pub deny_all: bool,
+    /// Do not write your git identity (user.name, user.email) into the guest's git config
+    #[arg(long)]
+    pub no_git_identity: bool,
+    /// Trust the host's extra CA certificates in the guest (default PATH:
+    /// /usr/local/share/ca-certificates, or host_ca_path in the config file)
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, conflicts_with = "no_host_ca")]
+    pub host_ca: Option<Option<PathBuf>>,
+    /// Do not add the host's CA certificates, whatever the config file says
+    #[arg(long)]
+    pub no_host_ca: bool,
     /// Publish a guest port on the host (repeatable): `[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]`,
     /// on 127.0.0.1 unless HOST_IP is given; kept across stop/start
     #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = values::port_spec)]
@@ -59,18 +71,37 @@ pub struct SpecArgs {
 }
 
 impl SpecArgs {
-    fn params(&self) -> VmCreateParams {
-        VmCreateParams {
-            name: self.name.clone(),
+    /// What the command line says, for merging with the config file.
+    pub fn flags(&self) -> config::Flags {
+        config::Flags {
             image: self.image.clone(),
             kernel: self.kernel.clone(),
             vcpus: self.vcpu,
             memory_mib: self.memory,
             disk_mib: self.disk,
             nat: self.nat,
-            workspace: None,
             allow: self.allow.clone(),
             deny_all: self.deny_all,
+            guest_path: None,
+            bootstrap: None,
+            git_identity: self.no_git_identity.then_some(false),
+            host_ca: self.host_ca.clone(),
+            no_host_ca: self.no_host_ca,
+        }
+    }
+
+    fn params(&self, settings: &config::Settings) -> VmCreateParams {
+        VmCreateParams {
+            name: self.name.clone(),
+            image: settings.image.value.clone(),
+            kernel: settings.kernel.value.clone(),
+            vcpus: settings.vcpus.value,
+            memory_mib: settings.memory_mib.value,
+            disk_mib: settings.disk_mib.value,
+            nat: settings.nat.value,
+            workspace: None,
+            allow: settings.policy.value.allow.clone(),
+            deny_all: settings.policy.value.deny_all,
             publish: self.publish.clone(),
         }
     }
@@ -196,13 +227,16 @@ pub struct RunArgs {
 
 /// `vm create`.
 pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<(), CliError> {
+    let settings = config::settings(ctx, &args.spec.flags())?;
+    let setup = guest_setup::prepare(ctx, &settings, None).await?;
     let mut daemon = ctx.connect().await?;
-    let vm = create_vm(ctx, &mut daemon, &args.spec.params(), &mut None).await?;
+    let vm = create_vm(ctx, &mut daemon, &args.spec.params(&settings), &mut None).await?;
+    guest_setup::apply(&mut daemon, &vm.name, &setup).await?;
     render::records::print_vm(args.output.json, &vm, summary)
 }
 
 /// `vm run`.
-pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
+pub async fn run(ctx: &Ctx, mut args: RunArgs) -> Result<ExitCode, CliError> {
     if args.path.is_none() && args.workspace.any_given() {
         return Err(CliError::usage(
             "--guest-path, --mode, --include-untracked and --dry-run need a PATH",
@@ -212,6 +246,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.path {
         bare_word_check(path)?;
     }
+    let mut flags = args.spec.flags();
+    flags.guest_path = args.workspace.guest_path.clone();
+    let settings = config::settings(ctx, &flags)?;
+    args.workspace.guest_path = Some(settings.guest_path.value.clone());
     // Every check that can fail without a guest runs before `vm.create`.
     let checked = match &args.path {
         Some(path) => Some(workspace_local::check(path, &args.workspace).await?),
@@ -221,13 +259,14 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         workspace_local::dry_run(checked, &args.workspace, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut params = args.spec.params();
+    let setup = guest_setup::prepare(ctx, &settings, args.path.as_deref()).await?;
+    let mut params = args.spec.params(&settings);
     if let Some(checked) = &checked {
         workspace_local::notice_skipped(&checked.plan);
         params.workspace = Some(checked.api_source(&args.workspace));
     }
-    // The config file's `bootstrap` default goes in place of `None`.
-    let bootstrap = mise_bootstrap::enabled(args.no_bootstrap, None)
+    // --no-bootstrap wins over the config file's `bootstrap`.
+    let bootstrap = mise_bootstrap::enabled(args.no_bootstrap, Some(settings.bootstrap.value))
         && checked
             .as_ref()
             .is_some_and(|c| mise_bootstrap::plan_has_config(&c.plan));
@@ -237,6 +276,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
     let mut daemon = ctx.connect().await?;
     if !args.rm {
         let vm = create_vm(ctx, &mut daemon, &params, &mut None).await?;
+        guest_setup::apply(&mut daemon, &vm.name, &setup).await?;
         return use_vm(ctx, &mut daemon, &vm, checked.as_ref(), bootstrap, &args).await;
     }
 
@@ -264,7 +304,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
         }
     };
     let outcome = tokio::select! {
-        outcome = use_vm(ctx, &mut daemon, &vm, checked.as_ref(), bootstrap, &args) => outcome,
+        outcome = async {
+            guest_setup::apply(&mut daemon, &vm.name, &setup).await?;
+            use_vm(ctx, &mut daemon, &vm, checked.as_ref(), bootstrap, &args).await
+        } => outcome,
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     remove(ctx, &vm.name).await;
@@ -284,8 +327,8 @@ async fn use_vm(
     let cwd = args
         .cwd
         .clone()
-        .or_else(|| checked.map(|c| c.guest_cwd(&args.workspace.guest_path)));
-    let guest_path = &args.workspace.guest_path;
+        .or_else(|| checked.map(|c| c.guest_cwd(args.workspace.guest_path())));
+    let guest_path = args.workspace.guest_path();
     let mut wrap = false;
     if bootstrap && (args.detach || !args.command.is_empty()) {
         let mut progress = Progress::new(&ctx.term);
