@@ -336,11 +336,16 @@ mod tests {
             .await
             .expect("the carried connection closes");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            TcpStream::connect(("127.0.0.1", host_port)).await.is_err(),
-            "nothing listens after the forward is dropped"
-        );
+        let mut closed = false;
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", host_port)).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(closed, "nothing listens after the forward is dropped");
         // And the port can be published again at once.
         let again = Forward::bind(
             spec(PortProto::Tcp, host_port, guest_addr.port()),
@@ -429,7 +434,14 @@ mod tests {
         let error = Forward::bind(spec(PortProto::Udp, host_port, 1), guest_addr).unwrap_err();
         assert!(matches!(error, ForwardError::InUse { .. }), "{error}");
         drop(forward);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", host_port)).is_ok());
+        let mut freed = false;
+        for _ in 0..100 {
+            if std::net::UdpSocket::bind(("127.0.0.1", host_port)).is_ok() {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(freed, "the host port is free once the forward is dropped");
     }
 }
