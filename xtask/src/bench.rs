@@ -16,10 +16,15 @@
 //!   operations (`bench_policy.rs`; only with `cargo xtask bench policy`, no guest);
 //! - warm starts: `vm fork` from a snapshot vs cold boots (`bench_warm.rs`; `cargo xtask
 //!   bench warm` runs that part alone, on a debug build).
+//! - published ports: a 64 MiB HTTP transfer through the daemon's forwarder vs straight
+//!   from the guest's address (`bench_ports.rs`; only with `cargo xtask bench ports`,
+//!   needs root).
 //! - workspace import and prepare vs ssh + tar (`bench_workspaces.rs`; run on its own
 //!   with `cargo xtask bench workspaces`, it needs root);
 //! - `tools/call vm_run` through `banger mcp` vs `banger vm run --rm` (`bench_mcp.rs`;
 //!   only with `cargo xtask bench mcp`).
+//! - the keystroke round trip of `vm exec -it` vs `vm ssh` (`bench_tty.rs`; only with
+//!   `cargo xtask bench tty`, needs root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,8 +38,12 @@ mod images;
 mod mcp;
 #[path = "bench_policy.rs"]
 mod policy;
+#[path = "bench_ports.rs"]
+mod ports;
 #[path = "bench_templates.rs"]
 mod templates;
+#[path = "bench_tty.rs"]
+mod tty;
 #[path = "bench_warm.rs"]
 mod warm;
 #[path = "bench_workspace.rs"]
@@ -267,11 +276,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("templates") {
         return run_warm(root, true);
     }
+    if args.first().map(String::as_str) == Some("ports") {
+        return run_ports(root);
+    }
     if args.first().map(String::as_str) == Some("workspaces") {
         return workspaces::run(root);
     }
     if args.first().map(String::as_str) == Some("mcp") {
         return mcp::run(root);
+    }
+    if args.first().map(String::as_str) == Some("tty") {
+        return tty::run(root);
     }
     crate::build_binaries(root, true)?;
     crate::build_agent(root)?;
@@ -562,6 +577,56 @@ async fn provisioning(dir: &Path) -> Result<Vec<(String, String, f64)>> {
 /// The daemon and the root helper inside a network namespace made for the bench, so
 /// guests get a NIC: `vm exec` vs `vm ssh` round trips, and `vm run --rm -- true` with
 /// networking. Returns the report section.
+/// `cargo xtask bench ports`: published-port throughput against direct access to the
+/// guest's address (needs root: a network namespace and banger-helper), on debug
+/// binaries, spliced into the existing report.
+fn run_ports(root: &Path) -> Result<()> {
+    if nix_is_root().is_none() {
+        bail!("cargo xtask bench ports needs root (a network namespace and banger-helper)");
+    }
+    crate::build_binaries(root, false)?;
+    crate::build_agent(root)?;
+    let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
+    for sub in ["home", "state", "run", "config"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let mut bench = Bench {
+        root: root.to_path_buf(),
+        bin: root.join("target/debug"),
+        dir,
+        daemon: None,
+        netns: None,
+        extra_env: Vec::new(),
+    };
+    let ns = format!("bgbench-{}", std::process::id());
+    let netns = NetnsGuard::new(&ns)?;
+    let (mut helper, socket) = start_netns_helper(&bench, &ns)?;
+    bench.netns = Some(ns.clone());
+    bench.extra_env = vec![
+        ("BANGER_HELPER_SOCKET".into(), socket.display().to_string()),
+        (
+            "BANGER_CACHE_DIR".into(),
+            root.join("target/e2e-cache").display().to_string(),
+        ),
+    ];
+    let result = bench
+        .start_daemon()
+        .and_then(|_| ports::section(&bench, &ns));
+    // The VM goes before the namespace and the helper.
+    let _ = bench.banger(&["vm", "delete", "--force", ports::VM]);
+    bench.stop_daemon();
+    bench.netns = None;
+    let _ = helper.kill();
+    let _ = helper.wait();
+    drop(netns);
+    let section = result?;
+    let path = root.join("BENCHMARKS.md");
+    let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&path, ports::splice(&report, &section))?;
+    eprintln!("bench: wrote the published-ports section of BENCHMARKS.md");
+    Ok(())
+}
+
 fn network_phase(bench: &mut Bench) -> Result<String> {
     if nix_is_root().is_none() {
         return Ok("\n## Guest access over the network\n\nNot measured: needs root (network namespace and banger-helper).\n".into());
@@ -569,30 +634,7 @@ fn network_phase(bench: &mut Bench) -> Result<String> {
     bench.stop_daemon();
     let ns = format!("bgbench-{}", std::process::id());
     let netns = NetnsGuard::new(&ns)?;
-    let socket = bench.dir.join("helper.sock");
-    let uid = nix_is_root().unwrap_or(0).to_string();
-    let helper_log = std::fs::File::create(bench.dir.join("helper.log"))?;
-    let mut helper = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(bench.bin.join("banger-helper"))
-        .args(["--owner-uid", &uid, "--state-dir"])
-        .arg(bench.dir.join("state"))
-        .arg("--runtime-dir")
-        .arg(bench.dir.join("run"))
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(helper_log.try_clone()?)
-        .stderr(helper_log)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if Instant::now() > deadline {
-            let _ = helper.kill();
-            bail!("banger-helper did not listen");
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    let (mut helper, socket) = start_netns_helper(bench, &ns)?;
     bench.netns = Some(ns.clone());
     bench.extra_env = vec![("BANGER_HELPER_SOCKET".into(), socket.display().to_string())];
     let result = (|| -> Result<String> {
@@ -636,6 +678,37 @@ fn network_phase(bench: &mut Bench) -> Result<String> {
     let _ = helper.wait();
     drop(netns);
     result
+}
+
+/// Starts banger-helper in `ns` for the bench's state; answers it and its socket once it
+/// listens.
+fn start_netns_helper(bench: &Bench, ns: &str) -> Result<(Child, PathBuf)> {
+    let socket = bench.dir.join("helper.sock");
+    let uid = nix_is_root().unwrap_or(0).to_string();
+    let helper_log = std::fs::File::create(bench.dir.join("helper.log"))?;
+    let mut helper = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bench.bin.join("banger-helper"))
+        .args(["--owner-uid", &uid, "--state-dir"])
+        .arg(bench.dir.join("state"))
+        .arg("--runtime-dir")
+        .arg(bench.dir.join("run"))
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(helper_log.try_clone()?)
+        .stderr(helper_log)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if Instant::now() > deadline {
+            let _ = helper.kill();
+            let _ = helper.wait();
+            bail!("banger-helper did not listen");
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    Ok((helper, socket))
 }
 
 /// The effective uid when it is root (0), for the helper's `--owner-uid`.

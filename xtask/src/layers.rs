@@ -265,6 +265,19 @@ pub const RULES: &[Rule] = &[
         note: "test support: host requirements and skips",
     },
     Rule {
+        krate: "banger-fuzz",
+        layer: Layer::Tooling,
+        may_use: &[
+            "banger-api",
+            "banger-dns",
+            "banger-patch",
+            "banger-proto",
+            "banger-tar",
+        ],
+        tests_may_use: &[],
+        note: "fuzz target bodies (the parsers of untrusted input) for `fuzz/` and the corpus replay test",
+    },
+    Rule {
         krate: "banger-e2e",
         layer: Layer::Tooling,
         may_use: &["banger-api", "banger-requires"],

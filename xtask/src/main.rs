@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|layers [--write]|agent|bench [images|warm|templates|workspaces|mcp|export|...]|reliability [--check]>"
+                "usage: cargo xtask <ci [--fast]|test [--profile P]|tidy|layers [--write]|agent|bench [images|warm|templates|workspaces|mcp|tty|export|...]|reliability [--check]>"
             );
             std::process::exit(2);
         }

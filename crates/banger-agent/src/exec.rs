@@ -2,17 +2,21 @@
 //! its thread starts, so `stdin` and `signal` frames that arrive right behind the `exec`
 //! are never lost; the command runs without a shell in its own process group (a signal
 //! reaches everything it started), its stdout and stderr are pumped to the host as
-//! `output` frames, and `exit` is sent once both pipes are at end of file.
+//! `output` frames, and `exit` is sent once both pipes are at end of file. Before the
+//! spawn the request is checked as a shell would: a missing working directory or user is
+//! an `error` naming it, and a command that cannot be found ends with exit 127, one that
+//! cannot be executed with 126 (the reason on stderr). With `tty`, `tty.rs` runs it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 
-use banger_proto::agent::{ExecRequest, Reply, ReplyBody, RequestId, Signal, Stream};
+use banger_proto::agent::{ExecRequest, Reply, ReplyBody, RequestId, Signal, Stream, WindowSize};
 use nix::errno::Errno;
 use nix::sys::signal::{self as nix_signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
@@ -20,6 +24,7 @@ use nix::unistd::Pid;
 
 use crate::log::agent_log;
 use crate::sink::FrameSink;
+use crate::users::{Account, find_account};
 
 /// The command search path when the host sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -38,10 +43,12 @@ struct ExecEntry {
     /// A signal that arrived before the command started; sent as soon as it has.
     early_signal: Option<Signal>,
     stdin: Option<mpsc::Sender<StdinChunk>>,
+    /// The pty master of an exec with `tty`, for `resize`.
+    terminal: Option<Arc<OwnedFd>>,
 }
 
 #[derive(Debug)]
-enum StdinChunk {
+pub(crate) enum StdinChunk {
     Data(Vec<u8>),
     End,
 }
@@ -68,6 +75,7 @@ impl ExecRegistry {
                     process_group: None,
                     early_signal: None,
                     stdin: stdin_sender,
+                    terminal: None,
                 },
             );
         }
@@ -107,6 +115,7 @@ impl ExecRegistry {
                     process_group: None,
                     early_signal: None,
                     stdin: Some(sender),
+                    terminal: None,
                 },
             );
         }
@@ -161,6 +170,43 @@ impl ExecRegistry {
         }
     }
 
+    /// Resizes the target exec's terminal (ignored for an exec without one, or ended).
+    pub fn resize(&self, target: RequestId, size: WindowSize) {
+        let terminal = self
+            .entries()
+            .get(&target)
+            .and_then(|entry| entry.terminal.clone());
+        if let Some(master) = terminal {
+            let size = banger_sys::terminal::CellSize {
+                rows: size.rows,
+                cols: size.cols,
+            };
+            if let Err(error) = banger_sys::terminal::set_window_size(
+                std::os::fd::AsFd::as_fd(master.as_ref()),
+                size,
+            ) {
+                agent_log!("resizing the terminal of exec {target} failed: {error}");
+            }
+        }
+    }
+
+    /// Records the started command's process group (sending a signal that came early)
+    /// and, for a tty, its pty master.
+    pub(crate) fn started(&self, id: RequestId, group: Pid, terminal: Option<Arc<OwnedFd>>) {
+        if let Some(entry) = self.entries().get_mut(&id) {
+            entry.process_group = Some(group);
+            entry.terminal = terminal;
+            if let Some(signal) = entry.early_signal.take() {
+                signal_group(group, signal);
+            }
+        }
+    }
+
+    /// Forgets a finished exec.
+    pub(crate) fn finished(&self, id: RequestId) {
+        self.entries().remove(&id);
+    }
+
     /// Kills every exec that is running; returns how many there were. A guest restored
     /// from a snapshot holds the execs of the guest it was saved from, whose host side
     /// is gone.
@@ -190,28 +236,31 @@ impl ExecRegistry {
         stdin: Option<mpsc::Receiver<StdinChunk>>,
         sink: &Arc<FrameSink>,
     ) {
-        let mut child = match command_for(request).spawn() {
+        let prepared = match prepare(request, Path::new("/etc/passwd")) {
+            Ok(prepared) => prepared,
+            Err(message) => {
+                self.finished(id);
+                send_error(sink, id, message);
+                return;
+            }
+        };
+        if let Some(size) = request.tty {
+            crate::tty::run(self, id, request, &prepared, size, stdin, sink);
+            return;
+        }
+        let mut command = command_for(request, &prepared);
+        command.process_group(0).stderr(Stdio::piped());
+        let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
-                self.entries().remove(&id);
-                let program = request.argv.first().map_or("", String::as_str);
-                let message = if request.argv.is_empty() {
-                    "the command line is empty".to_owned()
-                } else {
-                    format!("cannot run {program:?}: {error}")
-                };
-                send_error(sink, id, message);
+                self.finished(id);
+                report_spawn_failure(sink, id, request, &error, Stream::Stderr);
                 return;
             }
         };
         // std::process::Child::id is the pid, and the child leads its own group.
         let group = Pid::from_raw(child.id() as i32);
-        if let Some(entry) = self.entries().get_mut(&id) {
-            entry.process_group = Some(group);
-            if let Some(signal) = entry.early_signal.take() {
-                signal_group(group, signal);
-            }
-        }
+        self.started(id, group, None);
         if let Err(error) = self.pump_until_closed(id, &mut child, stdin, sink) {
             agent_log!("exec {id}: {error}; killing it");
             signal_group(group, Signal::Kill);
@@ -272,37 +321,101 @@ impl ExecRegistry {
     }
 }
 
-/// The command with the agent's base environment, working directory and own process
-/// group; stdin is a pipe only when the host streams it.
-fn command_for(request: &ExecRequest) -> Command {
+/// What an exec runs with once its request has been checked against the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Prepared {
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    /// Set when the request names a user (otherwise the agent's own, root).
+    pub account: Option<Account>,
+}
+
+/// Checks the request as a shell would before it runs anything: the user exists, the
+/// working directory is a directory. The errors name what is missing.
+pub(crate) fn prepare(request: &ExecRequest, passwd: &Path) -> Result<Prepared, String> {
+    if request.argv.is_empty() {
+        return Err("the command line is empty".to_owned());
+    }
+    let account = match request.user.as_deref() {
+        None => None,
+        Some(user) => {
+            // A guest without the file still runs numeric users.
+            let text = match std::fs::read_to_string(passwd) {
+                Ok(text) => text,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
+                Err(error) => return Err(format!("cannot read {}: {error}", passwd.display())),
+            };
+            Some(find_account(&text, user)?)
+        }
+    };
+    let home = account.as_ref().map_or("/root", |account| &account.home);
+    let cwd = match request.cwd.as_deref() {
+        Some(cwd) => {
+            let path = Path::new(cwd);
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => path.to_owned(),
+                Ok(_) => return Err(format!("the working directory {cwd} is not a directory")),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    return Err(format!(
+                        "the working directory {cwd} does not exist in the guest"
+                    ));
+                }
+                Err(error) => return Err(format!("the working directory {cwd}: {error}")),
+            }
+        }
+        None if Path::new(home).is_dir() => PathBuf::from(home),
+        None => PathBuf::from("/"),
+    };
+    let mut env = environment(&request.env, account.as_ref());
+    if request.tty.is_some() {
+        env.entry("TERM".to_owned())
+            .or_insert_with(|| "xterm".to_owned());
+    }
+    Ok(Prepared { env, cwd, account })
+}
+
+/// The command with its environment, working directory and user; stdin is a pipe only
+/// when the host streams it, stdout a pipe (callers set stderr and the process group).
+pub(crate) fn command_for(request: &ExecRequest, prepared: &Prepared) -> Command {
     let (program, args) = match request.argv.split_first() {
         Some((program, args)) => (program.as_str(), args),
-        // Spawning "" fails with ENOENT; `run` reports the empty command line.
         None => ("", &[][..]),
     };
     let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
-        .envs(environment(&request.env))
-        .current_dir(working_directory(request.cwd.as_deref()))
-        .process_group(0)
+        .envs(&prepared.env)
+        .current_dir(&prepared.cwd)
         .stdin(if request.stdin {
             Stdio::piped()
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::piped());
+    if let Some(account) = &prepared.account {
+        // std drops the supplementary groups (setgroups(0)) when it changes the uid.
+        command.uid(account.uid).gid(account.gid);
+    }
+    banger_sys::terminal::default_signals_on_exec(&mut command);
     command
 }
 
-/// The agent's base environment overlaid with the host's variables.
-pub fn environment(requested: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// The agent's base environment (for `account`, or root) overlaid with the host's
+/// variables.
+pub fn environment(
+    requested: &BTreeMap<String, String>,
+    account: Option<&Account>,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
         ("HOME".to_owned(), "/root".to_owned()),
     ]);
+    if let Some(account) = account {
+        env.insert("HOME".to_owned(), account.home.clone());
+        env.insert("USER".to_owned(), account.name.clone());
+        env.insert("LOGNAME".to_owned(), account.name.clone());
+    }
     env.extend(
         requested
             .iter()
@@ -311,12 +424,45 @@ pub fn environment(requested: &BTreeMap<String, String>) -> BTreeMap<String, Str
     env
 }
 
-fn working_directory(requested: Option<&str>) -> &Path {
-    match requested {
-        Some(cwd) => Path::new(cwd),
-        None if Path::new("/root").is_dir() => Path::new("/root"),
-        None => Path::new("/"),
+/// The exit code and stderr line of a command that could not be started, as shells
+/// report it: 127 when it cannot be found, 126 when it cannot be executed.
+pub fn spawn_failure(program: &str, error: &io::Error) -> (i32, String) {
+    const ENOEXEC: i32 = 8;
+    const EISDIR: i32 = 21;
+    match (error.kind(), error.raw_os_error()) {
+        (io::ErrorKind::NotFound, _) if program.contains('/') => {
+            (127, format!("{program}: no such file or directory"))
+        }
+        (io::ErrorKind::NotFound, _) => (127, format!("{program}: command not found")),
+        (io::ErrorKind::PermissionDenied, _) => (126, format!("{program}: permission denied")),
+        (_, Some(ENOEXEC)) => (126, format!("{program}: cannot execute: exec format error")),
+        (_, Some(EISDIR)) => (126, format!("{program}: is a directory")),
+        _ => (126, format!("{program}: cannot execute: {error}")),
     }
+}
+
+/// Ends an exec whose command did not start: its reason on `stream`, then the shell's
+/// exit code.
+pub(crate) fn report_spawn_failure(
+    sink: &FrameSink,
+    id: RequestId,
+    request: &ExecRequest,
+    error: &io::Error,
+    stream: Stream,
+) {
+    let program = request.argv.first().map_or("", String::as_str);
+    let (code, message) = spawn_failure(program, error);
+    sink.send(&Reply {
+        id,
+        body: ReplyBody::Output {
+            stream,
+            data: format!("banger: {message}\n").into_bytes(),
+        },
+    });
+    sink.send(&Reply {
+        id,
+        body: ReplyBody::Exit { code },
+    });
 }
 
 /// The exit code, or 128 + the signal that killed the command (the shell convention).
@@ -411,7 +557,7 @@ impl Read for StdinReader {
     }
 }
 
-fn signal_group(group: Pid, signal: Signal) {
+pub(crate) fn signal_group(group: Pid, signal: Signal) {
     let signal = match signal {
         Signal::Hup => nix_signal::Signal::SIGHUP,
         Signal::Int => nix_signal::Signal::SIGINT,
@@ -426,7 +572,7 @@ fn signal_group(group: Pid, signal: Signal) {
     }
 }
 
-fn wait_for_exit_keeping_zombie(pid: Pid) {
+pub(crate) fn wait_for_exit_keeping_zombie(pid: Pid) {
     loop {
         match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Err(Errno::EINTR) => {}
@@ -436,7 +582,7 @@ fn wait_for_exit_keeping_zombie(pid: Pid) {
     }
 }
 
-fn send_error(sink: &FrameSink, id: RequestId, message: String) {
+pub(crate) fn send_error(sink: &FrameSink, id: RequestId, message: String) {
     sink.send(&Reply {
         id,
         body: ReplyBody::Error { message },
@@ -474,7 +620,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
-            assert_eq!(environment(&requested), want);
+            assert_eq!(environment(&requested, None), want);
         }
     }
 
@@ -492,9 +638,87 @@ mod tests {
     }
 
     #[test]
-    fn working_directory_defaults_to_root_home_or_slash() {
-        assert_eq!(working_directory(Some("/tmp")), Path::new("/tmp"));
-        let default = working_directory(None);
-        assert!(default == Path::new("/root") || default == Path::new("/"));
+    fn spawn_failures_map_to_the_shell_exit_codes() {
+        let table: &[(&str, io::Error, i32, &str)] = &[
+            (
+                "nope",
+                io::Error::from_raw_os_error(2),
+                127,
+                "nope: command not found",
+            ),
+            (
+                "/bin/nope",
+                io::Error::from_raw_os_error(2),
+                127,
+                "/bin/nope: no such file or directory",
+            ),
+            (
+                "./x",
+                io::Error::from_raw_os_error(13),
+                126,
+                "./x: permission denied",
+            ),
+            (
+                "./x",
+                io::Error::from_raw_os_error(8),
+                126,
+                "./x: cannot execute: exec format error",
+            ),
+            (
+                "/tmp",
+                io::Error::from_raw_os_error(21),
+                126,
+                "/tmp: is a directory",
+            ),
+        ];
+        for (program, error, code, message) in table {
+            assert_eq!(
+                spawn_failure(program, error),
+                (*code, (*message).to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn prepare_names_a_missing_directory_or_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, "alice:x:1000:100::/nonexistent-home:/bin/sh\n").unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let request = |cwd: Option<&str>, user: Option<&str>| ExecRequest {
+            argv: vec!["pwd".into()],
+            cwd: cwd.map(str::to_owned),
+            user: user.map(str::to_owned),
+            ..ExecRequest::default()
+        };
+        let missing = request(Some("/nonexistent"), None);
+        assert_eq!(
+            prepare(&missing, &passwd).unwrap_err(),
+            "the working directory /nonexistent does not exist in the guest"
+        );
+        let not_dir = request(file.to_str(), None);
+        assert!(
+            prepare(&not_dir, &passwd)
+                .unwrap_err()
+                .ends_with("is not a directory")
+        );
+        assert_eq!(
+            prepare(&request(None, Some("bob")), &passwd).unwrap_err(),
+            "no user \"bob\" in the guest's /etc/passwd"
+        );
+        assert_eq!(
+            prepare(&ExecRequest::default(), &passwd).unwrap_err(),
+            "the command line is empty"
+        );
+        // A user whose home is missing runs in /, with its name and home in the env.
+        let alice = prepare(&request(None, Some("alice")), &passwd).unwrap();
+        assert_eq!(alice.cwd, Path::new("/"));
+        assert_eq!(alice.env["USER"], "alice");
+        assert_eq!(alice.env["HOME"], "/nonexistent-home");
+        assert_eq!(alice.account.map(|a| (a.uid, a.gid)), Some((1000, 100)));
+        let in_tmp = prepare(&request(dir.path().to_str(), None), &passwd).unwrap();
+        assert_eq!(in_tmp.cwd, dir.path());
+        assert!(!in_tmp.env.contains_key("TERM"));
     }
 }

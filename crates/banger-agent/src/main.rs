@@ -14,6 +14,8 @@ mod session;
 mod sink;
 mod sysinfo;
 mod transfer;
+mod tty;
+mod users;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

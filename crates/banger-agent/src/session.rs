@@ -97,6 +97,7 @@ fn dispatch(request: Request, sink: &Arc<FrameSink>, agent: &Arc<Agent>) {
         RequestOp::Stdin { target, data } => agent.execs.stdin(target, data),
         RequestOp::StdinEof { target } => agent.execs.stdin_end(target),
         RequestOp::Signal { target, signal } => agent.execs.signal(target, signal),
+        RequestOp::Resize { target, size } => agent.execs.resize(target, size),
         RequestOp::Ports => {
             let proc_root = agent.proc_root.clone();
             answer_on_thread("ports", id, sink, move || ReplyBody::PortsOk {

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use banger_proto::agent::{Hello, PROTOCOL_VERSION};
+use banger_proto::agent::{FEATURE_EXEC_CODES, FEATURE_TTY, FEATURE_USER, Hello, PROTOCOL_VERSION};
 
 /// The hello answer for this boot of this guest.
 pub fn hello() -> Hello {
@@ -18,6 +18,9 @@ pub fn hello() -> Hello {
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: PROTOCOL_VERSION,
         uptime_ms: parse_uptime_ms(&read("/proc/uptime")).unwrap_or(0),
+        features: [FEATURE_TTY, FEATURE_USER, FEATURE_EXEC_CODES]
+            .map(str::to_owned)
+            .to_vec(),
     }
 }
 

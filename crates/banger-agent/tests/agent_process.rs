@@ -31,6 +31,12 @@ struct AgentProcess {
 
 impl AgentProcess {
     fn start() -> AgentProcess {
+        AgentProcess::start_with(false)
+    }
+
+    /// With `ignoring_interrupts`, the agent starts with SIGINT and SIGQUIT ignored, as
+    /// a guest init's background job does (`banger-agent &` in a shell script).
+    fn start_with(ignoring_interrupts: bool) -> AgentProcess {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("agent.sock");
         let listener = UnixListener::bind(&socket).unwrap();
@@ -39,7 +45,16 @@ impl AgentProcess {
             || PathBuf::from(env!("CARGO_BIN_EXE_banger-agent")),
             PathBuf::from,
         );
-        let child = std::process::Command::new(binary)
+        let mut command = if ignoring_interrupts {
+            let mut shell = std::process::Command::new("sh");
+            shell
+                .args(["-c", "trap '' INT QUIT; exec \"$0\" \"$@\""])
+                .arg(binary);
+            shell
+        } else {
+            std::process::Command::new(binary)
+        };
+        let child = command
             .arg("--unix")
             .arg(&socket)
             .stdin(Stdio::null())
@@ -189,13 +204,12 @@ async fn environment_and_working_directory_are_applied() {
 async fn a_command_that_cannot_start_is_an_error() {
     let agent = AgentProcess::start();
     let client = agent.client().await;
-    for argv in [&["no-such-command-banger"][..], &[]] {
-        let error = client.exec(command(argv), |_, _| {}).await.unwrap_err();
-        assert!(
-            matches!(&error, AgentError::Remote { message } if message.contains("no-such-command-banger") || message.contains("empty")),
-            "{error:?}"
-        );
-    }
+    // (A command that is not found is a shell's 127: see below.)
+    let error = client.exec(command(&[]), |_, _| {}).await.unwrap_err();
+    assert!(
+        matches!(&error, AgentError::Remote { message } if message.contains("empty")),
+        "{error:?}"
+    );
     // The agent is still fine afterwards.
     assert_eq!(run(&client, command(&["true"])).await.0, 0);
 }
@@ -610,4 +624,109 @@ async fn measure_exec_true_round_trip() {
         samples[samples.len() - 1]
     );
     assert!(median < Duration::from_secs(2));
+}
+
+/// `exec` with `tty`: the command is on a terminal of the asked size (its session's
+/// controlling terminal), a resize reaches it, typed bytes are its input (a Ctrl-C byte
+/// interrupts its foreground job), and the exit code comes back. Also: 127/126 and a
+/// missing directory, as a shell reports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tty_exec_gets_a_terminal_that_resizes_and_takes_ctrl_c() {
+    use banger_proto::agent::{FEATURE_TTY, WindowSize};
+    // Started as an init script's background job: the commands must still get Ctrl-C.
+    let agent = AgentProcess::start_with(true);
+    let client = agent.client().await;
+    assert!(client.hello(WAIT).await.unwrap().has_feature(FEATURE_TTY));
+
+    // The script waits for a line, so the resize lands before the second `stty size`;
+    // `sleep` is then interrupted by the Ctrl-C byte and the script carries on.
+    let script = "stty size; tty >/dev/null && echo on-tty; read line; stty size; \
+                  trap 'echo got-int' INT; sleep 1000; echo after; exit 5";
+    let request = ExecRequest {
+        argv: ["sh", "-c", script].map(str::to_owned).to_vec(),
+        tty: Some(WindowSize {
+            rows: 30,
+            cols: 100,
+        }),
+        ..ExecRequest::default()
+    };
+    let (sizes, resizes) = tokio::sync::watch::channel(WindowSize {
+        rows: 30,
+        cols: 100,
+    });
+    let (mut keys, stdin) = tokio::io::duplex(64);
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&output);
+    let seen = Arc::clone(&output);
+    let wait_for = move |needle: &'static str| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+                if text.contains(needle) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "no {needle:?} in {text:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let exec = client.exec_interactive(
+        request,
+        Some(stdin),
+        Some(resizes),
+        move |stream, data| {
+            assert_eq!(stream, Stream::Stdout, "a terminal has one stream");
+            sink.lock().unwrap().extend_from_slice(data);
+        },
+        std::future::pending(),
+    );
+    let drive = async {
+        wait_for("on-tty").await;
+        sizes
+            .send(WindowSize {
+                rows: 50,
+                cols: 132,
+            })
+            .unwrap();
+        // Give the resize its frame before the line that lets the script go on.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        keys.write_all(b"go\r").await.unwrap();
+        wait_for("50 132").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        keys.write_all(b"\x03").await.unwrap();
+    };
+    let (code, ()) = tokio::time::timeout(WAIT, async { tokio::join!(exec, drive) })
+        .await
+        .expect("the tty exec finishes");
+    let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    assert_eq!(code.unwrap(), 5, "{text}");
+    assert!(text.contains("30 100"), "{text}");
+    assert!(text.contains("got-int") && text.contains("after"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_cannot_run_exit_as_in_a_shell() {
+    let agent = AgentProcess::start();
+    let client = agent.client().await;
+    let (code, output) = run(&client, command(&["no-such-command-here"])).await;
+    assert_eq!(code, 127);
+    assert_eq!(
+        text(&output.stderr),
+        "banger: no-such-command-here: command not found\n"
+    );
+    let (code, output) = run(&client, command(&["/"])).await;
+    assert_eq!(code, 126);
+    assert_eq!(text(&output.stderr), "banger: /: permission denied\n");
+    let missing = ExecRequest {
+        cwd: Some("/no/such/dir".into()),
+        ..command(&["pwd"])
+    };
+    let error = client.exec(missing, |_, _| {}).await.unwrap_err();
+    assert!(
+        matches!(&error, AgentError::Remote { message }
+            if message == "the working directory /no/such/dir does not exist in the guest"),
+        "{error:?}"
+    );
 }

@@ -97,7 +97,7 @@ impl Client {
         let id = self.send_request(M::NAME, params).await?;
         let finished = tokio::sync::Notify::new();
         let writer = &mut self.writer;
-        let pump = pump_input(writer, id, input, &finished);
+        let pump = pump_input(writer, id, input, None, &finished);
         let answer = async {
             let answer = read_answer(&mut self.reader, id, None, &mut on_event).await;
             finished.notify_one();
@@ -106,6 +106,34 @@ impl Client {
         let (answer, pumped) = tokio::join!(answer, pump);
         // A failed input write means the daemon hung up; the answer (or its absence)
         // says why, so the write error itself is not the one to report.
+        drop(pumped);
+        let value = answer?;
+        serde_json::from_value(value).map_err(|e| {
+            ClientError::Protocol(format!("cannot decode the answer to {}: {e}", M::NAME))
+        })
+    }
+
+    /// Like [`Self::call_with_input`] for a `vm.exec` with a terminal: the sizes that
+    /// arrive on `resizes` are sent as resize frames between the input's chunks.
+    pub async fn call_with_terminal<M: Method, R: AsyncRead + Unpin>(
+        &mut self,
+        params: &M::Params,
+        input: R,
+        mut resizes: tokio::sync::mpsc::UnboundedReceiver<crate::methods::TerminalSize>,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<M::Output, ClientError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode parameters: {e}")))?;
+        let id = self.send_request(M::NAME, params).await?;
+        let finished = tokio::sync::Notify::new();
+        let writer = &mut self.writer;
+        let pump = pump_input(writer, id, input, Some(&mut resizes), &finished);
+        let answer = async {
+            let answer = read_answer(&mut self.reader, id, None, &mut on_event).await;
+            finished.notify_one();
+            answer
+        };
+        let (answer, pumped) = tokio::join!(answer, pump);
         drop(pumped);
         let value = answer?;
         serde_json::from_value(value).map_err(|e| {
@@ -209,22 +237,37 @@ async fn pump_input<R: AsyncRead + Unpin>(
     writer: &mut OwnedWriteHalf,
     id: u64,
     mut input: R,
+    mut resizes: Option<&mut tokio::sync::mpsc::UnboundedReceiver<crate::methods::TerminalSize>>,
     finished: &tokio::sync::Notify,
 ) -> std::io::Result<()> {
     let mut chunk = vec![0; MAX_INPUT_CHUNK_BYTES];
+    let mut input_done = false;
     loop {
         let read = tokio::select! {
             biased;
             () = finished.notified() => return Ok(()),
-            read = input.read(&mut chunk) => read,
+            size = next_size(&mut resizes), if resizes.is_some() => match size {
+                Some(size) => Err(size),
+                None => {
+                    resizes = None;
+                    continue;
+                }
+            },
+            read = input.read(&mut chunk), if !input_done => Ok(read),
         };
         let input = match read {
-            Ok(0) => Input::Eof,
-            Ok(count) => Input::Data {
-                data: chunk[..count].to_vec(),
+            Err(size) => Input::Resize {
+                rows: size.rows,
+                cols: size.cols,
             },
-            // The request still runs and answers; it sees the end of its input.
-            Err(_) => Input::Eof,
+            Ok(read) => match read {
+                Ok(0) => Input::Eof,
+                Ok(count) => Input::Data {
+                    data: chunk[..count].to_vec(),
+                },
+                // The request still runs and answers; it sees the end of its input.
+                Err(_) => Input::Eof,
+            },
         };
         let eof = input == Input::Eof;
         let frame = InputFrame {
@@ -236,8 +279,23 @@ async fn pump_input<R: AsyncRead + Unpin>(
         line.push(b'\n');
         writer.write_all(&line).await?;
         if eof {
-            return Ok(());
+            // Sizes still matter after the end of a terminal's input.
+            if resizes.is_none() {
+                return Ok(());
+            }
+            input_done = true;
         }
+    }
+}
+
+/// The next terminal size, or `None` once nobody sends sizes; pending forever without
+/// a receiver (that branch is disabled then).
+async fn next_size(
+    resizes: &mut Option<&mut tokio::sync::mpsc::UnboundedReceiver<crate::methods::TerminalSize>>,
+) -> Option<crate::methods::TerminalSize> {
+    match resizes {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorCode};
 
 /// The protocol version this build speaks. A request with another version is answered
 /// with `bad_version`.
@@ -39,7 +41,8 @@ pub struct InputFrame {
     pub input: Input,
 }
 
-/// What an [`InputFrame`] carries: a chunk, or the end of the input.
+/// What an [`InputFrame`] carries: a chunk, the end of the input, or (for a `vm.exec`
+/// with `tty`) the terminal's new size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
 pub enum Input {
@@ -48,6 +51,10 @@ pub enum Input {
         data: Vec<u8>,
     },
     Eof,
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// The largest chunk of input one frame carries (base64 of it fits [`MAX_FRAME_BYTES`]).
@@ -66,6 +73,51 @@ impl InputFrame {
         value.get("input")?;
         Some(serde_json::from_value(value))
     }
+}
+
+/// A request line that could not be accepted: the id to answer with (0 when it could not
+/// be read) and the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub id: u64,
+    pub error: ApiError,
+}
+
+/// Decodes one request line. The version is checked before the rest of the frame so that
+/// a client from a future protocol gets `bad_version` rather than a shape complaint.
+pub fn parse_request(line: &[u8]) -> Result<RequestFrame, Rejected> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| Rejected {
+        id: 0,
+        error: ApiError::bad_request(format!("malformed JSON request: {e}")),
+    })?;
+    let id = value.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let reject = |error: ApiError| Rejected { id, error };
+    match value.get("v").map(Value::as_u64) {
+        Some(Some(v)) if v == u64::from(PROTOCOL_VERSION) => {}
+        Some(Some(v)) => {
+            return Err(reject(
+                ApiError::new(
+                    ErrorCode::BadVersion,
+                    format!(
+                        "protocol version {v} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
+                    ),
+                )
+                .with_hint("the banger CLI and bangerd come from different builds; restart bangerd from the same installation as the CLI"),
+            ));
+        }
+        Some(None) => {
+            return Err(reject(ApiError::bad_request(
+                "the protocol version `v` must be a non-negative integer",
+            )));
+        }
+        None => {
+            return Err(reject(ApiError::bad_request(
+                "the request has no protocol version `v`",
+            )));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| reject(ApiError::bad_request(format!("invalid request frame: {e}"))))
 }
 
 /// One answer frame from the daemon.
@@ -220,6 +272,17 @@ mod tests {
                     input: Input::Eof,
                 },
                 r#"{"v":1,"id":7,"input":"eof"}"#,
+            ),
+            (
+                InputFrame {
+                    v: 1,
+                    id: 7,
+                    input: Input::Resize {
+                        rows: 40,
+                        cols: 120,
+                    },
+                },
+                r#"{"v":1,"id":7,"input":"resize","rows":40,"cols":120}"#,
             ),
         ];
         for (frame, wire) in table {

@@ -18,6 +18,7 @@ pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorCode};
 pub use frame::{
     Event, Input, InputFrame, MAX_FRAME_BYTES, MAX_INPUT_CHUNK_BYTES, OutputStream,
-    PROTOCOL_VERSION, RequestFrame, ResponseBody, ResponseFrame, StageState,
+    PROTOCOL_VERSION, Rejected, RequestFrame, ResponseBody, ResponseFrame, StageState,
+    parse_request,
 };
 pub use methods::Method;

@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PortInfo, SnapshotInfo, VmInfo, VmStats,
+    CatalogEntry, Health, ImageInfo, KernelInfo, Pong, PublishedPortInfo, SnapshotInfo, VmInfo,
+    VmPortsOutput, VmStats,
 };
 
 /// A protocol method: its wire name, parameters and successful output.
@@ -70,13 +71,20 @@ methods! {
     /// The VM's serial console log; with `follow`, streams until the client leaves.
     VmLogs = "vm.logs": VmLogsParams => Empty;
     VmStatsGet = "vm.stats": VmRef => VmStats;
-    VmPorts = "vm.ports": VmRef => Vec<PortInfo>;
+    /// Published ports, and (running VMs) the guest's listening sockets.
+    VmPorts = "vm.ports": VmRef => VmPortsOutput;
+    /// Forward host ports to a running VM's guest ports, now and at every start.
+    VmPortPublish = "vm.port.publish": VmPortSpecsParams => Vec<PublishedPortInfo>;
+    /// Close and forget published ports (running VM or not); answers those removed.
+    VmPortUnpublish = "vm.port.unpublish": VmPortSpecsParams => Vec<PublishedPortInfo>;
     /// Change vCPUs, memory or disk of a stopped VM.
     VmSet = "vm.set": VmSetParams => VmInfo;
     /// Replace (or remove) a VM's network policy; a running VM's rules change at once.
     VmPolicySet = "vm.policy.set": VmPolicySetParams => PolicyInfo;
     /// A VM's network policy and, while it runs, its drop counter.
     VmPolicyShow = "vm.policy.show": VmRef => PolicyInfo;
+    /// Whether a destination would be allowed by a VM's policy, and why.
+    VmPolicyCheck = "vm.policy.check": VmPolicyCheckParams => PolicyCheck;
     /// How to reach the guest with ssh (address, user, key, known_hosts).
     VmSshTarget = "vm.ssh_target": VmRef => SshTarget;
     /// Unpack a tar stream, sent as input frames, at a guest path (`docker cp` rules).
@@ -156,6 +164,17 @@ pub struct VmCreateParams {
     /// Boot cold even when a warm template matches.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cold: bool,
+    /// `-p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]` values: published from the first boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+}
+
+/// `vm port publish` (full specs) and `vm port unpublish` (specs or host sides,
+/// `[HOST_IP:]HOST_PORT[/tcp|udp]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPortSpecsParams {
+    pub vm: String,
+    pub ports: Vec<String>,
 }
 
 /// `vm policy set`: exactly one of `allow` (non-empty), `deny_all`, `clear`.
@@ -183,6 +202,51 @@ pub struct PolicyInfo {
     /// Packets dropped by the policy's rules since they were installed (running VMs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_packets: Option<u64>,
+    /// Destinations the policy denied (running VMs), most packets first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<DeniedDestination>,
+    /// Names banger's resolver refused the guest (running VMs), most often first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_names: Vec<RefusedName>,
+}
+
+/// A destination a policy dropped packets to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedDestination {
+    pub address: String,
+    /// `tcp`, `udp`, `icmp`, ... (or the protocol's number).
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub packets: u64,
+}
+
+/// A name banger's policy resolver refused, and how many times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedName {
+    pub name: String,
+    pub count: u64,
+}
+
+/// `vm policy check VM HOST[:PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPolicyCheckParams {
+    pub vm: String,
+    /// `HOST[:PORT]`: a name or an IPv4 address.
+    pub destination: String,
+}
+
+/// Whether a destination would be allowed, by which rule, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    pub vm: String,
+    /// The destination as the policy compares it (names lowercased, no trailing dot).
+    pub destination: String,
+    pub allowed: bool,
+    /// The `--allow` rule that allows it, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +308,20 @@ pub struct VmExecParams {
     /// reads /dev/null.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// Run the command on a terminal in the guest of this size; its output arrives as
+    /// stdout only, and `resize` input frames change the size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<TerminalSize>,
+    /// Run as this guest user (a name or uid from its /etc/passwd) instead of root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// What `vm.copy_in` receives.

@@ -52,6 +52,13 @@ pub struct VmInfo {
     /// The network policy's allow rules (`[]`: deny all); absent without a policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Vec<String>>,
+    /// Packets the policy dropped since it was installed (running VMs with a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_dropped_packets: Option<u64>,
+    /// Distinct destinations the policy denied (running VMs with a policy);
+    /// `vm logs --policy` lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_denied_destinations: Option<u64>,
     /// VMM driver (`qemu` or `firecracker`).
     pub driver: String,
     /// `kvm` or `tcg` while running (QEMU); `kvm` for Firecracker.
@@ -152,10 +159,47 @@ pub struct PortInfo {
     pub port: u16,
     /// Guest address it is bound to (`0.0.0.0`, `::`, `127.0.0.1`...).
     pub bind: String,
-    /// How to reach it from the host, `<name>.vm:<port>`.
+    /// How to reach it from the host by name, `<name>.vm:<port>` (needs the `.vm`
+    /// resolver route, see `banger doctor`).
     pub endpoint: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How to reach it from the host by address, `<guest address>:<port>`; null without
+    /// a network.
+    #[serde(default)]
+    pub address_endpoint: Option<String>,
+    #[serde(default)]
     pub process: Option<String>,
+}
+
+/// A host port forwarded to a guest port (`vm run -p`, `vm port publish`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPortInfo {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The host address it listens on (`127.0.0.1` unless chosen).
+    pub host_ip: String,
+    pub host_port: u16,
+    pub guest_port: u16,
+    /// `host_ip:host_port`, what a client on the host connects to.
+    pub host_endpoint: String,
+    /// `<guest address>:<guest_port>`, where it forwards to; null while the VM has no
+    /// address (stopped).
+    pub guest_endpoint: Option<String>,
+    /// The canonical spec, `127.0.0.1:8080:80/tcp`.
+    pub spec: String,
+    /// Whether it listens now (the VM runs).
+    pub active: bool,
+}
+
+/// What `vm ports` answers: every key always present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPortsOutput {
+    pub vm: String,
+    pub state: VmState,
+    /// The guest's address; null without a network.
+    pub address: Option<String>,
+    pub published: Vec<PublishedPortInfo>,
+    /// Sockets listening in the guest (empty unless the VM runs).
+    pub listening: Vec<PortInfo>,
 }
 
 /// Where an image came from.

@@ -51,7 +51,16 @@ pub trait PolicyLookup: Send + Sync {
 
     /// Notes entries the learner allowed.
     fn record_learned(&self, _guest: Ipv4Addr, _entries: &[AllowEntry]) {}
+
+    /// Notes a name refused for `guest` (for `vm logs --policy`).
+    fn record_refused(&self, _guest: Ipv4Addr, _name: &str) {}
 }
+
+/// Refused names remembered per guest (each with its count); later new names are
+/// counted under [`OTHER_REFUSED`].
+pub const MAX_REFUSED_NAMES: usize = 256;
+/// The entry that counts refused names past [`MAX_REFUSED_NAMES`].
+pub const OTHER_REFUSED: &str = "(other names)";
 
 /// The policies of running guests by address, kept by the daemon as VMs start, stop and
 /// change policy, and the addresses the resolver allowed for each since its policy was
@@ -67,6 +76,8 @@ pub struct PolicyTable {
 struct GuestPolicy {
     policy: Arc<NetPolicy>,
     learned: std::sync::Mutex<std::collections::HashMap<(Ipv4Addr, Option<u16>), Instant>>,
+    /// Names refused since the policy was installed, and how often.
+    refused: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl PolicyTable {
@@ -76,6 +87,7 @@ impl PolicyTable {
             GuestPolicy {
                 policy: Arc::new(policy),
                 learned: Default::default(),
+                refused: Default::default(),
             },
         );
     }
@@ -96,6 +108,21 @@ impl PolicyTable {
         })
     }
 
+    /// The names the resolver refused `guest` since its policy was installed, with how
+    /// often, most first.
+    pub fn refused(&self, guest: Ipv4Addr) -> Vec<(String, u64)> {
+        let mut names: Vec<(String, u64)> = self
+            .read()
+            .get(&guest)
+            .map(|g| {
+                let refused = g.refused.lock().unwrap_or_else(PoisonError::into_inner);
+                refused.iter().map(|(n, c)| (n.clone(), *c)).collect()
+            })
+            .unwrap_or_default();
+        names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        names
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, HashMap<Ipv4Addr, GuestPolicy>> {
         self.by_guest.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -110,6 +137,19 @@ impl PolicyTable {
 impl PolicyLookup for PolicyTable {
     fn policy_of(&self, guest: Ipv4Addr) -> Option<Arc<NetPolicy>> {
         self.read().get(&guest).map(|g| Arc::clone(&g.policy))
+    }
+
+    fn record_refused(&self, guest: Ipv4Addr, name: &str) {
+        if let Some(g) = self.read().get(&guest) {
+            let mut refused = g.refused.lock().unwrap_or_else(PoisonError::into_inner);
+            let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+            let key = if refused.contains_key(&name) || refused.len() < MAX_REFUSED_NAMES {
+                name
+            } else {
+                OTHER_REFUSED.to_string()
+            };
+            *refused.entry(key).or_default() += 1;
+        }
     }
 
     fn is_fresh(&self, guest: Ipv4Addr, entry: &AllowEntry) -> bool {
@@ -285,6 +325,7 @@ pub async fn handle(
     let ports = match decide(&policy, &query) {
         Decision::Refuse => {
             tracing::debug!(%guest, name = %query.name, "policy resolver refused a name");
+            policies.record_refused(guest, &query.name);
             return refuse(stats);
         }
         Decision::NoRecords => return Some(reply_without_records(&query, Rcode::NoError)),
@@ -396,6 +437,31 @@ mod tests {
         table.remove(guest);
         assert!(!table.is_learned(guest, ip, 443));
         assert!(table.policy_of(guest).is_none());
+    }
+
+    #[test]
+    fn refused_names_are_counted_per_guest_and_bounded() {
+        let table = PolicyTable::default();
+        let guest = Ipv4Addr::new(172, 30, 0, 5);
+        table.record_refused(guest, "no-policy.test");
+        assert!(table.refused(guest).is_empty(), "no policy, nothing kept");
+        table.insert(guest, NetPolicy::parse(&["a.test"]).unwrap());
+        table.record_refused(guest, "Evil.TEST.");
+        table.record_refused(guest, "evil.test");
+        table.record_refused(guest, "x.evil.test");
+        assert_eq!(
+            table.refused(guest),
+            [("evil.test".to_string(), 2), ("x.evil.test".to_string(), 1)]
+        );
+        for i in 0..MAX_REFUSED_NAMES + 5 {
+            table.record_refused(guest, &format!("n{i}.test"));
+        }
+        let refused = table.refused(guest);
+        assert_eq!(refused.len(), MAX_REFUSED_NAMES + 1);
+        assert!(refused.iter().any(|(n, c)| n == OTHER_REFUSED && *c > 0));
+        // A new policy starts a new record.
+        table.insert(guest, NetPolicy::parse(&["a.test"]).unwrap());
+        assert!(table.refused(guest).is_empty());
     }
 
     #[test]

@@ -14,7 +14,9 @@ mod file_server;
 mod freshness;
 mod git;
 mod host;
+pub mod mcp;
 pub mod registry;
+mod terminal;
 mod wait;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use std::process::{Command, Stdio};
 pub use file_server::FileServer;
 pub use git::git;
 pub use host::{HostOptions, TestHost, exit_code, text};
+pub use terminal::TerminalSession;
 pub use wait::{pid_alive, wait_until};
 
 /// The workspace's target directory (tests run from `target/<profile>/deps`).

@@ -813,3 +813,354 @@ fn daemon_killed_during_a_nat_create_leaves_no_tap_or_rule_behind() -> Result<()
     host.banger_ok(&["vm", "delete", "--force", "nonat"]);
     Ok(())
 }
+
+/// Serves the lab's `www` over HTTPS on "the internet" with the given key and certificate.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), http.server.SimpleHTTPRequestHandler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("Serving HTTPS", flush=True)
+srv.serve_forever()
+"#;
+const HTTPS_PORT: u16 = 8443;
+
+/// A CA made for the test and a server certificate it signs for `INTERNET_IP`, as a
+/// TLS-inspecting proxy's would be: `(ca dir with ca.crt, server cert, server key)`.
+fn make_ca(dir: &std::path::Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let ca_dir = dir.join("ca");
+    std::fs::create_dir_all(&ca_dir)?;
+    std::fs::write(
+        dir.join("srv.ext"),
+        format!("subjectAltName=IP:{INTERNET_IP}\nbasicConstraints=CA:FALSE\n"),
+    )?;
+    let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=banger test proxy CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca/test-proxy.crt",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={INTERNET_IP}"),
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca/test-proxy.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+        "-out",
+        "srv.crt",
+    ])?;
+    Ok((ca_dir, dir.join("srv.crt"), dir.join("srv.key")))
+}
+
+impl Lab {
+    fn https_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("https.log")).unwrap_or_default()
+    }
+
+    fn start_https(&self, crt: &std::path::Path, key: &std::path::Path) -> Result<Child> {
+        let root = self.dir.path().join("www");
+        let log = std::fs::File::create(self.dir.path().join("https.log"))?;
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.internet,
+                "python3",
+                "-u",
+                "-c",
+                HTTPS_SERVER,
+            ])
+            .arg(INTERNET_IP)
+            .arg(HTTPS_PORT.to_string())
+            .arg(crt)
+            .arg(key)
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        wait_until("the HTTPS server listens", Duration::from_secs(20), || {
+            let log = self.https_log();
+            if log.contains("Serving HTTPS") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+        Ok(child)
+    }
+}
+
+/// Pulls `debian-bookworm` (it has curl and ca-certificates) into the shared cache from
+/// the host's own namespace.
+fn warm_debian() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let host = TestHost::start().expect("a daemon outside the lab");
+        let image = host.banger_json(&["image", "pull", "debian-bookworm"]);
+        let kernel = image["kernel"]
+            .as_str()
+            .expect("the image names its kernel");
+        host.banger_ok(&["kernel", "pull", kernel]);
+    });
+}
+
+/// A TLS-inspecting proxy's CA, simulated: an HTTPS server on "the internet" whose
+/// certificate comes from a CA the test makes. `curl` in a `--nat` guest refuses it
+/// without `--host-ca`; with `--host-ca=DIR` (the CA in DIR) the guest trusts it.
+#[test]
+fn host_ca_makes_a_nat_guest_trust_the_hosts_extra_ca() -> Result<()> {
+    require_vm!(
+        Root,
+        Tool("ip"),
+        Tool("nft"),
+        Tool("python3"),
+        Tool("dig"),
+        Tool("ssh"),
+        Tool("openssl")
+    );
+    warm_debian();
+    let (lab, host) = lab_and_host()?;
+    let (ca_dir, crt, key) = make_ca(lab.dir.path())?;
+    let mut https = lab.start_https(&crt, &key)?;
+    let url = format!("https://{INTERNET_IP}:{HTTPS_PORT}/marker.txt");
+    let curl = [
+        "vm",
+        "exec",
+        "",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        url.as_str(),
+    ];
+    let curl_in = |vm: &str| {
+        let mut argv = curl;
+        argv[2] = vm;
+        host.banger(&argv)
+    };
+
+    host.banger_ok(&[
+        "vm",
+        "create",
+        "--image",
+        "debian-bookworm",
+        "--nat",
+        "--name",
+        "plain",
+    ]);
+    let refused = curl_in("plain");
+    assert_eq!(
+        refused.status.code(),
+        Some(60),
+        "curl without --host-ca: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    host.banger_ok(&["vm", "delete", "--force", "plain"]);
+
+    let ca_flag = format!("--host-ca={}", ca_dir.display());
+    let out = host.banger(&[
+        "vm",
+        "create",
+        "--image",
+        "debian-bookworm",
+        "--nat",
+        "--name",
+        "trusting",
+        &ca_flag,
+    ]);
+    host.expect_success(&["vm", "create", &ca_flag], &out);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(notes.contains("trusting 1 CA certificate"), "{notes}");
+    let fetched = curl_in("trusting");
+    assert_eq!(
+        fetched.status.code(),
+        Some(0),
+        "curl with --host-ca: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&fetched.stderr),
+        lab.https_log()
+    );
+    assert_eq!(String::from_utf8_lossy(&fetched.stdout).trim(), "banger-ok");
+    host.banger_ok(&["vm", "delete", "--force", "trusting"]);
+    let _ = https.kill();
+    let _ = https.wait();
+    Ok(())
+}
+
+/// A GET of `http://ADDR:PORT/` from the lab's host namespace (where the daemon runs):
+/// the body, or the error (connection refused, reset, timeout).
+fn lab_get(lab: &Lab, addr: &str, port: u16) -> Result<String> {
+    let script = format!(
+        "import urllib.request,sys\n\
+         sys.stdout.write(urllib.request.urlopen('http://{addr}:{port}/', timeout=5).read().decode())"
+    );
+    run(Command::new("ip").args(["netns", "exec", &lab.ns, "python3", "-c", &script]))
+}
+
+/// Starts busybox httpd on the guest's port 80, serving one line.
+fn serve_http(host: &TestHost, vm: &str) {
+    host.exec_ok(
+        vm,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-from-the-guest > /www/index.html && httpd -p 80 -h /www",
+        ],
+    );
+}
+
+#[test]
+fn published_ports_reach_a_guest_server_and_follow_its_lifecycle() -> Result<()> {
+    require_lab!();
+    let (lab, mut host) = lab_and_host()?;
+    let expected = "hello-from-the-guest\n";
+
+    // A bad spec is refused before any VM exists.
+    let bad = host.banger(&[
+        "vm", "create", "--image", "tiny", "--name", "web", "-p", "8080",
+    ]);
+    assert_ne!(bad.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("is not a port spec"), "{stderr}");
+    assert!(host.vm_names().is_empty());
+
+    host.banger_ok(&[
+        "vm", "create", "--image", "tiny", "--name", "web", "-p", "18080:80",
+    ]);
+    let address = address_of(&host, "web");
+    // Listening already, but nothing in the guest yet: the connection closes.
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    serve_http(&host, "web");
+    let body = wait_until(
+        "the published port never answered",
+        Duration::from_secs(10),
+        || lab_get(&lab, "127.0.0.1", 18080).map_err(|e| format!("{e:#}")),
+    );
+    assert_eq!(body, expected);
+    // 127.0.0.1 only, by default: not on the host's other addresses.
+    assert!(lab_get(&lab, UPLINK_HOST_IP, 18080).is_err());
+
+    // vm ports: the published port, and the guest's listener by name and by address.
+    let ports = host.banger_json(&["vm", "ports", "web"]);
+    let published = &ports["published"][0];
+    assert_eq!(published["host_endpoint"], "127.0.0.1:18080", "{ports}");
+    assert_eq!(
+        published["guest_endpoint"],
+        format!("{address}:80"),
+        "{ports}"
+    );
+    assert_eq!(published["active"], true, "{ports}");
+    let http = ports["listening"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["port"] == 80))
+        .unwrap_or_else(|| panic!("nothing on 80 in {ports}"));
+    assert_eq!(http["endpoint"], "web.vm:80");
+    assert_eq!(http["address_endpoint"], format!("{address}:80"));
+    for key in ["vm", "state", "address", "published", "listening"] {
+        assert!(ports.get(key).is_some(), "{key} missing: {ports}");
+    }
+    let table = host.banger_ok(&["vm", "ports", "web"]);
+    assert!(table.contains("127.0.0.1:18080"), "{table}");
+
+    // A host port someone else holds: refused, naming it and its holder.
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &lab.ns, "python3", "-c"])
+        .arg("import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',18081))\ns.listen()\nprint('up',flush=True)\ntime.sleep(600)")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    let taken = host.banger(&["vm", "port", "publish", "web", "18081:80"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert_ne!(taken.status.code(), Some(0));
+    assert!(
+        stderr.contains("host port 127.0.0.1:18081/tcp is in use by pid")
+            && stderr.contains("python3"),
+        "{stderr}"
+    );
+
+    // Gone after stop; back after start.
+    host.banger_ok(&["vm", "stop", "web"]);
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    let stopped = host.banger_json(&["vm", "ports", "web"]);
+    assert_eq!(stopped["published"][0]["active"], false, "{stopped}");
+    let refused = host.banger(&["vm", "port", "publish", "web", "18082:80"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is stopped"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    host.banger_ok(&["vm", "start", "web"]);
+    serve_http(&host, "web");
+    let body = wait_until(
+        "the published port did not come back after start",
+        Duration::from_secs(10),
+        || lab_get(&lab, "127.0.0.1", 18080).map_err(|e| format!("{e:#}")),
+    );
+    assert_eq!(body, expected);
+
+    // A daemon killed and started again opens the running VM's ports again.
+    host.kill_daemon(9)?;
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    host.start_daemon()?;
+    let body = wait_until(
+        "the published port did not come back after a daemon restart",
+        Duration::from_secs(10),
+        || lab_get(&lab, "127.0.0.1", 18080).map_err(|e| format!("{e:#}")),
+    );
+    assert_eq!(body, expected);
+
+    // publish on the running VM, then unpublish closes it.
+    host.banger_ok(&["vm", "port", "publish", "web", "18082:80"]);
+    assert_eq!(lab_get(&lab, "127.0.0.1", 18082)?, expected);
+    host.banger_ok(&["vm", "port", "unpublish", "web", "18080"]);
+    assert!(lab_get(&lab, "127.0.0.1", 18080).is_err());
+    assert_eq!(lab_get(&lab, "127.0.0.1", 18082)?, expected);
+    let missing = host.banger(&["vm", "port", "unpublish", "web", "18080"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("publishes no port"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    host.banger_ok(&["vm", "delete", "--force", "web"]);
+    assert!(lab_get(&lab, "127.0.0.1", 18082).is_err());
+    Ok(())
+}

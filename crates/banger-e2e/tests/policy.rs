@@ -243,6 +243,11 @@ impl Lab {
     }
 
     fn start_helper(&mut self, host: &TestHost) -> Result<()> {
+        self.start_helper_with(host, &[])
+    }
+
+    /// The helper with extra arguments (`--fail-op OP`: fault injection).
+    fn start_helper_with(&mut self, host: &TestHost, extra: &[&str]) -> Result<()> {
         let helper = bin_dir().join("banger-helper").display().to_string();
         let state = host.state_dir().display().to_string();
         let runtime = host.root().join("runtime").display().to_string();
@@ -262,7 +267,10 @@ impl Lab {
                 &socket,
                 "--uplink",
                 UPLINK,
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<&str>>(),
             "helper.log",
         )?;
         let socket = self.helper_socket();
@@ -361,26 +369,109 @@ fn check(lab: &Lab, host: &TestHost, vm: &str, probes: &[Probe]) -> usize {
     probes.len()
 }
 
+/// After the probes above: `vm show` counts what was denied, `vm logs --policy` lists
+/// each denied destination and refused name, and `vm policy check` says why (exit 0
+/// allowed, 1 denied). Returns how many cases it tried.
+fn denials_are_counted_listed_and_explained(host: &TestHost) -> usize {
+    let shown = host.vm_show("pol");
+    assert!(
+        shown["policy_dropped_packets"].as_u64().unwrap_or(0) > 0
+            && shown["policy_denied_destinations"].as_u64().unwrap_or(0) >= 3,
+        "vm show counts the denials: {shown}"
+    );
+    let log = host.banger_json(&["vm", "logs", "--policy", "pol"]);
+    let denied = log["denied"].as_array().cloned().unwrap_or_default();
+    let has = |address: &str, protocol: &str, port: Option<u16>| {
+        denied.iter().any(|d| {
+            d["address"] == address
+                && d["protocol"] == protocol
+                && d["port"].as_u64().map(|p| p as u16) == port
+                && d["packets"].as_u64().unwrap_or(0) > 0
+        })
+    };
+    let listed = [
+        (OTHER_IP, "tcp", Some(HTTP_PORT)),
+        (INTERNET_IP, "tcp", Some(8081)),
+        (INTERNET_IP, "udp", Some(53)),
+        (INTERNET_IP, "tcp", Some(53)),
+        (INTERNET_IP, "icmp", None),
+    ];
+    for (address, protocol, port) in listed {
+        assert!(
+            has(address, protocol, port),
+            "{address} {protocol} {port:?} not listed as denied: {log}"
+        );
+    }
+    let refused: Vec<&str> = log["refused_names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    for name in ["denied.test", "c2vjcmv0.denied.test"] {
+        assert!(
+            refused.contains(&name),
+            "{name} not among the refused: {log}"
+        );
+    }
+    let text = host.banger_ok(&["vm", "logs", "--policy", "pol"]);
+    assert!(
+        text.contains(&format!("denied tcp    {OTHER_IP}:{HTTP_PORT}")),
+        "{text}"
+    );
+    // (destination, allowed, rule, a word of the reason)
+    let checks: [(String, bool, Option<&str>, &str); 7] = [
+        (
+            "allowed.test:8080".into(),
+            true,
+            Some("allowed.test:8080"),
+            "resolver",
+        ),
+        (
+            "ALLOWED.test.:443".into(),
+            true,
+            Some("allowed.test:443"),
+            "SNI",
+        ),
+        ("allowed.test:22".into(), false, None, "only on port"),
+        ("denied.test:8080".into(), false, None, "REFUSED"),
+        // Answered to this guest for allowed.test: open on the allowed port only.
+        (format!("{INTERNET_IP}:{HTTP_PORT}"), true, None, "answered"),
+        (format!("{INTERNET_IP}:8081"), false, None, "not answered"),
+        (
+            format!("{OTHER_IP}:{HTTP_PORT}"),
+            false,
+            None,
+            "no address rule",
+        ),
+    ];
+    for (dest, allowed, rule, word) in &checks {
+        let out = host.banger(&["vm", "policy", "check", "pol", dest, "--json"]);
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("vm policy check {dest}: {e}: {out:?}"));
+        assert_eq!(
+            out.status.code(),
+            Some(if *allowed { 0 } else { 1 }),
+            "{dest}: {answer}"
+        );
+        assert_eq!(answer["allowed"], *allowed, "{dest}: {answer}");
+        assert_eq!(answer["rule"].as_str(), *rule, "{dest}: {answer}");
+        assert!(
+            answer["reason"].as_str().unwrap_or("").contains(word),
+            "{dest}: {answer}"
+        );
+    }
+    eprintln!("policy check cases tried: {}", checks.len());
+    listed.len() + 2 + checks.len()
+}
+
 #[test]
 fn a_policy_guest_reaches_only_what_it_is_allowed() -> Result<()> {
     require_vm!(Root, Tool("ip"), Tool("nft"), Tool("python3"));
     warm_cache();
     let mut lab = Lab::new()?;
     lab.start_servers()?;
-    let mut host = TestHost::prepare(HostOptions {
-        netns: Some(lab.ns.clone()),
-        env: vec![
-            (
-                "BANGER_HELPER_SOCKET".into(),
-                lab.helper_socket().display().to_string(),
-            ),
-            (
-                "BANGER_POLICY_DNS_UPSTREAM".into(),
-                format!("{INTERNET_IP}:53"),
-            ),
-        ],
-        ..HostOptions::default()
-    })?;
+    let mut host = lab_host(&lab)?;
     lab.start_helper(&host)?;
     host.start_daemon()?;
     // A create with a policy fails when the policy resolver is not served (fail closed),
@@ -564,6 +655,7 @@ fn a_policy_guest_reaches_only_what_it_is_allowed() -> Result<()> {
     let dropped = shown["dropped_packets"].as_u64().unwrap_or(0);
     assert!(dropped > 0, "no drops counted: {shown}");
     eprintln!("vm policy show: {dropped} packets dropped");
+    tried += denials_are_counted_listed_and_explained(&host);
 
     // The daemon killed and restarted: its reconcile re-applies the policy and the
     // resolver knows the guest again.
@@ -641,5 +733,193 @@ fn a_policy_guest_reaches_only_what_it_is_allowed() -> Result<()> {
         !ruleset.contains("banger-pol=") && !ruleset.contains("g_172_30"),
         "policy rules outlived the VM:\n{ruleset}"
     );
+    Ok(())
+}
+
+/// A host for the lab: the daemon in its namespace, the lab's helper, the test DNS
+/// server as the policy resolver's upstream.
+fn lab_host(lab: &Lab) -> Result<TestHost> {
+    TestHost::prepare(HostOptions {
+        netns: Some(lab.ns.clone()),
+        env: vec![
+            (
+                "BANGER_HELPER_SOCKET".into(),
+                lab.helper_socket().display().to_string(),
+            ),
+            (
+                "BANGER_POLICY_DNS_UPSTREAM".into(),
+                format!("{INTERNET_IP}:53"),
+            ),
+        ],
+        ..HostOptions::default()
+    })
+}
+
+/// The guest addresses of the pool (172.30.0.N, N > 1) a ruleset names.
+fn guest_addresses_in(ruleset: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, _) in ruleset.match_indices("172.30.0.") {
+        let digits: String = ruleset[at + 9..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if !matches!(digits.as_str(), "0" | "1") {
+            found.push(format!("172.30.0.{digits}"));
+        }
+    }
+    found
+}
+
+/// Fail closed: a helper that cannot install a policy (`--fail-op set_policy`, the
+/// helper's fault injection for tests) makes `vm create --allow` and `--deny-all` fail
+/// cleanly, leaving no VM (row, directory, VMM), no tap, no NAT and no policy rule; on
+/// the same helper a VM without a policy still starts, so the failure was the policy's.
+#[test]
+fn a_helper_failing_to_install_the_policy_starts_no_vm_and_leaks_nothing() -> Result<()> {
+    require_vm!(Root, Tool("ip"), Tool("nft"), Tool("python3"));
+    warm_cache();
+    let mut lab = Lab::new()?;
+    lab.start_servers()?;
+    let mut host = lab_host(&lab)?;
+    lab.start_helper_with(&host, &["--fail-op", "set_policy"])?;
+    host.start_daemon()?;
+    let cases: [&[&str]; 2] = [&["--allow", "allowed.test:8080"], &["--deny-all"]];
+    for extra in cases {
+        let mut args = vec!["vm", "create", "--image", "tiny", "--name", "closed"];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let out = host.banger(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!(
+            "create {} with the helper failing set_policy: exit {:?} in {:.1}s",
+            extra.join(" "),
+            out.status.code(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(!out.status.success(), "{extra:?} started open: {stderr}");
+        assert!(
+            stderr.contains("set_policy"),
+            "the error names the step: {stderr}"
+        );
+        host.assert_no_vm_left(&format!("after the failed create {extra:?}"));
+        let ruleset = lab.ruleset();
+        assert!(
+            !ruleset.contains("banger-pol=") && !ruleset.contains("g_172_30"),
+            "{extra:?}: policy rules left:\n{ruleset}"
+        );
+        assert_eq!(
+            guest_addresses_in(&ruleset),
+            Vec::<String>::new(),
+            "{extra:?}: rules (NAT) for a guest left:\n{ruleset}"
+        );
+        let links = ip(&["-n", &lab.ns, "-o", "link", "show"])?;
+        assert!(!links.contains("bgt-"), "{extra:?}: a tap left:\n{links}");
+    }
+    // The control: the same helper starts a VM that has no policy.
+    host.create_vm("open", &["--image", "tiny", "--nat"]);
+    let links = ip(&["-n", &lab.ns, "-o", "link", "show"])?;
+    assert!(
+        links.contains("bgt-"),
+        "the control VM has its tap:\n{links}"
+    );
+    host.banger_ok(&["vm", "delete", "--force", "open"]);
+    host.assert_no_vm_left("after the control");
+    eprintln!("fail-closed cases tried: 3");
+    Ok(())
+}
+
+/// `banger mcp` on the lab: `vm_run` with an allow-list reaches the allowed destination
+/// and not another address; a VM made by `vm_create` with an allow-list and forked with
+/// `vm_fork` gives a fork under the same policy (its own rules; the other address
+/// still refused); the run profile owns the fork.
+#[test]
+fn mcp_vm_run_with_an_allow_list_and_its_forks_keep_to_the_policy() -> Result<()> {
+    require_vm!(Root, Tool("ip"), Tool("nft"), Tool("python3"));
+    warm_cache();
+    let mut lab = Lab::new()?;
+    lab.start_servers()?;
+    let mut host = lab_host(&lab)?;
+    lab.start_helper(&host)?;
+    host.start_daemon()?;
+    let mut mcp = banger_e2e::mcp::Mcp::start(&host, &["--profile", "run"]);
+    // The first lookup (the guest's link just came up) may need a retry.
+    let script = format!(
+        "for i in 1 2 3 4 5 6; do timeout 4 nslookup -type=a allowed.test 2>&1 | grep -q {INTERNET_IP} && break; sleep 1; done; \
+         {} && echo reached; if {} >/dev/null 2>&1; then echo other-reached; else echo other-refused; fi",
+        wget(INTERNET_IP),
+        wget(OTHER_IP)
+    );
+    let started = Instant::now();
+    let run = mcp.call_ok(
+        "vm_run",
+        serde_json::json!({"image": "tiny", "allow": [format!("allowed.test:{HTTP_PORT}")],
+                           "argv": ["sh", "-c", script]}),
+    );
+    banger_e2e::report_timing("mcp vm_run with an allow-list (tiny)", started.elapsed());
+    let stdout = run["stdout"].as_str().unwrap_or_default();
+    assert!(
+        stdout.contains("banger-ok") && stdout.contains("reached\nother-refused"),
+        "{run}\nupstream saw: {:?}",
+        lab.queries()
+    );
+    assert_eq!(run["vm"], serde_json::Value::Null, "vm_run deleted its VM");
+
+    let created = mcp.call_ok(
+        "vm_create",
+        serde_json::json!({"image": "tiny", "name": "src",
+                           "allow": [format!("allowed.test:{HTTP_PORT}")]}),
+    );
+    assert_eq!(
+        created["policy"],
+        serde_json::json!([format!("allowed.test:{HTTP_PORT}")])
+    );
+    let started = Instant::now();
+    let forked = mcp.call_ok(
+        "vm_fork",
+        serde_json::json!({"source": "src", "name": "kid"}),
+    );
+    banger_e2e::report_timing("mcp vm_fork of a running tiny VM", started.elapsed());
+    assert_eq!(forked["vms"][0]["name"], "kid", "{forked}");
+    assert_eq!(
+        forked["vms"][0]["created_by_this_session"], true,
+        "{forked}"
+    );
+    assert_eq!(
+        forked["vms"][0]["policy"],
+        serde_json::json!([format!("allowed.test:{HTTP_PORT}")]),
+        "the fork keeps its source's policy: {forked}"
+    );
+    let ruleset = lab.ruleset();
+    assert_eq!(
+        ruleset.matches("jump g_172_30_0_").count(),
+        4,
+        "the source and the fork each have their rules:\n{ruleset}"
+    );
+    let exec = mcp.call_ok(
+        "vm_exec",
+        serde_json::json!({"vm": "kid", "argv": ["sh", "-c", script]}),
+    );
+    let stdout = exec["stdout"].as_str().unwrap_or_default();
+    assert!(
+        stdout.contains("banger-ok") && stdout.contains("reached\nother-refused"),
+        "the fork is confined like its source: {exec}"
+    );
+    // Another session did not make `src`: it may not fork it.
+    let mut other = banger_e2e::mcp::Mcp::start(&host, &["--profile", "run"]);
+    let id = other.start_call("vm_fork", serde_json::json!({"source": "src"}));
+    let refused = other.wait(id, None);
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    other.finish();
+    for vm in ["kid", "src"] {
+        mcp.call_ok("vm_delete", serde_json::json!({"vm": vm, "force": true}));
+    }
+    mcp.finish();
+    host.assert_no_vm_left("after the MCP session");
+    let ruleset = lab.ruleset();
+    assert!(
+        !ruleset.contains("banger-pol=") && !ruleset.contains("g_172_30"),
+        "policy rules outlived the VMs:\n{ruleset}"
+    );
+    eprintln!("mcp policy cases tried: 6");
     Ok(())
 }

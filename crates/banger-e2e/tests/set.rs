@@ -74,8 +74,8 @@ fn set_changes_what_the_guest_sees() {
         "vm", "set", VM, "--vcpu", "2", "--memory", "384MiB", "--disk", "5GiB",
     ]);
     assert_eq!(changed["vcpus"], 2, "{changed}");
-    assert_eq!(changed["memory_mib"], 384, "{changed}");
-    assert_eq!(changed["disk_mib"], 5 * 1024, "{changed}");
+    assert_eq!(changed["memory_bytes"], 384 * MIB, "{changed}");
+    assert_eq!(changed["disk_bytes"], 5 * 1024 * MIB, "{changed}");
 
     // The disk only grows.
     let shrink = host.banger(&["vm", "set", VM, "--disk", "4GiB"]);
@@ -85,7 +85,7 @@ fn set_changes_what_the_guest_sees() {
         "{}",
         text(&shrink.stderr)
     );
-    assert_eq!(host.vm_show(VM)["disk_mib"], 5 * 1024, "unchanged");
+    assert_eq!(host.vm_show(VM)["disk_bytes"], 5 * 1024 * MIB, "unchanged");
 
     host.banger_ok(&["vm", "start", VM]);
     assert_eq!(nproc(&host), 2);

@@ -68,7 +68,23 @@ pub struct HelperArgs {
     /// Which tool applies NAT rules.
     #[arg(long, value_enum, default_value_t = NatBackend::Auto)]
     pub nat_backend: NatBackend,
+    /// Tests only (fault injection): answer every request of this operation (e.g.
+    /// `set_policy`) with a failure, touching nothing. Repeatable. It can only make the
+    /// helper do less, never more.
+    #[arg(long, hide = true, value_name = "OP", value_parser = FAILABLE_OPS)]
+    pub fail_op: Vec<String>,
 }
+
+/// The operations `--fail-op` may name.
+pub const FAILABLE_OPS: [&str; 7] = [
+    "create_tap",
+    "add_nat",
+    "set_policy",
+    "remove_policy",
+    "add_policy_addresses",
+    "policy_counters",
+    "setup_dns",
+];
 
 /// What to do instead of serving.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -132,6 +148,8 @@ pub struct HelperConfig {
     pub uplink: Option<String>,
     pub nat_backend: NatBackend,
     pub host: HostPaths,
+    /// `--fail-op`: operations answered with a failure (tests' fault injection).
+    pub fail_ops: Vec<String>,
 }
 
 impl HelperConfig {
@@ -165,6 +183,7 @@ impl HelperConfig {
             uplink: args.uplink,
             nat_backend: args.nat_backend,
             host: HostPaths::default(),
+            fail_ops: args.fail_op,
         })
     }
 }

@@ -66,6 +66,13 @@ impl Helper {
     pub fn handle(&self, request: HelperRequest) -> Result<Answer, HelperError> {
         let tools = self.tools.as_ref();
         let config = &self.config;
+        let op = request.op_name();
+        if config.fail_ops.iter().any(|o| o == op) {
+            return Err(HelperError::Failed {
+                op: op.to_owned(),
+                message: "failed on purpose (--fail-op: a test's fault injection)".into(),
+            });
+        }
         match request {
             HelperRequest::Hello => Ok(Answer {
                 outcome: HelperOutcome::Hello {
@@ -180,9 +187,12 @@ impl Helper {
             HelperRequest::PolicyCounters { guest_ip } => {
                 validate::guest_address(&config.subnet, guest_ip)?;
                 let _guard = self.locked();
-                let dropped_packets = policy::dropped(tools, guest_ip)?;
+                let (dropped_packets, denied) = policy::dropped(tools, guest_ip)?;
                 Ok(Answer {
-                    outcome: HelperOutcome::PolicyCounters { dropped_packets },
+                    outcome: HelperOutcome::PolicyCounters {
+                        dropped_packets,
+                        denied,
+                    },
                     fd: None,
                 })
             }
@@ -241,6 +251,10 @@ impl Helper {
 }
 
 #[cfg(test)]
+#[path = "policy_matrix_tests.rs"]
+mod policy_matrix;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::HostPaths;
@@ -258,9 +272,34 @@ mod tests {
             uplink: None,
             nat_backend: NatBackend::Auto,
             host: HostPaths { proc_sys },
+            fail_ops: Vec::new(),
         };
         let tools = Arc::new(tools);
         (Helper::new(config, tools.clone()), tools)
+    }
+
+    /// `--fail-op`: the named operation fails without running anything; others serve.
+    #[test]
+    fn a_failed_op_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut helper, tools) = helper_with(FakeTools::new(), dir.path());
+        helper.config.fail_ops = vec!["set_policy".into()];
+        let err = helper
+            .handle(HelperRequest::SetPolicy {
+                guest_ip: "172.30.0.5".parse().unwrap(),
+                tap: "bgt-0123abcd".into(),
+                resolver_port: 42070,
+                sni_port: None,
+                nets: Vec::new(),
+                keep_learned: false,
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, HelperError::Failed { op, .. } if op == "set_policy"),
+            "{err}"
+        );
+        assert!(tools.commands().is_empty(), "{:?}", tools.commands());
+        assert!(helper.handle(HelperRequest::Hello).is_ok());
     }
 
     /// Requests refused before anything runs: no command is executed for any of them.

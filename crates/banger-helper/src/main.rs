@@ -35,6 +35,12 @@ fn run() -> anyhow::Result<()> {
             "not running as root: every operation that changes the host will fail"
         ));
     }
+    if !config.fail_ops.is_empty() {
+        log::warn(format_args!(
+            "fault injection (--fail-op): {} will fail, as a test asked",
+            config.fail_ops.join(", ")
+        ));
+    }
     let listener = server::bind(&config.socket, config.owner_uid)
         .with_context(|| format!("cannot listen on {}", config.socket.display()))?;
     log::info(format_args!(

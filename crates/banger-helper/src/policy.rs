@@ -28,7 +28,14 @@
 //!     meta l4proto { tcp, udp } ip daddr @g_172_30_0_5_a accept
 //!     meta l4proto { tcp, udp } ip daddr . th dport @g_172_30_0_5_p accept
 //!     meta l4proto { tcp, udp } ip daddr 10.0.0.0/8 th dport 22 accept
+//!     meta l4proto { tcp, udp } update @g_172_30_0_5_d { ip daddr . meta l4proto . th dport }
+//!     meta l4proto != { tcp, udp } update @g_172_30_0_5_o { ip daddr . meta l4proto }
 //!     counter drop }
+//!   # what was denied, one element per destination with its own counter, an hour after
+//!   # its last drop (`policy_counters` reads them for `vm logs --policy`):
+//!   set g_172_30_0_5_d { type ipv4_addr . inet_proto . inet_service; flags dynamic,timeout;
+//!                        timeout 1h; size 4096; counter; }
+//!   set g_172_30_0_5_o { type ipv4_addr . inet_proto; ...same }
 //! }
 //! ```
 //!
@@ -44,7 +51,9 @@
 
 use std::net::Ipv4Addr;
 
-use banger_proto::helper::{HelperError, Ipv4Subnet, PolicyAddress, PolicyNet};
+use banger_proto::helper::{
+    HelperError, Ipv4Subnet, MAX_POLICY_DENIED, PolicyAddress, PolicyDenied, PolicyNet,
+};
 use serde_json::Value;
 
 use crate::link::failed;
@@ -126,11 +135,14 @@ pub fn plan_set(
         "add chain ip {TABLE} {chain}\n\
          add set ip {TABLE} {chain}_a {{ type ipv4_addr; flags timeout; }}\n\
          add set ip {TABLE} {chain}_p {{ type ipv4_addr . inet_service; flags timeout; }}\n\
+         add set ip {TABLE} {chain}_d {{ type ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout 1h; size {MAX_POLICY_DENIED}; counter; }}\n\
+         add set ip {TABLE} {chain}_o {{ type ipv4_addr . inet_proto; flags dynamic,timeout; timeout 1h; size {MAX_POLICY_DENIED}; counter; }}\n\
          flush chain ip {TABLE} {chain}\n"
     ));
     if !target.keep_learned {
         s.push_str(&format!(
-            "flush set ip {TABLE} {chain}_a\nflush set ip {TABLE} {chain}_p\n"
+            "flush set ip {TABLE} {chain}_a\nflush set ip {TABLE} {chain}_p\n\
+             flush set ip {TABLE} {chain}_d\nflush set ip {TABLE} {chain}_o\n"
         ));
     }
     for rule in mine(ip_rules, ip) {
@@ -179,12 +191,19 @@ pub fn plan_set(
             "add rule ip {TABLE} {chain} meta l4proto {{ tcp, udp }} ip daddr {dest}{port} accept\n"
         ));
     }
-    s.push_str(&format!("add rule ip {TABLE} {chain} counter drop\n"));
+    // What is about to be dropped is remembered per destination (a full set only
+    // skips the remembering: the drop is a rule of its own).
+    s.push_str(&format!(
+        "add rule ip {TABLE} {chain} meta l4proto {{ tcp, udp }} update @{chain}_d {{ ip daddr . meta l4proto . th dport }}\n\
+         add rule ip {TABLE} {chain} meta l4proto != {{ tcp, udp }} update @{chain}_o {{ ip daddr . meta l4proto }}\n\
+         add rule ip {TABLE} {chain} counter drop\n"
+    ));
     s
 }
 
 /// The script that removes everything of `guest_ip`'s, or `None` when nothing is there.
-/// `chains` are the chain names of `ip bangerpol`.
+/// `chains` are the chain and set names of `ip bangerpol` ([`parse_chains`]); the
+/// denied sets are deleted only when they exist (a policy installed before they were).
 pub fn plan_remove(
     ip_rules: &[NftRule],
     bridge_rules: &[NftRule],
@@ -212,6 +231,11 @@ pub fn plan_remove(
              delete set ip {TABLE} {chain}_a\n\
              delete set ip {TABLE} {chain}_p\n"
         ));
+        for set in [format!("{chain}_d"), format!("{chain}_o")] {
+            if chains.contains(&set) {
+                s.push_str(&format!("delete set ip {TABLE} {set}\n"));
+            }
+        }
     }
     (!s.is_empty()).then_some(s)
 }
@@ -235,19 +259,87 @@ pub fn plan_add_addresses(guest_ip: Ipv4Addr, entries: &[PolicyAddress]) -> Stri
     s
 }
 
-/// The chain names in an `nft -j list table` output.
+/// The chain names, then the set names, in an `nft -j list table` output.
 pub fn parse_chains(json: &[u8]) -> Result<Vec<String>, String> {
     let root: Value =
         serde_json::from_slice(json).map_err(|e| format!("unreadable `nft -j` output: {e}"))?;
-    Ok(root
+    let items = root.get("nftables").and_then(Value::as_array);
+    let names = |kind: &'static str| {
+        items
+            .into_iter()
+            .flatten()
+            .filter_map(move |item| item.get(kind))
+            .filter_map(|object| object.get("name").and_then(Value::as_str))
+            .map(str::to_owned)
+    };
+    Ok(names("chain").chain(names("set")).collect())
+}
+
+/// The destinations `guest_ip`'s policy denied, from its denied sets in an `nft -j list
+/// table ip bangerpol` output: most packets first.
+pub fn parse_denied(ip_json: &[u8], guest_ip: Ipv4Addr) -> Result<Vec<PolicyDenied>, String> {
+    let root: Value =
+        serde_json::from_slice(ip_json).map_err(|e| format!("unreadable `nft -j` output: {e}"))?;
+    let chain = chain_name(guest_ip);
+    let wanted = [format!("{chain}_d"), format!("{chain}_o")];
+    let mut denied = Vec::new();
+    for set in root
         .get("nftables")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|item| item.get("chain"))
-        .filter_map(|chain| chain.get("name").and_then(Value::as_str))
-        .map(str::to_owned)
-        .collect())
+        .filter_map(|item| item.get("set"))
+        .filter(|set| {
+            set.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| wanted.iter().any(|w| w == name))
+        })
+    {
+        for elem in set
+            .get("elem")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            // `{"elem": {"val": {"concat": [ip, proto, port?]}, "counter": {...}}}`.
+            let Some(inner) = elem.get("elem") else {
+                continue;
+            };
+            let parts = inner
+                .get("val")
+                .and_then(|v| v.get("concat"))
+                .and_then(Value::as_array);
+            let Some(parts) = parts else { continue };
+            let ip = parts
+                .first()
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse().ok());
+            let protocol = parts.get(1).and_then(|p| match p {
+                Value::String(name) => Some(name.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+            let port = parts
+                .get(2)
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok());
+            let packets = inner
+                .get("counter")
+                .and_then(|c| c.get("packets"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if let (Some(ip), Some(protocol)) = (ip, protocol) {
+                denied.push(PolicyDenied {
+                    ip,
+                    protocol,
+                    port,
+                    packets,
+                });
+            }
+        }
+    }
+    denied.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.ip.cmp(&b.ip)));
+    Ok(denied)
 }
 
 /// The packets counted by the `counter drop` rules of `guest_ip`'s chain and its
@@ -426,12 +518,19 @@ pub fn add_addresses(
     Ok(())
 }
 
-/// The packets `guest_ip`'s policy dropped.
-pub fn dropped(tools: &dyn ToolRunner, guest_ip: Ipv4Addr) -> Result<u64, HelperError> {
+/// The packets `guest_ip`'s policy dropped, and the destinations it denied.
+pub fn dropped(
+    tools: &dyn ToolRunner,
+    guest_ip: Ipv4Addr,
+) -> Result<(u64, Vec<PolicyDenied>), HelperError> {
     const OP: &str = "policy_counters";
     match existing_listings(tools, OP)? {
-        Some((ip, bridge)) => parse_dropped(&ip, &bridge, guest_ip).map_err(|e| failed(OP, e)),
-        None => Ok(0),
+        Some((ip, bridge)) => {
+            let dropped = parse_dropped(&ip, &bridge, guest_ip).map_err(|e| failed(OP, e))?;
+            let denied = parse_denied(&ip, guest_ip).map_err(|e| failed(OP, e))?;
+            Ok((dropped, denied))
+        }
+        None => Ok((0, Vec::new())),
     }
 }
 

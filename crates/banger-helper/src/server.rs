@@ -347,6 +347,7 @@ mod tests {
             host: HostPaths {
                 proc_sys: dir.join("proc_sys"),
             },
+            fail_ops: Vec::new(),
         };
         let tools = Arc::new(FakeTools::new().reply("ip -j -d link show", "[]"));
         (Helper::new(config, tools.clone()), tools)

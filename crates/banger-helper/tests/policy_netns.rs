@@ -311,15 +311,32 @@ fn policy_rules_hold_against_real_traffic() {
         "a learned address opens"
     );
     assert!(!py(&guest, &tcp("10.99.0.3", 8081)), "only on its port");
-    let dropped = match helper
+    let (dropped, denied) = match helper
         .call(HelperRequest::PolicyCounters { guest_ip })
         .unwrap()
         .outcome
     {
-        HelperOutcome::PolicyCounters { dropped_packets } => dropped_packets,
+        HelperOutcome::PolicyCounters {
+            dropped_packets,
+            denied,
+        } => (dropped_packets, denied),
         other => panic!("{other:?}"),
     };
     assert!(dropped >= 5, "dropped {dropped}");
+    // Each denied destination is remembered with its own count.
+    let refused = denied
+        .iter()
+        .find(|d| d.ip.to_string() == "10.99.0.3" && d.port == Some(8081))
+        .unwrap_or_else(|| panic!("10.99.0.3:8081 not among the denied: {denied:?}"));
+    assert_eq!(refused.protocol, "tcp");
+    assert!(refused.packets >= 1, "{refused:?}");
+    // ICMP (no port) is remembered too.
+    assert!(
+        denied
+            .iter()
+            .any(|d| d.protocol == "icmp" && d.port.is_none()),
+        "{denied:?}"
+    );
 
     let listing = match helper.call(HelperRequest::ListNetwork).unwrap().outcome {
         HelperOutcome::Network(listing) => listing,

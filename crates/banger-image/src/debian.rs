@@ -1,7 +1,8 @@
 //! The golden `debian-bookworm` image: `mmdebstrap` (minbase + systemd, sshd, git, build
 //! tools, docker) writes a tarball (in a user namespace for an ordinary user, plainly
 //! as root), the tarball is configured as a stream ([`crate::tar_edit`]), and
-//! `mkfs.ext4 -d` turns it into a 4 GiB sparse image. No hook runs a shell: the .deb
+//! `mkfs.ext4 -d` turns it into a 4 GiB sparse image. The pinned `mise` release
+//! ([`crate::mise`], verified against its npm integrity) is added at `/usr/local/bin/mise`. No hook runs a shell: the .deb
 //! cache uses mmdebstrap's built-in `sync-in`/`sync-out` special hooks.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -24,7 +25,7 @@ use crate::tar_edit::{Removal, TarEdits, rewrite_tar};
 use crate::tree::{Node, Tree};
 
 /// Bump when the recipe changes in a way its inputs do not show.
-pub const DEBIAN_RECIPE_VERSION: u32 = 1;
+pub const DEBIAN_RECIPE_VERSION: u32 = 2;
 pub const DEBIAN_RELEASE: &str = "bookworm";
 /// Apparent size of the image (sparse).
 pub const DEBIAN_IMAGE_BYTES: u64 = 4 << 30;
@@ -93,6 +94,7 @@ pub(crate) async fn build(
     let mut inputs: Vec<String> = sources.clone();
     inputs.extend(installs.iter().cloned());
     inputs.push(format!("assets {}", assets_digest()));
+    inputs.push(crate::mise::recipe_input());
     let key = recipe_key("debian-bookworm", DEBIAN_RECIPE_VERSION, &inputs);
     progress.stage_done(
         "resolve packages",
@@ -101,6 +103,13 @@ pub(crate) async fn build(
     if let Some(manifest) = ctx.find(&key)? {
         return Ok(manifest);
     }
+
+    progress.stage_started("fetch mise");
+    let tarball = crate::mise::fetch_tarball(ctx.runner, &ctx.debs_dir.join("npm")).await?;
+    let mise = tokio::task::spawn_blocking(move || crate::mise::binary_from_tarball(&tarball))
+        .await
+        .map_err(ImageError::Join)??;
+    progress.stage_done("fetch mise", Some(crate::mise::MISE_VERSION));
 
     progress.stage_started("assemble rootfs");
     let staging = ctx.store.staging()?;
@@ -114,7 +123,11 @@ pub(crate) async fn build(
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let reader = std::io::BufReader::new(fs_err::File::open(&input)?);
         let writer = std::io::BufWriter::new(fs_err::File::create(&output)?);
-        let (writer, stats) = rewrite_tar(reader, writer, &edits())?;
+        let mut edits = edits();
+        edits
+            .add
+            .insert(crate::mise::MISE_GUEST_PATH, Node::file(0o755, mise));
+        let (writer, stats) = rewrite_tar(reader, writer, &edits)?;
         writer
             .into_inner()
             .map_err(|e| e.into_error())?

@@ -55,6 +55,14 @@ pub enum ImageError {
         expected: String,
         actual: String,
     },
+    #[error("{url} has integrity {actual}, expected {expected}")]
+    IntegrityMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("invalid integrity `{0}`: expected `sha512-` and 64 bytes in base64")]
+    InvalidIntegrity(String),
     #[error("invalid sha256 `{0}`: expected 64 hexadecimal digits")]
     InvalidSha256(String),
     #[error(

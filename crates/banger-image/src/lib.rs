@@ -26,6 +26,7 @@ pub mod initramfs;
 mod kernel;
 mod local;
 pub mod mirror;
+pub mod mise;
 pub mod oci;
 pub mod prune;
 mod recipe;

@@ -418,6 +418,14 @@ impl ImageService {
             .ok_or_else(|| ImageError::UnknownImage(name.to_string()))?;
         let lock = self.build_lock(&format!("image/{name}"));
         let _guard = lock.lock().await;
+        // Other processes sharing this cache (a second daemon, parallel tests) build one
+        // at a time too: a second builder waits, then finds the first one's image.
+        let _file_lock = cross_process_lock(
+            self.cache_dir
+                .join("locks")
+                .join(format!("image-{name}.lock")),
+        )
+        .await?;
         let store = ImageStore::new(self.images_dir());
         let memo = ResolveMemo::new(self.cache_dir.join("resolved"));
         let debs_dir = self.debs_dir();
@@ -483,6 +491,26 @@ impl ImageService {
     pub fn cache_dir(&self) -> &Path {
         &self.cache_dir
     }
+}
+
+/// An exclusive `flock` on `path` (created if missing), held until the file is dropped.
+async fn cross_process_lock(path: PathBuf) -> Result<std::fs::File, ImageError> {
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(ImageError::io("cannot open the image build lock"))?;
+        file.lock()
+            .map_err(ImageError::io("cannot take the image build lock"))?;
+        Ok(file)
+    })
+    .await
+    .map_err(ImageError::Join)?
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ async fn debian_bookworm_image_builds() {
         progress.stages_done(),
         [
             "resolve packages",
+            "fetch mise",
             "assemble rootfs",
             "configure rootfs",
             "mkfs.ext4"

@@ -78,6 +78,8 @@ pub struct Policy {
 pub struct Session {
     owned: BTreeSet<String>,
     pending: usize,
+    /// Snapshots made by this session's forks (a fork of a running VM saves it first).
+    snapshots: BTreeSet<String>,
 }
 
 impl Session {
@@ -102,6 +104,16 @@ impl Session {
 
     pub fn deleted(&mut self, vm: &str) {
         self.owned.remove(vm);
+    }
+
+    /// A snapshot this session's fork made (forking its own VM): the session may fork it
+    /// again.
+    pub fn snapshot_made(&mut self, snapshot: &str) {
+        self.snapshots.insert(snapshot.to_string());
+    }
+
+    pub fn owns_snapshot(&self, snapshot: &str) -> bool {
+        self.snapshots.contains(snapshot)
     }
 
     fn in_use(&self) -> usize {
@@ -136,6 +148,26 @@ impl Policy {
                     "VM {vm} was not created by this MCP session; the run profile only acts on its own VMs"
                 ),
                 "create a VM with `vm_create` or `vm_run`, or start `banger mcp --profile full`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// May this session fork the snapshot named `snapshot` (a resolved, exact name)? The
+    /// run profile forks only snapshots its own forks made; `full` any.
+    pub fn check_snapshot(&self, session: &Session, snapshot: &str) -> Result<(), Refusal> {
+        if !self.offers(Access::Create) {
+            return Err(refuse(
+                format!("the {} profile cannot fork VMs", self.profile.as_str()),
+                "start `banger mcp --profile run` (or `full`)",
+            ));
+        }
+        if self.profile == Profile::Run && !session.owns_snapshot(snapshot) {
+            return Err(refuse(
+                format!(
+                    "snapshot {snapshot} was not made by this MCP session; the run profile only forks its own VMs and their snapshots"
+                ),
+                "fork a VM this session created (vm_fork with its name), or start `banger mcp --profile full`",
             ));
         }
         Ok(())
@@ -216,6 +248,26 @@ mod tests {
         assert!(p.check_vm(&s, Access::Delete, "mine").is_ok());
         s.deleted("mine");
         assert!(p.check_vm(&s, Access::Delete, "mine").is_err());
+    }
+
+    #[test]
+    fn run_forks_only_its_own_snapshots() {
+        let run = policy(Profile::Run);
+        let mut s = Session::default();
+        let refused = run.check_snapshot(&s, "base").unwrap_err();
+        assert!(
+            refused.message.contains("not made by this MCP session"),
+            "{refused}"
+        );
+        s.snapshot_made("base");
+        assert!(run.check_snapshot(&s, "base").is_ok());
+        assert!(run.check_snapshot(&s, "other").is_err());
+        assert!(policy(Profile::Full).check_snapshot(&s, "other").is_ok());
+        assert!(
+            policy(Profile::ReadOnly)
+                .check_snapshot(&s, "base")
+                .is_err()
+        );
     }
 
     #[test]

@@ -93,6 +93,12 @@ impl Dirs {
     }
 }
 
+/// The daemon's log file in a state directory: `bangerd` appends every log line there
+/// besides its stderr; `banger logs --op ID` reads it.
+pub fn daemon_log(state: &std::path::Path) -> PathBuf {
+    state.join("bangerd.log")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

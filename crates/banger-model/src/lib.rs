@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod name;
 pub mod policy;
 pub mod progress;
+pub mod publish;
 pub mod signal;
 pub mod size;
 pub mod spec;
@@ -21,11 +22,14 @@ pub mod workspace;
 
 pub use id::{IdError, VmId};
 pub use lookup::{
-    MIN_DESTRUCTIVE_PREFIX, RefError, RefMatch, check_destructive, resolve_ref,
-    resolve_ref_destructive, resolve_ref_match,
+    RefError, RefMatch, check_destructive, resolve_ref, resolve_ref_destructive, resolve_ref_match,
 };
 pub use name::{ImageName, KernelName, NameError, ResourceName, VmName, generate_vm_name};
-pub use policy::{AllowRule, HostPattern, NetPolicy, PolicyError, Ports};
+pub use policy::{
+    AllowRule, CheckAnswer, Destination, DestinationHost, HostPattern, NetPolicy, PolicyError,
+    Ports,
+};
+pub use publish::{HostSide, PortProto, PortSpec, PortSpecError};
 pub use signal::{GuestSignal, SignalError};
 pub use size::{ByteSize, SizeError};
 pub use spec::{SpecError, SpecLimits, VmSpec};

@@ -4,11 +4,11 @@
 //! id that matches exactly one item. An exact name wins even when it is also the prefix
 //! of other names or ids, so `web` always means the VM named `web` and never `web-2`.
 //!
-//! Commands that destroy something (`vm delete`, `vm kill`) accept a prefix only when it
-//! is at least [`MIN_DESTRUCTIVE_PREFIX`] characters long ([`check_destructive`]): one
-//! typed character must not be enough to delete a VM. [`resolve_ref_match`] says how a
-//! reference matched, so a caller can apply that rule (or ask for confirmation) on
-//! prefix matches only.
+//! Commands that destroy something (`vm delete`, `vm kill`, `vm prune`, `vm stop` of
+//! several) take an exact name or id only ([`check_destructive`]): `vm delete ux-zz` must
+//! never delete `ux-zzvictim`. [`resolve_ref_match`] says how a reference matched, so the
+//! CLI can ask for confirmation on a terminal, naming the full match, and then send the
+//! exact name.
 
 /// Why a reference did not pick exactly one item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,16 +23,15 @@ pub enum RefError {
         /// Names of the matching items, sorted.
         candidates: Vec<String>,
     },
-    /// A prefix too short for a destructive command (see [`check_destructive`]).
+    /// A prefix given to a destructive command (see [`check_destructive`]).
     #[error(
         "{query:?} is only a prefix of {matched:?}; destructive commands need the full name \
-         or id, or a prefix of at least {min} characters"
+         or id"
     )]
-    PrefixTooShort {
+    PrefixOnly {
         query: String,
         /// The name of the item the prefix picked.
         matched: String,
-        min: usize,
     },
 }
 
@@ -45,22 +44,15 @@ pub enum RefMatch {
     Prefix,
 }
 
-/// The shortest prefix a destructive command accepts. Four characters of a random
-/// 16-hex id collide with another VM's about once in 65536 pairs, and are never typed
-/// by accident.
-pub const MIN_DESTRUCTIVE_PREFIX: usize = 4;
-
-/// The rule for destructive commands: an exact name or id always, a prefix only when it
-/// is at least [`MIN_DESTRUCTIVE_PREFIX`] characters. `matched` is the picked item's name,
-/// for the message.
+/// The rule for destructive commands: an exact name or id, never a prefix (however
+/// long: `ux-zz` is five characters and still the wrong VM when `ux-zzvictim` is the one
+/// it finds). `matched` is the picked item's name, for the message.
 pub fn check_destructive(query: &str, how: RefMatch, matched: &str) -> Result<(), RefError> {
     match how {
         RefMatch::ExactName | RefMatch::ExactId => Ok(()),
-        RefMatch::Prefix if query.chars().count() >= MIN_DESTRUCTIVE_PREFIX => Ok(()),
-        RefMatch::Prefix => Err(RefError::PrefixTooShort {
+        RefMatch::Prefix => Err(RefError::PrefixOnly {
             query: query.to_owned(),
             matched: matched.to_owned(),
-            min: MIN_DESTRUCTIVE_PREFIX,
         }),
     }
 }
@@ -202,12 +194,11 @@ mod tests {
     }
 
     #[test]
-    fn destructive_commands_need_an_exact_ref_or_a_long_prefix() {
+    fn destructive_commands_need_an_exact_ref() {
         let too_short = |q: &str, matched: &str| {
-            Err(RefError::PrefixTooShort {
+            Err(RefError::PrefixOnly {
                 query: q.to_owned(),
                 matched: matched.to_owned(),
-                min: MIN_DESTRUCTIVE_PREFIX,
             })
         };
         let cases: Vec<(&str, Result<&str, RefError>)> = vec![
@@ -215,14 +206,13 @@ mod tests {
             ("db", Ok("db")),
             ("web", Ok("web")),
             ("cccc333300000000", Ok("db")),
-            // Prefixes of four characters or more.
-            ("dddd", Ok("aaaa")),
-            ("bbbb2", Ok("web-2")),
-            ("cach", Ok("cache")),
-            // Shorter prefixes are refused, naming what they would have picked.
+            // Every prefix is refused, however long, naming what it would have picked.
+            ("dddd", too_short("dddd", "aaaa")),
+            ("bbbb2", too_short("bbbb2", "web-2")),
+            ("cach", too_short("cach", "cache")),
             ("e", too_short("e", "cache")),
             ("ca", too_short("ca", "cache")),
-            ("web-", Ok("web-2")),
+            ("web-", too_short("web-", "web-2")),
             ("ccc", too_short("ccc", "db")),
             // Not found and ambiguous stay what they were.
             (
@@ -250,7 +240,7 @@ mod tests {
         assert_eq!(
             too_short("e", "cache").unwrap_err().to_string(),
             "\"e\" is only a prefix of \"cache\"; destructive commands need the full name or \
-             id, or a prefix of at least 4 characters"
+             id"
         );
     }
 

@@ -421,9 +421,268 @@ impl fmt::Display for NetPolicy {
     }
 }
 
+/// What `vm policy check VM HOST[:PORT]` asks about: one DNS name or one IPv4 address,
+/// and optionally a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub host: DestinationHost,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationHost {
+    /// Lowercase, no trailing dot (normalised as the resolver compares names).
+    Name(String),
+    Addr(Ipv4Addr),
+}
+
+impl FromStr for Destination {
+    type Err = PolicyError;
+
+    /// `HOST[:PORT]` parsed as an `--allow` value is, then narrowed to one name or one
+    /// address (no wildcard, no network).
+    fn from_str(input: &str) -> Result<Destination, PolicyError> {
+        let rule: AllowRule = input.parse()?;
+        let host = match rule.host {
+            HostPattern::Name(name) => DestinationHost::Name(name),
+            HostPattern::Net {
+                addr,
+                prefix_len: 32,
+            } if !input.contains('/') => DestinationHost::Addr(addr),
+            HostPattern::Wildcard(_) | HostPattern::Net { .. } => {
+                return Err(PolicyError::Name {
+                    input: input.to_owned(),
+                    reason: "a destination is one name or one address (no wildcard, no network)",
+                });
+            }
+        };
+        Ok(Destination {
+            host,
+            port: rule.port,
+        })
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            DestinationHost::Name(name) => f.write_str(name)?,
+            DestinationHost::Addr(addr) => write!(f, "{addr}")?,
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The answer to `vm policy check`: allowed or not, by which rule, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckAnswer {
+    pub allowed: bool,
+    /// The rule that allows it (as given to `--allow`), when one does.
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+fn answer(allowed: bool, rule: Option<&AllowRule>, reason: String) -> CheckAnswer {
+    CheckAnswer {
+        allowed,
+        rule: rule.map(ToString::to_string),
+        reason,
+    }
+}
+
+impl NetPolicy {
+    /// Whether the guest may reach `dest`, decided as enforcement decides it: a name by
+    /// the name rules (what banger's resolver answers; it refuses the rest, so a name
+    /// never reaches an address rule), an address by the address rules or by having been
+    /// answered to this guest for an allowed name (`learned(ip, port)`, the learned sets).
+    pub fn check_destination(
+        &self,
+        dest: &Destination,
+        learned: impl Fn(Ipv4Addr, u16) -> bool,
+    ) -> CheckAnswer {
+        if self.denies_everything() {
+            return answer(
+                false,
+                None,
+                "the policy denies everything (--deny-all): no rule, no DNS".into(),
+            );
+        }
+        match &dest.host {
+            DestinationHost::Name(name) => self.check_name_destination(name, dest.port),
+            DestinationHost::Addr(ip) => self.check_addr_destination(*ip, dest.port, learned),
+        }
+    }
+
+    fn check_name_destination(&self, name: &str, port: Option<u16>) -> CheckAnswer {
+        let rules: Vec<&AllowRule> = self
+            .allow
+            .iter()
+            .filter(|r| r.host.matches_name(name))
+            .collect();
+        let found = rules
+            .iter()
+            .find(|r| r.port.is_none() || port.is_none() || r.port == port);
+        let Some(rule) = found else {
+            if rules.is_empty() {
+                return answer(
+                    false,
+                    None,
+                    format!(
+                        "no rule allows {name}: banger's resolver refuses it (REFUSED, never forwarded), so the guest gets no address for it"
+                    ),
+                );
+            }
+            let ports: Vec<String> = rules
+                .iter()
+                .filter_map(|r| r.port.map(|p| p.to_string()))
+                .collect();
+            return answer(
+                false,
+                None,
+                format!(
+                    "{name} is allowed only on port {}; connections to other ports are dropped",
+                    ports.join(", ")
+                ),
+            );
+        };
+        let on = match (rule.port, port) {
+            (None, _) => "every port".to_string(),
+            (Some(p), _) => format!("port {p} only"),
+        };
+        let mut reason = format!(
+            "allowed by {rule}: banger's resolver answers {name} and opens the addresses it answers on {on}"
+        );
+        if port == Some(443) || (port.is_none() && rule.port.is_none_or(|p| p == 443)) {
+            reason.push_str("; on 443 the TLS ClientHello must name it (SNI checked)");
+        }
+        answer(true, Some(rule), reason)
+    }
+
+    fn check_addr_destination(
+        &self,
+        ip: Ipv4Addr,
+        port: Option<u16>,
+        learned: impl Fn(Ipv4Addr, u16) -> bool,
+    ) -> CheckAnswer {
+        let covering: Vec<&AllowRule> = self
+            .allow
+            .iter()
+            .filter(|r| match r.host {
+                HostPattern::Net { addr, prefix_len } => {
+                    u32::from(ip) & mask(prefix_len) == u32::from(addr)
+                }
+                _ => false,
+            })
+            .collect();
+        if let Some(rule) = covering
+            .iter()
+            .find(|r| r.port.is_none() || port.is_none() || r.port == port)
+        {
+            let on = match rule.port {
+                None => "every port (TCP and UDP)".to_string(),
+                Some(p) => format!("port {p} only (TCP and UDP)"),
+            };
+            return answer(true, Some(rule), format!("allowed by {rule}: {ip} on {on}"));
+        }
+        if let Some(port) = port
+            && learned(ip, port)
+        {
+            return answer(
+                true,
+                None,
+                format!(
+                    "allowed: banger's resolver answered {ip} to this guest for a name the policy allows on port {port} (until the record's TTL runs out)"
+                ),
+            );
+        }
+        if !covering.is_empty() {
+            let ports: Vec<String> = covering
+                .iter()
+                .filter_map(|r| r.port.map(|p| p.to_string()))
+                .collect();
+            return answer(
+                false,
+                None,
+                format!("{ip} is allowed only on port {}", ports.join(", ")),
+            );
+        }
+        answer(
+            false,
+            None,
+            format!(
+                "no address rule covers {ip}, and banger's resolver has not answered it to this guest for an allowed name{}",
+                if port.is_none() {
+                    " (give HOST:PORT to check an answered address)"
+                } else {
+                    ""
+                }
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_are_checked_as_enforcement_decides() {
+        let policy =
+            NetPolicy::parse(&["pypi.org:443", "*.debian.org", "10.0.0.0/8:22", "192.0.2.7"])
+                .unwrap();
+        let never = |_: Ipv4Addr, _: u16| false;
+        let check = |text: &str| policy.check_destination(&text.parse().unwrap(), never);
+        // (destination, allowed, rule)
+        let cases: &[(&str, bool, Option<&str>)] = &[
+            ("pypi.org:443", true, Some("pypi.org:443")),
+            ("PyPI.org.:443", true, Some("pypi.org:443")),
+            ("pypi.org", true, Some("pypi.org:443")),
+            ("pypi.org:80", false, None),
+            ("evil.pypi.org:443", false, None),
+            ("deb.debian.org:80", true, Some("*.debian.org")),
+            ("a.b.debian.org:21", true, Some("*.debian.org")),
+            ("debian.org:80", false, None),
+            ("10.1.2.3:22", true, Some("10.0.0.0/8:22")),
+            ("10.1.2.3:23", false, None),
+            ("192.0.2.7:9", true, Some("192.0.2.7")),
+            ("192.0.2.8:9", false, None),
+        ];
+        for (dest, allowed, rule) in cases {
+            let got = check(dest);
+            assert_eq!(got.allowed, *allowed, "{dest}: {got:?}");
+            assert_eq!(got.rule.as_deref(), *rule, "{dest}: {got:?}");
+            assert!(!got.reason.is_empty());
+        }
+        assert!(check("pypi.org:443").reason.contains("SNI"));
+        assert!(check("evil.test").reason.contains("REFUSED"));
+        assert!(check("pypi.org:80").reason.contains("only on port 443"));
+        assert!(check("10.1.2.3:23").reason.contains("only on port 22"));
+        // An address the resolver answered for an allowed name, on that port.
+        let answered =
+            |ip: Ipv4Addr, port: u16| ip == Ipv4Addr::new(151, 101, 0, 223) && port == 443;
+        let got = policy.check_destination(&"151.101.0.223:443".parse().unwrap(), answered);
+        assert!(got.allowed && got.rule.is_none(), "{got:?}");
+        assert!(got.reason.contains("answered"), "{got:?}");
+        let got = policy.check_destination(&"151.101.0.223:80".parse().unwrap(), answered);
+        assert!(!got.allowed, "{got:?}");
+        // Deny-all allows nothing.
+        let none = NetPolicy::deny_all().check_destination(&"192.0.2.7:9".parse().unwrap(), never);
+        assert!(!none.allowed && none.reason.contains("deny"), "{none:?}");
+        // Not a destination.
+        for bad in ["*.debian.org", "10.0.0.0/8", "", "a:0", "[::1]:80"] {
+            assert!(bad.parse::<Destination>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "Example.com.:443"
+                .parse::<Destination>()
+                .unwrap()
+                .to_string(),
+            "example.com:443"
+        );
+    }
 
     fn rule(text: &str) -> AllowRule {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))

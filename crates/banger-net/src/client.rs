@@ -380,14 +380,20 @@ impl HelperClient {
             .await
     }
 
-    /// Packets the guest's policy dropped so far.
-    pub async fn policy_counters(&self, guest_ip: Ipv4Addr) -> Result<u64, HelperClientError> {
+    /// Packets the guest's policy dropped so far, and the destinations it denied.
+    pub async fn policy_counters(
+        &self,
+        guest_ip: Ipv4Addr,
+    ) -> Result<(u64, Vec<banger_proto::helper::PolicyDenied>), HelperClientError> {
         match self
             .call(HelperRequest::PolicyCounters { guest_ip })
             .await?
             .outcome
         {
-            HelperOutcome::PolicyCounters { dropped_packets } => Ok(dropped_packets),
+            HelperOutcome::PolicyCounters {
+                dropped_packets,
+                denied,
+            } => Ok((dropped_packets, denied)),
             other => Err(unexpected("policy_counters", &other)),
         }
     }

@@ -178,7 +178,10 @@ impl HelperTransport for FakeHelper {
                 done
             }
             HelperRequest::PolicyCounters { .. } => Ok(HelperAnswer {
-                outcome: HelperOutcome::PolicyCounters { dropped_packets: 0 },
+                outcome: HelperOutcome::PolicyCounters {
+                    dropped_packets: 0,
+                    denied: Vec::new(),
+                },
                 fd: None,
             }),
         }

@@ -13,9 +13,11 @@
 
 pub mod client;
 pub mod fake;
+pub mod forward;
 pub mod names;
 pub mod network;
 pub mod pool;
+pub mod port_owner;
 pub mod sni;
 pub mod sni_proxy;
 
@@ -26,6 +28,7 @@ pub use client::{
     DEFAULT_HELPER_TIMEOUT, HelperAnswer, HelperClient, HelperClientError, HelperInfo,
     HelperTransport, UnixTransport,
 };
+pub use forward::{Forward, ForwardError};
 pub use names::{MacAddress, mac_address, tap_name};
 pub use network::{AttachRequest, NetAttachment, NetError, Network, NetworkConfig};
 pub use pool::AddressPool;

@@ -376,7 +376,10 @@ impl Network {
     }
 
     /// Packets a guest's policy dropped so far.
-    pub async fn policy_drops(&self, guest_ip: Ipv4Addr) -> Result<u64, HelperClientError> {
+    pub async fn policy_drops(
+        &self,
+        guest_ip: Ipv4Addr,
+    ) -> Result<(u64, Vec<banger_proto::helper::PolicyDenied>), HelperClientError> {
         self.helper.policy_counters(guest_ip).await
     }
 

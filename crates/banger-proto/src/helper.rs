@@ -181,9 +181,29 @@ pub enum HelperOutcome {
     /// The answer to `list_network`: every tap with banger's prefix, and every guest
     /// address of the pool that one of banger's NAT rules names, each sorted and once.
     Network(NetworkListing),
-    /// The answer to `policy_counters`.
-    PolicyCounters { dropped_packets: u64 },
+    /// The answer to `policy_counters`: packets dropped in all, and the denied
+    /// destinations with their packet counts (most first).
+    PolicyCounters {
+        dropped_packets: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        denied: Vec<PolicyDenied>,
+    },
 }
+
+/// A destination a guest's policy denied: address, protocol (`tcp`, `udp`, `icmp`, or
+/// a number), port (TCP and UDP) and how many packets to it were dropped. The helper
+/// keeps at most [`MAX_POLICY_DENIED`] per guest, each for an hour after its last drop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDenied {
+    pub ip: Ipv4Addr,
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub packets: u64,
+}
+
+/// Denied destinations the helper remembers per guest (TCP/UDP, and other protocols, each).
+pub const MAX_POLICY_DENIED: usize = 4096;
 
 /// banger's network state on the host, as the helper lists it. Only names that pass
 /// [`check_tap_name`] and only guest addresses of the pool appear; [`NetworkListing::check`]

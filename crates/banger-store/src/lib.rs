@@ -14,6 +14,7 @@ mod kernels;
 mod leases;
 mod migrate;
 mod operations;
+mod published;
 mod select;
 mod snapshots;
 mod vms;

@@ -19,7 +19,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_workspaces.sql"),
     include_str!("../migrations/0006_snapshots.sql"),
     include_str!("../migrations/0007_vm_policy.sql"),
-    include_str!("../migrations/0008_warm-templates.sql"),
+    include_str!("../migrations/0008_snapshot_policy.sql"),
+    include_str!("../migrations/0009_published_ports.sql"),
+    include_str!("../migrations/0010_warm_templates.sql"),
 ];
 
 // The upgrade test builds a version-1 database and opens it with the full list; it only

@@ -33,14 +33,17 @@ pub struct SnapshotRecord {
     pub size_bytes: u64,
     /// RFC 3339.
     pub created_at: String,
-    /// Set for a warm template: the key of the inputs it was made from (migration 0008).
+    /// The source VM's network policy at the save; its forks get it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<banger_model::NetPolicy>,
+    /// Set for a warm template: the key of the inputs it was made from (migration 0010).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, state, source_vm, source_name, image, kernel, vcpus, \
                        memory_bytes, disk_bytes, nat, nic, driver, dir, size_bytes, created_at, \
-                       template_key";
+                       policy, template_key";
 
 fn read(row: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
     let unsigned = |index: usize| -> rusqlite::Result<u64> {
@@ -64,19 +67,40 @@ fn read(row: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
         dir: row.get(13)?,
         size_bytes: unsigned(14)?,
         created_at: row.get(15)?,
-        template_key: row.get(16)?,
+        policy: match row.get::<_, Option<String>>(16)? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    16,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?),
+            None => None,
+        },
+        template_key: row.get(17)?,
     })
 }
 
 impl Store {
     /// Adds a snapshot; a taken name is `AlreadyExists`.
     pub fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
+        let policy = match &snapshot.policy {
+            Some(policy) => {
+                Some(
+                    serde_json::to_string(policy).map_err(|e| StoreError::Corrupt {
+                        what: format!("snapshot {:?}", snapshot.name),
+                        detail: format!("policy JSON: {e}"),
+                    })?,
+                )
+            }
+            None => None,
+        };
         self.conn
             .execute(
                 &format!(
                     "INSERT INTO snapshots ({COLUMNS}) VALUES (:id, :name, :state, :source_vm, \
                      :source_name, :image, :kernel, :vcpus, :memory_bytes, :disk_bytes, :nat, \
-                     :nic, :driver, :dir, :size_bytes, :created_at, :template_key)"
+                     :nic, :driver, :dir, :size_bytes, :created_at, :policy, :template_key)"
                 ),
                 named_params! {
                     ":id": snapshot.id,
@@ -95,6 +119,7 @@ impl Store {
                     ":dir": snapshot.dir,
                     ":size_bytes": to_i64("size", snapshot.size_bytes)?,
                     ":created_at": snapshot.created_at,
+                    ":policy": policy,
                     ":template_key": snapshot.template_key,
                 },
             )
@@ -213,6 +238,7 @@ mod tests {
             dir: format!("/s/snapshots/{id}"),
             size_bytes: 0,
             created_at: "2026-12-02T19:00:00Z".into(),
+            policy: None,
             template_key: None,
         }
     }
@@ -236,7 +262,15 @@ mod tests {
         let got = store.get_snapshot("a1").unwrap().unwrap();
         assert_eq!((got.state.as_str(), got.size_bytes), ("ready", 4096));
         assert_eq!(got.memory_bytes, 512 << 20);
-        store.insert_snapshot(&record("b1", "other")).unwrap();
+        assert_eq!(got.policy, None);
+        // The source's policy is kept for its forks.
+        let mut confined = record("b1", "other");
+        confined.policy = Some(banger_model::NetPolicy::parse(&["example.com:443"]).unwrap());
+        store.insert_snapshot(&confined).unwrap();
+        assert_eq!(
+            store.get_snapshot("b1").unwrap().unwrap().policy,
+            confined.policy
+        );
         let names: Vec<String> = store
             .list_snapshots()
             .unwrap()

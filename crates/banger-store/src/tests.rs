@@ -685,3 +685,43 @@ fn workspaces_survive_a_reopen_and_go_with_their_vm() {
         .unwrap();
     assert_eq!(left, 0, "the workspace row goes with its VM");
 }
+
+#[test]
+fn published_ports_survive_a_reopen_replace_by_host_side_and_go_with_their_vm() {
+    use banger_model::PortSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("banger.db");
+    let web = vm(1, "web", VmState::Running);
+    let db = vm(2, "db", VmState::Stopped);
+    let http = PortSpec::parse("8080:80").unwrap();
+    let dns = PortSpec::parse("0.0.0.0:5353:53/udp").unwrap();
+    {
+        let store = Store::open(&path).unwrap();
+        store.insert_vm(&web).unwrap();
+        store.insert_vm(&db).unwrap();
+        store.put_published_port(&web.id, &http, "t1").unwrap();
+        store.put_published_port(&web.id, &dns, "t1").unwrap();
+        // The same host port may be recorded for another VM; the bind decides.
+        store.put_published_port(&db.id, &http, "t1").unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.list_published_ports(&web.id).unwrap(),
+        vec![http, dns]
+    );
+    // Same host side, other guest port: replaced, not added.
+    let moved = PortSpec::parse("8080:81").unwrap();
+    store.put_published_port(&web.id, &moved, "t2").unwrap();
+    assert_eq!(
+        store.list_published_ports(&web.id).unwrap(),
+        vec![moved, dns]
+    );
+    assert!(store.delete_published_port(&web.id, &dns).unwrap());
+    assert!(!store.delete_published_port(&web.id, &dns).unwrap());
+    assert_eq!(store.list_published_ports(&web.id).unwrap(), vec![moved]);
+    assert!(store.delete_vm(&web.id).unwrap());
+    assert_eq!(store.list_published_ports(&web.id).unwrap(), vec![]);
+    assert_eq!(store.list_published_ports(&db.id).unwrap(), vec![http]);
+    // A port for a VM that does not exist fails its foreign key.
+    assert!(store.put_published_port(&web.id, &http, "t3").is_err());
+}

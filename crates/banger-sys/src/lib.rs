@@ -11,5 +11,6 @@ pub mod process;
 pub mod service;
 pub mod space;
 pub mod tap;
+pub mod terminal;
 pub mod tsc;
 pub mod vsock;

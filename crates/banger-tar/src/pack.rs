@@ -35,6 +35,38 @@ pub fn pack<W: Write>(source: &Path, name: Option<&str>, out: W) -> Result<TarSu
     Ok(summary)
 }
 
+/// Writes each `(path, name)` as one entry named `name` (a directory is written without
+/// its children; the caller lists what it wants), in the order given. For callers that
+/// choose entry by entry what goes in, such as `[[file_sync]]`, which leaves private keys
+/// out of a directory. Symlinks are stored as symlinks, never followed.
+pub fn pack_entries<W: Write>(
+    entries: &[(PathBuf, String)],
+    out: W,
+) -> Result<TarSummary, TarError> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut summary = TarSummary::default();
+    for (path, name) in entries {
+        let meta = fs::symlink_metadata(path).map_err(TarError::io(path))?;
+        let kind = meta.file_type();
+        if !(kind.is_dir() || kind.is_file() || kind.is_symlink()) {
+            return Err(TarError::Unsupported {
+                name: name.clone(),
+                kind: "special file (device, fifo or socket)",
+            });
+        }
+        builder
+            .append_path_with_name(path, name)
+            .map_err(TarError::io(path))?;
+        summary.entries += 1;
+        if kind.is_file() {
+            summary.bytes += meta.len();
+        }
+    }
+    builder.finish().map_err(TarError::Stream)?;
+    Ok(summary)
+}
+
 fn add<W: Write>(
     builder: &mut tar::Builder<W>,
     path: &Path,

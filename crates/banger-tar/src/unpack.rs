@@ -236,6 +236,27 @@ mod tests {
         fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
     }
 
+    /// `pack_entries` writes exactly the entries listed, under their names, and they
+    /// unpack like any stream.
+    #[test]
+    fn listed_entries_round_trip_under_their_names() {
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("d/skip")).unwrap();
+        fs::write(src.path().join("d/keep"), b"k").unwrap();
+        fs::write(src.path().join("d/skip/x"), b"x").unwrap();
+        let entries = vec![
+            (src.path().join("d"), "root/d".to_string()),
+            (src.path().join("d/keep"), "root/d/keep".to_string()),
+        ];
+        let mut stream = Vec::new();
+        let summary = crate::pack_entries(&entries, &mut stream).unwrap();
+        assert_eq!((summary.entries, summary.bytes), (2, 1));
+        let dst = tempfile::tempdir().unwrap();
+        unpack(stream.as_slice(), dst.path(), None).unwrap();
+        assert_eq!(fs::read(dst.path().join("root/d/keep")).unwrap(), b"k");
+        assert!(!dst.path().join("root/d/skip").exists());
+    }
+
     /// A tree of modes, a symlink pointing outside, a read-only directory and a
     /// non-UTF-8 name survives pack + unpack, also renamed.
     #[test]

@@ -36,6 +36,8 @@ pub struct CreateRequest {
     pub workspace: Option<crate::workspace::WorkspaceRequest>,
     /// The VM's network policy (`--allow`, `--deny-all`).
     pub policy: Option<banger_model::NetPolicy>,
+    /// Host ports forwarded to the guest (`-p`), open from the first boot.
+    pub publish: Vec<banger_model::PortSpec>,
     /// Boot cold even when a warm template matches (`--cold`).
     pub cold: bool,
     /// A hidden VM to make a warm template from (`template.rs`).
@@ -93,6 +95,7 @@ impl VmService {
         progress: &dyn ProgressSink,
     ) -> Result<VmRecord, VmError> {
         let (name, spec) = self.plan_create(&req)?;
+        crate::publish::check_distinct(&req.publish)?;
         if let Some(workspace) = &req.workspace {
             // A path that is not a working tree is refused before any row exists.
             banger_workspace::discover(self.runner.as_ref(), &workspace.source).await?;
@@ -163,6 +166,17 @@ impl VmService {
                 }
                 other => other,
             })?;
+        let at = now();
+        let published = self.with_store(|s| {
+            for port in &req.publish {
+                s.put_published_port(&vm.id, port, &at)?;
+            }
+            Ok(())
+        });
+        if let Err(error) = published {
+            let _ = self.with_store(|s| s.delete_vm(&vm.id));
+            return Err(error);
+        }
         Ok(vm)
     }
 
@@ -341,6 +355,12 @@ impl VmService {
         let mut attempt = 1;
         loop {
             let attachment = self.attach_network(vm).await?;
+            // Published ports listen from before the boot (a connection made early
+            // waits for the guest), so a port in use fails the start at once.
+            if let Err(error) = self.open_published(vm, attachment.as_ref().map(|a| a.guest_ip)) {
+                self.detach_network(vm).await;
+                return Err(error);
+            }
             let result = self.boot_attached(vm, &kernel, attachment, progress).await;
             let Err(error) = result else {
                 return Ok(());

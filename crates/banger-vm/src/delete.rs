@@ -23,7 +23,7 @@ use crate::service::VmService;
 impl VmService {
     /// Deletes a VM, its disk and directories. A running VM needs `force`; a VM left
     /// `deleting` by an earlier attempt is finished without it. The query must be an
-    /// exact name or id, or a prefix of at least four characters.
+    /// exact name or id.
     pub async fn delete(&self, query: &str, force: bool) -> Result<VmRecord, VmError> {
         let vm = self.find_destructive(query)?;
         let lock = self.vm_lock(&vm.id);
@@ -42,6 +42,7 @@ impl VmService {
             vm.state = VmState::Deleting;
             self.with_store_freeing_reserve(|s| s.update_vm(&vm))?;
         }
+        self.fault_point("delete: recorded deleting");
         self.finish_delete(&vm).await?;
         Ok(before)
     }
@@ -78,12 +79,17 @@ impl VmService {
             self.stop_process(&handle, Duration::ZERO).await;
         }
         kill_processes_mentioning(&paths.run_dir).await;
+        self.fault_point("delete: vmm stopped");
         // Before the row (and its lease) goes: an address must not be leased again while
         // rules for it may remain.
         self.try_detach_network(vm).await?;
+        self.fault_point("delete: network detached");
         remove_dir_if_present(&paths.dir)?;
+        self.fault_point("delete: vm directory removed");
         remove_dir_if_present(&paths.run_dir)?;
+        self.fault_point("delete: run directory removed");
         self.with_store_freeing_reserve(|s| s.delete_vm(&vm.id).map(drop))?;
+        self.fault_point("delete: row deleted");
         self.forget_host_key(vm);
         self.forget_lock(&vm.id);
         self.space_reserve.ensure();

@@ -43,6 +43,8 @@ pub enum VmError {
     Vmm(#[source] Box<banger_vmm::VmmError>),
     #[error("guest network")]
     Network(#[source] Box<banger_net::NetError>),
+    #[error("published port")]
+    Port(#[source] Box<banger_net::ForwardError>),
     #[error("workspace")]
     Workspace(#[source] Box<banger_workspace::WorkspaceError>),
     #[error("guest agent")]

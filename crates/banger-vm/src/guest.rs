@@ -103,6 +103,30 @@ impl VmService {
             .await?)
     }
 
+    /// Like [`Self::exec_with_stdin`] for the requests a newer agent is needed for: a
+    /// `tty` (window sizes from `resizes`) or a `user`; stdin is optional.
+    pub async fn exec_interactive<R>(
+        &self,
+        query: &str,
+        request: ExecRequest,
+        stdin: Option<R>,
+        resizes: Option<tokio::sync::watch::Receiver<banger_proto::agent::WindowSize>>,
+        on_output: impl FnMut(banger_proto::agent::Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+    ) -> Result<i32, VmError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        let vm = self.find(query)?;
+        if request.argv.is_empty() {
+            return Err(VmError::BadRequest("no command given".into()));
+        }
+        let agent = self.agent_for(&vm).await?;
+        Ok(agent
+            .exec_interactive(request, stdin, resizes, on_output, cancel)
+            .await?)
+    }
+
     /// What the guest's `path` is (symlinks followed), `None` when nothing is there.
     pub async fn stat(&self, query: &str, path: &str) -> Result<Option<PathKind>, VmError> {
         let vm = self.find(query)?;

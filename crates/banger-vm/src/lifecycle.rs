@@ -20,7 +20,8 @@ pub struct SetRequest {
 }
 
 impl VmService {
-    /// Boots a stopped VM.
+    /// Boots a stopped VM. A VM that is already running is left alone and returned as
+    /// it is (as `docker start` does): the CLI says so.
     pub async fn start(
         self: &Arc<Self>,
         query: &str,
@@ -31,10 +32,7 @@ impl VmService {
         let _guard = lock.lock().await;
         let mut vm = self.reload(&vm.id)?;
         if vm.state == VmState::Running {
-            return Err(VmError::Conflict(format!(
-                "VM {} is already running",
-                vm.name
-            )));
+            return Ok(vm);
         }
         if !vm.state.can_start() {
             return Err(VmError::Conflict(format!(
@@ -54,7 +52,8 @@ impl VmService {
         }
     }
 
-    /// Graceful stop (guest poweroff), forced after `timeout`.
+    /// Graceful stop (guest poweroff), forced after `timeout`. A VM that is already
+    /// stopped is returned as it is.
     pub async fn stop(&self, query: &str, timeout: Option<Duration>) -> Result<VmRecord, VmError> {
         let vm = self.find(query)?;
         let lock = self.vm_lock(&vm.id);
@@ -70,10 +69,7 @@ impl VmService {
     ) -> Result<VmRecord, VmError> {
         let mut vm = self.reload(id)?;
         if vm.state == VmState::Stopped {
-            return Err(VmError::Conflict(format!(
-                "VM {} is already stopped",
-                vm.name
-            )));
+            return Ok(vm);
         }
         if vm.state == VmState::Deleting {
             return Err(VmError::Conflict(format!(
@@ -96,6 +92,7 @@ impl VmService {
             };
             vm.state = VmState::Stopping;
             self.save(&vm)?;
+            self.fault_point("stop: recorded stopping");
             // Ask the guest to power off (busybox init ignores ACPI power buttons); the
             // driver then waits, sends its own graceful request, and kills at the timeout.
             if let Some(agent) = &agent {
@@ -107,18 +104,23 @@ impl VmService {
                     tokio::time::timeout(Duration::from_secs(2), agent.exec(poweroff, |_, _| {}))
                         .await;
             }
+            self.fault_point("stop: poweroff asked");
             self.stop_process(&live.handle, timeout).await;
             self.set_live(id, None);
+            self.fault_point("stop: vmm stopped");
         }
         self.detach_network(&vm).await;
+        self.fault_point("stop: network detached");
         let paths = self.paths(id);
         let _ = std::fs::remove_file(&paths.handle_file);
         let _ = std::fs::remove_dir_all(&paths.run_dir);
+        self.fault_point("stop: run files removed");
         vm.state = VmState::Stopped;
         vm.runtime.boot_id = None;
         vm.runtime.address = None;
         vm.runtime.last_error = None;
         self.save(&vm)?;
+        self.fault_point("stop: recorded stopped");
         Ok(vm)
     }
 
@@ -145,7 +147,7 @@ impl VmService {
     }
 
     /// Sends `signal` to the VMM process. A VMM that exits is `stopped`, not `error`.
-    /// Like `delete`, it takes an exact name or id, or a prefix of four characters.
+    /// Like `delete`, it takes an exact name or id.
     pub async fn kill(&self, query: &str, signal: GuestSignal) -> Result<VmRecord, VmError> {
         let vm = self.find_destructive(query)?;
         let lock = self.vm_lock(&vm.id);

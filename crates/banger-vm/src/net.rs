@@ -144,6 +144,7 @@ impl VmService {
     /// the lease (by removing the row) while rules for its address may remain.
     pub(crate) async fn try_detach_network(&self, vm: &VmRecord) -> Result<(), VmError> {
         self.names.remove(vm.name.as_str());
+        self.close_published(&vm.id);
         let Some(network) = self.network() else {
             return Ok(());
         };
@@ -194,6 +195,16 @@ impl VmService {
             }
             let _ = done.send(true);
         });
+    }
+
+    /// Whether the ssh set-up of the VM's last boot is still under way (sshd not yet
+    /// answering), so a caller about to wait can say so first.
+    pub fn ssh_pending(&self, vm_id: &VmId) -> bool {
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vm_id.as_str())
+            .is_some_and(|pending| !*pending.borrow())
     }
 
     /// Returns once the ssh set-up started at the VM's last boot (if any) has finished:

@@ -40,6 +40,10 @@ pub struct PolicyStatus {
     /// Packets the host's rules dropped for the guest since its policy was installed
     /// (running VMs with a network).
     pub dropped_packets: Option<u64>,
+    /// The destinations it denied (each with its packets), most first.
+    pub denied: Vec<banger_proto::helper::PolicyDenied>,
+    /// The names banger's resolver refused the guest, with how often, most first.
+    pub refused_names: Vec<(String, u64)>,
 }
 
 impl VmService {
@@ -127,23 +131,67 @@ impl VmService {
     /// The VM's policy and, while it runs, its drop counter.
     pub async fn policy_status(&self, query: &str) -> Result<PolicyStatus, VmError> {
         let vm = self.find(query)?;
-        let mut dropped_packets = None;
+        let mut status = PolicyStatus {
+            vm,
+            dropped_packets: None,
+            denied: Vec::new(),
+            refused_names: Vec::new(),
+        };
+        let vm = &status.vm;
         if vm.policy.is_some()
             && vm.state == VmState::Running
             && let Some(network) = self.network()
             && let Some(lease) = self.with_store(|s| s.get_lease(&vm.id))?
         {
+            status.refused_names = self.policies.refused(lease.ipv4);
             match network.policy_drops(lease.ipv4).await {
-                Ok(count) => dropped_packets = Some(count),
+                Ok((count, denied)) => {
+                    status.dropped_packets = Some(count);
+                    status.denied = denied;
+                }
                 Err(error) => {
                     tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot read the policy counters")
                 }
             }
         }
-        Ok(PolicyStatus {
-            vm,
-            dropped_packets,
-        })
+        Ok(status)
+    }
+
+    /// Whether the VM's guest may reach `dest` and why (`vm policy check`): by its
+    /// policy's rules, or for an address by the resolver having answered it to this
+    /// guest; without a policy, NAT decides.
+    pub fn check_policy(
+        &self,
+        query: &str,
+        dest: &banger_model::Destination,
+    ) -> Result<(VmRecord, banger_model::CheckAnswer), VmError> {
+        let vm = self.find(query)?;
+        let Some(policy) = &vm.policy else {
+            let answer = if vm.nat {
+                banger_model::CheckAnswer {
+                    allowed: true,
+                    rule: None,
+                    reason: "the VM has no policy and has NAT (--nat): it reaches everything"
+                        .into(),
+                }
+            } else {
+                banger_model::CheckAnswer {
+                    allowed: false,
+                    rule: None,
+                    reason: "the VM has no policy and no NAT: it reaches nothing outside the host"
+                        .into(),
+                }
+            };
+            return Ok((vm, answer));
+        };
+        let guest = self
+            .with_store(|s| s.get_lease(&vm.id))?
+            .filter(|_| vm.state == VmState::Running)
+            .map(|lease| lease.ipv4);
+        let answer = policy.check_destination(dest, |ip, port| {
+            guest.is_some_and(|guest| self.policies.is_learned(guest, ip, port))
+        });
+        Ok((vm, answer))
     }
 
     /// Writes the guest's /etc/resolv.conf through its agent; a failure is logged (the

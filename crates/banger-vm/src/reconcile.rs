@@ -104,6 +104,7 @@ impl VmService {
                         self.save(&vm)?;
                     }
                     self.republish(&vm);
+                    self.reopen_published(&vm);
                     self.watch(vm.id.clone(), handle);
                     report.reattached.push(vm.name.to_string());
                 }

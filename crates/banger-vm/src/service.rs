@@ -97,6 +97,10 @@ pub struct VmService {
     pub(crate) space_reserve: SpaceReserve,
     /// Keys of the warm templates being built now (`template.rs`).
     pub(crate) building_templates: Mutex<std::collections::HashSet<String>>,
+    /// Running VMs' published ports (see `publish.rs`).
+    pub(crate) forwards: crate::publish::Forwards,
+    /// Crash points for tests (`fault.rs`).
+    pub(crate) faults: crate::fault::FaultPoints,
 }
 
 impl VmService {
@@ -123,8 +127,20 @@ impl VmService {
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
             building_templates: Mutex::new(std::collections::HashSet::new()),
+            forwards: Default::default(),
+            faults: crate::fault::FaultPoints::default(),
             cfg,
         })
+    }
+
+    /// Sets (or clears) the hook called at each of `fault`'s points. For tests only: the
+    /// daemon never sets one.
+    pub fn set_fault_hook(&self, hook: Option<crate::fault::FaultHook>) {
+        self.faults.set(hook);
+    }
+
+    pub(crate) fn fault_point(&self, point: &str) {
+        self.faults.reached(point);
     }
 
     pub fn config(&self) -> &VmServiceConfig {
@@ -202,8 +218,9 @@ impl VmService {
             .map_err(|error| ref_error(query, error))
     }
 
-    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): a
-    /// prefix must be at least [`banger_model::MIN_DESTRUCTIVE_PREFIX`] characters.
+    /// Like [`Self::find`], for commands that destroy something (`delete`, `kill`): an
+    /// exact name or id only (the CLI confirms a prefix with the user, then sends the
+    /// full name).
     pub fn find_destructive(&self, query: &str) -> Result<VmRecord, VmError> {
         let vms = self.list()?;
         resolve_ref_destructive(query, &vms, |vm| vm.id.as_str(), |vm| vm.name.as_str())
@@ -370,7 +387,7 @@ fn ref_error(query: &str, error: RefError) -> VmError {
     match error {
         RefError::NotFound { .. } => VmError::NotFound(format!("no VM named {query:?}")),
         RefError::Ambiguous { query, candidates } => VmError::Ambiguous { query, candidates },
-        too_short @ RefError::PrefixTooShort { .. } => VmError::BadRequest(too_short.to_string()),
+        too_short @ RefError::PrefixOnly { .. } => VmError::BadRequest(too_short.to_string()),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct SnapshotPaths {
     pub stream: PathBuf,
     /// Sockets of the VMM that converts the stream.
     pub run_dir: PathBuf,
+    /// That VMM's handle while it runs, for the startup reconcile.
+    pub converter_handle: PathBuf,
 }
 
 impl SnapshotPaths {
@@ -80,6 +82,11 @@ impl SnapshotPaths {
             disk: dir.join("disk.ext4"),
             stream: dir.join("stream.partial"),
             run_dir: dirs.runtime.join("snapshots").join(id),
+            converter_handle: dirs
+                .runtime
+                .join("snapshots")
+                .join(id)
+                .join("converter.json"),
             dir,
         }
     }
@@ -271,6 +278,7 @@ impl VmService {
             size_bytes: 0,
             created_at: now(),
             template_key,
+            policy: vm.policy.clone(),
         };
         self.with_store(|s| s.insert_snapshot(&record))
             .map_err(|err| match err {
@@ -282,11 +290,13 @@ impl VmService {
                 other => other,
             })?;
         progress.stage_done(RESERVE_NAME_STAGE, Some(&record.name));
+        self.fault_point("snapshot: row creating");
         match self.make_snapshot(&vm, &live, &paths, progress).await {
             Ok(()) => {
                 record.size_bytes = allocated_bytes(&paths.dir);
                 record.state = READY.into();
                 self.with_store(|s| s.set_snapshot_state(&id, READY, record.size_bytes))?;
+                self.fault_point("snapshot: row ready");
                 Ok(record)
             }
             Err(error) => {
@@ -313,6 +323,7 @@ impl VmService {
                 .create(&paths.dir)
                 .map_err(VmError::io("cannot create the snapshot directory"))?;
         }
+        self.fault_point("snapshot: directory made");
         let vm_paths = self.paths(&vm.id);
 
         progress.stage_started("pause and save");
@@ -330,13 +341,18 @@ impl VmService {
         // The disk is copied while the guest is paused, so it matches the saved state.
         let copied = match &saved {
             Ok(_) => {
-                Some(disk::provision(self.runner.as_ref(), &vm_paths.root_disk, &paths.disk).await)
+                self.fault_point("snapshot: saved, source paused");
+                let copied =
+                    disk::provision(self.runner.as_ref(), &vm_paths.root_disk, &paths.disk).await;
+                self.fault_point("snapshot: disk copied");
+                Some(copied)
             }
             Err(_) => None,
         };
         if let Err(error) = self.driver.resume(&live.handle).await {
             tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot resume the VM after its snapshot");
         }
+        self.fault_point("snapshot: source resumed");
         let report = saved?;
         let method = copied.expect("copied after a save")?;
         progress.stage_done(
@@ -408,6 +424,7 @@ impl VmService {
         for file in [&paths.state, &paths.mem, &paths.disk] {
             set_mode(file, 0o400)?;
         }
+        self.fault_point("snapshot: files sealed");
         progress.stage_done(
             "save memory",
             Some(&crate::warm::human_bytes(allocated_bytes(&paths.dir))),
@@ -431,6 +448,15 @@ impl VmService {
             .map_err(VmError::io("cannot create the snapshot's RAM file"))?;
         set_mode(&paths.mem, 0o600)?;
         let converter = self.driver.launch_warm(spec, warm).await?;
+        // Recorded so that a daemon killed from here on leaves a process the next one
+        // can stop by its identity (pid + start time), not only by its command line.
+        let recorded = std::fs::create_dir_all(&paths.run_dir)
+            .and_then(|()| handle_file::write(&paths.converter_handle, &converter));
+        if let Err(error) = recorded {
+            self.stop_process(&converter, Duration::ZERO).await;
+            return Err(VmError::io("cannot record the converting VMM")(error));
+        }
+        self.fault_point("snapshot: converter launched");
         let lean = self
             .driver
             .snapshot(
@@ -442,9 +468,13 @@ impl VmService {
                 },
             )
             .await;
+        if lean.is_ok() {
+            self.fault_point("snapshot: state saved");
+        }
         // With shared RAM, a guest that ran would write into the file: it never does.
         self.stop_process(&converter, Duration::ZERO).await;
         let _ = std::fs::remove_dir_all(&paths.run_dir);
+        self.fault_point("snapshot: converter stopped");
         lean?;
         Ok(())
     }
@@ -543,6 +573,8 @@ impl VmService {
             memory_mib: Some(snapshot.memory_bytes >> 20),
             disk_mib: Some(snapshot.disk_bytes >> 20),
             nat: snapshot.nat,
+            // A fork is confined as its source was: same allow-list, same resolver.
+            policy: snapshot.policy.clone(),
             ..CreateRequest::default()
         };
         let spec = banger_model::VmSpec {
@@ -614,6 +646,12 @@ impl VmService {
             gateway: a.gateway.to_string(),
         });
         let address = attachment.as_ref().map(|a| a.guest_ip);
+        // Published ports (a `vm create -p` restored from a warm template) listen from
+        // before the restore, as on a cold boot.
+        if let Err(error) = self.open_published(vm, address) {
+            self.detach_network(vm).await;
+            return Err(error);
+        }
         let net = match attachment.take() {
             Some(a) => Some(NetAttachment {
                 tap_name: a.tap_name,
@@ -730,6 +768,11 @@ impl VmService {
                 continue;
             }
             let paths = SnapshotPaths::new(&self.cfg.dirs, &snapshot.id);
+            if let Some(converter) = handle_file::read(&paths.converter_handle)
+                && banger_sys::process::is_same_process_alive(converter.pid, converter.start_time)
+            {
+                self.stop_process(&converter, Duration::ZERO).await;
+            }
             crate::reconcile::kill_processes_mentioning(&paths.run_dir).await;
             if snapshot.state == CREATING
                 && let Ok(id) = VmId::parse(&snapshot.source_vm)

@@ -213,6 +213,7 @@ pub(crate) async fn run_checked(
                 env: Default::default(),
                 cwd: Some("/".into()),
                 stdin: false,
+                ..Default::default()
             },
             |stream, bytes| {
                 if stream == banger_proto::agent::Stream::Stderr && stderr.len() < 8192 {
@@ -328,6 +329,7 @@ impl VmService {
                 env: Default::default(),
                 cwd: Some("/".into()),
                 stdin: true,
+                ..Default::default()
             },
             stdin,
             |stream, bytes| {

@@ -336,3 +336,62 @@ async fn a_delete_waits_for_the_create_holding_the_vm_lock() {
     assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
     assert_nothing_left(&bench, &service);
 }
+
+/// Without a network (no helper here) a VM cannot forward ports: a create with `-p` is
+/// refused with a reason naming the helper and leaves nothing, `publish` on a running VM
+/// is refused likewise, and `unpublish` names what is (not) published.
+#[tokio::test]
+async fn published_ports_need_the_network_and_are_refused_clearly() {
+    require_disk_tools!();
+    let bench = Bench::new();
+    let service = bench.service();
+    let spec = banger_model::PortSpec::parse("18080:80").unwrap();
+
+    let mut with_port = request("web");
+    with_port.publish = vec![spec];
+    let error = service.create(with_port, &NoProgress).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("has published ports but no network address"),
+        "{error}"
+    );
+    assert_nothing_left(&bench, &service);
+
+    let mut twice = request("web");
+    twice.publish = vec![
+        spec,
+        banger_model::PortSpec::parse("0.0.0.0:18080:81").unwrap(),
+    ];
+    let error = service.create(twice, &NoProgress).await.unwrap_err();
+    assert!(matches!(error, VmError::BadRequest(_)), "{error}");
+    assert!(
+        error.to_string().contains("ask for the same host port"),
+        "{error}"
+    );
+    assert_nothing_left(&bench, &service);
+
+    service.create(request("web"), &NoProgress).await.unwrap();
+    let error = service.publish("web", vec![spec]).await.unwrap_err();
+    assert!(
+        error.to_string().contains("has no network address"),
+        "{error}"
+    );
+    let (_, published) = service.published("web").unwrap();
+    assert!(published.is_empty(), "{published:?}");
+
+    service.stop("web", None).await.unwrap();
+    let error = service.publish("web", vec![spec]).await.unwrap_err();
+    assert!(error.to_string().contains("VM web is stopped"), "{error}");
+    let side = banger_model::HostSide::parse("18080").unwrap();
+    let error = service
+        .unpublish("web", vec![("18080".into(), side)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "VM web publishes no port \"18080\" (published: none)"
+    );
+    service.delete("web", true).await.unwrap();
+    assert_nothing_left(&bench, &service);
+}

@@ -7,9 +7,9 @@
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::commands::{
-    completion, doctor, image, kernel, mcp, ping, ssh_config, ssh_proxy, system, vm_cp, vm_exec,
-    vm_lifecycle, vm_list, vm_logs, vm_policy, vm_run, vm_set, vm_show, vm_snapshot, vm_ssh,
-    workspace, workspace_export,
+    completion, config, doctor, image, kernel, logs, mcp, ping, ssh_config, ssh_proxy, system,
+    vm_cp, vm_exec, vm_lifecycle, vm_list, vm_logs, vm_policy, vm_port, vm_run, vm_set, vm_show,
+    vm_snapshot, vm_ssh, vm_stats, workspace, workspace_export,
 };
 
 const ABOUT: &str = "Disposable Linux sandboxes in microVMs";
@@ -19,10 +19,12 @@ banger gives you disposable Linux sandboxes in microVMs. `banger vm run ./repo -
 boots a guest from a golden image, imports the repository, runs the command and exits with \
 its exit code.
 
-The `banger` command talks to the `bangerd` daemon over a Unix socket; `sudo banger system \
-install` runs it (and its root helper) as a service, or start it by hand with `bangerd &` \
-(its socket is `$XDG_RUNTIME_DIR/banger/bangerd.sock`, or `BANGER_SOCKET`). \
-`banger doctor` checks this host without the daemon.
+The `banger` command talks to the `bangerd` daemon over a Unix socket. `sudo banger system \
+install` runs it and its root helper (`banger-helper`, which sets up guest networking) as \
+services; `bangerd &` starts the daemon alone by hand (its VMs then have no network). The \
+socket is `$XDG_RUNTIME_DIR/banger/bangerd.sock`, or `BANGER_SOCKET`. `banger doctor` \
+checks this host without the daemon; `banger logs --op ID` prints what the daemon logged \
+for the operation an error names.
 
 Exit codes: the guest command's exit code for `vm run` and `vm exec`, 1 when banger itself \
 fails, 2 for usage errors.";
@@ -33,7 +35,8 @@ Examples:
   banger vm run --rm -- uname -a        Run one command, then delete the VM
   banger vm create --name web           Create and boot a VM named `web`
   banger vm ssh web                     Open a shell in it
-  banger vm list                        List VMs
+  banger ps                             List VMs (`banger vm list`)
+  banger rm -f web                      Delete a VM (`banger vm delete --force web`)
   banger doctor                         Check that this host can run VMs";
 
 /// `banger`: the parsed command line.
@@ -63,6 +66,20 @@ pub fn command() -> clap::Command {
 pub enum Command {
     #[command(subcommand)]
     Vm(VmCommand),
+    #[command(
+        about = "List VMs (alias of `banger vm list`)",
+        long_about = "List VMs: the same command as `banger vm list` (also `vm ls`, `vm ps`), \
+with the same -q, --filter, --format and --json."
+    )]
+    Ps(vm_list::ListArgs),
+    #[command(
+        about = "Delete VMs and their disks (alias of `banger vm delete`)",
+        long_about = "Delete VMs and their disks: the same command as `banger vm delete` \
+(also `vm rm`). A running VM needs -f; a prefix of a name is confirmed on a terminal and \
+refused without one."
+    )]
+    Rm(vm_lifecycle::DeleteArgs),
+    Logs(logs::LogsArgs),
     #[command(subcommand)]
     Image(ImageCommand),
     #[command(subcommand)]
@@ -72,6 +89,8 @@ pub enum Command {
     SshProxy(ssh_proxy::SshProxyArgs),
     #[command(subcommand)]
     System(SystemCommand),
+    #[command(subcommand)]
+    Config(ConfigCommand),
     Doctor(doctor::DoctorArgs),
     Health(ping::HealthArgs),
     Ping(ping::PingArgs),
@@ -90,14 +109,18 @@ A VM is created from an image (a root filesystem) and a kernel, boots in a few s
 and keeps its disk until it is deleted. `vm run` is the one-shot path (create, run a \
 command, exit with its code); the other commands manage VMs one step at a time.
 
-VMs are named by their name, a unique prefix of their name, or a prefix of their id.",
+VMs are named by their name, a unique prefix of their name, or a prefix of their id. \
+Commands that destroy (`delete`, `kill`, `stop` of several) need the full name or id: a \
+prefix is confirmed on a terminal and refused without one. `start`, `stop`, `kill` and \
+`delete` take `--all`. Aliases: `vm ls`/`vm ps` (`banger ps`), `vm rm` (`banger rm`).",
     after_help = "\
 Examples:
   banger vm run ./repo -- make test     Create a VM, import ./repo, run `make test`
   banger vm create --name web --memory 2GiB
   banger vm exec web -- uname -a
   banger vm stop web
-  banger vm delete web"
+  banger vm ls -q --filter state=running
+  banger vm rm -f web"
 )]
 pub enum VmCommand {
     Run(vm_run::RunArgs),
@@ -106,24 +129,42 @@ pub enum VmCommand {
     Stop(vm_lifecycle::StopArgs),
     Restart(vm_lifecycle::RestartArgs),
     Kill(vm_lifecycle::KillArgs),
+    #[command(visible_alias = "rm")]
     Delete(vm_lifecycle::DeleteArgs),
     Prune(vm_lifecycle::PruneArgs),
-    #[command(visible_alias = "ps")]
+    #[command(visible_aliases = ["ls", "ps"])]
     List(vm_list::ListArgs),
     Show(vm_show::ShowArgs),
     Ssh(vm_ssh::SshArgs),
     Exec(vm_exec::ExecArgs),
     Cp(vm_cp::CpArgs),
     Logs(vm_logs::LogsArgs),
-    Stats(vm_show::StatsArgs),
+    Stats(vm_stats::StatsArgs),
     Ports(vm_show::PortsArgs),
     Set(vm_set::SetArgs),
     Snapshot(vm_snapshot::SnapshotArgs),
     Fork(vm_snapshot::ForkArgs),
     #[command(subcommand)]
+    Port(PortCommand),
+    #[command(subcommand)]
     Policy(PolicyCommand),
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Publish guest ports on the host, or stop publishing them",
+    long_about = "Publish a VM's guest ports on the host: the daemon listens on a host port (127.0.0.1 unless you choose another address) and forwards to the guest. Published ports are kept with the VM: they close at stop and open again at start. `vm run -p` and `vm create -p` publish at creation; `vm ports` lists them.",
+    after_help = "\
+Examples:
+  banger vm port publish web 8080:80
+  banger vm port publish web 0.0.0.0:8443:443 5353:53/udp
+  banger vm port unpublish web 8080"
+)]
+pub enum PortCommand {
+    Publish(vm_port::PublishArgs),
+    Unpublish(vm_port::UnpublishArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,11 +181,14 @@ Examples:
   banger vm policy set web --allow pypi.org:443 --allow '*.pythonhosted.org:443'
   banger vm policy set web --deny-all
   banger vm policy set web --clear          Back to --nat (or no network) alone
+  banger vm policy check web pypi.org:443   Would it connect, and by which rule?
+  banger vm logs --policy web              What the policy denied
   banger vm policy show web --json | jq .dropped_packets"
 )]
 pub enum PolicyCommand {
     Show(vm_policy::ShowArgs),
     Set(vm_policy::SetArgs),
+    Check(vm_policy::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +290,20 @@ pub enum SystemCommand {
     Supervise(system::SuperviseArgs),
 }
 
+#[derive(Debug, Subcommand)]
+#[command(
+    about = "Show the config file's settings and where each came from",
+    long_about = "Show the config file's settings. `config.toml` in banger's config \
+directory gives defaults for new VMs (image, sizes, network policy, guest path, git \
+identity, host CA certificates, files to sync); flags override it. README.md, \"The config \
+file\", lists the keys.",
+    after_help = "Examples:\n  banger config show\n  banger config show --json\n  banger config path"
+)]
+pub enum ConfigCommand {
+    Show(config::ShowArgs),
+    Path(config::PathArgs),
+}
+
 /// `--json`, for every command that prints data.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct JsonFlag {
@@ -260,14 +318,6 @@ pub struct VmArg {
     /// VM name, unique name prefix, or id prefix
     #[arg(value_name = "VM", add = crate::candidates::vm_names())]
     pub vm: String,
-}
-
-/// One or more VMs, each by name, unique name prefix, or id prefix.
-#[derive(Debug, Clone, Args)]
-pub struct VmsArg {
-    /// VM names, unique name prefixes, or id prefixes
-    #[arg(value_name = "VM", required = true, num_args = 1.., add = crate::candidates::vm_names())]
-    pub vms: Vec<String>,
 }
 
 #[cfg(test)]

@@ -71,8 +71,17 @@ impl Ctx {
         {
             dirs.socket = installed.paths.daemon_socket;
             dirs.runtime = installed.paths.runtime_dir;
+            if self.env("BANGER_STATE_DIR").is_none() {
+                dirs.state = installed.paths.state_dir;
+            }
         }
         Ok(dirs)
+    }
+
+    /// The daemon's own log file (`<state>/bangerd.log`), which it writes besides its
+    /// stderr so that `banger logs --op ID` and error messages can point at it.
+    pub fn daemon_log(&self) -> Result<PathBuf, CliError> {
+        Ok(banger_model::dirs::daemon_log(&self.dirs()?.state))
     }
 
     /// Connects to the daemon.
@@ -136,6 +145,33 @@ impl Daemon {
         let result = self
             .client
             .call_with_input::<M, R>(params, input, |event| {
+                if let Event::OpStarted { op: id } = &event {
+                    op = Some(id.clone());
+                }
+                on_event(event);
+            })
+            .await;
+        result.map_err(|err| match err {
+            ClientError::Api(api) if api.op.is_none() => {
+                CliError::Daemon(ClientError::Api(attach_op(api, op)))
+            }
+            other => CliError::Daemon(other),
+        })
+    }
+
+    /// Like [`Self::call_with_input`] for a `vm.exec` on a terminal: the sizes from
+    /// `resizes` follow the input as resize frames.
+    pub async fn call_with_terminal<M: Method, R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        params: &M::Params,
+        input: R,
+        resizes: tokio::sync::mpsc::UnboundedReceiver<banger_api::methods::TerminalSize>,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<M::Output, CliError> {
+        let mut op: Option<String> = None;
+        let result = self
+            .client
+            .call_with_terminal::<M, R>(params, input, resizes, |event| {
                 if let Event::OpStarted { op: id } = &event {
                     op = Some(id.clone());
                 }

@@ -94,6 +94,8 @@ pub struct Report {
     pub error: String,
     pub hint: Option<String>,
     pub op: Option<String>,
+    /// Where the daemon's log is, printed with the op id so its lines can be found.
+    pub daemon_log: Option<PathBuf>,
 }
 
 impl Report {
@@ -102,6 +104,7 @@ impl Report {
             error: error.into(),
             hint,
             op: None,
+            daemon_log: None,
         }
     }
 }
@@ -149,7 +152,12 @@ fn daemon_down(
              (BANGER_SOCKET / BANGER_RUNTIME_DIR) so it listens there, then try again"
         )
     } else {
-        format!("start the daemon with `{start_command}`, then try again")
+        format!(
+            "install banger's services once with `sudo banger system install` (bangerd and \
+             banger-helper, the root helper guest networking needs), or start the daemon \
+             alone by hand with `{start_command}` (its VMs then have no network); then try \
+             again"
+        )
     };
     Report::new(
         format!(
@@ -207,7 +215,10 @@ fn translate_api(api: &ApiError) -> Report {
         ),
         ErrorCode::Unauthorized => (
             format!("the daemon refused this user: {}", api.message),
-            Some("bangerd serves only the user who started it; start your own with `bangerd &`"),
+            Some(
+                "bangerd serves only the user who started it; start your own with \
+                 `sudo banger system install` (as yourself, with sudo) or `bangerd &`",
+            ),
         ),
         ErrorCode::UnknownMethod => (
             format!(
@@ -224,6 +235,7 @@ fn translate_api(api: &ApiError) -> Report {
         error,
         hint: api.hint.clone().or(default_hint.map(str::to_string)),
         op: api.op.clone(),
+        daemon_log: None,
     }
 }
 
@@ -237,14 +249,31 @@ pub fn render(report: &Report) -> String {
         text.push_str(&format!("{hint}hint:{hint:#} {h}\n"));
     }
     if let Some(op) = &report.op {
-        text.push_str(&format!("{dim}op: {op}{dim:#}\n"));
+        match &report.daemon_log {
+            Some(log) => text.push_str(&format!(
+                "{dim}op: {op} (its lines in the daemon log, {}: `banger logs --op {op}`){dim:#}\n",
+                log.display()
+            )),
+            None => text.push_str(&format!("{dim}op: {op}{dim:#}\n")),
+        }
     }
     text
 }
 
+/// The daemon's log file as this CLI would find it (`<state>/bangerd.log`, which the
+/// daemon writes besides its stderr), set once at start by `main`.
+static DAEMON_LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Records where the daemon's log is, for the op lines of errors.
+pub fn set_daemon_log(path: PathBuf) {
+    let _ = DAEMON_LOG.set(path);
+}
+
 /// Prints a failure to stderr, once.
 pub fn print(err: &CliError) {
-    let text = render(&translate(err));
+    let mut report = translate(err);
+    report.daemon_log = DAEMON_LOG.get().cloned();
+    let text = render(&report);
     let mut stderr = anstream::stderr();
     // Nothing sensible is left to do when stderr itself is gone.
     let _ = stderr.write_all(text.as_bytes());

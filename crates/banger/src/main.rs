@@ -6,12 +6,16 @@
 mod candidates;
 mod cli;
 mod commands;
+mod config;
 mod connect;
+mod env_file;
 mod errors;
+mod guest_setup;
 mod progress;
 mod render;
 mod ssh_config;
 mod system;
+mod terminal;
 mod values;
 
 use std::process::ExitCode;
@@ -25,6 +29,9 @@ fn main() -> ExitCode {
 
     let cli = cli::Cli::parse();
     let ctx = connect::Ctx::from_process();
+    if let Ok(log) = ctx.daemon_log() {
+        errors::set_daemon_log(log);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -34,6 +34,8 @@ pub struct Progress {
     active: Vec<(String, ProgressBar)>,
     /// Per stage: (bytes done, first and latest elapsed ms seen).
     transfers: Vec<(String, Transfer)>,
+    /// The VM (or other subject) every line names, when several run at once.
+    label: Option<String>,
 }
 
 /// What a stage's byte events said.
@@ -62,7 +64,16 @@ impl Progress {
             bars: MultiProgress::with_draw_target(target),
             active: Vec::new(),
             transfers: Vec::new(),
+            label: None,
         }
+    }
+
+    /// Plain lines that each start with `label: `, for calls that run side by side
+    /// (`vm stop web db`): spinners of concurrent calls would overwrite each other.
+    pub fn labelled(mut self, label: &str) -> Progress {
+        self.mode = Mode::Plain;
+        self.label = Some(label.to_string());
+        self
     }
 
     /// Handles one event.
@@ -108,7 +119,10 @@ impl Progress {
     }
 
     fn stage(&mut self, stage: String, state: StageState, elapsed_ms: u64, detail: Option<&str>) {
-        let line = stage_line(&stage, state, elapsed_ms, detail, self.colour);
+        let mut line = stage_line(&stage, state, elapsed_ms, detail, self.colour);
+        if let Some(label) = &self.label {
+            line = format!("{label}: {line}");
+        }
         match self.mode {
             Mode::Plain => write_stderr(&line),
             Mode::Spinner => match state {
@@ -361,6 +375,7 @@ mod tests {
             bars: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
             active: Vec::new(),
             transfers: Vec::new(),
+            label: None,
         };
         progress.bytes("download layers".into(), 1 << 20, Some(4 << 20), 100);
         progress.bytes("download layers".into(), 4 << 20, Some(4 << 20), 1100);

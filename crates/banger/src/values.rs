@@ -20,6 +20,20 @@ pub fn allow_rule(input: &str) -> Result<String, String> {
         .map_err(|err| err.to_string())
 }
 
+/// `-p` / `vm port publish`: a published port, in its canonical spelling.
+pub fn port_spec(input: &str) -> Result<String, String> {
+    banger_model::PortSpec::parse(input)
+        .map(|spec| spec.to_string())
+        .map_err(|err| err.to_string())
+}
+
+/// `vm port unpublish`: the host side of a published port (or a whole spec).
+pub fn port_side(input: &str) -> Result<String, String> {
+    banger_model::HostSide::parse(input)
+        .map(|_| input.to_string())
+        .map_err(|err| err.to_string())
+}
+
 /// A new image's name (`image import/register/promote --name`).
 pub fn image_name(input: &str) -> Result<String, String> {
     ResourceName::parse_as("image name", input)

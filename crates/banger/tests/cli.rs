@@ -276,58 +276,324 @@ fn run_rm_deletes_even_when_the_exec_fails() {
     assert_eq!(methods, ["vm.create", "vm.exec", "vm.delete"]);
 }
 
-#[test]
-fn delete_tries_every_vm_and_fails_if_one_did() {
-    let daemon = FakeDaemon::start(vec![
-        Reply::ok("vm.delete", vm_json("web", "stopped")),
-        Reply::error("vm.delete", ApiError::not_found("no VM is named \"nope\"")),
-        Reply::ok("vm.delete", vm_json("db", "stopped")),
-    ]);
-    let (_home, mut cmd) = with_daemon(&daemon);
-    cmd.args(["vm", "delete", "web", "nope", "db"])
-        .assert()
-        .code(1)
-        .stdout("deleted web\ndeleted db\n")
-        .stderr(predicate::str::contains("no VM is named \"nope\""))
-        .stderr(predicate::str::contains("1 of 3 VMs failed"));
-    let names: Vec<String> = daemon
-        .finish()
-        .into_iter()
-        .map(|r| r.params["vm"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(names, ["web", "nope", "db"]);
+fn list_reply(vms: &[(&str, &str)]) -> Reply {
+    Reply::ok(
+        "vm.list",
+        serde_json::Value::Array(vms.iter().map(|(n, s)| vm_json(n, s)).collect()),
+    )
+}
+
+/// stderr without the daemon-log pointer of op lines (it names a temporary path).
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
-fn stop_json_is_an_array_for_several_vms() {
+fn delete_tries_every_vm_and_fails_if_one_did() {
     let daemon = FakeDaemon::start(vec![
-        Reply::ok("vm.stop", vm_json("web", "stopped")),
-        Reply::ok("vm.stop", vm_json("db", "stopped")),
+        list_reply(&[("web", "stopped"), ("db", "stopped")]),
+        Reply::for_vm("vm.delete", "web", vm_json("web", "stopped")),
+        Reply::for_vm("vm.delete", "db", vm_json("db", "stopped")),
     ]);
     let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd
+        .args(["vm", "delete", "web", "nope", "db"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["deleted db", "deleted web"]);
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("no VM is named \"nope\""), "{stderr}");
+    assert!(stderr.contains("1 of 3 VMs failed"), "{stderr}");
+    let mut names: Vec<String> = daemon
+        .finish()
+        .into_iter()
+        .filter(|r| r.method == "vm.delete")
+        .map(|r| r.params["vm"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["db", "web"]);
+}
+
+#[test]
+fn stop_json_is_an_array_for_one_vm_and_for_several() {
+    let daemon = FakeDaemon::start(vec![
+        list_reply(&[("web", "running"), ("db", "running")]),
+        Reply::for_vm("vm.stop", "web", vm_json("web", "stopped")),
+        Reply::for_vm("vm.stop", "db", vm_json("db", "stopped")),
+        list_reply(&[("web", "running")]),
+        Reply::ok("vm.stop", vm_json("web", "stopped")),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
     let output = cmd
         .args(["vm", "stop", "web", "db", "--json"])
         .output()
         .unwrap();
-    assert!(output.status.success());
-    let parsed: Vec<banger_api::types::VmInfo> = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(parsed.len(), 2);
-    assert_eq!(parsed[0].name, "web");
+    assert_eq!(parsed[0]["name"], "web", "the order given");
+    let one = banger(home.path(), daemon.socket())
+        .args(["vm", "stop", "we", "--json"])
+        .output()
+        .unwrap();
+    assert!(one.status.success(), "{}", stderr_of(&one));
+    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(parsed.len(), 1, "one VM is still an array");
+    let received = daemon.finish();
+    assert_eq!(
+        received.last().unwrap().params["vm"],
+        "web",
+        "a prefix of one VM to stop is resolved and sent in full"
+    );
+}
+
+#[test]
+fn list_json_is_the_documented_records() {
+    let daemon = FakeDaemon::start(vec![list_reply(&[("web", "running"), ("db", "stopped")])]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd.args(["vm", "ps", "--json"]).output().unwrap();
+    assert!(output.status.success());
+    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[1]["name"], "db");
+    assert_eq!(parsed[1]["memory_bytes"], 512 * 1024 * 1024);
+    assert!(
+        parsed[1]["pid"].is_null(),
+        "every key present: {}",
+        parsed[1]
+    );
     daemon.finish();
 }
 
 #[test]
-fn list_json_is_the_records() {
-    let daemon = FakeDaemon::start(vec![Reply::ok(
-        "vm.list",
-        serde_json::json!([vm_json("web", "running"), vm_json("db", "stopped")]),
-    )]);
+fn stop_of_a_stopped_vm_and_start_of_a_running_one_succeed_and_say_so() {
+    let daemon = FakeDaemon::start(vec![
+        list_reply(&[("web", "stopped")]),
+        list_reply(&[("web", "running")]),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let stop = cmd.args(["vm", "stop", "web"]).output().unwrap();
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr_of(&stop));
+    assert_eq!(
+        String::from_utf8_lossy(&stop.stdout),
+        "web: already stopped (10.77.0.2)\n"
+    );
+    assert_eq!(stderr_of(&stop), "", "no progress line, no op id");
+    let start = banger(home.path(), daemon.socket())
+        .args(["vm", "start", "web"])
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(0), "{}", stderr_of(&start));
+    assert_eq!(
+        String::from_utf8_lossy(&start.stdout),
+        "web: already running (10.77.0.2)\n"
+    );
+    let methods: Vec<String> = daemon.finish().into_iter().map(|r| r.method).collect();
+    assert_eq!(
+        methods,
+        ["vm.list", "vm.list"],
+        "nothing was asked to start or stop"
+    );
+}
+
+#[test]
+fn destructive_commands_refuse_a_prefix_without_a_terminal() {
+    let daemon = FakeDaemon::start(vec![
+        list_reply(&[("ux-zzvictim", "stopped")]),
+        list_reply(&[("ux-zzvictim", "running")]),
+        list_reply(&[("ux-zzvictim", "running"), ("db", "running")]),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let delete = cmd.args(["vm", "delete", "ux-zz"]).output().unwrap();
+    assert_eq!(delete.status.code(), Some(1));
+    insta::assert_snapshot!("delete_prefix_refused", stderr_of(&delete));
+    let kill = banger(home.path(), daemon.socket())
+        .args(["vm", "kill", "ux-zz"])
+        .output()
+        .unwrap();
+    assert_eq!(kill.status.code(), Some(1));
+    insta::assert_snapshot!("kill_prefix_refused", stderr_of(&kill));
+    let stop = banger(home.path(), daemon.socket())
+        .args(["vm", "stop", "ux-zz", "db"])
+        .output()
+        .unwrap();
+    assert_eq!(stop.status.code(), Some(1));
+    assert!(
+        stderr_of(&stop).contains("\"ux-zz\" is only a prefix of \"ux-zzvictim\"; `vm stop` needs"),
+        "{}",
+        stderr_of(&stop)
+    );
+    // Nothing destructive was asked; the `db` stop of the last command was not scripted
+    // and fails, which the count of the summary shows.
+    let methods: Vec<String> = daemon.finish().into_iter().map(|r| r.method).collect();
+    assert!(
+        !methods.iter().any(|m| m == "vm.delete" || m == "vm.kill"),
+        "{methods:?}"
+    );
+}
+
+#[test]
+fn several_vms_run_at_once_and_each_progress_line_names_its_vm() {
+    let started = |vm: &'static str| {
+        let mut reply = Reply::events_then(
+            "vm.start",
+            vec![
+                Event::OpStarted {
+                    op: format!("op-{vm}"),
+                },
+                stage("boot", StageState::Started, 0),
+                stage("boot", StageState::Done, 1234),
+            ],
+            vm_json(vm, "running"),
+        );
+        reply.vm = Some(vm);
+        reply
+    };
+    let daemon = FakeDaemon::start(vec![
+        list_reply(&[("web", "stopped"), ("db", "stopped"), ("up", "running")]),
+        started("web"),
+        started("db"),
+    ]);
     let (_home, mut cmd) = with_daemon(&daemon);
-    let output = cmd.args(["vm", "ps", "--json"]).output().unwrap();
-    assert!(output.status.success());
-    let parsed: Vec<banger_api::types::VmInfo> = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(parsed.len(), 2);
-    assert_eq!(parsed[1].name, "db");
+    let output = cmd.args(["vm", "start", "--all"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    for vm in ["web", "db"] {
+        assert!(
+            stderr.contains(&format!("{vm}: [  0.0s] boot ...\n")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{vm}: [  1.2s] boot ... done\n")),
+            "{stderr}"
+        );
+    }
+    let mut started: Vec<String> = daemon
+        .finish()
+        .into_iter()
+        .filter(|r| r.method == "vm.start")
+        .map(|r| r.params["vm"].as_str().unwrap().to_string())
+        .collect();
+    started.sort();
+    assert_eq!(started, ["db", "web"], "--all starts the stopped VMs only");
+}
+
+#[test]
+fn prune_answers_in_the_shape_of_delete() {
+    let daemon = FakeDaemon::start(vec![
+        list_reply(&[("web", "running"), ("old", "stopped")]),
+        Reply::ok("vm.prune", serde_json::json!({"deleted": ["old"]})),
+        list_reply(&[("old", "stopped")]),
+        Reply::ok("vm.delete", vm_json("old", "stopped")),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let prune = cmd.args(["vm", "prune", "-f", "--json"]).output().unwrap();
+    assert!(prune.status.success(), "{}", stderr_of(&prune));
+    let delete = banger(home.path(), daemon.socket())
+        .args(["vm", "rm", "old", "--json"])
+        .output()
+        .unwrap();
+    assert!(delete.status.success(), "{}", stderr_of(&delete));
+    assert_eq!(
+        String::from_utf8_lossy(&prune.stdout),
+        String::from_utf8_lossy(&delete.stdout)
+    );
+    insta::assert_snapshot!("prune_json", String::from_utf8_lossy(&prune.stdout));
+    daemon.finish();
+}
+
+#[test]
+fn run_with_a_bare_word_says_the_command_goes_after_dashes() {
+    let (home, mut cmd) = no_daemon();
+    cmd.current_dir(home.path())
+        .args(["vm", "run", "--rm", "uname"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            "error: \"uname\" is not a path here; the command to run goes after `--`\n\
+             hint: banger vm run --rm -- uname    (a PATH before `--` is a repository to copy in)\n",
+        );
+}
+
+#[test]
+fn run_detached_says_how_to_remove_the_running_vm() {
+    let daemon = FakeDaemon::start(vec![Reply::ok("vm.create", vm_json("web", "running"))]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["vm", "run", "-d", "--name", "web"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "remove it with `banger vm delete --force web`",
+        ));
+    daemon.finish();
+}
+
+#[test]
+fn an_op_id_comes_with_the_daemon_log_and_logs_op_prints_its_lines() {
+    let daemon = FakeDaemon::start(vec![Reply::error(
+        "vm.list",
+        ApiError::operation_failed("boot: qemu exited").with_op("op-12"),
+    )]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let output = cmd.args(["vm", "list"]).output().unwrap();
+    let log = home.path().join("state").join("bangerd.log");
+    let stderr = stderr_of(&output).replace(&log.display().to_string(), "STATE/bangerd.log");
+    insta::assert_snapshot!("op_with_daemon_log", stderr);
+    daemon.finish();
+
+    std::fs::create_dir_all(home.path().join("state")).unwrap();
+    std::fs::write(
+        &log,
+        "t INFO bangerd::ops: operation started op=op-12 kind=\"vm.start\"\r\n\
+         t INFO op{op=op-123}: other\n\
+         t INFO op{op=op-12}: banger_vm: booting\n\
+         t WARN bangerd::ops: operation failed op=op-12 code=operation_failed\n",
+    )
+    .unwrap();
+    banger(home.path(), &home.path().join("none.sock"))
+        .args(["logs", "--op", "op-12"])
+        .assert()
+        .success()
+        .stdout(
+            "t INFO bangerd::ops: operation started op=op-12 kind=\"vm.start\"\n\
+             t INFO op{op=op-12}: banger_vm: booting\n\
+             t WARN bangerd::ops: operation failed op=op-12 code=operation_failed\n",
+        );
+    banger(home.path(), &home.path().join("none.sock"))
+        .args(["logs", "--op", "op-99"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("mentions op-99"));
+}
+
+#[test]
+fn list_quiet_filter_and_template() {
+    let daemon = FakeDaemon::start(vec![
+        list_reply(&[("web", "running"), ("web-2", "stopped"), ("db", "running")]),
+        list_reply(&[("web", "running"), ("web-2", "stopped"), ("db", "running")]),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    cmd.args(["ps", "-q", "--filter", "state=running"])
+        .assert()
+        .success()
+        .stdout("web\ndb\n");
+    banger(home.path(), daemon.socket())
+        .args([
+            "vm",
+            "ls",
+            "--filter",
+            "name=web",
+            "--format",
+            "{{.Name}}={{.State}}",
+        ])
+        .assert()
+        .success()
+        .stdout("web=running\nweb-2=stopped\n");
     daemon.finish();
 }
 
@@ -634,4 +900,74 @@ fn vm_run_dry_run_lists_the_copy_with_no_daemon() {
         stderr.contains("1 untracked file is not copied"),
         "{stderr}"
     );
+}
+
+/// `vm exec` with Docker's flags: `-t` asks for a terminal (24x80 when stdout is not
+/// one) and passes TERM, `-u` and `-w` go through, env files come first and `-e` wins.
+/// The VM is still starting at first: the CLI waits, with a stage line, then runs.
+#[test]
+fn exec_waits_for_a_booting_vm_and_sends_docker_flags() {
+    let daemon = FakeDaemon::start(vec![
+        Reply::ok("vm.show", vm_json("web", "starting")),
+        Reply::ok("vm.show", vm_json("web", "running")),
+        Reply::ok("vm.exec", serde_json::json!({"exit_code": 127})),
+    ]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let env_file = home.path().join("vars.env");
+    std::fs::write(&env_file, "# comment\nA=file\nB=file\nTERM_FROM_HOST\n").unwrap();
+    cmd.env("TERM", "xterm-256color")
+        .env("TERM_FROM_HOST", "yes")
+        .args([
+            "vm",
+            "exec",
+            "-t",
+            "-u",
+            "alice",
+            "-w",
+            "/srv",
+            "--env-file",
+        ])
+        .arg(&env_file)
+        .args(["-e", "B=flag", "web", "--", "missing-command"])
+        .assert()
+        .code(127)
+        .stderr(predicate::str::contains(
+            "waiting for web to boot (starting) ...",
+        ))
+        .stderr(predicate::str::contains("done (running)"));
+    let received = daemon.finish();
+    let exec = &received[2];
+    assert_eq!(exec.method, "vm.exec");
+    assert_eq!(
+        exec.params["tty"],
+        serde_json::json!({"rows": 24, "cols": 80})
+    );
+    assert_eq!(exec.params["user"], "alice");
+    assert_eq!(exec.params["cwd"], "/srv");
+    assert_eq!(
+        exec.params["env"],
+        serde_json::json!([
+            ["A", "file"],
+            ["TERM_FROM_HOST", "yes"],
+            ["B", "flag"],
+            ["TERM", "xterm-256color"]
+        ])
+    );
+}
+
+#[test]
+fn a_bad_env_file_is_refused_before_any_request() {
+    let daemon = FakeDaemon::start(vec![]);
+    let (home, mut cmd) = with_daemon(&daemon);
+    let env_file = home.path().join("bad.env");
+    std::fs::write(&env_file, "OK=1\nNOT A NAME=2\n").unwrap();
+    cmd.args(["vm", "exec", "--env-file"])
+        .arg(&env_file)
+        .args(["web", "--", "true"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "line 2: \"NOT A NAME\" is not a variable name (write KEY=VALUE)",
+        ));
+    assert!(daemon.finish().is_empty());
 }

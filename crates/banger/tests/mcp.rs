@@ -342,3 +342,134 @@ fn a_cancelled_vm_run_drops_the_exec_and_deletes_its_vm() {
     assert_eq!(received[2].params["vm"], "gentle-otter");
     assert_eq!(received[2].params["force"], true);
 }
+
+fn snapshot_json(name: &str, source_vm: &str) -> Value {
+    json!({
+        "id": "5a1b2c3d4e5f", "name": name, "state": "ready", "source_vm": source_vm,
+        "image": "tiny", "kernel": "debian-6.1-cloud", "vcpus": 1, "memory_mib": 256,
+        "disk_mib": 1024, "driver": "qemu", "size_bytes": 4096, "dir": "/s/snapshots/x",
+        "running_forks": [], "created_at": "2026-03-01T11:55:00Z"
+    })
+}
+
+fn reserved(name: &str) -> Event {
+    Event::Stage {
+        op: "op-1".into(),
+        stage: "reserve name".into(),
+        state: StageState::Done,
+        elapsed_ms: 1,
+        detail: Some(name.into()),
+    }
+}
+
+#[test]
+fn run_profile_forks_only_its_own_vms_and_snapshots() {
+    let not_found = || {
+        Reply::error(
+            "snapshot.show",
+            banger_api::ApiError::not_found("no snapshot named \"x\""),
+        )
+    };
+    let daemon = FakeDaemon::start(vec![
+        // Someone else's VM.
+        not_found(),
+        Reply::ok("vm.show", vm_json("someone-elses", "running")),
+        // Someone else's snapshot.
+        Reply::ok("snapshot.show", snapshot_json("theirs", "someone-elses")),
+    ]);
+    let mut mcp = Mcp::start(Some(daemon.socket()), &["--profile", "run"]);
+    mcp.handshake();
+    for source in ["someone-elses", "theirs"] {
+        let answer = mcp.call("vm_fork", json!({"source": source}));
+        assert_eq!(answer["result"]["isError"], true, "{answer}");
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("by this MCP session"), "{source}: {text}");
+    }
+    // Arguments out of range are protocol errors, before the daemon is asked.
+    let answer = mcp.call("vm_fork", json!({"source": "a", "count": 65}));
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let answer = mcp.call("vm_run", json!({"argv": ["true"], "allow": "pypi.org"}));
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    mcp.finish();
+    let methods: Vec<String> = daemon.finish().into_iter().map(|r| r.method).collect();
+    assert_eq!(
+        methods,
+        ["snapshot.show", "vm.show", "snapshot.show"],
+        "nothing but lookups reached the daemon"
+    );
+}
+
+#[test]
+fn vm_fork_of_its_own_vm_owns_the_forks_and_the_snapshot() {
+    let mut forked = vm_json("w-1", "running");
+    forked["forked_from"] =
+        json!({"snapshot": "box-5a1b2c", "source_vm": "box", "shares_boot_id": true});
+    forked["policy"] = json!(["pypi.org:443"]);
+    let mut second = forked.clone();
+    second["name"] = json!("w-2");
+    let not_found = Reply::error(
+        "snapshot.show",
+        banger_api::ApiError::not_found("no snapshot named \"box\""),
+    );
+    let daemon = FakeDaemon::start(vec![
+        Reply::events_then(
+            "vm.create",
+            vec![reserved("box")],
+            vm_json("box", "running"),
+        ),
+        not_found,
+        Reply::ok("vm.show", vm_json("box", "running")),
+        Reply::events_then(
+            "vm.fork",
+            vec![reserved("box-5a1b2c"), reserved("w-1"), reserved("w-2")],
+            json!([forked, second]),
+        ),
+        // The snapshot the fork made is the session's: it may be forked again.
+        Reply::ok("snapshot.show", snapshot_json("box-5a1b2c", "box")),
+        Reply::events_then("vm.fork", vec![reserved("w-3")], json!([forked])),
+        Reply::ok("vm.show", vm_json("w-2", "running")),
+        Reply::ok("vm.delete", vm_json("w-2", "stopped")),
+    ]);
+    let mut mcp = Mcp::start(
+        Some(daemon.socket()),
+        &["--profile", "run", "--max-vms", "8"],
+    );
+    mcp.handshake();
+    let answer = mcp.call(
+        "vm_create",
+        json!({"name": "box", "allow": ["pypi.org:443"]}),
+    );
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let answer = mcp.call("vm_fork", json!({"source": "box", "name": "w", "count": 2}));
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let result = &answer["result"]["structuredContent"];
+    assert_eq!(result["snapshot"], "box-5a1b2c");
+    assert_eq!(result["vms"][0]["name"], "w-1");
+    assert_eq!(result["vms"][1]["created_by_this_session"], true);
+    assert_eq!(result["vms"][0]["policy"], json!(["pypi.org:443"]));
+    let answer = mcp.call("vm_fork", json!({"source": "box-5a1b2c"}));
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    // A fork is the session's own VM.
+    let answer = mcp.call("vm_delete", json!({"vm": "w-2", "force": true}));
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    mcp.finish();
+    let received = daemon.finish();
+    let methods: Vec<&str> = received.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        [
+            "vm.create",
+            "snapshot.show",
+            "vm.show",
+            "vm.fork",
+            "snapshot.show",
+            "vm.fork",
+            "vm.show",
+            "vm.delete"
+        ]
+    );
+    assert_eq!(received[0].params["allow"], json!(["pypi.org:443"]));
+    assert_eq!(received[3].params["source"], "box");
+    assert_eq!(received[3].params["count"], 2);
+    assert_eq!(received[5].params["source"], "box-5a1b2c");
+}

@@ -203,6 +203,9 @@ where
                             let chunk = match frame.input {
                                 Input::Data { data } => InputChunk::Data(data),
                                 Input::Eof => InputChunk::Eof,
+                                Input::Resize { rows, cols } => {
+                                    InputChunk::Resize(banger_api::methods::TerminalSize { rows, cols })
+                                }
                             };
                             let eof = matches!(chunk, InputChunk::Eof);
                             if let Some(reserved) = permit.take() {

@@ -39,10 +39,19 @@ pub async fn dispatch(
         m::VmLogs::NAME => call::<m::VmLogs>(ctx, params, events, vm::logs).await,
         m::VmStatsGet::NAME => call::<m::VmStatsGet>(ctx, params, events, vm::stats).await,
         m::VmPorts::NAME => call::<m::VmPorts>(ctx, params, events, vm::ports).await,
+        m::VmPortPublish::NAME => {
+            call::<m::VmPortPublish>(ctx, params, events, vm::port_publish).await
+        }
+        m::VmPortUnpublish::NAME => {
+            call::<m::VmPortUnpublish>(ctx, params, events, vm::port_unpublish).await
+        }
         m::VmSet::NAME => call::<m::VmSet>(ctx, params, events, vm::set).await,
         m::VmPolicySet::NAME => call::<m::VmPolicySet>(ctx, params, events, vm::policy_set).await,
         m::VmPolicyShow::NAME => {
             call::<m::VmPolicyShow>(ctx, params, events, vm::policy_show).await
+        }
+        m::VmPolicyCheck::NAME => {
+            call::<m::VmPolicyCheck>(ctx, params, events, vm::policy_check).await
         }
         m::VmSshTarget::NAME => call::<m::VmSshTarget>(ctx, params, events, vm::ssh_target).await,
         m::VmCopyIn::NAME => call::<m::VmCopyIn>(ctx, params, events, vm_copy::copy_in).await,

@@ -6,8 +6,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use banger_api::methods::TerminalSize;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Chunks in flight between the connection and the handler.
 pub const INPUT_QUEUE_CHUNKS: usize = 8;
@@ -17,6 +18,8 @@ pub const INPUT_QUEUE_CHUNKS: usize = 8;
 pub enum InputChunk {
     Data(Vec<u8>),
     Eof,
+    /// A terminal's new size (`vm.exec` with `tty`); not part of the byte stream.
+    Resize(TerminalSize),
 }
 
 /// The reading end a handler gets.
@@ -26,6 +29,8 @@ pub struct RequestInput {
     current: Vec<u8>,
     offset: usize,
     finished: bool,
+    /// Where resize chunks go as they are read past, for [`RequestInput::window_sizes`].
+    sizes: Option<watch::Sender<TerminalSize>>,
 }
 
 impl RequestInput {
@@ -39,8 +44,18 @@ impl RequestInput {
                 current: Vec::new(),
                 offset: 0,
                 finished: false,
+                sizes: None,
             },
         )
+    }
+
+    /// The terminal sizes the client sends while the input is read, starting at
+    /// `initial`. Sizes are seen as the reader passes them in the stream, so they keep
+    /// their order with the bytes around them.
+    pub fn window_sizes(&mut self, initial: TerminalSize) -> watch::Receiver<TerminalSize> {
+        let (sender, receiver) = watch::channel(initial);
+        self.sizes = Some(sender);
+        receiver
     }
 
     /// Input that ends at once.
@@ -50,6 +65,7 @@ impl RequestInput {
             current: Vec::new(),
             offset: 0,
             finished: true,
+            sizes: None,
         }
     }
 }
@@ -85,6 +101,11 @@ impl AsyncRead for RequestInput {
                     self.current = data;
                     self.offset = 0;
                 }
+                Poll::Ready(Some(InputChunk::Resize(size))) => {
+                    if let Some(sizes) = &self.sizes {
+                        sizes.send_replace(size);
+                    }
+                }
             }
         }
     }
@@ -111,6 +132,29 @@ mod tests {
         input.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"abcde");
         writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn resizes_are_taken_out_of_the_stream_in_order() {
+        let (sender, mut input) = RequestInput::channel();
+        let mut sizes = input.window_sizes(TerminalSize { rows: 24, cols: 80 });
+        let size = TerminalSize {
+            rows: 50,
+            cols: 132,
+        };
+        sender.send(InputChunk::Data(b"a".to_vec())).await.unwrap();
+        sender.send(InputChunk::Resize(size)).await.unwrap();
+        sender.send(InputChunk::Data(b"b".to_vec())).await.unwrap();
+        sender.send(InputChunk::Eof).await.unwrap();
+        assert_eq!(
+            *sizes.borrow_and_update(),
+            TerminalSize { rows: 24, cols: 80 }
+        );
+        let mut all = Vec::new();
+        input.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"ab");
+        assert!(sizes.has_changed().unwrap());
+        assert_eq!(*sizes.borrow_and_update(), size);
     }
 
     #[tokio::test]

@@ -25,7 +25,8 @@ use tracing_subscriber::EnvFilter;
         ($BANGER_STATE_DIR, else $XDG_STATE_HOME/banger, else ~/.local/state/banger) and \
         listens on <runtime dir>/bangerd.sock ($BANGER_SOCKET overrides it; the runtime \
         dir is $BANGER_RUNTIME_DIR, else $XDG_RUNTIME_DIR/banger, else /tmp/banger-<uid>). \
-        Only your uid may connect. Logs go to stderr.\n\n\
+        Only your uid may connect. Logs go to stderr and to <state dir>/bangerd.log \
+        (`banger logs --op ID` prints one operation's lines from it).\n\n\
         SIGTERM or SIGINT stops it: it stops accepting connections, lets requests in \
         flight finish (up to 5 seconds), and removes its socket.\n\n\
         One daemon serves a state directory at a time (it holds <state dir>/bangerd.lock): \
@@ -57,7 +58,8 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(error) = init_logging(args.log_format, &args.log_level) {
+    let log_file = open_log_file();
+    if let Err(error) = init_logging(args.log_format, &args.log_level, log_file) {
         report_early_error(&error);
         return ExitCode::from(2);
     }
@@ -88,20 +90,65 @@ fn report_early_error(error: &anyhow::Error) {
     eprintln!("bangerd: {error:#}");
 }
 
-fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+/// The log file is cut to one previous generation when it passes this size.
+const LOG_FILE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// `<state>/bangerd.log`, opened for appending (0600), where every log line goes
+/// besides stderr: the CLI points at it next to an error's op id and `banger logs --op`
+/// reads it, whether the daemon runs by hand, supervised or under systemd. A file past
+/// [`LOG_FILE_LIMIT`] becomes `bangerd.log.1` first. None when the state directory
+/// cannot be resolved or written: stderr alone still works.
+fn open_log_file() -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let uid = nix::unistd::geteuid().as_raw();
+    let dirs = Dirs::resolve(|key| std::env::var(key).ok(), uid).ok()?;
+    layout::create_private_dir(&dirs.state).ok()?;
+    let path = banger_model::dirs::daemon_log(&dirs.state);
+    if std::fs::metadata(&path).is_ok_and(|meta| meta.len() > LOG_FILE_LIMIT) {
+        let _ = std::fs::rename(&path, path.with_extension("log.1"));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .ok()
+}
+
+fn init_logging(
+    format: LogFormat,
+    filter: &str,
+    file: Option<std::fs::File>,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
     let filter = EnvFilter::try_new(filter)
         .with_context(|| format!("invalid --log-level filter `{filter}`"))?;
     // Colour only for a person watching a terminal, never into a log file or journal.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+    let mut layers: Vec<Boxed> = vec![match format {
+        LogFormat::Text => stderr.boxed(),
+        LogFormat::Json => stderr.json().boxed(),
+    }];
+    if let Some(file) = file {
+        layers.push(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .boxed(),
+        );
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

@@ -275,7 +275,9 @@ where
         registry: Arc::clone(registry),
         events: events.clone(),
     });
-    let work = work(progress);
+    // Everything logged while the work runs carries the op id (`op{op=...}`), so
+    // `banger logs --op ID` finds the operation's lines in the daemon log.
+    let work = tracing::Instrument::instrument(work(progress), tracing::info_span!("op", op = %id));
     let registry = Arc::clone(registry);
     let task_id = id.clone();
     let task = tokio::spawn(async move {

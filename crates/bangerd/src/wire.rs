@@ -6,15 +6,16 @@
 //! reported once, skipped up to its newline, and the connection must keep serving; the
 //! codec's stream ends after its first error.
 
-use banger_api::{
-    ApiError, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, RequestFrame, ResponseFrame,
-};
-use serde_json::Value;
+use banger_api::{MAX_FRAME_BYTES, ResponseFrame};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::limits::{Budget, Charge, Limits};
+
+/// Decoding a request line is pure and lives with the frames (so the fuzz target of
+/// `banger-fuzz` needs no daemon); the connection loop reaches it through here.
+pub use banger_api::frame::{Rejected, parse_request};
 
 /// What the next line on the connection turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -176,51 +177,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// A request line that could not be accepted: the id to answer with (0 when it could not
-/// be read) and the error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub id: u64,
-    pub error: ApiError,
-}
-
-/// Decodes one request line. The version is checked before the rest of the frame so that
-/// a client from a future protocol gets `bad_version` rather than a shape complaint.
-pub fn parse_request(line: &[u8]) -> Result<RequestFrame, Rejected> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| Rejected {
-        id: 0,
-        error: ApiError::bad_request(format!("malformed JSON request: {e}")),
-    })?;
-    let id = value.get("id").and_then(Value::as_u64).unwrap_or(0);
-    let reject = |error: ApiError| Rejected { id, error };
-    match value.get("v").map(Value::as_u64) {
-        Some(Some(v)) if v == u64::from(PROTOCOL_VERSION) => {}
-        Some(Some(v)) => {
-            return Err(reject(
-                ApiError::new(
-                    ErrorCode::BadVersion,
-                    format!(
-                        "protocol version {v} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
-                    ),
-                )
-                .with_hint("the banger CLI and bangerd come from different builds; restart bangerd from the same installation as the CLI"),
-            ));
-        }
-        Some(None) => {
-            return Err(reject(ApiError::bad_request(
-                "the protocol version `v` must be a non-negative integer",
-            )));
-        }
-        None => {
-            return Err(reject(ApiError::bad_request(
-                "the request has no protocol version `v`",
-            )));
-        }
-    }
-    serde_json::from_value(value)
-        .map_err(|e| reject(ApiError::bad_request(format!("invalid request frame: {e}"))))
-}
-
 /// Writes one response frame as a line.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
@@ -235,6 +191,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banger_api::ErrorCode;
 
     async fn read_all(input: &[u8], max_len: usize) -> Vec<Incoming> {
         let mut reader = FrameReader::with_max_len(input, max_len);

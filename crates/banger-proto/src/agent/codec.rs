@@ -110,6 +110,7 @@ mod tests {
                         env: BTreeMap::from([("X".into(), "1".into())]),
                         cwd: Some("/tmp".into()),
                         stdin: true,
+                        ..Default::default()
                     }),
                 ),
                 r#"{"id":2,"op":"exec","argv":["sh","-c","echo \"$X\"\n"],"env":{"X":"1"},"cwd":"/tmp","stdin":true}"#,
@@ -224,6 +225,7 @@ mod tests {
                         agent_version: "0.1.0".into(),
                         protocol: 1,
                         uptime_ms: 1500,
+                        features: Vec::new(),
                     }),
                 ),
                 r#"{"id":1,"op":"hello_ok","boot_id":"b","hostname":"h","agent_version":"0.1.0","protocol":1,"uptime_ms":1500}"#,

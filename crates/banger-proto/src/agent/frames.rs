@@ -54,6 +54,13 @@ pub enum RequestOp {
     StdinEof { target: RequestId },
     /// Send a signal to the target exec's process group.
     Signal { target: RequestId, signal: Signal },
+    /// New window size for the target exec's terminal (an exec with `tty`); no reply.
+    /// Only sent to agents whose `hello` lists [`FEATURE_TTY`].
+    Resize {
+        target: RequestId,
+        #[serde(flatten)]
+        size: WindowSize,
+    },
     /// List listening TCP and bound UDP sockets; answered with `ports_ok`.
     Ports,
     /// Create or replace a file (parents created); answered with `file_ok`.
@@ -132,7 +139,34 @@ pub struct ExecRequest {
     /// Whether the command reads stdin from `stdin` frames; otherwise it gets /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// Run the command on a new pseudo-terminal of this size, as its session leader
+    /// and controlling terminal: stdout and stderr arrive merged as `stdout` output,
+    /// `stdin` bytes are typed into it (a Ctrl-C byte interrupts the foreground job).
+    /// Only sent to agents whose `hello` lists [`FEATURE_TTY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<WindowSize>,
+    /// Run as this user of the guest's `/etc/passwd` (name or numeric uid) with its
+    /// primary group, `HOME`, `USER` and `LOGNAME`, and its home as the default working
+    /// directory. Only sent to agents whose `hello` lists [`FEATURE_USER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// `hello` feature: exec with `tty` and the `resize` request.
+pub const FEATURE_TTY: &str = "tty";
+/// `hello` feature: exec with `user`.
+pub const FEATURE_USER: &str = "user";
+/// `hello` feature: a command that cannot be found ends with exit 127, one that cannot
+/// be executed with 126 (its message on stderr), and a missing working directory is an
+/// `error` naming the directory.
+pub const FEATURE_EXEC_CODES: &str = "exec_codes";
 
 /// One guest -> host frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +246,17 @@ pub struct Hello {
     pub agent_version: String,
     pub protocol: u32,
     pub uptime_ms: u64,
+    /// Compatible additions this agent understands (`FEATURE_*`). Absent from agents
+    /// that predate them, which the host then does not ask for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+impl Hello {
+    /// Whether the agent announced `feature`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|known| known == feature)
+    }
 }
 
 /// Which output pipe a chunk came from.

@@ -12,12 +12,16 @@ mod lines;
 
 pub use codec::{FrameError, decode_reply, decode_request, encode_frame};
 pub use frames::{
-    ExecRequest, Hello, IdentityNet, IdentityRequest, ListeningPort, PathKind, Reply, ReplyBody,
-    Request, RequestId, RequestOp, Signal, Stream, Transport,
+    ExecRequest, FEATURE_EXEC_CODES, FEATURE_TTY, FEATURE_USER, Hello, IdentityNet,
+    IdentityRequest, ListeningPort, PathKind, Reply, ReplyBody, Request, RequestId, RequestOp,
+    Signal, Stream, Transport, WindowSize,
 };
 pub use lines::{LineEvent, LineSplitter};
 
 /// Bumped on any incompatible change of the frames; both sides report it in `hello`.
+/// Compatible additions (new optional fields, new requests) keep it and are announced
+/// as `features` in `hello` instead, so a guest restored from an older snapshot still
+/// answers and the host only asks it for what it knows.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The longest frame either side sends or accepts, newline excluded. A `write_file` or

@@ -155,6 +155,7 @@ mod tests {
                     agent_version: "test".into(),
                     protocol: PROTOCOL_VERSION,
                     uptime_ms: 1,
+                    features: Vec::new(),
                 }),
             })
             .unwrap();

@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::agent::{
-    ExecRequest, FrameError, Hello, IdentityRequest, LineEvent, LineSplitter, ListeningPort,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION, PathKind, Reply, ReplyBody, Request, RequestId, RequestOp,
-    Signal, Stream, decode_reply, encode_frame,
+    ExecRequest, FEATURE_TTY, FEATURE_USER, FrameError, Hello, IdentityRequest, LineEvent,
+    LineSplitter, ListeningPort, MAX_FRAME_BYTES, PROTOCOL_VERSION, PathKind, Reply, ReplyBody,
+    Request, RequestId, RequestOp, Signal, Stream, WindowSize, decode_reply, encode_frame,
 };
 
 pub use ready::{HELLO_ATTEMPT_TIMEOUT, RECONNECT_INTERVAL, wait_ready};
@@ -63,6 +63,11 @@ pub enum AgentError {
     Remote { message: String },
     #[error("the agent speaks protocol {agent}, this host speaks {host}")]
     ProtocolMismatch { agent: u32, host: u32 },
+    #[error(
+        "the VM's guest agent predates `{feature}` (a guest restored from an older snapshot); \
+         recreate the VM to use it"
+    )]
+    MissingFeature { feature: &'static str },
     #[error("unexpected `{reply}` reply to `{request}`")]
     UnexpectedReply {
         request: &'static str,
@@ -244,6 +249,57 @@ impl AgentClient {
         self.run_exec(request, Some(stdin), on_output, cancel).await
     }
 
+    /// Like [`Self::exec_with_stdin`] for the requests that need a newer agent: a
+    /// `tty` (resized from `resizes`) or a `user`. The agent's `hello` is asked first
+    /// and an agent without the feature is refused before anything runs. With a tty,
+    /// `cancel` hangs the terminal up (SIGHUP) instead of sending SIGTERM, which an
+    /// interactive shell ignores.
+    pub async fn exec_interactive<R>(
+        &self,
+        request: ExecRequest,
+        stdin: Option<R>,
+        resizes: Option<tokio::sync::watch::Receiver<WindowSize>>,
+        on_output: impl FnMut(Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+    ) -> Result<i32, AgentError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let needed = [
+            (request.tty.is_some(), FEATURE_TTY),
+            (request.user.is_some(), FEATURE_USER),
+        ];
+        if needed.iter().any(|(wanted, _)| *wanted) {
+            let hello = self.hello(Duration::from_secs(10)).await?;
+            if let Some((_, feature)) = needed
+                .iter()
+                .find(|(wanted, feature)| *wanted && !hello.has_feature(feature))
+            {
+                return Err(AgentError::MissingFeature { feature });
+            }
+        }
+        let cancel_signal = if request.tty.is_some() {
+            Signal::Hup
+        } else {
+            Signal::Term
+        };
+        let mut request = request;
+        request.stdin = stdin.is_some();
+        self.run_streaming_with(
+            RequestOp::Exec(request),
+            stdin,
+            resizes,
+            cancel_signal,
+            on_output,
+            cancel,
+            |body| match body {
+                ReplyBody::Exit { code } => Ok(code),
+                other => Err(unexpected("exec", other)),
+            },
+        )
+        .await
+    }
+
     /// Listening TCP and bound UDP sockets in the guest.
     pub async fn ports(&self) -> Result<Vec<ListeningPort>, AgentError> {
         let mut pending = self.start(RequestOp::Ports)?;
@@ -394,6 +450,29 @@ impl AgentClient {
         &self,
         op: RequestOp,
         stdin: Option<R>,
+        on_output: impl FnMut(Stream, &[u8]) + Send,
+        cancel: impl Future<Output = ()> + Send,
+        finish: impl FnOnce(ReplyBody) -> Result<T, AgentError>,
+    ) -> Result<T, AgentError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.run_streaming_with(op, stdin, None, Signal::Term, on_output, cancel, finish)
+            .await
+    }
+
+    /// [`Self::run_streaming`] with window sizes to forward as `resize` and the signal
+    /// a cancel sends.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private loop behind the public calls"
+    )]
+    async fn run_streaming_with<R, T>(
+        &self,
+        op: RequestOp,
+        stdin: Option<R>,
+        mut resizes: Option<tokio::sync::watch::Receiver<WindowSize>>,
+        cancel_signal: Signal,
         mut on_output: impl FnMut(Stream, &[u8]) + Send,
         cancel: impl Future<Output = ()> + Send,
         finish: impl FnOnce(ReplyBody) -> Result<T, AgentError>,
@@ -425,8 +504,13 @@ impl AgentClient {
                 },
                 () = &mut cancel, if !cancelled => {
                     cancelled = true;
-                    self.send(self.fresh_id(), RequestOp::Signal { target, signal: Signal::Term })?;
+                    self.send(self.fresh_id(), RequestOp::Signal { target, signal: cancel_signal })?;
                 }
+                changed = changed_size(&mut resizes), if resizes.is_some() => match changed {
+                    Some(size) => self.send(self.fresh_id(), RequestOp::Resize { target, size })?,
+                    // The sender is gone: no more sizes will come.
+                    None => resizes = None,
+                },
                 read = read_stdin(&mut stdin, &mut chunk), if stdin_wanted => {
                     self.forward_stdin(target, &mut stdin, &chunk, read)?;
                 }
@@ -512,6 +596,15 @@ fn tar_count(request: &'static str) -> impl FnOnce(ReplyBody) -> Result<TarCount
         ReplyBody::TarOk { entries, bytes } => Ok(TarCount { entries, bytes }),
         other => Err(unexpected(request, other)),
     }
+}
+
+/// The next window size, or `None` once its sender is gone.
+async fn changed_size(
+    resizes: &mut Option<tokio::sync::watch::Receiver<WindowSize>>,
+) -> Option<WindowSize> {
+    let receiver = resizes.as_mut()?;
+    receiver.changed().await.ok()?;
+    Some(*receiver.borrow_and_update())
 }
 
 struct StdinPump<R> {

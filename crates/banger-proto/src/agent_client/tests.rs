@@ -78,6 +78,7 @@ pub(super) fn hello_ok(id: RequestId, protocol: u32) -> Vec<u8> {
             agent_version: "test".into(),
             protocol,
             uptime_ms: 10,
+            features: Vec::new(),
         }),
     )
 }

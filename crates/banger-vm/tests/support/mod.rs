@@ -28,8 +28,8 @@ use banger_proto::agent::{Hello, Reply, ReplyBody, RequestOp, decode_request, en
 use banger_store::{ImageRecord, KernelRecord, Store};
 use banger_vm::{VmService, VmServiceConfig};
 use banger_vmm::{
-    Accelerator, AgentEndpoint, BoxFuture, DriverKind, LaunchSpec, ShutdownOutcome, VmmDriver,
-    VmmError, VmmHandle,
+    Accelerator, AgentEndpoint, BoxFuture, DriverKind, LaunchSpec, ShutdownOutcome, SnapshotReport,
+    SnapshotRequest, VmmDriver, VmmError, VmmHandle, WarmLaunch,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -59,6 +59,8 @@ pub struct FakeDriver {
     vms: Mutex<HashMap<u32, FakeVm>>,
     /// How many launches were asked for.
     pub launches: Mutex<u32>,
+    /// Fake VMMs whose guest a snapshot paused and nothing resumed yet.
+    pub paused: Mutex<std::collections::HashSet<u32>>,
 }
 
 impl FakeDriver {
@@ -125,6 +127,7 @@ async fn fake_agent(socket: PathBuf, boot_id: String) {
                         agent_version: "fake".into(),
                         protocol,
                         uptime_ms: 1,
+                        features: Vec::new(),
                     }),
                     RequestOp::Exec(_) => ReplyBody::Exit { code: 0 },
                     _ => ReplyBody::Error {
@@ -196,6 +199,58 @@ impl VmmDriver for FakeDriver {
                 let _ = banger_sys::process::send_signal(pid, libc::SIGKILL);
             }
             Ok(handle)
+        })
+    }
+
+    /// A restored guest: a fresh fake VMM; the RAM file gets a page of "memory".
+    fn launch_warm<'a>(
+        &'a self,
+        spec: &'a LaunchSpec,
+        warm: &'a WarmLaunch,
+    ) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
+        Box::pin(async move {
+            let handle = self.launch(spec).await?;
+            if let Some(memory) = &warm.memory {
+                std::fs::write(&memory.path, vec![0u8; 4096]).map_err(|source| {
+                    VmmError::Prepare {
+                        path: memory.path.clone(),
+                        source,
+                    }
+                })?;
+            }
+            if warm.paused {
+                self.paused.lock().unwrap().insert(handle.pid);
+            }
+            Ok(handle)
+        })
+    }
+
+    /// Pauses the fake guest and writes a state file.
+    fn snapshot<'a>(
+        &'a self,
+        handle: &'a VmmHandle,
+        request: &'a SnapshotRequest,
+    ) -> BoxFuture<'a, Result<SnapshotReport, VmmError>> {
+        Box::pin(async move {
+            self.paused.lock().unwrap().insert(handle.pid);
+            std::fs::write(&request.state_file, b"fake device state").map_err(|source| {
+                VmmError::Prepare {
+                    path: request.state_file.clone(),
+                    source,
+                }
+            })?;
+            Ok(SnapshotReport {
+                took: Duration::from_millis(1),
+                downtime: None,
+                state_bytes: 17,
+            })
+        })
+    }
+
+    fn resume<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            self.paused.lock().unwrap().remove(&handle.pid);
+            Ok(())
         })
     }
 

@@ -48,6 +48,48 @@ fn help_vm_kill() {
 }
 
 #[test]
+fn help_vm_list() {
+    insta::assert_snapshot!(help(&["vm", "list"]));
+}
+
+#[test]
+fn help_vm_delete() {
+    insta::assert_snapshot!(help(&["vm", "delete"]));
+}
+
+#[test]
+fn help_logs() {
+    insta::assert_snapshot!(help(&["logs"]));
+}
+
+/// Every alias the help promises parses to its command.
+#[test]
+fn aliases_are_listed_and_work() {
+    for argv in [
+        &["banger", "ps"][..],
+        &["banger", "rm", "web"],
+        &["banger", "vm", "ls"],
+        &["banger", "vm", "ps"],
+        &["banger", "vm", "rm", "-f", "web"],
+    ] {
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let ok = matches!(
+            cli.command,
+            Command::Ps(_)
+                | Command::Rm(_)
+                | Command::Vm(VmCommand::List(_))
+                | Command::Vm(VmCommand::Delete(_))
+        );
+        assert!(ok, "{argv:?}");
+    }
+    let top = help(&[]);
+    assert!(top.contains("ps ") && top.contains("rm "), "{top}");
+    let vm = help(&["vm"]);
+    assert!(vm.contains("[aliases: ls, ps]"), "{vm}");
+    assert!(vm.contains("[alias: rm]"), "{vm}");
+}
+
+#[test]
 fn help_image() {
     insta::assert_snapshot!(help(&["image"]));
 }
@@ -164,6 +206,11 @@ fn usage_errors() {
             "unknown signal",
         ),
         (&["image", "import", "x:1", "--name", "Bad"], "image name"),
+        (&["vm", "stop"], "required"),
+        (&["vm", "delete", "--all", "web"], "cannot be used with"),
+        (&["vm", "list", "--filter", "colour=red"], "unknown filter"),
+        (&["vm", "list", "--filter", "state=up"], "unknown VM state"),
+        (&["vm", "list", "-q", "--json"], "cannot be used with"),
         (
             &["ssh-config", "--install", "--uninstall"],
             "cannot be used with",

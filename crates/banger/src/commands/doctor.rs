@@ -161,7 +161,7 @@ async fn daemon_check(ctx: &Ctx) -> Check {
                 }
                 _ => report
                     .hint
-                    .unwrap_or_else(|| "restart the daemon: `bangerd &`".to_string()),
+                    .unwrap_or_else(|| "restart the daemon: `sudo banger system restart` (installed), else `bangerd &`".to_string()),
             };
             Check::fail(NAME, report.error, hint)
         }
@@ -171,7 +171,7 @@ async fn daemon_check(ctx: &Ctx) -> Check {
                 "the daemon did not answer a ping within {}s",
                 PING_TIMEOUT.as_secs()
             ),
-            "it may be stuck; restart it (`bangerd &`)",
+            "it may be stuck; restart it: `sudo banger system restart` (installed), else `bangerd &`",
         ),
     }
 }

@@ -27,8 +27,10 @@ const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
     long_about = "Serve banger to an AI agent over the Model Context Protocol: JSON-RPC 2.0 \
 on stdin/stdout, as MCP clients (Claude Code, Codex, ...) start a stdio server. The agent \
 gets tools with JSON Schemas and structured results: vm_run (a fresh VM, optionally with a \
-git repository copied in, one command: exit code, stdout, stderr), vm_create, vm_exec, \
-vm_list, vm_delete, workspace_prepare, file_read and file_write. Output is capped per \
+git repository copied in, one command: exit code, stdout, stderr), vm_create, vm_fork (new \
+VMs resumed from a running one in about a second), vm_exec, vm_list, vm_delete, \
+workspace_prepare, file_read and file_write. vm_run and vm_create take a network \
+allow-list (`allow`: [\"pypi.org:443\", ...], or `deny_all`), enforced on the host. Output is capped per \
 stream (--max-output) and the result says when it was cut. Cancelling a call stops the \
 guest command; a VM vm_run created is deleted (unless kept), also when the client goes away.
 
@@ -39,7 +41,8 @@ may be imported only from under an --allow-repo directory (default: the director
 logged to stderr with the client's name.
 
 workspace_export returns the guest's changes as a patch (at least 1 MiB of it, more with \
-a larger --max-output). Not offered yet: vm_fork and network allow-lists.",
+a larger --max-output). The run profile forks only its own VMs (and the snapshots those \
+forks made); forks keep their source's network policy.",
     after_help = "\
 Examples:
   banger mcp --print-config claude          Snippet for Claude Code (.mcp.json / claude mcp add)
@@ -111,7 +114,8 @@ pub async fn mcp(ctx: &Ctx, args: McpArgs) -> Result<ExitCode, CliError> {
         instructions: "banger runs commands in disposable Linux microVMs. vm_run is the one-shot \
 path (fresh VM, optional git repository copied in, one command, exit code and output). \
 For several steps: vm_create, then vm_exec / file_read / file_write / workspace_prepare, \
-then vm_delete."
+then vm_delete. vm_fork copies a prepared running VM in about a second. `allow` limits \
+what a new VM may reach on the network."
             .into(),
         max_message_bytes: MAX_MESSAGE_BYTES,
         shutdown_grace: Duration::from_secs(120),

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banger_api::methods::{
-    ExportFormat, VmCreate, VmCreateParams, VmDelete, VmDeleteParams, VmExec, VmExecParams, VmList,
-    VmRef, VmShow, WorkspaceExport, WorkspaceExportParams, WorkspacePrepare,
-    WorkspacePrepareParams,
+    ExportFormat, NameRef, SnapshotShow, VmCreate, VmCreateParams, VmDelete, VmDeleteParams,
+    VmExec, VmExecParams, VmFork, VmForkParams, VmList, VmRef, VmShow, WorkspaceExport,
+    WorkspaceExportParams, WorkspacePrepare, WorkspacePrepareParams,
 };
 use banger_api::types::VmInfo;
-use banger_api::{Event, OutputStream, StageState};
+use banger_api::{ErrorCode, Event, OutputStream, StageState};
 use banger_mcp::cap::Capped;
 use banger_mcp::policy::{Access, Policy, Refusal, Session};
 use banger_mcp::protocol::{ClientInfo, Tool, ToolResult};
@@ -29,7 +29,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::commands::mcp_tools::{
-    self, EXPORT_PATCH_MIN_CAP, FILE_READ_DEFAULT, FILE_WRITE_MAX, TIMEOUT_DEFAULT_SECS,
+    self, ALLOW_MAX, EXPORT_PATCH_MIN_CAP, FILE_READ_DEFAULT, FILE_WRITE_MAX, FORK_MAX,
+    TIMEOUT_DEFAULT_SECS,
 };
 use crate::commands::workspace_local::{self, Checked, WorkspaceArgs};
 use crate::connect::{Ctx, Daemon};
@@ -122,6 +123,10 @@ struct RunArgs {
     nat: bool,
     #[serde(default)]
     keep: bool,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny_all: bool,
     repo: Option<String>,
     guest_path: Option<String>,
     #[serde(default)]
@@ -137,8 +142,20 @@ struct CreateArgs {
     memory_mib: Option<u64>,
     #[serde(default)]
     nat: bool,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny_all: bool,
     #[serde(flatten)]
     repo: RepoArgs,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkArgs {
+    source: String,
+    name: Option<String>,
+    count: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +233,16 @@ fn nonempty_argv(argv: &[String]) -> Result<(), CallError> {
     Ok(())
 }
 
+fn allow_list(allow: &[String]) -> Result<(), CallError> {
+    if allow.len() > ALLOW_MAX {
+        return Err(CallError::InvalidParams(format!(
+            "allow: {} rules is more than a policy takes ({ALLOW_MAX})",
+            allow.len()
+        )));
+    }
+    Ok(())
+}
+
 fn timeout(secs: Option<u64>) -> Result<Duration, CallError> {
     let secs = secs.unwrap_or(TIMEOUT_DEFAULT_SECS);
     if !(1..=mcp_tools::TIMEOUT_MAX_SECS).contains(&secs) {
@@ -240,6 +267,7 @@ fn absolute_guest_path(path: &str) -> Result<(), CallError> {
 enum Call {
     Run(RunArgs, Duration),
     Create(CreateArgs),
+    Fork(ForkArgs, u32),
     Exec(ExecArgs, Duration),
     List,
     Delete(DeleteArgs),
@@ -254,10 +282,25 @@ fn decode(name: &str, arguments: Value) -> Result<Call, CallError> {
         "vm_run" => {
             let a: RunArgs = args(arguments)?;
             nonempty_argv(&a.argv)?;
+            allow_list(&a.allow)?;
             let t = timeout(a.timeout_secs)?;
             Call::Run(a, t)
         }
-        "vm_create" => Call::Create(args(arguments)?),
+        "vm_create" => {
+            let a: CreateArgs = args(arguments)?;
+            allow_list(&a.allow)?;
+            Call::Create(a)
+        }
+        "vm_fork" => {
+            let a: ForkArgs = args(arguments)?;
+            let count = a.count.unwrap_or(1);
+            if !(1..=FORK_MAX).contains(&count) {
+                return Err(CallError::InvalidParams(format!(
+                    "count: must be 1..={FORK_MAX}"
+                )));
+            }
+            Call::Fork(a, count)
+        }
         "vm_exec" => {
             let a: ExecArgs = args(arguments)?;
             nonempty_argv(&a.argv)?;
@@ -344,6 +387,7 @@ impl Handler for BangerTools {
         let outcome = match call {
             Call::Run(a, t) => self.vm_run(a, t, &ctx).await,
             Call::Create(a) => self.vm_create(a, &ctx).await,
+            Call::Fork(a, count) => self.vm_fork(a, count, &ctx).await,
             Call::Exec(a, t) => self.vm_exec(a, t, &ctx).await,
             Call::List => self.vm_list().await,
             Call::Delete(a) => self.vm_delete(a).await,
@@ -452,6 +496,8 @@ fn vm_value(vm: &VmInfo, owned: bool) -> Value {
     json!({
         "name": vm.name, "id": vm.id, "state": vm.state.to_string(), "image": vm.image,
         "address": vm.address, "nat": vm.nat, "created_by_this_session": owned,
+        "policy": vm.policy,
+        "forked_from": vm.forked_from.as_ref().map(|f| f.snapshot.clone()),
         "workspace": vm.workspace.as_ref().map(|w| json!({
             "source": w.source, "guest_path": w.guest_path, "files": w.files, "bytes": w.bytes})),
     })
@@ -485,10 +531,7 @@ impl BangerTools {
         let canonical: PathBuf = crate::connect::absolute(path)?;
         self.policy.check_repo(&canonical)?;
         let wargs = WorkspaceArgs {
-            guest_path: repo
-                .guest_path
-                .clone()
-                .unwrap_or_else(|| banger_workspace::DEFAULT_GUEST_PATH.to_string()),
+            guest_path: repo.guest_path.clone(),
             mode: "overlay".into(),
             include_untracked: repo.include_untracked,
             dry_run: false,
@@ -626,10 +669,12 @@ impl BangerTools {
             image: a.image.clone(),
             nat: a.nat,
             workspace: checked.as_ref().map(|(c, w)| c.api_source(w)),
+            allow: a.allow.clone(),
+            deny_all: a.deny_all,
             ..VmCreateParams::default()
         };
         let vm = self.create(params, ctx).await?;
-        let cwd = checked.as_ref().map(|(c, w)| c.guest_cwd(&w.guest_path));
+        let cwd = checked.as_ref().map(|(c, w)| c.guest_cwd(w.guest_path()));
         let result = self
             .exec(
                 VmExecParams {
@@ -638,6 +683,8 @@ impl BangerTools {
                     env: a.env.into_iter().collect(),
                     cwd: cwd.clone(),
                     stdin: false,
+                    tty: None,
+                    user: None,
                 },
                 limit,
                 ctx,
@@ -663,10 +710,127 @@ impl BangerTools {
             memory_mib: a.memory_mib,
             nat: a.nat,
             workspace: checked.as_ref().map(|(c, w)| c.api_source(w)),
+            allow: a.allow,
+            deny_all: a.deny_all,
             ..VmCreateParams::default()
         };
         let vm = self.create(params, ctx).await?;
         Ok(vm_value(&vm, true))
+    }
+
+    /// `vm.fork` of a snapshot or a running VM, under the ownership rule: the run profile
+    /// forks only its own VMs and the snapshots its forks made. Each fork takes a slot of
+    /// the VM cap; a cancelled fork's VMs (the names it reserved) are deleted.
+    async fn vm_fork(&self, a: ForkArgs, count: u32, ctx: &CallCtx) -> Outcome {
+        // The daemon looks for a snapshot first, then a VM: so does the check.
+        let mut daemon = self.connect().await?;
+        let snapshot = match ask::<SnapshotShow>(
+            &mut daemon,
+            &NameRef {
+                name: a.source.clone(),
+            },
+        )
+        .await
+        {
+            Ok(snapshot) => Some(snapshot.name),
+            Err(CliError::Daemon(banger_api::ClientError::Api(err)))
+                if err.code == ErrorCode::NotFound =>
+            {
+                None
+            }
+            Err(err) => return Err(err.into()),
+        };
+        drop(daemon);
+        let (source, from_vm) = match snapshot {
+            Some(name) => {
+                self.policy.check_snapshot(&self.session(), &name)?;
+                (name, false)
+            }
+            None => (self.resolve(&a.source, Access::Modify).await?.name, true),
+        };
+        let mut slots = 0;
+        for _ in 0..count {
+            if let Err(refusal) = self.policy.reserve(&mut self.session()) {
+                for _ in 0..slots {
+                    self.session().release();
+                }
+                return Err(refusal.into());
+            }
+            slots += 1;
+        }
+        let params = VmForkParams {
+            source: source.clone(),
+            name: a.name,
+            count: Some(count),
+        };
+        // Names reserved in order: a fork of a VM reserves its snapshot's name first.
+        let mut reserved: Vec<String> = Vec::new();
+        let result = async {
+            let mut daemon = self.connect().await?;
+            let forked = {
+                let call = daemon.client.call::<VmFork>(&params, |event| {
+                    if let Event::Stage {
+                        stage,
+                        state: StageState::Done,
+                        detail: Some(name),
+                        ..
+                    } = &event
+                        && stage == banger_model::progress::RESERVE_NAME_STAGE
+                    {
+                        reserved.push(name.clone());
+                    }
+                    stage_message(&ctx.progress, &event);
+                });
+                tokio::select! {
+                    vms = call => Some(vms.map_err(CliError::Daemon)),
+                    () = ctx.cancel.cancelled() => None,
+                }
+            };
+            match forked {
+                Some(vms) => Ok(vms?),
+                None => Err(Stop::Cancelled),
+            }
+        }
+        .await;
+        let forks: Vec<String> = reserved
+            .iter()
+            .skip(usize::from(from_vm))
+            .cloned()
+            .collect();
+        if from_vm && let Some(snapshot) = reserved.first() {
+            self.session().snapshot_made(snapshot);
+        }
+        match result {
+            Ok(vms) => {
+                let mut session = self.session();
+                for vm in &vms {
+                    session.created(&vm.name);
+                }
+                for _ in vms.len()..slots {
+                    session.release();
+                }
+                let made = vms
+                    .first()
+                    .and_then(|vm| vm.forked_from.as_ref())
+                    .map_or(source, |f| f.snapshot.clone());
+                session.snapshot_made(&made);
+                let vms: Vec<Value> = vms.iter().map(|vm| vm_value(vm, true)).collect();
+                Ok(json!({"snapshot": made, "vms": vms}))
+            }
+            Err(stop) => {
+                // The names reserved were ours: those VMs (or what is left) go.
+                for name in &forks {
+                    self.session().created(name);
+                }
+                for _ in forks.len()..slots {
+                    self.session().release();
+                }
+                for name in &forks {
+                    self.remove(name).await;
+                }
+                Err(stop)
+            }
+        }
     }
 
     async fn vm_exec(&self, a: ExecArgs, limit: Duration, ctx: &CallCtx) -> Outcome {
@@ -682,6 +846,8 @@ impl BangerTools {
                     env: a.env.into_iter().collect(),
                     cwd,
                     stdin: false,
+                    tty: None,
+                    user: None,
                 },
                 limit,
                 ctx,
@@ -802,6 +968,8 @@ impl BangerTools {
                     env: Vec::new(),
                     cwd: None,
                     stdin: false,
+                    tty: None,
+                    user: None,
                 },
                 Duration::from_secs(120),
                 ctx,
@@ -845,6 +1013,8 @@ impl BangerTools {
                     env: Vec::new(),
                     cwd: None,
                     stdin: false,
+                    tty: None,
+                    user: None,
                 },
                 Duration::from_secs(120),
                 ctx,

@@ -17,6 +17,10 @@ pub const FILE_READ_MAX: u64 = 4 * 1024 * 1024;
 /// Command timeouts: the default and the largest accepted.
 pub const TIMEOUT_DEFAULT_SECS: u64 = 600;
 pub const TIMEOUT_MAX_SECS: u64 = 3600;
+/// The most forks one `vm_fork` makes (the daemon's limit too).
+pub const FORK_MAX: u32 = 64;
+/// The most `allow` rules one call takes (a policy's limit too).
+pub const ALLOW_MAX: usize = 256;
 
 const READ: Annotations = Annotations {
     read_only_hint: true,
@@ -77,11 +81,25 @@ fn exec_output(extra: Value) -> Value {
                         "stderr_truncated", "max_output_bytes"]})
 }
 
+/// `allow` and `deny_all`: the VM's network policy (egress allow-list).
+fn policy_props() -> Value {
+    json!({
+        "allow": {"type": "array", "maxItems": ALLOW_MAX,
+                  "items": {"type": "string", "minLength": 1, "maxLength": 300},
+                  "description": "Network allow-list: the VM may reach only these destinations, everything else is dropped on the host (implies NAT). Each is HOST[:PORT]: a DNS name (example.com), a wildcard (*.example.com: any name below it), an IPv4 address or CIDR (10.0.0.0/8); without :PORT every port. Names resolve only through banger's resolver, which answers allowed names alone."},
+        "deny_all": {"type": "boolean",
+                     "description": "The VM reaches nothing at all (no DNS either). Not with allow or nat."},
+    })
+}
+
 fn vm_output() -> Value {
     json!({"type": "object", "properties": {
         "name": {"type": "string"}, "id": {"type": "string"}, "state": {"type": "string"},
         "image": {"type": "string"}, "address": {"type": ["string", "null"]},
         "nat": {"type": "boolean"}, "created_by_this_session": {"type": "boolean"},
+        "policy": {"type": ["array", "null"], "items": {"type": "string"},
+                   "description": "the network allow-list ([] denies everything); null without a policy"},
+        "forked_from": {"type": ["string", "null"], "description": "the snapshot a fork was restored from"},
         "workspace": {"type": ["object", "null"]}
     }, "required": ["name", "state"]})
 }
@@ -126,7 +144,7 @@ pub fn all() -> Vec<(Tool, Access)> {
                             "nat": {"type": "boolean", "description": "Outbound network through NAT"},
                             "keep": {"type": "boolean", "description": "Keep the VM afterwards (its name is returned)"},
                         }),
-                        repo_props(),
+                        merged(repo_props(), policy_props()),
                     ),
                     &["argv"],
                 ),
@@ -152,11 +170,31 @@ pub fn all() -> Vec<(Tool, Access)> {
                             "memory_mib": {"type": "integer", "minimum": 64},
                             "nat": {"type": "boolean"},
                         }),
-                        repo_props(),
+                        merged(repo_props(), policy_props()),
                     ),
                     &[],
                 ),
                 output_schema: vm_output(),
+                annotations: WRITE,
+            },
+            Access::Create,
+        ),
+        (
+            Tool {
+                name: "vm_fork",
+                title: "Fork a running VM",
+                description: "Make new VMs that resume where a running VM (or a snapshot) was saved, in about a second each instead of a boot: same files, processes and memory, each with its own name, address and disk. A running VM is saved first (paused briefly) and its snapshot named in the result, so it can be forked again. Forks keep the source's network policy.",
+                input_schema: object(
+                    json!({"source": {"type": "string", "minLength": 1,
+                                      "description": "A running VM this session may use, or a snapshot (its name)"},
+                           "name": {"type": "string", "description": "The fork's name (with count > 1: NAME-1..NAME-N); generated when absent"},
+                           "count": {"type": "integer", "minimum": 1, "maximum": FORK_MAX, "description": "How many forks (default 1)"}}),
+                    &["source"],
+                ),
+                output_schema: json!({"type": "object", "properties": {
+                    "snapshot": {"type": "string", "description": "the snapshot the forks were restored from"},
+                    "vms": {"type": "array", "items": vm_output()}},
+                    "required": ["snapshot", "vms"]}),
                 annotations: WRITE,
             },
             Access::Create,

@@ -3,12 +3,15 @@
 //! one dispatch `match` from the parsed command line to those files.
 
 pub mod completion;
+pub mod config;
 pub mod doctor;
 pub mod image;
 pub mod kernel;
+pub mod logs;
 pub mod mcp;
 pub mod mcp_handler;
 pub mod mcp_tools;
+pub mod mise_bootstrap;
 pub mod ping;
 pub mod ssh_config;
 pub mod ssh_proxy;
@@ -19,11 +22,15 @@ pub mod vm_lifecycle;
 pub mod vm_list;
 pub mod vm_logs;
 pub mod vm_policy;
+pub mod vm_port;
 pub mod vm_run;
 pub mod vm_set;
 pub mod vm_show;
 pub mod vm_snapshot;
 pub mod vm_ssh;
+pub mod vm_stats;
+pub mod vm_targets;
+pub mod vm_wait;
 pub mod workspace;
 pub mod workspace_exec;
 pub mod workspace_export;
@@ -32,8 +39,8 @@ pub mod workspace_local;
 use std::process::ExitCode;
 
 use crate::cli::{
-    Command, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand, SystemCommand,
-    VmCommand, WorkspaceCommand,
+    Command, ConfigCommand, ImageCacheCommand, ImageCommand, KernelCommand, PolicyCommand,
+    PortCommand, SystemCommand, VmCommand, WorkspaceCommand,
 };
 use crate::connect::Ctx;
 use crate::errors::CliError;
@@ -57,13 +64,18 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             VmCommand::Exec(args) => vm_exec::exec(ctx, args).await,
             VmCommand::Cp(args) => done(vm_cp::cp(ctx, args).await),
             VmCommand::Logs(args) => done(vm_logs::logs(ctx, args).await),
-            VmCommand::Stats(args) => done(vm_show::stats(ctx, args).await),
+            VmCommand::Stats(args) => done(vm_stats::stats(ctx, args).await),
             VmCommand::Ports(args) => done(vm_show::ports(ctx, args).await),
             VmCommand::Set(args) => done(vm_set::set(ctx, args).await),
             VmCommand::Snapshot(args) => done(vm_snapshot::snapshot(ctx, args).await),
             VmCommand::Fork(args) => done(vm_snapshot::fork(ctx, args).await),
+            VmCommand::Port(PortCommand::Publish(args)) => done(vm_port::publish(ctx, args).await),
+            VmCommand::Port(PortCommand::Unpublish(args)) => {
+                done(vm_port::unpublish(ctx, args).await)
+            }
             VmCommand::Policy(PolicyCommand::Show(args)) => done(vm_policy::show(ctx, args).await),
             VmCommand::Policy(PolicyCommand::Set(args)) => done(vm_policy::set(ctx, args).await),
+            VmCommand::Policy(PolicyCommand::Check(args)) => vm_policy::check(ctx, args).await,
             VmCommand::Workspace(WorkspaceCommand::Prepare(args)) => {
                 done(workspace::prepare(ctx, args).await)
             }
@@ -74,6 +86,9 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
                 done(workspace_export::apply(ctx, args).await)
             }
         },
+        Command::Ps(args) => done(vm_list::list(ctx, args).await),
+        Command::Rm(args) => done(vm_lifecycle::delete(ctx, args).await),
+        Command::Logs(args) => done(logs::logs(ctx, args).await),
         Command::Image(command) => done(match command {
             ImageCommand::List(args) => image::list(ctx, args).await,
             ImageCommand::Show(args) => image::show(ctx, args).await,
@@ -103,6 +118,8 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError>
             SystemCommand::Uninstall(args) => system::uninstall(ctx, args).await,
             SystemCommand::Supervise(args) => system::supervise(ctx, args),
         }),
+        Command::Config(ConfigCommand::Show(args)) => done(config::show(ctx, args)),
+        Command::Config(ConfigCommand::Path(args)) => done(config::path(ctx, args)),
         Command::Doctor(args) => doctor::doctor(ctx, args).await,
         Command::Health(args) => done(ping::health(ctx, args).await),
         Command::Ping(args) => done(ping::ping(ctx, args).await),

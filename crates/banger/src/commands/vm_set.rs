@@ -7,7 +7,6 @@ use crate::cli::{JsonFlag, VmArg};
 use crate::commands::vm_run::summary;
 use crate::connect::Ctx;
 use crate::errors::CliError;
-use crate::render;
 use crate::values;
 
 /// Change a stopped VM's vCPUs, memory or disk size
@@ -47,5 +46,5 @@ pub async fn set(ctx: &Ctx, args: SetArgs) -> Result<(), CliError> {
         disk_mib: args.disk,
     };
     let vm = daemon.ask::<VmSet>(&params).await?;
-    render::data(args.output.json, &vm, summary)
+    crate::render::records::print_vm(args.output.json, &vm, summary)
 }

@@ -1,6 +1,6 @@
-//! `vm show`, `vm stats` and `vm ports`: read-only views of one VM.
+//! `vm show` and `vm ports`: read-only views of one VM (`vm stats` is `vm_stats.rs`).
 
-use banger_api::methods::{VmPorts, VmRef, VmShow, VmStatsGet};
+use banger_api::methods::{VmPorts, VmRef, VmShow};
 use clap::Args;
 
 use crate::cli::{JsonFlag, VmArg};
@@ -23,25 +23,15 @@ pub struct ShowArgs {
     pub output: JsonFlag,
 }
 
-/// Show a VM's resource use
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Show what a VM costs the host: memory (RSS) and CPU time of its VMM \
-process, and the space its disk really occupies next to its virtual size.",
-    after_help = "Examples:\n  banger vm stats web\n  banger vm stats web --json"
-)]
-pub struct StatsArgs {
-    #[command(flatten)]
-    pub vm: VmArg,
-    #[command(flatten)]
-    pub output: JsonFlag,
-}
-
 /// List the ports a VM's guest listens on
 #[derive(Debug, Args)]
 #[command(
-    long_about = "List the sockets listening inside the guest, as the guest agent reports \
-them, with the endpoint that reaches each from the host (`<name>.vm:<port>`).",
+    long_about = "List the VM's published ports (`vm port publish`, `vm run -p`): the host \
+address and port, the guest address and port they forward to, and whether they are open \
+(only while the VM runs). Then the sockets listening inside the guest, as the guest agent \
+reports them, with both ways to reach each from the host: `<name>.vm:<port>` (needs the \
+`.vm` resolver route, see `banger doctor`) and `<guest address>:<port>`. `--json` has \
+every key, null when unknown.",
     after_help = "Examples:\n  banger vm ports web\n  banger vm ports web --json"
 )]
 pub struct PortsArgs {
@@ -55,27 +45,25 @@ pub struct PortsArgs {
 pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let vm = daemon.ask::<VmShow>(&VmRef { vm: args.vm.vm }).await?;
-    render::data(args.output.json, &vm, |vm| {
+    render::records::print_vm(args.output.json, &vm, |vm| {
         render::detail::vm(vm, jiff::Timestamp::now())
     })
-}
-
-/// `vm stats`.
-pub async fn stats(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
-    let mut daemon = ctx.connect().await?;
-    let stats = daemon.ask::<VmStatsGet>(&VmRef { vm: args.vm.vm }).await?;
-    render::data(args.output.json, &stats, render::detail::stats)
 }
 
 /// `vm ports`.
 pub async fn ports(ctx: &Ctx, args: PortsArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let ports = daemon.ask::<VmPorts>(&VmRef { vm: args.vm.vm }).await?;
-    if !args.output.json && ports.is_empty() {
-        render::note("nothing listens in the guest");
+    if !args.output.json && ports.published.is_empty() && ports.listening.is_empty() {
+        if ports.state == banger_api::types::VmState::Running {
+            render::note("nothing is published and nothing listens in the guest");
+        } else {
+            render::note(&format!(
+                "VM {} is {} and publishes no ports",
+                ports.vm, ports.state
+            ));
+        }
         return Ok(());
     }
-    render::data(args.output.json, &ports, |ports| {
-        render::table::ports(ports)
-    })
+    render::data(args.output.json, &ports, render::table::vm_ports)
 }

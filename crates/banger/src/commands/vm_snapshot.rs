@@ -204,7 +204,7 @@ pub async fn fork(ctx: &Ctx, args: ForkArgs) -> Result<(), CliError> {
     let vms = daemon
         .call_with_progress::<VmFork>(&ctx.term, &params)
         .await?;
-    render::data(args.output.json, &vms, |vms| {
+    render::records::print_vms(args.output.json, &vms, |vms| {
         vms.iter().map(summary).collect::<String>()
     })
 }

@@ -9,9 +9,11 @@ use banger_api::methods::{SshTarget, VmRef, VmSshTarget};
 use clap::Args;
 
 use crate::cli::VmArg;
-use crate::commands::guest_exit;
-use crate::connect::Ctx;
+use crate::commands::{guest_exit, vm_wait};
+use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
+use crate::progress::Progress;
+use crate::render;
 
 /// Open an ssh session in a VM, or run a command over ssh
 #[derive(Debug, Args)]
@@ -21,7 +23,10 @@ own key and known_hosts file (nothing is added to ~/.ssh). Arguments after `--` 
 after the destination: a remote command, or more ssh options.
 
 `vm exec` runs a command through the guest agent instead (no ssh, output streamed, exit \
-code kept). `banger ssh-config --install` lets plain `ssh <name>.vm` work too.",
+code kept). `banger ssh-config --install` lets plain `ssh <name>.vm` work too.
+
+A VM that is still booting is waited for, and so is the guest's sshd right after a boot \
+(a stage line says what is awaited), up to `--timeout` seconds for the boot.",
     after_help = "\
 Examples:
   banger vm ssh web
@@ -31,6 +36,9 @@ Examples:
 pub struct SshArgs {
     #[command(flatten)]
     pub vm: VmArg,
+    /// Seconds to wait for a VM that is still booting
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
     /// Arguments for ssh after the destination (a remote command or options)
     #[arg(last = true, value_name = "SSH_ARGS")]
     pub args: Vec<String>,
@@ -39,8 +47,37 @@ pub struct SshArgs {
 /// `vm ssh`.
 pub async fn ssh(ctx: &Ctx, args: SshArgs) -> Result<ExitCode, CliError> {
     let mut daemon = ctx.connect().await?;
-    let target = daemon.ask::<VmSshTarget>(&VmRef { vm: args.vm.vm }).await?;
+    vm_wait::until_running(
+        ctx,
+        &mut daemon,
+        &args.vm.vm,
+        vm_wait::timeout(args.timeout),
+    )
+    .await?;
+    let target = target(ctx, &mut daemon, &args.vm.vm).await?;
     session(&target, &args.args).await
+}
+
+/// How to reach `vm` over ssh; the daemon waits for a guest's sshd that is still coming
+/// up and says so as a stage, drawn here.
+pub async fn target(ctx: &Ctx, daemon: &mut Daemon, vm: &str) -> Result<SshTarget, CliError> {
+    let mut progress = Progress::new(&ctx.term);
+    let target = daemon
+        .call::<VmSshTarget>(&VmRef { vm: vm.to_owned() }, &mut progress.sink())
+        .await;
+    progress.finish();
+    target
+}
+
+/// Waits (at most `limit`) until the guest's sshd answers, for `vm run -d`; says plainly
+/// when it is still coming up. A VM without ssh (no network) is not waited for.
+pub async fn wait_for_ssh(ctx: &Ctx, daemon: &mut Daemon, vm: &str, limit: std::time::Duration) {
+    match tokio::time::timeout(limit, target(ctx, daemon, vm)).await {
+        Ok(_) => {}
+        Err(_) => render::note(&format!(
+            "ssh in {vm} is still coming up; `banger vm ssh {vm}` waits for it"
+        )),
+    }
 }
 
 /// The arguments for `ssh` (without the program name): banger's key, known_hosts file

@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use banger_api::methods::{
-    VmRef, VmShow, WorkspaceOptions, WorkspacePrepare, WorkspacePrepareParams,
-};
+use banger_api::methods::{WorkspaceOptions, WorkspacePrepare, WorkspacePrepareParams};
 use banger_api::types::WorkspaceInfo;
 use banger_workspace::{Repo, SystemRunner};
 
@@ -14,15 +12,14 @@ use crate::connect::{Ctx, Daemon};
 use crate::errors::CliError;
 use crate::render;
 
-/// The workspace's guest path when the VM has one, after the staleness check (and the
-/// re-sync with `auto_prepare`).
+/// The VM's workspace when it has one, after the staleness check (and the re-sync with
+/// `auto_prepare`).
 pub async fn before_exec(
     ctx: &Ctx,
     daemon: &mut Daemon,
-    vm: &str,
+    info: banger_api::types::VmInfo,
     auto_prepare: bool,
-) -> Result<Option<String>, CliError> {
-    let info = daemon.ask::<VmShow>(&VmRef { vm: vm.to_string() }).await?;
+) -> Result<Option<WorkspaceInfo>, CliError> {
     let Some(workspace) = info.workspace else {
         if auto_prepare {
             return Err(CliError::usage(
@@ -56,7 +53,7 @@ pub async fn before_exec(
             changes.join(", ")
         ));
     }
-    Ok(Some(workspace.guest_path))
+    Ok(Some(workspace))
 }
 
 /// What differs on the host from the recorded workspace; empty when nothing does (or

@@ -16,9 +16,10 @@ use crate::render;
 /// Flags shared by `vm run PATH` and `vm workspace prepare`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkspaceArgs {
-    /// Where the repository goes in the guest (absolute)
-    #[arg(long, value_name = "DIR", default_value = banger_workspace::DEFAULT_GUEST_PATH)]
-    pub guest_path: String,
+    /// Where the repository goes in the guest (absolute; default: guest_path in the
+    /// config file, else /root/repo)
+    #[arg(long, value_name = "DIR")]
+    pub guest_path: Option<String>,
     /// `overlay`: the repository's history without hooks or reflogs, with the working
     /// tree laid over it; `full_copy`: `.git` exactly as on disk
     #[arg(long, value_name = "MODE", default_value = "overlay", value_parser = ["overlay", "full_copy"])]
@@ -35,10 +36,17 @@ pub struct WorkspaceArgs {
 impl WorkspaceArgs {
     /// Whether any workspace flag differs from its default (they need a PATH).
     pub fn any_given(&self) -> bool {
-        self.guest_path != banger_workspace::DEFAULT_GUEST_PATH
+        self.guest_path.is_some()
             || self.mode != "overlay"
             || self.include_untracked
             || self.dry_run
+    }
+
+    /// The guest path: the flag (or what the config file filled in), else the default.
+    pub fn guest_path(&self) -> &str {
+        self.guest_path
+            .as_deref()
+            .unwrap_or(banger_workspace::DEFAULT_GUEST_PATH)
     }
 
     fn options(&self) -> PlanOptions {
@@ -50,7 +58,7 @@ impl WorkspaceArgs {
 
     pub fn api_options(&self) -> WorkspaceOptions {
         WorkspaceOptions {
-            guest_path: Some(self.guest_path.clone()),
+            guest_path: Some(self.guest_path().to_string()),
             mode: Some(self.mode.clone()),
             include_untracked: self.include_untracked,
         }
@@ -82,7 +90,7 @@ impl Checked {
 
 /// Every check that can fail without a guest, then the listing.
 pub async fn check(path: &Path, args: &WorkspaceArgs) -> Result<Checked, CliError> {
-    banger_workspace::validate_guest_path(&args.guest_path).map_err(|e| {
+    banger_workspace::validate_guest_path(args.guest_path()).map_err(|e| {
         CliError::usage(
             e.to_string(),
             Some("--guest-path takes an absolute path such as /root/repo"),
@@ -167,7 +175,7 @@ pub fn dry_run(checked: &Checked, args: &WorkspaceArgs, json: bool) -> Result<()
         plan.total_bytes,
         plan.total_bytes as f64 / (1024.0 * 1024.0),
         plan.repo.root.display(),
-        args.guest_path,
+        args.guest_path(),
         if plan.options.include_untracked {
             ", untracked files included"
         } else {
@@ -179,8 +187,8 @@ pub fn dry_run(checked: &Checked, args: &WorkspaceArgs, json: bool) -> Result<()
         let value = DryRun {
             root: plan.repo.root.display().to_string(),
             subdir: plan.repo.subdir.display().to_string(),
-            guest_path: &args.guest_path,
-            guest_cwd: checked.guest_cwd(&args.guest_path),
+            guest_path: args.guest_path(),
+            guest_cwd: checked.guest_cwd(args.guest_path()),
             mode: plan.options.mode.as_str(),
             include_untracked: plan.options.include_untracked,
             head: plan.head.as_deref(),

@@ -80,6 +80,16 @@ pub fn vm(vm: &VmInfo, now: jiff::Timestamp) -> String {
                 }
             }),
         ),
+        (
+            "denied",
+            vm.policy_dropped_packets.map(|packets| {
+                format!(
+                    "{packets} packets to {} destinations (`banger vm logs --policy {}`)",
+                    vm.policy_denied_destinations.unwrap_or(0),
+                    vm.name
+                )
+            }),
+        ),
         ("driver", Some(driver)),
         ("address", vm.address.clone()),
         ("pid", vm.pid.map(|p| p.to_string())),

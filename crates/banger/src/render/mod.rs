@@ -4,6 +4,7 @@
 //! pipe (`banger vm list | head -1`) ends output quietly rather than as an error.
 
 pub mod detail;
+pub mod records;
 pub mod table;
 
 use std::io::Write as _;

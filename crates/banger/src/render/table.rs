@@ -2,7 +2,9 @@
 //! spaces (no borders, so `awk`/`cut` work), one header row in capitals, `-` for an empty
 //! cell, no wrapping. The same columns every time, whatever the data.
 
-use banger_api::types::{CatalogEntry, ImageInfo, KernelInfo, PortInfo, VmInfo};
+use banger_api::types::{
+    CatalogEntry, ImageInfo, KernelInfo, PortInfo, PublishedPortInfo, VmInfo, VmPortsOutput,
+};
 use comfy_table::{ContentArrangement, Table, presets};
 
 use crate::render::{age, bytes, mib};
@@ -147,11 +149,53 @@ pub fn ports(ports: &[PortInfo]) -> String {
                 port.port.to_string(),
                 port.bind.clone(),
                 port.endpoint.clone(),
+                or_dash(port.address_endpoint.as_deref()),
                 or_dash(port.process.as_deref()),
             ]
         })
         .collect();
-    grid(&["PROTO", "PORT", "BIND", "ENDPOINT", "PROCESS"], rows)
+    grid(
+        &["PROTO", "PORT", "BIND", "ENDPOINT", "ADDRESS", "PROCESS"],
+        rows,
+    )
+}
+
+/// Published ports (`vm port publish`, the first part of `vm ports`).
+pub fn published(ports: &[PublishedPortInfo]) -> String {
+    let rows = ports
+        .iter()
+        .map(|port| {
+            vec![
+                port.host_endpoint.clone(),
+                or_dash(port.guest_endpoint.as_deref()),
+                port.proto.clone(),
+                if port.active { "open" } else { "closed" }.to_string(),
+            ]
+        })
+        .collect();
+    grid(&["HOST", "GUEST", "PROTO", "STATE"], rows)
+}
+
+/// `vm ports`: what is published, then what listens in the guest, each section only
+/// when it has rows.
+pub fn vm_ports(output: &VmPortsOutput) -> String {
+    let mut text = String::new();
+    if !output.published.is_empty() {
+        text.push_str(&format!(
+            "published on the host:\n{}",
+            published(&output.published)
+        ));
+    }
+    if !output.listening.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "listening in the guest:\n{}",
+            ports(&output.listening)
+        ));
+    }
+    text
 }
 
 pub fn source_name(source: banger_api::types::ImageSource) -> &'static str {

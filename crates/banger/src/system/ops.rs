@@ -428,7 +428,9 @@ pub async fn answers(metadata: &InstallMetadata, service: Service) -> anyhow::Re
             Service::Helper => b"{\"op\":\"hello\"}\n",
             Service::Daemon => b"{\"v\":1,\"id\":1,\"method\":\"ping\",\"params\":{}}\n",
         };
-        stream.write_all(request).await?;
+        // The helper answers a uid it refuses (root's, for one) at once and hangs up, so
+        // the write may meet a closed socket; its answer is still there to read.
+        let _ = stream.write_all(request).await;
         let mut line = String::new();
         tokio::io::BufReader::new(stream)
             .read_line(&mut line)
@@ -487,6 +489,8 @@ pub struct ServiceStatus {
     pub state: String,
     pub pid: Option<i32>,
     pub answers: bool,
+    /// Why it does not answer (null when it does).
+    pub answer_error: Option<String>,
     pub version: String,
     pub socket: PathBuf,
     pub user: String,
@@ -538,12 +542,14 @@ pub async fn status(
             .await
             .map(|out| out.stdout_text().trim().to_owned())
             .unwrap_or_else(|_| "?".to_owned());
+        let answer = answers(&metadata, service).await;
         rows.push(ServiceStatus {
             service: service.name(),
             mode: metadata.mode.as_str(),
             state,
             pid,
-            answers: answers(&metadata, service).await.is_ok(),
+            answers: answer.is_ok(),
+            answer_error: answer.err().map(|error| format!("{error:#}")),
             version,
             socket: match service {
                 Service::Helper => metadata.paths.helper_socket.clone(),

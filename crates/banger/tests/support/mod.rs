@@ -18,13 +18,25 @@ use banger_api::{ApiError, Event, ResponseBody, ResponseFrame};
 pub struct Reply {
     pub method: &'static str,
     pub frames: Vec<ResponseBody>,
+    /// The `vm` parameter this reply answers; such replies are matched by VM, not by
+    /// order, for commands that send their requests at once (`vm stop web db`).
+    pub vm: Option<&'static str>,
 }
 
 impl Reply {
+    /// The answer to `method` for the VM named `vm`, whenever it arrives.
+    pub fn for_vm(method: &'static str, vm: &'static str, value: serde_json::Value) -> Reply {
+        Reply {
+            vm: Some(vm),
+            ..Reply::ok(method, value)
+        }
+    }
+
     pub fn ok(method: &'static str, value: serde_json::Value) -> Reply {
         Reply {
             method,
             frames: vec![ResponseBody::Result { value }],
+            vm: None,
         }
     }
 
@@ -32,6 +44,7 @@ impl Reply {
         Reply {
             method,
             frames: vec![ResponseBody::Error { error }],
+            vm: None,
         }
     }
 
@@ -43,6 +56,7 @@ impl Reply {
                 .into_iter()
                 .map(|event| ResponseBody::Event { event })
                 .collect(),
+            vm: None,
         }
     }
 
@@ -57,7 +71,11 @@ impl Reply {
             .map(|event| ResponseBody::Event { event })
             .collect();
         frames.push(ResponseBody::Result { value });
-        Reply { method, frames }
+        Reply {
+            method,
+            frames,
+            vm: None,
+        }
     }
 }
 
@@ -150,6 +168,21 @@ impl FakeDaemon {
     }
 }
 
+/// The next scripted reply: in order, except that replies for a named VM are found by
+/// method and VM wherever they are in the queue.
+fn next_reply(script: &mut VecDeque<Reply>, request: &banger_api::RequestFrame) -> Option<Reply> {
+    let vm = request.params.get("vm").and_then(|v| v.as_str());
+    if script.front().is_some_and(|r| r.vm.is_some()) {
+        let at = script
+            .iter()
+            .position(|r| r.vm.is_some() && r.method == request.method && r.vm == vm);
+        if let Some(at) = at {
+            return script.remove(at);
+        }
+    }
+    script.pop_front()
+}
+
 fn serve(
     stream: UnixStream,
     received: &(Mutex<Vec<Received>>, Condvar),
@@ -164,7 +197,7 @@ fn serve(
             params: request.params.clone(),
         });
         received.1.notify_all();
-        let reply = script.lock().unwrap().pop_front();
+        let reply = next_reply(&mut script.lock().unwrap(), &request);
         let frames = match reply {
             Some(reply) if reply.method == request.method => reply.frames,
             Some(reply) => vec![ResponseBody::Error {

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use banger_api::methods::{
     Empty, ExecOutput, PolicyInfo, PruneOutput, SshTarget, VmCreateParams, VmDeleteParams,
-    VmExecParams, VmKillParams, VmLogsParams, VmPolicySetParams, VmRef, VmSetParams, VmStopParams,
-    WorkspacePrepareParams,
+    VmExecParams, VmKillParams, VmLogsParams, VmPolicySetParams, VmPortSpecsParams, VmRef,
+    VmSetParams, VmStopParams, WorkspacePrepareParams,
 };
-use banger_api::types::{PortInfo, VmInfo, VmStats};
+use banger_api::types::{PortInfo, PublishedPortInfo, VmInfo, VmPortsOutput, VmStats};
 use banger_api::{ApiError, ErrorCode, Event, OutputStream};
 
 use crate::context::DaemonContext;
@@ -57,7 +57,16 @@ pub async fn show(
         })
         .await?;
     let record = vm_view::resolve(&records, &params.vm)?;
-    Ok(with_pid(ctx, record))
+    let mut info = with_pid(ctx, record);
+    if info.policy.is_some() && info.state == banger_model::VmState::Running {
+        // The policy's counters, read through the helper (a failure leaves them out).
+        if let Ok(status) = ctx.services.vms.policy_status(&info.id).await {
+            info.policy_dropped_packets = status.dropped_packets;
+            info.policy_denied_destinations =
+                status.dropped_packets.map(|_| status.denied.len() as u64);
+        }
+    }
+    Ok(info)
 }
 
 pub(crate) fn vm_error(err: banger_vm::VmError) -> ApiError {
@@ -169,6 +178,7 @@ pub async fn create(
             .transpose()
             .map_err(vm_error)?,
         policy,
+        publish: port_specs(&params.publish)?,
         cold: params.cold,
         template_builder: false,
     };
@@ -285,6 +295,11 @@ pub async fn exec(
         argv: params.argv,
         env: params.env.into_iter().collect(),
         cwd: params.cwd,
+        tty: params.tty.map(|size| banger_proto::agent::WindowSize {
+            rows: size.rows,
+            cols: size.cols,
+        }),
+        user: params.user,
         ..Default::default()
     };
     let sink = events.clone();
@@ -299,7 +314,22 @@ pub async fn exec(
         });
     };
     let vms = &ctx.services.vms;
-    let exit_code = if params.stdin {
+    let exit_code = if request.tty.is_some() || request.user.is_some() {
+        let mut stdin = params.stdin.then(|| events.take_input());
+        let resizes = match (params.tty, stdin.as_mut()) {
+            (Some(initial), Some(input)) => Some(window_sizes(input.window_sizes(initial))),
+            _ => None,
+        };
+        vms.exec_interactive(
+            &params.vm,
+            request,
+            stdin,
+            resizes,
+            on_output,
+            events.until_client_gone(),
+        )
+        .await
+    } else if params.stdin {
         let stdin = events.take_input();
         vms.exec_with_stdin(
             &params.vm,
@@ -317,13 +347,41 @@ pub async fn exec(
     Ok(ExecOutput { exit_code })
 }
 
+/// The client's terminal sizes as the agent's: a task forwards each change until
+/// either side is gone.
+fn window_sizes(
+    mut sizes: tokio::sync::watch::Receiver<banger_api::methods::TerminalSize>,
+) -> tokio::sync::watch::Receiver<banger_proto::agent::WindowSize> {
+    let convert = |size: banger_api::methods::TerminalSize| banger_proto::agent::WindowSize {
+        rows: size.rows,
+        cols: size.cols,
+    };
+    let (sender, receiver) = tokio::sync::watch::channel(convert(*sizes.borrow_and_update()));
+    tokio::spawn(async move {
+        while sizes.changed().await.is_ok() {
+            let size = convert(*sizes.borrow_and_update());
+            if sender.send(size).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
 pub async fn logs(
     ctx: &Arc<DaemonContext>,
     params: VmLogsParams,
     events: &EventSink,
 ) -> Result<Empty, ApiError> {
-    let (_, path) = ctx.services.vms.serial_log(&params.vm).map_err(vm_error)?;
-    crate::handlers::vm_logs::stream(&path, params.follow, params.tail_lines, events).await?;
+    let (vm, path) = ctx.services.vms.serial_log(&params.vm).map_err(vm_error)?;
+    // A followed log ends when its VM stops or is deleted (as `docker logs -f` does).
+    let vms = &ctx.services.vms;
+    let alive = || {
+        vms.find(vm.id.as_str())
+            .is_ok_and(|current| current.state.is_active())
+    };
+    crate::handlers::vm_logs::stream(&path, params.follow, params.tail_lines, events, alive)
+        .await?;
     Ok(Empty {})
 }
 
@@ -347,20 +405,127 @@ pub async fn ports(
     ctx: &Arc<DaemonContext>,
     params: VmRef,
     _events: &EventSink,
-) -> Result<Vec<PortInfo>, ApiError> {
-    let (record, ports) = ctx.services.vms.ports(&params.vm).await.map_err(vm_error)?;
-    Ok(ports
-        .into_iter()
-        .map(|port| PortInfo {
-            endpoint: format!("{}.vm:{}", record.name, port.port),
-            proto: match port.proto {
-                banger_proto::agent::Transport::Tcp => "tcp".to_string(),
-                banger_proto::agent::Transport::Udp => "udp".to_string(),
-            },
-            port: port.port,
-            bind: port.bind.to_string(),
-            process: port.process,
+) -> Result<VmPortsOutput, ApiError> {
+    let vms = &ctx.services.vms;
+    let (record, published) = vms.published(&params.vm).map_err(vm_error)?;
+    let listening = if record.state == banger_model::VmState::Running {
+        let (_, ports) = vms.ports(record.id.as_str()).await.map_err(vm_error)?;
+        ports
+    } else {
+        Vec::new()
+    };
+    let address = record.runtime.address.clone();
+    Ok(VmPortsOutput {
+        vm: record.name.to_string(),
+        state: record.state,
+        published: published
+            .iter()
+            .map(|port| published_info(&port.spec, port.active, address.as_deref()))
+            .collect(),
+        listening: listening
+            .into_iter()
+            .map(|port| PortInfo {
+                endpoint: format!("{}.vm:{}", record.name, port.port),
+                address_endpoint: address.as_ref().map(|a| format!("{a}:{}", port.port)),
+                proto: match port.proto {
+                    banger_proto::agent::Transport::Tcp => "tcp".to_string(),
+                    banger_proto::agent::Transport::Udp => "udp".to_string(),
+                },
+                port: port.port,
+                bind: port.bind.to_string(),
+                process: port.process,
+            })
+            .collect(),
+        address,
+    })
+}
+
+fn published_info(
+    spec: &banger_model::PortSpec,
+    active: bool,
+    address: Option<&str>,
+) -> PublishedPortInfo {
+    PublishedPortInfo {
+        proto: spec.proto.to_string(),
+        host_ip: spec.host_ip.to_string(),
+        host_port: spec.host_port,
+        guest_port: spec.guest_port,
+        host_endpoint: spec.host_endpoint(),
+        guest_endpoint: address.map(|a| format!("{a}:{}", spec.guest_port)),
+        spec: spec.to_string(),
+        active,
+    }
+}
+
+/// `-p` values as specs; the first bad one is the error.
+fn port_specs(values: &[String]) -> Result<Vec<banger_model::PortSpec>, ApiError> {
+    values
+        .iter()
+        .map(|value| {
+            banger_model::PortSpec::parse(value).map_err(|e| {
+                ApiError::bad_request(e.to_string()).with_hint(
+                    "-p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]: e.g. -p 8080:80, \
+                     -p 0.0.0.0:8080:80, -p 5353:53/udp",
+                )
+            })
         })
+        .collect()
+}
+
+pub async fn port_publish(
+    ctx: &Arc<DaemonContext>,
+    params: VmPortSpecsParams,
+    _events: &EventSink,
+) -> Result<Vec<PublishedPortInfo>, ApiError> {
+    if params.ports.is_empty() {
+        return Err(ApiError::bad_request("no port given")
+            .with_hint("e.g. `banger vm port publish web 8080:80`"));
+    }
+    let specs = port_specs(&params.ports)?;
+    let (record, ports) = ctx
+        .services
+        .vms
+        .publish(&params.vm, specs)
+        .await
+        .map_err(vm_error)?;
+    let address = record.runtime.address.as_deref();
+    Ok(ports
+        .iter()
+        .map(|port| published_info(&port.spec, port.active, address))
+        .collect())
+}
+
+pub async fn port_unpublish(
+    ctx: &Arc<DaemonContext>,
+    params: VmPortSpecsParams,
+    _events: &EventSink,
+) -> Result<Vec<PublishedPortInfo>, ApiError> {
+    if params.ports.is_empty() {
+        return Err(ApiError::bad_request("no port given")
+            .with_hint("e.g. `banger vm port unpublish web 8080`"));
+    }
+    let sides = params
+        .ports
+        .iter()
+        .map(|value| {
+            banger_model::HostSide::parse(value)
+                .map(|side| (value.clone(), side))
+                .map_err(|e| {
+                    ApiError::bad_request(e.to_string())
+                        .with_hint("name the host side: [HOST_IP:]HOST_PORT[/tcp|udp], e.g. 8080")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (record, removed) = ctx
+        .services
+        .vms
+        .unpublish(&params.vm, sides)
+        .await
+        .map_err(vm_error)?;
+    let address = record.runtime.address.as_deref();
+    Ok(removed
+        .iter()
+        .map(|spec| published_info(spec, false, address))
         .collect())
 }
 
@@ -407,7 +572,57 @@ fn policy_info(record: &banger_model::VmRecord, dropped_packets: Option<u64>) ->
         nat: banger_vm::effective_nat(record),
         running: record.state == banger_model::VmState::Running,
         dropped_packets,
+        denied: Vec::new(),
+        refused_names: Vec::new(),
     }
+}
+
+fn status_info(status: banger_vm::PolicyStatus) -> PolicyInfo {
+    let mut info = policy_info(&status.vm, status.dropped_packets);
+    info.denied = status
+        .denied
+        .into_iter()
+        .map(|d| banger_api::methods::DeniedDestination {
+            address: d.ip.to_string(),
+            protocol: d.protocol,
+            port: d.port,
+            packets: d.packets,
+        })
+        .collect();
+    info.refused_names = status
+        .refused_names
+        .into_iter()
+        .map(|(name, count)| banger_api::methods::RefusedName { name, count })
+        .collect();
+    info
+}
+
+pub async fn policy_check(
+    ctx: &Arc<DaemonContext>,
+    params: banger_api::methods::VmPolicyCheckParams,
+    _events: &EventSink,
+) -> Result<banger_api::methods::PolicyCheck, ApiError> {
+    let dest: banger_model::Destination =
+        params
+            .destination
+            .parse()
+            .map_err(|e: banger_model::PolicyError| {
+                ApiError::bad_request(format!("destination {e}")).with_hint(
+                    "HOST[:PORT]: one name (pypi.org) or one IPv4 address, e.g. pypi.org:443",
+                )
+            })?;
+    let (record, answer) = ctx
+        .services
+        .vms
+        .check_policy(&params.vm, &dest)
+        .map_err(vm_error)?;
+    Ok(banger_api::methods::PolicyCheck {
+        vm: record.name.to_string(),
+        destination: dest.to_string(),
+        allowed: answer.allowed,
+        rule: answer.rule,
+        reason: answer.reason,
+    })
 }
 
 pub async fn policy_set(
@@ -449,13 +664,13 @@ pub async fn policy_show(
         .policy_status(&params.vm)
         .await
         .map_err(vm_error)?;
-    Ok(policy_info(&status.vm, status.dropped_packets))
+    Ok(status_info(status))
 }
 
 pub async fn ssh_target(
     ctx: &Arc<DaemonContext>,
     params: VmRef,
-    _events: &EventSink,
+    events: &EventSink,
 ) -> Result<SshTarget, ApiError> {
     let vm = ctx.services.vms.find(&params.vm).map_err(vm_error)?;
     if vm.state != banger_model::VmState::Running {
@@ -474,8 +689,25 @@ pub async fn ssh_target(
             ),
         ));
     };
-    // Right after a boot the guest's host key may still be being read, and ssh checks it.
-    ctx.services.vms.ssh_settled(&vm.id).await;
+    // Right after a boot the guest's host key may still be being read (sshd may not
+    // listen yet), and ssh checks it: wait, and say so.
+    if ctx.services.vms.ssh_pending(&vm.id) {
+        let started = std::time::Instant::now();
+        let stage = format!("waiting for ssh in {}", vm.name);
+        let stage_event = |state, elapsed_ms| Event::Stage {
+            op: String::new(),
+            stage: stage.clone(),
+            state,
+            elapsed_ms,
+            detail: None,
+        };
+        events.emit(stage_event(banger_api::StageState::Started, 0));
+        ctx.services.vms.ssh_settled(&vm.id).await;
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        events.emit(stage_event(banger_api::StageState::Done, elapsed));
+    } else {
+        ctx.services.vms.ssh_settled(&vm.id).await;
+    }
     let target = banger_ssh::SshTarget::for_vm(&ctx.dirs.config, vm.name.as_str(), &address);
     Ok(SshTarget {
         name: vm.name.to_string(),

@@ -20,6 +20,8 @@ pub fn vm_info(record: &VmRecord) -> VmInfo {
         disk_mib: record.spec.disk.as_mib(),
         nat: record.nat,
         policy: record.policy.as_ref().map(|p| p.rule_strings()),
+        policy_dropped_packets: None,
+        policy_denied_destinations: None,
         driver: record.driver.clone(),
         accelerator: record.runtime.accelerator.clone(),
         address: record.runtime.address.clone(),
@@ -71,10 +73,8 @@ pub fn resolve<'a>(records: &'a [VmRecord], query: &str) -> Result<&'a VmRecord,
                 candidates.join(", ")
             ))
             .with_hint("use the full name, or a longer prefix of the name or id"),
-            too_short @ RefError::PrefixTooShort { .. } => {
-                ApiError::bad_request(too_short.to_string())
-                    .with_hint("`banger vm list` shows the full names and ids")
-            }
+            too_short @ RefError::PrefixOnly { .. } => ApiError::bad_request(too_short.to_string())
+                .with_hint("`banger vm list` shows the full names and ids"),
         }
     })
 }

@@ -146,6 +146,7 @@ async fn run_export(
         env: [("LC_ALL".to_string(), "C".to_string())].into(),
         cwd: Some("/".into()),
         stdin: false,
+        ..Default::default()
     };
     // The workspace lock: a prepare never rewrites the tree while git reads it.
     let workspace_lock = vms.workspace_lock(&vm.id);

@@ -21,6 +21,8 @@ fn fixture_vms() -> Vec<VmInfo> {
             disk_mib: 8192,
             nat: true,
             policy: None,
+            policy_dropped_packets: None,
+            policy_denied_destinations: None,
             driver: "qemu".into(),
             accelerator: Some("tcg".into()),
             address: Some("10.77.0.2".into()),
@@ -50,6 +52,8 @@ fn fixture_vms() -> Vec<VmInfo> {
             disk_mib: 1536,
             nat: false,
             policy: None,
+            policy_dropped_packets: None,
+            policy_denied_destinations: None,
             driver: "firecracker".into(),
             accelerator: None,
             address: None,
@@ -117,6 +121,7 @@ fn catalog_and_ports_tables() {
         port: 8080,
         bind: "0.0.0.0".into(),
         endpoint: "web.vm:8080".into(),
+        address_endpoint: Some("172.30.0.2:8080".into()),
         process: Some("python3".into()),
     }]);
     insta::assert_snapshot!(format!("{catalog}\n{ports}"));

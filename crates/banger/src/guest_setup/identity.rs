@@ -1,0 +1,90 @@
+//! The host user's git identity (`user.name`, `user.email`) as git resolves it, and the
+//! guest command that writes it into root's git config.
+
+use std::path::Path;
+
+use crate::connect::Ctx;
+
+/// `user.name` and `user.email`; either may be unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Identity {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.email.is_none()
+    }
+}
+
+/// Asks the host's git (`git config --get`) in `cwd` with the user's `HOME` (and
+/// `XDG_CONFIG_HOME`), so global, system and, inside a repository, its own config count
+/// as they do for the user's commits. No git, or nothing set, is an empty identity.
+pub async fn host_identity(ctx: &Ctx, cwd: &Path) -> Identity {
+    let get = |key: &'static str| async move {
+        let mut cmd = banger_exec::Cmd::new("git")
+            .args(["config", "--get", key])
+            .cwd(cwd)
+            .timeout(std::time::Duration::from_secs(10));
+        for var in ["HOME", "XDG_CONFIG_HOME"] {
+            if let Some(value) = ctx.env(var) {
+                cmd = cmd.env(var, value);
+            }
+        }
+        let out = banger_exec::run(&cmd).await.ok()?;
+        let value = out.stdout_text().trim_end_matches('\n').to_string();
+        // A value spanning lines cannot be one git config value; leave it out.
+        (!value.is_empty() && !value.contains('\n')).then_some(value)
+    };
+    Identity {
+        name: get("user.name").await,
+        email: get("user.email").await,
+    }
+}
+
+/// The guest argv that sets the identity for root: `git config --global` when the guest
+/// has git, else the same lines appended to `/root/.gitconfig` (values quoted the way
+/// git reads them). Values travel as arguments, never through the shell's parser.
+pub fn guest_argv(identity: &Identity) -> Vec<String> {
+    const SCRIPT: &str = r#"set -e
+if command -v git >/dev/null 2>&1; then
+  if [ -n "$1" ]; then git config --file /root/.gitconfig user.name "$1"; fi
+  if [ -n "$2" ]; then git config --file /root/.gitconfig user.email "$2"; fi
+else
+  printf '%s' "$3" >> /root/.gitconfig
+fi"#;
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut block = String::from("[user]\n");
+    if let Some(name) = &identity.name {
+        block.push_str(&format!("\tname = {}\n", quote(name)));
+    }
+    if let Some(email) = &identity.email {
+        block.push_str(&format!("\temail = {}\n", quote(email)));
+    }
+    vec![
+        "sh".into(),
+        "-c".into(),
+        SCRIPT.into(),
+        "sh".into(),
+        identity.name.clone().unwrap_or_default(),
+        identity.email.clone().unwrap_or_default(),
+        block,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_block_quotes_like_git() {
+        let argv = guest_argv(&Identity {
+            name: Some("Ada \"the\" L\\".into()),
+            email: None,
+        });
+        assert_eq!(argv[4], "Ada \"the\" L\\");
+        assert_eq!(argv[5], "");
+        assert_eq!(argv[6], "[user]\n\tname = \"Ada \\\"the\\\" L\\\\\"\n");
+    }
+}
