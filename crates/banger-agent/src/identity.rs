@@ -93,8 +93,13 @@ fn network(net: &IdentityNet, report: &mut Report) {
     }
     report.done.push("network".into());
     let ip = net.address.split('/').next().unwrap_or_default();
-    match run(&["arping", "-U", "-c", "1", "-I", interface, ip]) {
-        Ok(()) => report.done.push("gratuitous arp".into()),
+    // arping sends at once, then waits a second for replies nobody sends to an
+    // unsolicited ARP: it is not waited for (a thread reaps it).
+    match spawn(&["arping", "-U", "-c", "1", "-I", interface, ip]) {
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+            report.done.push("gratuitous arp".into());
+        }
         Err(error) => report.warnings.push(error),
     }
 }
@@ -170,10 +175,9 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
-/// Runs a tool with the agent's PATH; an error names the command and its stderr.
-fn run(argv: &[&str]) -> Result<(), String> {
-    let shown = argv.join(" ");
-    let child = Command::new(argv[0])
+/// Starts a tool with the agent's PATH, its stdout discarded and stderr piped.
+fn spawn(argv: &[&str]) -> Result<std::process::Child, String> {
+    Command::new(argv[0])
         .args(&argv[1..])
         .env_clear()
         .env("PATH", DEFAULT_PATH)
@@ -181,7 +185,13 @@ fn run(argv: &[&str]) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|error| format!("`{shown}`: {error}"))?;
+        .map_err(|error| format!("`{}`: {error}", argv.join(" ")))
+}
+
+/// Runs a tool with the agent's PATH; an error names the command and its stderr.
+fn run(argv: &[&str]) -> Result<(), String> {
+    let shown = argv.join(" ");
+    let child = spawn(argv)?;
     let output = child
         .wait_with_output()
         .map_err(|error| format!("`{shown}`: {error}"))?;
