@@ -548,8 +548,15 @@ fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Resu
         .arg(dir.join("disk.ext4")))?;
     assert!(!keys.contains("_host_key"), "{keys}");
 
+    // One copy of its disk is kept ready beside it, so a restore need not copy it.
+    let spare = dir.join("spare.ext4");
+    banger_e2e::wait_until("the template's spare disk", Duration::from_secs(60), || {
+        spare.exists().then_some(()).ok_or("not yet".to_string())
+    });
+    assert_eq!(mode(&spare), 0o600);
+
     let mut hostnames = Vec::new();
-    for _ in 0..2 {
+    for round in 0..2 {
         let started = Instant::now();
         let warm = host.banger(&[
             "vm",
@@ -569,6 +576,13 @@ fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Resu
             "restored from the template: {stage:?}\n{}",
             text(&warm.stderr)
         );
+        if round == 0 {
+            assert!(
+                text(&warm.stderr).contains("spare copy"),
+                "the first warm run took the spare: {}",
+                text(&warm.stderr)
+            );
+        }
         hostnames.push(text(&warm.stdout).trim().to_string());
     }
     assert_ne!(hostnames[0], hostnames[1], "{hostnames:?}");

@@ -22,6 +22,7 @@ mod reconcile_net;
 mod reserve;
 pub mod resolv;
 mod service;
+mod spare;
 pub mod template;
 pub mod warm;
 pub mod workspace;

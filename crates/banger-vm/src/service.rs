@@ -97,6 +97,8 @@ pub struct VmService {
     pub(crate) space_reserve: SpaceReserve,
     /// Keys of the warm templates being built now (`template.rs`).
     pub(crate) building_templates: Mutex<std::collections::HashSet<String>>,
+    /// Templates whose spare disk is being copied now (`spare.rs`).
+    pub(crate) making_spares: Mutex<std::collections::HashSet<String>>,
     /// Running VMs' published ports (see `publish.rs`).
     pub(crate) forwards: crate::publish::Forwards,
     /// Crash points for tests (`fault.rs`).
@@ -127,6 +129,7 @@ impl VmService {
             host_keys: Mutex::new(HashMap::new()),
             space_reserve: SpaceReserve::new(&cfg.dirs.state),
             building_templates: Mutex::new(std::collections::HashSet::new()),
+            making_spares: Mutex::new(std::collections::HashSet::new()),
             forwards: Default::default(),
             faults: crate::fault::FaultPoints::default(),
             cfg,

@@ -216,11 +216,14 @@ impl VmService {
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             match service.build_template(&inputs).await {
-                Ok(template) => tracing::info!(
-                    template = %template.name,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "warm template ready"
-                ),
+                Ok(template) => {
+                    tracing::info!(
+                        template = %template.name,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "warm template ready"
+                    );
+                    service.spawn_spare(&template.id);
+                }
                 Err(error) => {
                     tracing::warn!(image = %inputs.image, error = %chain(&error), "cannot build a warm template")
                 }

@@ -621,8 +621,20 @@ impl VmService {
         progress.stage_started("root disk");
         std::fs::create_dir_all(&paths.dir)
             .map_err(VmError::io("cannot create the VM directory"))?;
-        let method = disk::provision(self.runner.as_ref(), &snap.disk, &paths.root_disk).await?;
-        progress.stage_done("root disk", Some(method.as_str()));
+        // A template keeps one copy of its disk ready (`spare.rs`); a user's snapshot is
+        // copied each time.
+        let template = snapshot.template_key.is_some();
+        let method = if template && crate::spare::take(&snap, &paths.root_disk) {
+            "spare copy, made in the background"
+        } else {
+            disk::provision(self.runner.as_ref(), &snap.disk, &paths.root_disk)
+                .await?
+                .as_str()
+        };
+        if template {
+            self.spawn_spare(&snapshot.id);
+        }
+        progress.stage_done("root disk", Some(method));
 
         let kernel = self.resolve_kernel(&vm.kernel, progress).await?;
         std::fs::create_dir_all(&paths.run_dir)
