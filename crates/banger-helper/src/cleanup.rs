@@ -6,6 +6,11 @@
 //! network policies of the pool's guests (banger's `bangerpol` tables too once no other
 //! guest's policy is left in them), the `.vm` routing on the bridge, and the bridge. Each step is idempotent; an interface of
 //! the same name that is not a bridge is left alone, as everywhere in the helper.
+//!
+//! A netfilter backend that cannot work on this host at all (`nft` or `iptables` missing,
+//! or the kernel lacking nf_tables or the table's module: see `unusable`) holds nothing of
+//! banger's: cleanup goes on and names it in the report's `unusable`. Any other failure of
+//! a backend that works fails cleanup.
 
 use banger_proto::helper::{HelperError, Ipv4Subnet, check_tap_name};
 use serde::Serialize;
@@ -15,6 +20,7 @@ use crate::link::{self, failed};
 use crate::nat::{self, NftRule, base_comment, comment_guest};
 use crate::policy;
 use crate::tool::ToolRunner;
+use crate::unusable::why_unusable;
 
 const OP: &str = "cleanup";
 
@@ -28,6 +34,27 @@ pub struct CleanupReport {
     pub policies: usize,
     pub policy_tables_removed: bool,
     pub bridge_removed: bool,
+    /// Backends that cannot work here, so held nothing to clean.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unusable: Vec<Unusable>,
+}
+
+/// A netfilter backend cleanup found unusable on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unusable {
+    /// What could not be listed: `nftables`, `iptables nat POSTROUTING`, ...
+    pub backend: String,
+    /// The tool's own words (or that it is not installed).
+    pub reason: String,
+}
+
+impl CleanupReport {
+    fn unusable(&mut self, backend: impl Into<String>, reason: String) {
+        self.unusable.push(Unusable {
+            backend: backend.into(),
+            reason,
+        });
+    }
 }
 
 /// Removes everything of `bridge` and `pool` (see the module doc).
@@ -45,8 +72,14 @@ pub fn cleanup(
         report.taps.push(tap.name.clone());
     }
     match nat::list_nft_table(tools) {
+        // without nft, `add_nat` wrote iptables rules
         Err(error) if error.is_not_found() => {
-            report.nat_rules = remove_iptables_rules(tools, bridge, pool)?;
+            remove_iptables_rules(tools, bridge, pool, &mut report)?;
+        }
+        // an nft the kernel cannot serve holds nothing; iptables (legacy) still might
+        Err(error) if let Some(reason) = why_unusable(&error) => {
+            report.unusable("nftables", reason);
+            remove_iptables_rules(tools, bridge, pool, &mut report)?;
         }
         Err(error) => {
             if nat::nft_table_exists(tools, OP)? {
@@ -67,9 +100,13 @@ pub fn cleanup(
             }
         }
     }
-    let (policies, policy_tables_removed) = policy::cleanup_pool(tools, OP, pool)?;
-    report.policies = policies;
-    report.policy_tables_removed = policy_tables_removed;
+    match policy::cleanup_pool(tools, OP, pool)? {
+        Ok((policies, policy_tables_removed)) => {
+            report.policies = policies;
+            report.policy_tables_removed = policy_tables_removed;
+        }
+        Err(reason) => report.unusable("nftables (policies)", reason),
+    }
     dns::teardown_dns(tools, bridge)?;
     let had_bridge = links.iter().any(|l| l.name == bridge && l.is_bridge());
     link::delete_bridge(tools, bridge)?;
@@ -102,21 +139,34 @@ pub fn plan_nft_cleanup(
     (script, removed, rules.len() - removed)
 }
 
+/// Deletes banger's rules of `bridge` and `pool` from iptables' chains; a chain
+/// iptables cannot even list here goes into the report as unusable.
 fn remove_iptables_rules(
     tools: &dyn ToolRunner,
     bridge: &str,
     pool: &Ipv4Subnet,
-) -> Result<usize, HelperError> {
-    let mut removed = 0;
+    report: &mut CleanupReport,
+) -> Result<(), HelperError> {
     for (table, chain) in [("nat", "POSTROUTING"), ("filter", "FORWARD")] {
-        for rule in nat::list_iptables(tools, OP, table, chain)? {
+        let listing = nat::iptables_output(tools, &["-t", table, "-S", chain], &[]);
+        let text = match listing {
+            Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+            Err(error) => match why_unusable(&error) {
+                Some(reason) => {
+                    report.unusable(format!("iptables {table} {chain}"), reason);
+                    continue;
+                }
+                None => return Err(failed(OP, error)),
+            },
+        };
+        for rule in nat::parse_iptables_rules(&text, chain) {
             if ours(rule.comment(), bridge, pool) {
                 nat::iptables(tools, OP, &["-t", table, "-D", chain], &rule.spec)?;
-                removed += 1;
+                report.nat_rules += 1;
             }
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -208,6 +258,87 @@ mod tests {
                 .any(|s| s == "delete table ip bangerpol\n"),
             "{:?}",
             tools.stdins()
+        );
+    }
+
+    const NO_NFT_KERNEL: &str =
+        "iptables v1.8.9 (nf_tables): Failed to initialize nft: Protocol not supported";
+
+    #[test]
+    fn cleanup_reports_an_iptables_the_kernel_cannot_run_as_nothing_to_clean() {
+        // the debian guest: no `nft`, and iptables-nft on a kernel without nf_tables
+        let bridge = r#"[{"ifname":"banger0","flags":["UP"],"linkinfo":{"info_kind":"bridge"}}]"#;
+        let tools = FakeTools::new()
+            .without("nft")
+            .reply("ip -j -d link show", bridge)
+            .fail("iptables -w -t nat -S POSTROUTING", NO_NFT_KERNEL)
+            .fail("iptables -w -t filter -S FORWARD", NO_NFT_KERNEL);
+        let report = cleanup(&tools, "banger0", &pool()).unwrap();
+        assert_eq!(report.nat_rules, 0);
+        assert!(report.bridge_removed);
+        let backends: Vec<&str> = report.unusable.iter().map(|u| u.backend.as_str()).collect();
+        assert_eq!(
+            backends,
+            [
+                "iptables nat POSTROUTING",
+                "iptables filter FORWARD",
+                "nftables (policies)"
+            ]
+        );
+        assert_eq!(report.unusable[0].reason, NO_NFT_KERNEL);
+        assert_eq!(report.unusable[2].reason, "`nft` is not installed");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["unusable"][0]["reason"], NO_NFT_KERNEL, "{json}");
+        assert!(
+            tools
+                .commands()
+                .iter()
+                .any(|c| c == "ip link del dev banger0"),
+            "the rest of cleanup still runs: {:?}",
+            tools.commands()
+        );
+    }
+
+    #[test]
+    fn cleanup_fails_on_a_real_failure_of_a_working_iptables() {
+        let tools = FakeTools::new()
+            .without("nft")
+            .reply("ip -j -d link show", "[]")
+            .fail(
+                "iptables -w -t nat -S POSTROUTING",
+                "iptables v1.8.9 (nf_tables): Failed to initialize nft: Operation not permitted",
+            );
+        let error = cleanup(&tools, "banger0", &pool()).unwrap_err();
+        assert!(
+            error.to_string().contains("Operation not permitted"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cleanup_with_an_nft_the_kernel_cannot_run_still_cleans_iptables() {
+        let nft_error = "Error: cache initialization failed: Protocol not supported";
+        let tools = FakeTools::new()
+            .reply("ip -j -d link show", "[]")
+            .fail("nft -j list table ip banger", nft_error)
+            .fail("nft -j list tables", nft_error)
+            .reply(
+                "iptables -w -t nat -S POSTROUTING",
+                "-P POSTROUTING ACCEPT\n\
+                 -A POSTROUTING -s 172.30.0.2/32 -o eth0 -m comment --comment banger-vm=172.30.0.2,via=eth0 -j MASQUERADE\n",
+            )
+            .reply("iptables -w -t filter -S FORWARD", "-P FORWARD ACCEPT\n");
+        let report = cleanup(&tools, "banger0", &pool()).unwrap();
+        assert_eq!(report.nat_rules, 1);
+        let backends: Vec<&str> = report.unusable.iter().map(|u| u.backend.as_str()).collect();
+        assert_eq!(backends, ["nftables", "nftables (policies)"]);
+        assert!(
+            tools
+                .commands()
+                .iter()
+                .any(|c| c.starts_with("iptables -w -t nat -D POSTROUTING -s 172.30.0.2/32")),
+            "{:?}",
+            tools.commands()
         );
     }
 }

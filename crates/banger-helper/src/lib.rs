@@ -6,7 +6,8 @@
 //! and per-link DNS (`dns`), and lists what of banger's is on the host (`listing`, for
 //! the daemon's reconcile); `probe` tells whether a helper already answers on a socket,
 //! and `cleanup` (run by root at uninstall, not over the socket) removes an
-//! installation's bridge, taps, NAT rules, policies and DNS routing. Every
+//! installation's bridge, taps, NAT rules, policies and DNS routing (`unusable` tells
+//! a backend the host cannot run, so holding nothing, from a real failure). Every
 //! argument is validated (`validate`) before anything is touched; external tools run
 //! with an explicit argv and a clean environment (`tool`), never through a shell. It is
 //! synchronous on purpose: std threads, no async runtime.
@@ -23,6 +24,7 @@ pub mod policy;
 pub mod probe;
 pub mod server;
 pub mod tool;
+pub mod unusable;
 pub mod validate;
 
 #[cfg(test)]

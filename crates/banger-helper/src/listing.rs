@@ -5,7 +5,8 @@
 //! installation, whose daemon must not reconcile it away);
 //! guest addresses from the comments of banger's NAT rules, in banger's nftables table or
 //! (without `nft`) in iptables' chains, as `add_nat` wrote them; policy guests from the
-//! comments and chain names of banger's policy tables (`policy`). Nothing is changed, and
+//! comments and chain names of banger's policy tables (`policy`). An iptables chain the
+//! host cannot even list (`unusable`: no nf_tables in the kernel, say) names no guest. Nothing is changed, and
 //! the listing holds only names and addresses the helper would accept in a request.
 
 use std::net::Ipv4Addr;
@@ -14,8 +15,10 @@ use banger_proto::helper::{HelperError, Ipv4Subnet, NetworkListing};
 
 use crate::config::NatBackend;
 use crate::link::{self, failed};
+use crate::log;
 use crate::nat::{self, comment_guest};
 use crate::tool::{Tool, ToolError, ToolRunner};
+use crate::unusable::why_unusable;
 
 const OP: &str = "list_network";
 
@@ -63,17 +66,29 @@ fn nft_guests(tools: &dyn ToolRunner) -> Result<Result<Vec<Ipv4Addr>, ToolError>
         .collect()))
 }
 
-/// The guests named by banger's comments in iptables' NAT and FORWARD chains.
+/// The guests named by banger's comments in iptables' NAT and FORWARD chains. A chain
+/// iptables cannot even list on this host (`unusable`) holds none; that is logged.
 fn iptables_guests(tools: &dyn ToolRunner) -> Result<Vec<Ipv4Addr>, HelperError> {
     let mut guests = Vec::new();
     for (table, chain) in [("nat", "POSTROUTING"), ("filter", "FORWARD")] {
-        let out = tools
-            .run(
-                &Tool::new("iptables")
-                    .arg("-w")
-                    .args(["-t", table, "-S", chain]),
-            )
-            .map_err(|e| failed(OP, e))?;
+        let listed = tools.run(
+            &Tool::new("iptables")
+                .arg("-w")
+                .args(["-t", table, "-S", chain]),
+        );
+        let out = match listed {
+            Ok(out) => out,
+            Err(error) => match why_unusable(&error) {
+                Some(reason) => {
+                    log::warn(format_args!(
+                        "list_network: iptables {table} {chain} cannot work on this host \
+                         ({reason}), so no NAT rule of banger's is in it"
+                    ));
+                    continue;
+                }
+                None => return Err(failed(OP, error)),
+            },
+        };
         let text = String::from_utf8_lossy(&out.stdout);
         guests.extend(
             nat::parse_iptables_rules(&text, chain)
@@ -200,6 +215,28 @@ mod tests {
             .reply("ip -j -d link show", "[]")
             .fail("nft -j list tables ip", "netlink: Operation not permitted");
         let error = list_network(&tools, NatBackend::Auto, "banger0", &pool()).unwrap_err();
+        assert!(matches!(error, HelperError::Failed { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn an_iptables_the_kernel_cannot_run_names_no_guest() {
+        let no_nft =
+            "iptables v1.8.9 (nf_tables): Failed to initialize nft: Protocol not supported";
+        let tools = FakeTools::new()
+            .reply("ip -j -d link show", "[]")
+            .fail("iptables -w -t nat -S POSTROUTING", no_nft)
+            .fail("iptables -w -t filter -S FORWARD", no_nft)
+            .without("nft");
+        let listing = list_network(&tools, NatBackend::Auto, "banger0", &pool()).unwrap();
+        assert_eq!(listing, NetworkListing::default());
+        let denied = FakeTools::new()
+            .reply("ip -j -d link show", "[]")
+            .fail(
+                "iptables -w -t nat -S POSTROUTING",
+                "iptables v1.8.9 (nf_tables): Failed to initialize nft: Operation not permitted",
+            )
+            .without("nft");
+        let error = list_network(&denied, NatBackend::Auto, "banger0", &pool()).unwrap_err();
         assert!(matches!(error, HelperError::Failed { .. }), "{error:?}");
     }
 }

@@ -464,12 +464,18 @@ pub(crate) fn iptables(
     args: &[&str],
     rule: &[String],
 ) -> Result<Vec<u8>, HelperError> {
+    iptables_output(tools, args, rule).map_err(|e| failed(op, e))
+}
+
+/// `iptables -w ARGS RULE`'s stdout, or the tool's own error.
+pub(crate) fn iptables_output(
+    tools: &dyn ToolRunner,
+    args: &[&str],
+    rule: &[String],
+) -> Result<Vec<u8>, ToolError> {
     // `-w`: wait for the xtables lock instead of failing when another tool holds it.
     let tool = Tool::new("iptables").arg("-w").args(args).args(rule);
-    tools
-        .run(&tool)
-        .map(|out| out.stdout)
-        .map_err(|e| failed(op, e))
+    tools.run(&tool).map(|out| out.stdout)
 }
 
 pub(crate) fn list_iptables(

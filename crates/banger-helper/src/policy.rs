@@ -434,12 +434,16 @@ pub fn set_policy(tools: &dyn ToolRunner, target: &PolicyTarget<'_>) -> Result<(
 
 /// Which of banger's policy tables exist: `(ip, bridge)`. `None` without nft.
 fn existing_tables(tools: &dyn ToolRunner, op: &str) -> Result<Option<(bool, bool)>, HelperError> {
-    let json = match nft(tools, &["-j", "list", "tables"], None) {
-        Ok(json) => json,
-        Err(error) if error.is_not_found() => return Ok(None),
-        Err(error) => return Err(failed(op, error)),
-    };
-    let root: Value = serde_json::from_slice(&json)
+    match nft(tools, &["-j", "list", "tables"], None) {
+        Ok(json) => tables_in(op, &json).map(Some),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(failed(op, error)),
+    }
+}
+
+/// Which of banger's policy tables `nft -j list tables` output lists: `(ip, bridge)`.
+fn tables_in(op: &str, json: &[u8]) -> Result<(bool, bool), HelperError> {
+    let root: Value = serde_json::from_slice(json)
         .map_err(|e| failed(op, format!("unreadable `nft -j` output: {e}")))?;
     let has = |family: &str| {
         root.get("nftables")
@@ -452,7 +456,7 @@ fn existing_tables(tools: &dyn ToolRunner, op: &str) -> Result<Option<(bool, boo
                     && t.get("name").and_then(Value::as_str) == Some(TABLE)
             })
     };
-    Ok(Some((has("ip"), has("bridge"))))
+    Ok((has("ip"), has("bridge")))
 }
 
 /// `nft -j` listings of `ip bangerpol` and `bridge bangerpol`.
@@ -595,14 +599,19 @@ pub fn plan_cleanup(
 }
 
 /// Removes `pool`'s policies (see [`plan_cleanup`]): how many guests' policies went and
-/// whether the tables did. Nothing to do without nft.
+/// whether the tables did; `Ok(Err(why))` when nftables cannot work here (see
+/// `unusable`), so there is nothing to remove.
 pub fn cleanup_pool(
     tools: &dyn ToolRunner,
     op: &str,
     pool: &Ipv4Subnet,
-) -> Result<(usize, bool), HelperError> {
-    let Some(has_tables) = existing_tables(tools, op)? else {
-        return Ok((0, false));
+) -> Result<Result<(usize, bool), String>, HelperError> {
+    let has_tables = match nft(tools, &["-j", "list", "tables"], None) {
+        Ok(json) => tables_in(op, &json)?,
+        Err(error) => match crate::unusable::why_unusable(&error) {
+            Some(reason) => return Ok(Err(reason)),
+            None => return Err(failed(op, error)),
+        },
     };
     let (ip, bridge) = list_existing(tools, op, has_tables)?;
     let (ip_rules, bridge_rules) = parsed(op, &ip, &bridge)?;
@@ -612,7 +621,7 @@ pub fn cleanup_pool(
     if let Some(script) = script {
         nft(tools, &["-f", "-"], Some(script)).map_err(|e| failed(op, e))?;
     }
-    Ok((guests, tables_removed))
+    Ok(Ok((guests, tables_removed)))
 }
 
 /// The guest a `g_a_b_c_d` chain name stands for.

@@ -19,6 +19,12 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether something accepts connections on `path`. A missing file or a socket nobody
 /// listens on (left by a helper that died) is `false`.
+///
+/// A connect the socket's mode refuses says nothing either way: the helper's own socket
+/// belongs to the owner, mode 0600, and the helper under systemd is root without
+/// `CAP_DAC_OVERRIDE`, so a restarted helper cannot connect to the socket its killed
+/// predecessor left. Then the kernel's table of listening sockets
+/// (`/proc/net/unix`) answers instead.
 pub fn listening(path: &Path) -> io::Result<bool> {
     match UnixStream::connect(path) {
         Ok(stream) => {
@@ -33,8 +39,38 @@ pub fn listening(path: &Path) -> io::Result<bool> {
         {
             Ok(false)
         }
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            let table = std::fs::read_to_string("/proc/net/unix")?;
+            let absolute = std::path::absolute(path)?;
+            Ok(unix_table_has_listener(&table, path) || unix_table_has_listener(&table, &absolute))
+        }
         Err(error) => Err(error),
     }
+}
+
+/// `__SO_ACCEPTCON` in `/proc/net/unix`'s `Flags`: the socket listens.
+const SO_ACCEPTCON: u32 = 0x0001_0000;
+
+/// Whether `/proc/net/unix` text lists a listening socket bound to `path`. Its lines are
+/// `Num RefCount Protocol Flags Type St Inode [Path]`, hex numbers, the path last (it may
+/// hold spaces; abstract names start with `@` and never match a path).
+pub fn unix_table_has_listener(table: &str, path: &Path) -> bool {
+    let Some(wanted) = path.to_str() else {
+        return false;
+    };
+    table.lines().skip(1).any(|line| {
+        let mut rest = line.trim_start();
+        let mut fields = Vec::with_capacity(7);
+        for _ in 0..7 {
+            let Some((field, after)) = rest.split_once(' ') else {
+                return false;
+            };
+            fields.push(field);
+            rest = after.trim_start();
+        }
+        let listens = u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & SO_ACCEPTCON != 0);
+        listens && rest == wanted
+    })
 }
 
 /// A banger-helper that answered.
@@ -87,5 +123,47 @@ pub fn probe(path: &Path, timeout: Duration) -> Result<Found, ProbeError> {
             Ok(Found::ServingUid { refused_uid: uid })
         }
         HelperReply::Ok(_) | HelperReply::Err(_) => Err(ProbeError::NotAHelper),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 20117 /run/banger/helper.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 20118 /run/banger/other.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 19001 @/tmp/.X11-unix/X0
+0000000000000000: 00000002 00000000 00010000 0001 01 19002 /run/with space/s.sock
+0000000000000000: 00000002 00000000 00000000 0002 01 19003
+";
+
+    #[test]
+    fn the_unix_table_tells_a_listener_from_a_connected_or_absent_socket() {
+        let has = |path: &str| unix_table_has_listener(TABLE, Path::new(path));
+        assert!(has("/run/banger/helper.sock"));
+        // connected (St 03, no __SO_ACCEPTCON), not listening
+        assert!(!has("/run/banger/other.sock"));
+        // an abstract name is no path
+        assert!(!has("/tmp/.X11-unix/X0"));
+        assert!(has("/run/with space/s.sock"));
+        assert!(!has("/run/banger/gone.sock"));
+        assert!(!has("/run/banger/helper"));
+        assert!(!unix_table_has_listener(
+            "",
+            Path::new("/run/banger/helper.sock")
+        ));
+    }
+
+    #[test]
+    fn a_socket_bound_here_is_in_the_unix_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+        assert!(unix_table_has_listener(&table, &path), "{table}");
+        drop(listener);
+        let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+        assert!(!unix_table_has_listener(&table, &path));
     }
 }

@@ -206,3 +206,28 @@ fn a_live_helper_keeps_its_socket_and_a_stale_one_is_replaced() {
     helper.restart();
     assert!(answers_hello(&helper), "a stale socket is replaced");
 }
+
+/// As systemd runs the installed helper: root, but without the capabilities that bypass
+/// file modes. `setpriv` drops them from the bounding set, so root's exec gets none.
+const WITHOUT_DAC_OVERRIDE: &[&str] = &[
+    "setpriv",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--",
+];
+
+#[test]
+fn a_helper_without_dac_override_tells_a_live_socket_from_a_stale_one_it_cannot_open() {
+    require!(Root, Tool("setpriv"));
+    // the owner's socket (0600, not root's): root without CAP_DAC_OVERRIDE cannot connect
+    let owner = 65534;
+    let mut helper = RunningHelper::start(None, owner, &[]);
+    let (ok, _, stderr) = finish(&mut helper.another_through(WITHOUT_DAC_OVERRIDE));
+    assert!(!ok, "a second helper must not take a live socket");
+    assert!(stderr.contains("is listening on"), "{stderr}");
+    helper.kill();
+    // the case a `kill -9` under systemd left: a stale socket the new helper cannot open
+    let restarted = helper.another_through(WITHOUT_DAC_OVERRIDE);
+    helper.restart_as(restarted);
+    let meta = std::fs::metadata(&helper.socket).unwrap();
+    assert_eq!(meta.uid(), owner, "the new socket is the owner's again");
+}

@@ -164,6 +164,26 @@ impl RunningHelper {
         command
     }
 
+    /// [`Self::another`] run through `wrapper` (e.g. `setpriv ...`), which execs it.
+    pub fn another_through(&self, wrapper: &[&str]) -> Command {
+        let (owner_uid, extra) = &self.command_line;
+        let mut command = Command::new(wrapper[0]);
+        command
+            .args(&wrapper[1..])
+            .arg(helper_binary())
+            .args(serving_args(&self.socket, *owner_uid))
+            .args(extra);
+        command
+    }
+
+    /// Starts a new helper on the same socket and directories from `command`.
+    pub fn restart_as(&mut self, command: Command) {
+        let (child, log) = spawn_logging(command);
+        self.child = child;
+        self.log = log;
+        self.wait_for_log("listening on");
+    }
+
     /// Kills the helper with SIGKILL, leaving its socket file behind as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -298,11 +298,31 @@ pub async fn uninstall(ctx: &Ctx, args: UninstallArgs) -> Result<(), CliError> {
     }
     if let Some(network) = &report.network {
         print_line(&format!("network: {network}"));
+        for line in unusable_lines(network) {
+            print_line(&line);
+        }
     }
     for path in &report.kept {
         print_line(&format!("kept {} (--purge deletes it)", path.display()));
     }
     Ok(())
+}
+
+/// One line per netfilter backend `banger-helper cleanup` found unusable on this host.
+fn unusable_lines(network: &serde_json::Value) -> Vec<String> {
+    let field = |u: &serde_json::Value, key: &str| u[key].as_str().unwrap_or("?").to_owned();
+    network["unusable"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            format!(
+                "network: {} cannot work on this host ({}), so nothing of banger's was in it",
+                field(u, "backend"),
+                field(u, "reason")
+            )
+        })
+        .collect()
 }
 
 /// The hidden `system supervise SERVICE`.
@@ -312,4 +332,26 @@ pub fn supervise(ctx: &Ctx, args: SuperviseArgs) -> Result<(), CliError> {
         _ => Service::Daemon,
     };
     supervise::supervise(&layout(ctx), service).map_err(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uninstall_names_each_unusable_backend() {
+        let network = serde_json::json!({
+            "taps": [], "nat_rules": 0, "bridge_removed": true,
+            "unusable": [{"backend": "iptables nat POSTROUTING",
+                          "reason": "Failed to initialize nft: Protocol not supported"}]
+        });
+        assert_eq!(
+            unusable_lines(&network),
+            [
+                "network: iptables nat POSTROUTING cannot work on this host (Failed to \
+              initialize nft: Protocol not supported), so nothing of banger's was in it"
+            ]
+        );
+        assert!(unusable_lines(&serde_json::json!({"nat_rules": 2})).is_empty());
+    }
 }
