@@ -231,6 +231,17 @@ fn run_warm(root: &Path, templates: bool) -> Result<()> {
     Ok(())
 }
 
+/// Replaces the section of `report` whose heading starts with `## {heading}` (up to the
+/// next `## `) by `section`, or appends `section` when there is none.
+fn splice_section(report: &str, heading: &str, section: &str) -> String {
+    let Some(start) = report.find(&format!("\n## {heading}")) else {
+        return format!("{}\n{section}", report.trim_end_matches('\n'));
+    };
+    let rest = &report[start + 1..];
+    let after = rest.find("\n## ").map_or("", |end| &rest[end..]);
+    format!("{}{section}{after}", &report[..start])
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]

@@ -187,12 +187,7 @@ fn tool_exists(tool: &str) -> bool {
 
 /// `report` with its `## Images` section replaced by `section` (appended when absent).
 pub(super) fn splice(report: &str, section: &str) -> String {
-    let Some(start) = report.find("\n## Images") else {
-        return format!("{}\n{section}", report.trim_end_matches('\n'));
-    };
-    let rest = &report[start + 1..];
-    let after = rest.find("\n## ").map_or("", |end| &rest[end..]);
-    format!("{}{section}{after}", &report[..start])
+    super::splice_section(report, "Images", section)
 }
 
 #[cfg(test)]

@@ -346,10 +346,5 @@ pub(super) fn section(root: &Path) -> Result<String> {
 
 /// Replaces the `## Network policy` section of `report` (or appends it).
 pub(super) fn splice(report: &str, section: &str) -> String {
-    let Some(start) = report.find("\n## Network policy") else {
-        return format!("{}\n{section}", report.trim_end_matches('\n'));
-    };
-    let rest = &report[start + 1..];
-    let after = rest.find("\n## ").map_or("", |end| &rest[end..]);
-    format!("{}{section}{after}", &report[..start])
+    super::splice_section(report, "Network policy", section)
 }

@@ -88,12 +88,7 @@ pub(super) fn section(bench: &Bench, ns: &str) -> Result<String> {
 
 /// Replaces the published-ports section of the report, or appends it.
 pub(super) fn splice(report: &str, section: &str) -> String {
-    let Some(start) = report.find("\n## Published ports") else {
-        return format!("{}\n{section}", report.trim_end_matches('\n'));
-    };
-    let rest = &report[start + 1..];
-    let after = rest.find("\n## ").map_or("", |end| &rest[end..]);
-    format!("{}{section}{after}", &report[..start])
+    super::splice_section(report, "Published ports", section)
 }
 
 #[cfg(test)]

@@ -194,12 +194,7 @@ pub(super) fn section(bench: &Bench) -> Result<String> {
 
 /// Replaces the templates section of `report` (or appends it).
 pub(super) fn splice(report: &str, section: &str) -> String {
-    let Some(start) = report.find("\n## Warm templates") else {
-        return format!("{}\n{section}", report.trim_end_matches('\n'));
-    };
-    let rest = &report[start + 1..];
-    let after = rest.find("\n## ").map_or("", |end| &rest[end..]);
-    format!("{}{section}{after}", &report[..start])
+    super::splice_section(report, "Warm templates", section)
 }
 
 #[cfg(test)]
