@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use banger_proto::agent::{IdentityNet, IdentityRequest, ReplyBody};
+use banger_proto::agent::{IdentityNet, IdentityRequest, ReplyBody, SshHostKey};
 
 use crate::exec::{DEFAULT_PATH, ExecRegistry};
 
@@ -57,7 +57,7 @@ fn apply_steps(
         network(net, &mut report);
     }
     machine_id(root, &mut report);
-    ssh_host_keys(root, &mut report);
+    ssh_host_keys(root, request.ssh_host_key.as_ref(), &mut report);
     let killed = execs.kill_all();
     report
         .done
@@ -65,43 +65,53 @@ fn apply_steps(
     Ok(report)
 }
 
-/// New MAC, address and default route on the interface, then a gratuitous ARP so
-/// neighbours forget the snapshot's MAC for this address.
+/// New MAC, address and default route on the interface (ioctls, no programs started:
+/// see `banger_sys::guest_net`), then a gratuitous ARP so neighbours forget the
+/// snapshot's MAC for this address.
 fn network(net: &IdentityNet, report: &mut Report) {
-    let interface = net.interface.as_str();
-    let steps: [&[&str]; 5] = [
-        &["ip", "link", "set", "dev", interface, "address", &net.mac],
-        &["ip", "addr", "flush", "dev", interface],
-        &["ip", "addr", "add", &net.address, "dev", interface],
-        &["ip", "link", "set", "dev", interface, "up"],
-        &[
-            "ip",
-            "route",
-            "replace",
-            "default",
-            "via",
-            &net.gateway,
-            "dev",
-            interface,
-        ],
-    ];
-    for argv in steps {
-        if let Err(error) = run(argv) {
+    let config = match ipv4_config(net) {
+        Ok(config) => config,
+        Err(error) => {
             report.warnings.push(error);
             return;
         }
+    };
+    if let Err(error) = banger_sys::guest_net::configure_ipv4(&config) {
+        report
+            .warnings
+            .push(format!("cannot configure {}: {error}", net.interface));
+        return;
     }
     report.done.push("network".into());
-    let ip = net.address.split('/').next().unwrap_or_default();
+    let ip = config.address.to_string();
     // arping sends at once, then waits a second for replies nobody sends to an
     // unsolicited ARP: it is not waited for (a thread reaps it).
-    match spawn(&["arping", "-U", "-c", "1", "-I", interface, ip]) {
+    match spawn(&["arping", "-U", "-c", "1", "-I", &net.interface, &ip]) {
         Ok(mut child) => {
             std::thread::spawn(move || child.wait());
             report.done.push("gratuitous arp".into());
         }
         Err(error) => report.warnings.push(error),
     }
+}
+
+/// The request's text fields as the ioctls take them.
+fn ipv4_config(net: &IdentityNet) -> Result<banger_sys::guest_net::Ipv4Config, String> {
+    let bad = |what: &str| format!("bad {what} in the identity request: {net:?}");
+    let mac = banger_sys::guest_net::parse_mac(&net.mac).ok_or_else(|| bad("MAC"))?;
+    let (address, prefix) = net.address.split_once('/').ok_or_else(|| bad("address"))?;
+    let prefix_len = prefix
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| bad("prefix length"))?;
+    Ok(banger_sys::guest_net::Ipv4Config {
+        interface: net.interface.clone(),
+        mac,
+        address: address.parse().map_err(|_| bad("address"))?,
+        prefix_len,
+        gateway: net.gateway.parse().map_err(|_| bad("gateway"))?,
+    })
 }
 
 /// A new `/etc/machine-id` when the image has a non-empty one (an empty file means
@@ -121,29 +131,79 @@ fn machine_id(root: &Path, report: &mut Report) {
     }
 }
 
-/// Replaces the ssh host keys the image has. OpenSSH's are all removed and an ed25519
-/// key made (`ssh-keygen -t ed25519`, a fraction of a second; an RSA key takes about 8 s
-/// under TCG, so none is made: sshd serves the keys that exist), then sshd restarted.
-/// Dropbear's are removed (it makes new ones on first use with `-R`, or banger's host
-/// key read does).
-fn ssh_host_keys(root: &Path, report: &mut Report) {
+/// Replaces the ssh host keys the image has. OpenSSH's are all removed and one ed25519
+/// key put in their place: the one the host made for this clone when the request
+/// carries it, else one made here (`ssh-keygen -t ed25519`, a fraction of a second; an
+/// RSA key takes about 8 s under TCG, so none is made: sshd serves the keys that exist).
+/// sshd is then told to reload (SIGHUP to the pid in `/run/sshd.pid`: it re-executes
+/// itself with the new keys; else systemd's `try-restart`). Dropbear's are removed (it
+/// makes new ones on first use with `-R`, or banger's host key read does).
+fn ssh_host_keys(root: &Path, supplied: Option<&SshHostKey>, report: &mut Report) {
     let ssh_dir = root.join("etc/ssh");
     let openssh = remove_matching(&ssh_dir, "ssh_host_", report);
     let dropbear = remove_matching(&root.join("etc/dropbear"), "dropbear_", report);
     if openssh > 0 {
         let key = ssh_dir.join("ssh_host_ed25519_key");
-        let key = key.to_string_lossy();
-        match run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &key]) {
+        let made = match supplied {
+            Some(pair) => write_host_key(&key, pair),
+            None => run(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                &key.to_string_lossy(),
+            ]),
+        };
+        match made {
             Ok(()) => report.done.push("ssh host keys".into()),
             Err(error) => report.warnings.push(error),
         }
-        if Path::new("/run/systemd/system").exists() {
-            // --no-block: the restart must not hold the request (sshd may be starting).
-            let _ = run(&["systemctl", "--no-block", "try-restart", "ssh.service"]);
-        }
+        reload_sshd(root);
     }
     if dropbear > 0 {
         report.done.push("dropbear host keys".into());
+    }
+}
+
+/// Writes the private key (0600, created new) and its `.pub` (0644).
+fn write_host_key(key: &Path, pair: &SshHostKey) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let write = |path: &Path, mode: u32, text: &str| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    };
+    let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
+    write(key, 0o600, &pair.private)?;
+    write(&public, 0o644, &format!("{}\n", pair.public.trim_end()))
+}
+
+/// Makes a running sshd serve the new keys.
+fn reload_sshd(root: &Path) {
+    let pid = fs::read_to_string(root.join("run/sshd.pid"))
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 1);
+    if let Some(pid) = pid
+        && nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .is_ok()
+    {
+        return;
+    }
+    if root.join("run/systemd/system").exists() {
+        // --no-block: the restart must not hold the request (sshd may be starting).
+        let _ = run(&["systemctl", "--no-block", "try-restart", "ssh.service"]);
     }
 }
 
@@ -248,7 +308,7 @@ mod tests {
             fs::write(keys.join(name), "x").unwrap();
         }
         let mut report = Report::default();
-        ssh_host_keys(dir.path(), &mut report);
+        ssh_host_keys(dir.path(), None, &mut report);
         let mut left: Vec<String> = fs::read_dir(&keys)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -256,6 +316,87 @@ mod tests {
         left.sort();
         assert_eq!(left, ["authorized_keys"]);
         assert_eq!(report.done, ["dropbear host keys"]);
+    }
+
+    #[test]
+    fn a_supplied_host_key_replaces_every_openssh_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join("etc/ssh");
+        fs::create_dir_all(&ssh).unwrap();
+        for name in [
+            "ssh_host_ed25519_key",
+            "ssh_host_ed25519_key.pub",
+            "ssh_host_ecdsa_key",
+            "ssh_host_ecdsa_key.pub",
+            "sshd_config",
+        ] {
+            fs::write(ssh.join(name), "old").unwrap();
+        }
+        let pair = SshHostKey {
+            private:
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nnew\n-----END OPENSSH PRIVATE KEY-----\n"
+                    .into(),
+            public: "ssh-ed25519 AAAAnew".into(),
+        };
+        let mut report = Report::default();
+        ssh_host_keys(dir.path(), Some(&pair), &mut report);
+        assert_eq!(report.done, ["ssh host keys"], "{:?}", report.warnings);
+        let mut left: Vec<String> = fs::read_dir(&ssh)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "ssh_host_ed25519_key",
+                "ssh_host_ed25519_key.pub",
+                "sshd_config"
+            ]
+        );
+        let private = ssh.join("ssh_host_ed25519_key");
+        assert_eq!(fs::read_to_string(&private).unwrap(), pair.private);
+        assert_eq!(
+            fs::read_to_string(ssh.join("ssh_host_ed25519_key.pub")).unwrap(),
+            "ssh-ed25519 AAAAnew\n"
+        );
+        let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn identity_addresses_are_parsed_or_refused() {
+        let net = IdentityNet {
+            interface: "eth0".into(),
+            mac: "52:54:00:aa:bb:cc".into(),
+            address: "172.30.0.7/24".into(),
+            gateway: "172.30.0.1".into(),
+        };
+        let config = ipv4_config(&net).unwrap();
+        assert_eq!(config.address, std::net::Ipv4Addr::new(172, 30, 0, 7));
+        assert_eq!(config.prefix_len, 24);
+        assert_eq!(config.mac, [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]);
+        for broken in [
+            IdentityNet {
+                address: "172.30.0.7".into(),
+                ..net.clone()
+            },
+            IdentityNet {
+                address: "172.30.0.7/33".into(),
+                ..net.clone()
+            },
+            IdentityNet {
+                mac: "52:54".into(),
+                ..net.clone()
+            },
+            IdentityNet {
+                gateway: "gw".into(),
+                ..net.clone()
+            },
+        ] {
+            assert!(ipv4_config(&broken).is_err(), "{broken:?}");
+        }
     }
 
     #[test]

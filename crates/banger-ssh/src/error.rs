@@ -18,6 +18,11 @@ pub enum SshError {
         #[source]
         source: Box<banger_exec::ExecError>,
     },
+    #[error("cannot generate a guest's ssh host key")]
+    HostKeygen {
+        #[source]
+        source: Box<banger_exec::ExecError>,
+    },
     #[error("cannot read banger's ssh key {path}")]
     ReadKey {
         path: PathBuf,

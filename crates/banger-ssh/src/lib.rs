@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod error;
+pub mod host_key;
 pub mod key_line;
 pub mod keypair;
 pub mod known_hosts;
@@ -15,6 +16,7 @@ pub mod paths;
 
 pub use client::{SshTarget, host_patterns, quote, ssh_args, ssh_config_block, vm_host_name};
 pub use error::{KeyLineError, SshError};
+pub use host_key::{HostKeyPair, generate_host_key};
 pub use key_line::{PublicKey, parse_host_public_key, parse_key_line};
 pub use keypair::Keypair;
 pub use known_hosts::KnownHosts;

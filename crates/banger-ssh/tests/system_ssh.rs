@@ -9,8 +9,8 @@ use std::time::Duration;
 use banger_exec::{Cmd, SystemRunner};
 use banger_requires::require;
 use banger_ssh::{
-    Keypair, KnownHosts, SshTarget, host_patterns, parse_host_public_key, ssh_args,
-    ssh_config_block,
+    Keypair, KnownHosts, SshTarget, generate_host_key, host_patterns, parse_host_public_key,
+    ssh_args, ssh_config_block,
 };
 
 /// Runs a tool; None when it is not installed.
@@ -64,6 +64,41 @@ async fn keypair_with_real_ssh_keygen() {
     assert_eq!(names, ["id_ed25519", "id_ed25519.pub"]);
     let again = Keypair::ensure(config.path(), &SystemRunner).await.unwrap();
     assert_eq!(again, first);
+}
+
+#[tokio::test]
+async fn host_keys_are_new_pairs_and_leave_nothing_behind() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require!(Tool("ssh-keygen"));
+    let scratch = tempfile::tempdir().unwrap();
+    let one = generate_host_key(scratch.path(), &SystemRunner)
+        .await
+        .unwrap();
+    let two = generate_host_key(scratch.path(), &SystemRunner)
+        .await
+        .unwrap();
+    assert_ne!(one.public, two.public, "each call makes a new key");
+    assert!(one.public.starts_with("ssh-ed25519 AAAA"), "{}", one.public);
+    assert!(
+        one.private
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
+        "an OpenSSH private key file"
+    );
+    assert!(
+        !format!("{one:?}").contains("PRIVATE"),
+        "Debug hides the private key"
+    );
+    // The private half really derives the public one.
+    let file = scratch.path().join("copy");
+    std::fs::write(&file, &one.private).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let derived = run("ssh-keygen", &["-y", "-f", path_str(&file)])
+        .await
+        .unwrap();
+    assert_eq!(derived.trim(), one.public);
+    std::fs::remove_file(&file).unwrap();
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(left.is_empty(), "scratch directories removed: {left:?}");
 }
 
 /// Whether `program` is absent from the PATH banger runs commands with.

@@ -5,6 +5,7 @@
 
 pub mod fdpass;
 pub mod guest;
+pub mod guest_net;
 pub mod kvm;
 pub mod peer;
 pub mod process;

@@ -12,7 +12,11 @@
 //! whose key is now stale.
 //!
 //! Building: a hidden VM (`template_builder` in its runtime, left out of `vm list`) is
-//! booted cold, snapshotted as the template once its agent answers, and deleted. The
+//! booted cold, left to finish booting (on systemd guests, until `systemctl
+//! is-system-running --wait` returns), snapshotted as the template, and deleted. Saved
+//! any earlier, every clone would run the rest of the boot itself, competing with the
+//! user's command for the guest's CPU, and could make keys (ssh's, say) before its
+//! identity step reseeds the RNG, the same keys in every clone. The
 //! builder's ssh host key is never read, so dropbear images have none in the template;
 //! every restored guest gets its own machine-id and host keys from the identity step
 //! anyway. A daemon killed mid-build leaves a builder VM (deleted by the startup
@@ -26,6 +30,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use banger_model::VmRecord;
 use banger_model::progress::NoProgress;
@@ -45,6 +50,16 @@ pub const STARTED_FROM_SNAPSHOT: &str = "snapshot";
 
 /// The progress stage that says how a new VM starts.
 pub const START_STAGE: &str = "warm start";
+
+/// Waits, in the template builder, until a systemd guest's boot is over (`running` or
+/// `degraded`: a failed unit is the image's business, not a reason to keep no template).
+/// Other inits have nothing to wait for: their boot is over when the agent answers.
+const SETTLE_SCRIPT: &str =
+    "if [ -d /run/systemd/system ]; then systemctl is-system-running --wait >/dev/null; fi; exit 0";
+
+/// How long a builder's boot may go on after its agent answers; past it the template is
+/// saved as it is (its clones then finish the boot themselves).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Everything a restore from a template depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +270,7 @@ impl VmService {
             ..CreateRequest::default()
         };
         let builder = self.create(req, &NoProgress).await?;
+        self.settle_builder(&builder).await;
         let key = inputs.key();
         let made = self
             .snapshot_as(
@@ -277,6 +293,44 @@ impl VmService {
         })
         .await;
         Ok(template)
+    }
+
+    /// Lets the builder's guest finish booting before it is saved (see [`SETTLE_SCRIPT`]).
+    /// Never fails the build: a guest that cannot say is saved as it is.
+    async fn settle_builder(&self, builder: &VmRecord) {
+        let request = banger_proto::agent::ExecRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), SETTLE_SCRIPT.into()],
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let settled = tokio::time::timeout(
+            SETTLE_TIMEOUT,
+            self.exec(
+                builder.id.as_str(),
+                request,
+                |_, _| {},
+                std::future::pending::<()>(),
+            ),
+        )
+        .await;
+        match settled {
+            Ok(Ok(0)) => tracing::info!(
+                vm = %builder.name,
+                secs = started.elapsed().as_secs_f64(),
+                "template builder finished booting"
+            ),
+            Ok(Ok(code)) => {
+                tracing::warn!(vm = %builder.name, code, "cannot tell whether the template builder finished booting")
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(vm = %builder.name, error = %chain(&error), "cannot wait for the template builder's boot")
+            }
+            Err(_) => tracing::warn!(
+                vm = %builder.name,
+                secs = SETTLE_TIMEOUT.as_secs(),
+                "the template builder was still booting; saving it as it is"
+            ),
+        }
     }
 
     /// Deletes the templates `select` picks, except those running VMs still map; returns

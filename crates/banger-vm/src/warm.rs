@@ -29,7 +29,7 @@ use banger_model::progress::{ProgressSink, RESERVE_NAME_STAGE};
 use banger_model::{
     ByteSize, ForkOrigin, ResourceName, VmId, VmName, VmRecord, VmState, resolve_ref,
 };
-use banger_proto::agent::{IdentityNet, IdentityRequest};
+use banger_proto::agent::{IdentityNet, IdentityRequest, SshHostKey};
 use banger_store::SnapshotRecord;
 use banger_vmm::{
     DiskFormat, DriverKind, LaunchSpec, MemoryFile, NetAttachment, SnapshotRequest, WarmLaunch,
@@ -751,6 +751,7 @@ impl VmService {
             seed: host_seed()?,
             hostname: vm.name.to_string(),
             net: identity_net,
+            ssh_host_key: self.clone_host_key(&paths.run_dir, vm).await,
         };
         let (done, warnings) = tokio::time::timeout(IDENTITY_TIMEOUT, agent.identity(request))
             .await
@@ -767,6 +768,21 @@ impl VmService {
         progress.stage_done("new identity", Some(&done.join(", ")));
 
         self.go_live(vm, handle, agent, &hello.boot_id, address)
+    }
+
+    /// A new ssh host key for a clone, made on the host (see `banger_ssh::host_key`); on
+    /// failure the guest's agent makes its own.
+    async fn clone_host_key(&self, scratch: &Path, vm: &VmRecord) -> Option<SshHostKey> {
+        match banger_ssh::generate_host_key(scratch, self.runner.as_ref()).await {
+            Ok(pair) => Some(SshHostKey {
+                private: pair.private,
+                public: pair.public,
+            }),
+            Err(error) => {
+                tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot make a host key on the host; the guest makes its own");
+                None
+            }
+        }
     }
 
     /// Startup reconcile of snapshots: a `creating` or `deleting` row and its files go

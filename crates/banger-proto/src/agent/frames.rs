@@ -113,6 +113,28 @@ pub struct IdentityRequest {
     pub hostname: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<IdentityNet>,
+    /// An OpenSSH ed25519 host key made on the host for this clone, installed in place
+    /// of the image's own keys (an older daemon sends none: the agent makes one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<SshHostKey>,
+}
+
+/// An ssh host key pair in OpenSSH's file formats.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshHostKey {
+    /// The private key file (`-----BEGIN OPENSSH PRIVATE KEY-----` ...).
+    pub private: String,
+    /// The public key line (`ssh-ed25519 AAAA...`).
+    pub public: String,
+}
+
+impl std::fmt::Debug for SshHostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshHostKey")
+            .field("private", &"<redacted>")
+            .field("public", &self.public)
+            .finish()
+    }
 }
 
 /// The clone's own network identity.

@@ -14,7 +14,7 @@ pub use codec::{FrameError, decode_reply, decode_request, encode_frame};
 pub use frames::{
     ExecRequest, FEATURE_EXEC_CODES, FEATURE_TTY, FEATURE_USER, Hello, IdentityNet,
     IdentityRequest, ListeningPort, PathKind, Reply, ReplyBody, Request, RequestId, RequestOp,
-    Signal, Stream, Transport, WindowSize,
+    Signal, SshHostKey, Stream, Transport, WindowSize,
 };
 pub use lines::{LineEvent, LineSplitter};
 
