@@ -43,12 +43,15 @@ pub async fn host_identity(ctx: &Ctx, cwd: &Path) -> Identity {
     }
 }
 
-/// The guest argv that sets the identity for root: `git config --global` when the guest
-/// has git, else the same lines appended to `/root/.gitconfig` (values quoted the way
-/// git reads them). Values travel as arguments, never through the shell's parser.
+/// The guest argv that sets the identity for root. Where root has no git config yet
+/// (a new VM), the `[user]` block is written with the shell's `printf` (values quoted
+/// the way git reads them): starting `git` twice in a guest just restored from a warm
+/// template cost over a second under TCG. Where one exists (a restart, or an image's
+/// own), `git config --global` edits it in place, so nothing is duplicated. Values
+/// travel as arguments, never through the shell's parser.
 pub fn guest_argv(identity: &Identity) -> Vec<String> {
     const SCRIPT: &str = r#"set -e
-if command -v git >/dev/null 2>&1; then
+if [ -s /root/.gitconfig ] && command -v git >/dev/null 2>&1; then
   if [ -n "$1" ]; then git config --file /root/.gitconfig user.name "$1"; fi
   if [ -n "$2" ]; then git config --file /root/.gitconfig user.email "$2"; fi
 else
