@@ -612,7 +612,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             policy["out_of_policy"].as_u64().unwrap_or(0) - policy["refused"].as_u64().unwrap_or(0)
         ));
     }
-    let crashes: Vec<Value> = ["delete", "stop", "snapshot"]
+    let crashes: Vec<Value> = ["delete", "stop", "snapshot", "snapshot_firecracker"]
         .iter()
         .filter_map(|op| figures(root, &format!("crash_{op}.json")))
         .collect();

@@ -131,7 +131,9 @@ pub fn cold_reason(req: &CreateRequest, enabled: bool, qemu: bool) -> Option<&'s
     } else if !enabled {
         Some("warm templates are off (BANGER_WARM_TEMPLATES=0)")
     } else if !qemu {
-        Some("templates need the QEMU driver")
+        Some(
+            "warm templates are QEMU-only for now (Firecracker's snapshots are contract-tested but not yet run on a KVM host)",
+        )
     } else if req.workspace.is_some() {
         Some("a workspace disk is attached at boot")
     } else if req.policy.is_some() {

@@ -32,7 +32,8 @@ use banger_model::{
 use banger_proto::agent::{IdentityNet, IdentityRequest, SshHostKey};
 use banger_store::SnapshotRecord;
 use banger_vmm::{
-    DiskFormat, DriverKind, LaunchSpec, MemoryFile, NetAttachment, SnapshotRequest, WarmLaunch,
+    DiskFormat, DriverKind, LaunchSpec, MemoryFile, NetAttachment, RootDiskSwap, SnapshotRequest,
+    WarmLaunch,
 };
 
 use crate::cmdline::kernel_cmdline;
@@ -156,13 +157,11 @@ fn host_seed() -> Result<Vec<u8>, VmError> {
 }
 
 impl VmService {
-    /// Refuses before any work when the driver cannot save guests.
+    /// Refuses before any work when the driver cannot save guests (both can today; a
+    /// new driver has to say how it saves).
     fn require_snapshots(&self) -> Result<(), VmError> {
         match self.driver.kind() {
-            DriverKind::Qemu => Ok(()),
-            DriverKind::Firecracker => Err(VmError::BadRequest(
-                "snapshots are not yet available with Firecracker (QEMU only for now)".into(),
-            )),
+            DriverKind::Qemu | DriverKind::Firecracker => Ok(()),
         }
     }
 
@@ -324,6 +323,11 @@ impl VmService {
                 .map_err(VmError::io("cannot create the snapshot directory"))?;
         }
         self.fault_point("snapshot: directory made");
+        if self.driver.kind() == DriverKind::Firecracker {
+            return self
+                .make_firecracker_snapshot(vm, live, paths, progress)
+                .await;
+        }
         let vm_paths = self.paths(&vm.id);
 
         progress.stage_started("pause and save");
@@ -335,6 +339,7 @@ impl VmService {
                     state_file: paths.stream.clone(),
                     ignore_shared: false,
                     memory_file: None,
+                    root_disk: None,
                 },
             )
             .await;
@@ -432,6 +437,69 @@ impl VmService {
         Ok(())
     }
 
+    /// Firecracker writes the device state and the memory file itself, in one save (no
+    /// second VMM): pause, copy the disk, save with the state naming that copy (see
+    /// `banger_vmm::RootDiskSwap`), resume. The disk copy stays writable by the owner:
+    /// Firecracker opens a restored drive read-write before each fork's drive is pointed
+    /// at the fork's own disk (the guest is paused meanwhile and never writes it).
+    async fn make_firecracker_snapshot(
+        &self,
+        vm: &VmRecord,
+        live: &Live,
+        paths: &SnapshotPaths,
+        progress: &dyn ProgressSink,
+    ) -> Result<(), VmError> {
+        let vm_paths = self.paths(&vm.id);
+        progress.stage_started("pause and save");
+        let paused = self.driver.pause(&live.handle).await;
+        let saved = match paused {
+            Ok(()) => {
+                self.fault_point("snapshot: saved, source paused");
+                match disk::provision(self.runner.as_ref(), &vm_paths.root_disk, &paths.disk).await
+                {
+                    Ok(method) => {
+                        self.fault_point("snapshot: disk copied");
+                        let request = SnapshotRequest {
+                            state_file: paths.state.clone(),
+                            ignore_shared: false,
+                            memory_file: Some(paths.mem.clone()),
+                            root_disk: Some(RootDiskSwap {
+                                saved_as: paths.disk.clone(),
+                                live: vm_paths.root_disk.clone(),
+                            }),
+                        };
+                        self.driver
+                            .snapshot(&live.handle, &request)
+                            .await
+                            .map(|report| (report, method))
+                            .map_err(VmError::from)
+                    }
+                    Err(error) => Err(VmError::from(error)),
+                }
+            }
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = self.driver.resume(&live.handle).await {
+            tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot resume the VM after its snapshot");
+        }
+        self.fault_point("snapshot: source resumed");
+        let (report, method) = saved?;
+        progress.stage_done(
+            "pause and save",
+            Some(&format!(
+                "paused {} ms; disk by {}",
+                report.took.as_millis(),
+                method.as_str()
+            )),
+        );
+        for file in [&paths.state, &paths.mem] {
+            set_mode(file, 0o400)?;
+        }
+        set_mode(&paths.disk, 0o600)?;
+        self.fault_point("snapshot: files sealed");
+        Ok(())
+    }
+
     /// Loads the stream into the shared RAM file with a VMM that never runs the guest,
     /// and saves the device state alone.
     async fn convert(
@@ -465,6 +533,7 @@ impl VmService {
                     state_file: paths.state.clone(),
                     ignore_shared: true,
                     memory_file: None,
+                    root_disk: None,
                 },
             )
             .await;

@@ -301,9 +301,30 @@ async fn a_daemon_killed_at_each_stop_point_leaves_a_stopped_vm_after_reconcile(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_at_each_snapshot_point_leaves_a_running_source_and_all_or_nothing() {
     require_disk_tools!();
+    killed_at_each_snapshot_point(Bench::new, SNAPSHOT_POINTS, "snapshot").await;
+}
+
+/// The same on Firecracker, whose save is one call (no converting VMM): its points are
+/// QEMU's without the converter's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_at_each_firecracker_snapshot_point_leaves_all_or_nothing() {
+    require_disk_tools!();
+    let points: Vec<&str> = SNAPSHOT_POINTS
+        .iter()
+        .copied()
+        .filter(|point| !point.contains("converter") && *point != "snapshot: state saved")
+        .collect();
+    killed_at_each_snapshot_point(Bench::firecracker, &points, "snapshot_firecracker").await;
+}
+
+async fn killed_at_each_snapshot_point(
+    new_bench: fn() -> Bench,
+    points: &[&'static str],
+    label: &str,
+) {
     let mut outcomes = Vec::new();
-    for point in SNAPSHOT_POINTS {
-        let bench = Bench::new();
+    for &point in points {
+        let bench = new_bench();
         let crashed = bench.service();
         crashed
             .create(request("source"), &NoProgress)
@@ -352,7 +373,7 @@ async fn a_daemon_killed_at_each_snapshot_point_leaves_a_running_source_and_all_
             orphans,
         });
     }
-    record("snapshot", &outcomes);
+    record(label, &outcomes);
     // Only the last point (the row already `ready`) keeps the snapshot.
     let kept: Vec<&str> = outcomes
         .iter()

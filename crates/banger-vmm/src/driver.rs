@@ -38,6 +38,13 @@ pub trait VmmDriver: Send + Sync + std::fmt::Debug {
         Box::pin(async move { Err(self.no_snapshots()) })
     }
 
+    /// Stops the guest's vCPUs (its disk then stays as it is until [`Self::resume`]);
+    /// pausing a paused guest is not an error.
+    fn pause<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        let _ = handle;
+        Box::pin(async move { Err(self.no_snapshots()) })
+    }
+
     /// Pauses the guest and saves its state (see [`SnapshotRequest`]). The guest stays
     /// paused until [`Self::resume`] (or the VMM is stopped).
     fn snapshot<'a>(

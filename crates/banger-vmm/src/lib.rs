@@ -27,4 +27,4 @@ pub use firecracker::{FirecrackerConfig, FirecrackerDriver};
 pub use handle::{Accelerator, AgentEndpoint, DriverKind, ShutdownOutcome, VmmHandle};
 pub use qemu::{QemuConfig, QemuDriver};
 pub use spec::{DiskFormat, LaunchSpec, NetAttachment};
-pub use warm::{MemoryFile, SnapshotReport, SnapshotRequest, WarmLaunch};
+pub use warm::{MemoryFile, RootDiskSwap, SnapshotReport, SnapshotRequest, WarmLaunch};

@@ -47,6 +47,22 @@ pub struct SnapshotRequest {
     /// `mem_file_path`); QEMU keeps RAM in the state file or the shared memory file and
     /// ignores this.
     pub memory_file: Option<PathBuf>,
+    /// The root disk the saved state should name, when the VMM's state names drive files
+    /// (Firecracker re-opens every drive by the path its state records; QEMU's state
+    /// names none and ignores this).
+    pub root_disk: Option<RootDiskSwap>,
+}
+
+/// A copy of the root disk, made by the caller while the guest was paused, that the
+/// saved state names instead of the live disk: a restore then opens the snapshot's own
+/// copy (and points the drive at the clone's disk before the guest runs), never the
+/// source VM's disk, which may be in use or gone by then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootDiskSwap {
+    /// The copy, named in the saved state.
+    pub saved_as: PathBuf,
+    /// The source VM's own disk, which its drive points at again after the save.
+    pub live: PathBuf,
 }
 
 /// What a saved snapshot cost.

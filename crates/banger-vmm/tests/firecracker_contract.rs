@@ -15,7 +15,7 @@ use banger_vmm::firecracker::api::{self, ApiRequest, BootPlan, FirecrackerPaths,
 use banger_vmm::firecracker::{ApiError, FirecrackerApi};
 use banger_vmm::{
     AgentEndpoint, DiskFormat, DriverKind, FirecrackerConfig, FirecrackerDriver, LaunchSpec,
-    NetAttachment, ShutdownOutcome, VmmDriver, VmmError,
+    NetAttachment, RootDiskSwap, ShutdownOutcome, VmmDriver, VmmError,
 };
 use serde_json::{Value, json};
 use support::contract_server::{ContractServer, spec_path};
@@ -127,6 +127,7 @@ fn every_request_the_driver_builds_is_documented_and_valid() {
             &dir.path().join("mem"),
             Some("bg-web0"),
             &dir.path().join("vsock.sock"),
+            false,
         )
         .unwrap(),
         api::snapshot_load(
@@ -134,8 +135,10 @@ fn every_request_the_driver_builds_is_documented_and_valid() {
             &dir.path().join("mem"),
             None,
             &dir.path().join("vsock.sock"),
+            true,
         )
         .unwrap(),
+        api::patch_root_drive(&dir.path().join("disk.ext4")).unwrap(),
     ]);
     for request in &requests {
         let body = request
@@ -355,8 +358,10 @@ async fn graceful_stop_and_describe_pass_the_contract() {
     );
 }
 
-/// Snapshot and restore as the driver sends them: pause + full snapshot, resume, and a
-/// load with the `File` memory backend (copy-on-write), this clone's tap and vsock.
+/// Snapshot and restore as the driver sends them: pause, the root drive pointed at the
+/// snapshot's disk copy for the full snapshot and back after, resume; then a paused load
+/// with the `File` memory backend (copy-on-write), this clone's tap and vsock, its root
+/// drive pointed at its own disk, and resume.
 #[tokio::test]
 async fn snapshot_and_restore_pass_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -364,39 +369,64 @@ async fn snapshot_and_restore_pass_the_contract() {
     let client = FirecrackerApi::new(server.socket());
     let state = dir.path().join("state");
     let mem = dir.path().join("mem");
-    client.pause_and_snapshot(&state, &mem).await.unwrap();
+    let swap = RootDiskSwap {
+        saved_as: dir.path().join("snapshot-disk.ext4"),
+        live: dir.path().join("source-root.ext4"),
+    };
+    let clone_disk = dir.path().join("clone-root.ext4");
+    client
+        .pause_and_snapshot(&state, &mem, Some(&swap))
+        .await
+        .unwrap();
     client.resume().await.unwrap();
     client
-        .load_snapshot(&state, &mem, Some("bg-web1"), &dir.path().join("v.sock"))
+        .load_snapshot(
+            &state,
+            &mem,
+            Some("bg-web1"),
+            &dir.path().join("v.sock"),
+            &clone_disk,
+        )
         .await
         .unwrap();
     assert_eq!(
         server.assert_all_valid(),
         [
             "PATCH /vm",
+            "PATCH /drives/rootfs",
             "PUT /snapshot/create",
+            "PATCH /drives/rootfs",
             "PATCH /vm",
-            "PUT /snapshot/load"
+            "PUT /snapshot/load",
+            "PATCH /drives/rootfs",
+            "PATCH /vm",
         ]
     );
     let exchanges = server.exchanges();
+    let drive =
+        |path: &Path| json!({"drive_id": "rootfs", "path_on_host": path.display().to_string()});
     assert_eq!(exchanges[0].body, Some(json!({"state": "Paused"})));
+    assert_eq!(exchanges[1].body, Some(drive(&swap.saved_as)));
     assert_eq!(
-        exchanges[1].body,
+        exchanges[2].body,
         Some(json!({
             "snapshot_type": "Full",
             "snapshot_path": state.display().to_string(),
             "mem_file_path": mem.display().to_string(),
         }))
     );
-    assert_eq!(exchanges[2].body, Some(json!({"state": "Resumed"})));
-    let load = exchanges[3].body.clone().unwrap();
+    assert_eq!(exchanges[3].body, Some(drive(&swap.live)));
+    assert_eq!(exchanges[4].body, Some(json!({"state": "Resumed"})));
+    let load = exchanges[5].body.clone().unwrap();
     assert_eq!(load["mem_backend"]["backend_type"], "File");
     assert_eq!(
         load["mem_backend"]["backend_path"],
         mem.display().to_string()
     );
-    assert_eq!(load["resume_vm"], true);
+    assert_eq!(
+        load["resume_vm"], false,
+        "resumed only after the drive patch"
+    );
     assert_eq!(
         load["network_overrides"],
         json!([{"iface_id": "eth0", "host_dev_name": "bg-web1"}])
@@ -404,6 +434,38 @@ async fn snapshot_and_restore_pass_the_contract() {
     assert_eq!(
         load["vsock_override"]["uds_path"],
         dir.path().join("v.sock").display().to_string()
+    );
+    assert_eq!(exchanges[6].body, Some(drive(&clone_disk)));
+    assert_eq!(exchanges[7].body, Some(json!({"state": "Resumed"})));
+}
+
+/// A failed save still points the source's drive back at its live disk.
+#[tokio::test]
+async fn a_failed_snapshot_restores_the_live_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ContractServer::start(load_spec(), &dir.path().join("api.sock"));
+    let client = FirecrackerApi::new(server.socket());
+    let swap = RootDiskSwap {
+        saved_as: dir.path().join("copy.ext4"),
+        live: dir.path().join("live.ext4"),
+    };
+    // A state path Firecracker's JSON cannot carry: the save fails after the first patch.
+    let unsendable = {
+        use std::os::unix::ffi::OsStrExt as _;
+        dir.path().join(std::ffi::OsStr::from_bytes(b"state-\xff"))
+    };
+    client
+        .pause_and_snapshot(&unsendable, &dir.path().join("mem"), Some(&swap))
+        .await
+        .unwrap_err();
+    let exchanges = server.exchanges();
+    assert_eq!(
+        server.assert_all_valid(),
+        ["PATCH /vm", "PATCH /drives/rootfs", "PATCH /drives/rootfs"]
+    );
+    assert_eq!(
+        exchanges.last().and_then(|e| e.body.clone()),
+        Some(json!({"drive_id": "rootfs", "path_on_host": swap.live.display().to_string()}))
     );
 }
 

@@ -81,6 +81,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
                 state_file: stream.clone(),
                 ignore_shared: false,
                 memory_file: None,
+                root_disk: None,
             },
         )
         .await
@@ -120,6 +121,7 @@ async fn save_convert_and_restore_two_clones_copy_on_write() {
                 state_file: state.clone(),
                 ignore_shared: true,
                 memory_file: None,
+                root_disk: None,
             },
         )
         .await

@@ -61,9 +61,36 @@ pub struct FakeDriver {
     pub launches: Mutex<u32>,
     /// Fake VMMs whose guest a snapshot paused and nothing resumed yet.
     pub paused: Mutex<std::collections::HashSet<u32>>,
+    /// Report itself as Firecracker (whose snapshots are one save, memory file
+    /// included, with the root disk swapped), not QEMU.
+    pub firecracker: bool,
+    /// The warm-start calls in order: `pause`, `snapshot`, `launch_warm`, `resume`.
+    pub calls: Mutex<Vec<Call>>,
+}
+
+/// One warm-start call the driver got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Pause,
+    Snapshot(SnapshotRequest),
+    LaunchWarm {
+        warm: WarmLaunch,
+        root_disk: PathBuf,
+    },
+    Resume,
 }
 
 impl FakeDriver {
+    pub fn firecracker() -> FakeDriver {
+        let mut driver = FakeDriver::default();
+        driver.firecracker = true;
+        driver
+    }
+
+    fn record(&self, call: Call) {
+        self.calls.lock().unwrap().push(call);
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         *self.faults.lock().unwrap() = faults;
     }
@@ -130,6 +157,10 @@ async fn fake_agent(socket: PathBuf, boot_id: String) {
                         features: Vec::new(),
                     }),
                     RequestOp::Exec(_) => ReplyBody::Exit { code: 0 },
+                    RequestOp::Identity(_) => ReplyBody::IdentityOk {
+                        done: vec!["clock".into(), "rng".into(), "hostname".into()],
+                        warnings: Vec::new(),
+                    },
                     _ => ReplyBody::Error {
                         message: "the fake agent does not do that".into(),
                     },
@@ -152,7 +183,11 @@ async fn fake_agent(socket: PathBuf, boot_id: String) {
 
 impl VmmDriver for FakeDriver {
     fn kind(&self) -> DriverKind {
-        DriverKind::Qemu
+        if self.firecracker {
+            DriverKind::Firecracker
+        } else {
+            DriverKind::Qemu
+        }
     }
 
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
@@ -172,7 +207,7 @@ impl VmmDriver for FakeDriver {
                     source,
                 })?;
             let handle = VmmHandle {
-                driver: DriverKind::Qemu,
+                driver: self.kind(),
                 pid,
                 start_time,
                 control_socket: spec.run_dir.join("qmp.sock"),
@@ -209,8 +244,12 @@ impl VmmDriver for FakeDriver {
         warm: &'a WarmLaunch,
     ) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
         Box::pin(async move {
+            self.record(Call::LaunchWarm {
+                warm: warm.clone(),
+                root_disk: spec.root_disk.clone(),
+            });
             let handle = self.launch(spec).await?;
-            if let Some(memory) = &warm.memory {
+            if let Some(memory) = warm.memory.as_ref().filter(|_| !self.firecracker) {
                 std::fs::write(&memory.path, vec![0u8; 4096]).map_err(|source| {
                     VmmError::Prepare {
                         path: memory.path.clone(),
@@ -232,6 +271,7 @@ impl VmmDriver for FakeDriver {
         request: &'a SnapshotRequest,
     ) -> BoxFuture<'a, Result<SnapshotReport, VmmError>> {
         Box::pin(async move {
+            self.record(Call::Snapshot(request.clone()));
             self.paused.lock().unwrap().insert(handle.pid);
             std::fs::write(&request.state_file, b"fake device state").map_err(|source| {
                 VmmError::Prepare {
@@ -239,6 +279,13 @@ impl VmmDriver for FakeDriver {
                     source,
                 }
             })?;
+            // Firecracker writes the guest's memory itself.
+            if let Some(memory) = &request.memory_file {
+                std::fs::write(memory, vec![0u8; 4096]).map_err(|source| VmmError::Prepare {
+                    path: memory.clone(),
+                    source,
+                })?;
+            }
             Ok(SnapshotReport {
                 took: Duration::from_millis(1),
                 downtime: None,
@@ -247,8 +294,17 @@ impl VmmDriver for FakeDriver {
         })
     }
 
+    fn pause<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            self.record(Call::Pause);
+            self.paused.lock().unwrap().insert(handle.pid);
+            Ok(())
+        })
+    }
+
     fn resume<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
         Box::pin(async move {
+            self.record(Call::Resume);
             self.paused.lock().unwrap().remove(&handle.pid);
             Ok(())
         })
@@ -308,6 +364,13 @@ pub struct Bench {
 pub const IMAGE: &str = "fake";
 
 impl Bench {
+    /// [`Bench::new`] with a fake Firecracker.
+    pub fn firecracker() -> Bench {
+        let mut bench = Bench::new();
+        bench.driver = Arc::new(FakeDriver::firecracker());
+        bench
+    }
+
     /// A fresh state directory with a small ext4 image and a kernel recorded.
     pub fn new() -> Bench {
         let dir = tempfile::tempdir().unwrap();

@@ -368,6 +368,28 @@ pub fn resume() -> ApiRequest {
 }
 
 #[derive(Serialize)]
+struct DrivePath<'a> {
+    drive_id: &'static str,
+    path_on_host: &'a str,
+}
+
+/// `PATCH /drives/rootfs {"path_on_host": ...}` (after boot or load, the guest paused):
+/// the root drive's backing file becomes `path`.
+pub fn patch_root_drive(path: &Path) -> Result<ApiRequest, VmmError> {
+    Ok(ApiRequest {
+        method: Method::Patch,
+        path: format!("/drives/{ROOT_DRIVE_ID}"),
+        body: Some(
+            serde_json::to_value(DrivePath {
+                drive_id: ROOT_DRIVE_ID,
+                path_on_host: &utf8(path)?,
+            })
+            .unwrap_or(Value::Null),
+        ),
+    })
+}
+
+#[derive(Serialize)]
 struct SnapshotCreate<'a> {
     snapshot_type: &'static str,
     snapshot_path: &'a str,
@@ -416,12 +438,14 @@ struct SnapshotLoad<'a> {
 
 /// `PUT /snapshot/load` (before anything is configured): the `File` memory backend maps
 /// `mem_file` privately, copy-on-write, so one memory file serves many clones; the NIC
-/// gets this clone's tap and the vsock this clone's socket; the guest resumes at once.
+/// gets this clone's tap and the vsock this clone's socket. With `resume_vm` the guest
+/// runs at once; without, it stays paused (for its drive to be pointed elsewhere first).
 pub fn snapshot_load(
     snapshot_path: &Path,
     mem_file: &Path,
     tap: Option<&str>,
     vsock_uds: &Path,
+    resume_vm: bool,
 ) -> Result<ApiRequest, VmmError> {
     let snapshot_path = utf8(snapshot_path)?;
     let backend_path = utf8(mem_file)?;
@@ -434,7 +458,7 @@ pub fn snapshot_load(
                 backend_type: "File",
                 backend_path: &backend_path,
             },
-            resume_vm: true,
+            resume_vm,
             network_overrides: tap
                 .map(|tap| NetworkOverride {
                     iface_id: IFACE_ID,

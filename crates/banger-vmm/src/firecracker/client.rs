@@ -15,6 +15,7 @@ use tokio::net::UnixStream;
 
 use crate::error::VmmError;
 use crate::firecracker::api::{self, ApiRequest, BootPlan, Method};
+use crate::warm::RootDiskSwap;
 
 /// How long one request may take. Pre-boot requests are immediate; `InstanceStart` loads
 /// the kernel, which takes well under a second.
@@ -184,17 +185,38 @@ impl FirecrackerApi {
         self.call(&api::instance_start()).await.map(drop)
     }
 
+    /// Stops the guest's vCPUs.
+    pub async fn pause(&self) -> Result<(), VmmError> {
+        self.call(&api::pause()).await.map(drop)
+    }
+
     /// Pauses the guest and writes a full snapshot (device state and memory). The guest
-    /// stays paused.
+    /// stays paused. With `root_disk`, the saved state names the disk copy: the root
+    /// drive points at it for the save and at the live disk again after (also when the
+    /// save fails).
     pub async fn pause_and_snapshot(
         &self,
         snapshot_path: &Path,
         mem_file_path: &Path,
+        root_disk: Option<&RootDiskSwap>,
     ) -> Result<(), VmmError> {
         self.call(&api::pause()).await?;
-        self.call(&api::snapshot_create(snapshot_path, mem_file_path)?)
-            .await
-            .map(drop)
+        if let Some(swap) = root_disk {
+            self.call(&api::patch_root_drive(&swap.saved_as)?).await?;
+        }
+        let saved = match api::snapshot_create(snapshot_path, mem_file_path) {
+            Ok(request) => self.call(&request).await.map(drop),
+            Err(error) => Err(error),
+        };
+        if let Some(swap) = root_disk {
+            let back = self
+                .call(&api::patch_root_drive(&swap.live)?)
+                .await
+                .map(drop);
+            saved.and(back)
+        } else {
+            saved
+        }
     }
 
     /// Lets a paused guest run again.
@@ -202,7 +224,8 @@ impl FirecrackerApi {
         self.call(&api::resume()).await.map(drop)
     }
 
-    /// Loads a snapshot into a fresh Firecracker and resumes it (see
+    /// Loads a snapshot into a fresh Firecracker, points its root drive at `root_disk`
+    /// (the clone's own copy) while it is still paused, and resumes it (see
     /// [`api::snapshot_load`]).
     pub async fn load_snapshot(
         &self,
@@ -210,15 +233,18 @@ impl FirecrackerApi {
         mem_file: &Path,
         tap: Option<&str>,
         vsock_uds: &Path,
+        root_disk: &Path,
     ) -> Result<(), VmmError> {
         self.call(&api::snapshot_load(
             snapshot_path,
             mem_file,
             tap,
             vsock_uds,
+            false,
         )?)
-        .await
-        .map(drop)
+        .await?;
+        self.call(&api::patch_root_drive(root_disk)?).await?;
+        self.resume().await
     }
 
     /// Asks the guest to reboot, which Firecracker turns into its exit.

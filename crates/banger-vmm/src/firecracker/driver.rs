@@ -89,7 +89,7 @@ impl FirecrackerDriver {
                 // and vsock attach on this host is new.
                 Some((state, memory)) => {
                     let tap = plan.net.as_ref().map(|net| net.tap_name.as_str());
-                    api.load_snapshot(state, memory, tap, &paths.vsock_socket)
+                    api.load_snapshot(state, memory, tap, &paths.vsock_socket, &spec.root_disk)
                         .await
                 }
                 None => api.configure_and_start(&plan).await,
@@ -171,7 +171,8 @@ impl VmmDriver for FirecrackerDriver {
     }
 
     /// Restores with `PUT /snapshot/load` (the `File` backend maps the memory file
-    /// copy-on-write). Firecracker keeps guest memory in its own file format, so the
+    /// copy-on-write), paused; the root drive is patched to `spec.root_disk` before the
+    /// guest resumes, so a clone only ever writes its own disk. Firecracker keeps guest memory in its own file format, so the
     /// memory must be one Firecracker wrote (`shared` does not apply) and `incoming`
     /// is required.
     fn launch_warm<'a>(
@@ -194,7 +195,8 @@ impl VmmDriver for FirecrackerDriver {
     }
 
     /// `PATCH /vm Paused`, then `PUT /snapshot/create` (Full) into
-    /// `request.state_file` and `request.memory_file`.
+    /// `request.state_file` and `request.memory_file`; with `request.root_disk`, the root
+    /// drive is patched to the disk copy around the save (see [`crate::RootDiskSwap`]).
     fn snapshot<'a>(
         &'a self,
         handle: &'a VmmHandle,
@@ -210,7 +212,7 @@ impl VmmDriver for FirecrackerDriver {
             };
             let started = std::time::Instant::now();
             FirecrackerApi::new(&handle.control_socket)
-                .pause_and_snapshot(&request.state_file, memory)
+                .pause_and_snapshot(&request.state_file, memory, request.root_disk.as_ref())
                 .await?;
             Ok(SnapshotReport {
                 took: started.elapsed(),
@@ -219,6 +221,14 @@ impl VmmDriver for FirecrackerDriver {
                     .map(|meta| meta.len())
                     .unwrap_or(0),
             })
+        })
+    }
+
+    /// `PATCH /vm Paused`.
+    fn pause<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(DriverKind::Firecracker)?;
+            FirecrackerApi::new(&handle.control_socket).pause().await
         })
     }
 

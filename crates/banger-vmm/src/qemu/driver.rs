@@ -294,6 +294,13 @@ impl VmmDriver for QemuDriver {
         })
     }
 
+    fn pause<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
+        Box::pin(async move {
+            handle.expect_driver(DriverKind::Qemu)?;
+            super::warm::pause(&handle.control_socket).await
+        })
+    }
+
     fn resume<'a>(&'a self, handle: &'a VmmHandle) -> BoxFuture<'a, Result<(), VmmError>> {
         Box::pin(async move {
             handle.expect_driver(DriverKind::Qemu)?;

@@ -164,6 +164,13 @@ pub async fn save(socket: &Path, request: &SnapshotRequest) -> Result<SnapshotRe
     })
 }
 
+/// Stops the guest's vCPUs (QMP `stop`; a stopped guest stays stopped).
+pub async fn pause(socket: &Path) -> Result<(), VmmError> {
+    let mut client = QmpClient::connect(socket).await.map_err(qmp("connect"))?;
+    client.execute("stop", None).await.map_err(qmp("stop"))?;
+    Ok(())
+}
+
 /// Lets a paused guest run again (after [`save`]; QEMU reactivates its disks).
 pub async fn resume(socket: &Path) -> Result<(), VmmError> {
     let mut client = QmpClient::connect(socket).await.map_err(qmp("connect"))?;
