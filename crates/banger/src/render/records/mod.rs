@@ -17,6 +17,9 @@ pub mod system;
 pub mod vm;
 pub mod workspace;
 
+#[cfg(test)]
+mod docs_tests;
+
 use serde::Serialize;
 
 pub use vm::{VmJson, print_vm, print_vms, vms};
