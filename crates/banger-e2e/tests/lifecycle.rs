@@ -53,8 +53,14 @@ fn tiny_vm_lifecycle() {
     let stats = &all[0];
     assert_eq!(stats["state"], "running", "{stats}");
     assert!(stats["vmm_rss_bytes"].as_u64().unwrap_or(0) > 0, "{stats}");
-    assert!(stats["vmm_cpu_secs"].as_f64().unwrap_or(0.0) > 0.0, "{stats}");
-    assert!(stats["cpu_percent"].is_null(), "no --watch, no CPU use: {stats}");
+    assert!(
+        stats["vmm_cpu_secs"].as_f64().unwrap_or(0.0) > 0.0,
+        "{stats}"
+    );
+    assert!(
+        stats["cpu_percent"].is_null(),
+        "no --watch, no CPU use: {stats}"
+    );
     assert_eq!(stats["disk_size_bytes"].as_u64(), Some(4 << 30), "{stats}");
     let logs = host.banger_ok(&["vm", "logs", VM]);
     assert!(

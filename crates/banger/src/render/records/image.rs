@@ -151,12 +151,12 @@ pub(crate) mod tests {
             changed: true,
             removed_templates: Vec::new(),
         };
-        insta::assert_json_snapshot!(WarmJson::from(&warm));
+        insta::assert_json_snapshot!("warm", WarmJson::from(&warm));
         let pruned = CachePruneOutput {
             removed: vec!["layer-ab".into()],
             freed_bytes: 4096,
             dry_run: false,
         };
-        insta::assert_json_snapshot!(CachePruneJson::from(&pruned));
+        insta::assert_json_snapshot!("cache_prune", CachePruneJson::from(&pruned));
     }
 }

@@ -257,13 +257,16 @@ pub(crate) mod tests {
     /// A store without an error has `"error": null`; VMs per state are objects.
     #[test]
     fn health_and_friends() {
-        insta::assert_json_snapshot!(HealthJson::from(&health()));
-        insta::assert_json_snapshot!(version());
-        insta::assert_json_snapshot!(CopyJson::from(&copy()));
-        insta::assert_json_snapshot!(PongJson::from(&Pong {
-            daemon_version: "0.1.0".into(),
-            protocol: 3
-        }));
+        insta::assert_json_snapshot!("health", HealthJson::from(&health()));
+        insta::assert_json_snapshot!("version", version());
+        insta::assert_json_snapshot!("copy", CopyJson::from(&copy()));
+        insta::assert_json_snapshot!(
+            "ping",
+            PongJson::from(&Pong {
+                daemon_version: "0.1.0".into(),
+                protocol: 3
+            })
+        );
     }
 
     /// Memory and disk in bytes, like the VM record.

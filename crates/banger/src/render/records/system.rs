@@ -257,8 +257,8 @@ pub(crate) mod tests {
 
     #[test]
     fn status_install_and_uninstall() {
-        insta::assert_json_snapshot!(StatusJson::new(&metadata(), &rows()));
-        insta::assert_json_snapshot!(InstallJson::from(&metadata()));
-        insta::assert_json_snapshot!(UninstallJson::from(&uninstall()));
+        insta::assert_json_snapshot!("status", StatusJson::new(&metadata(), &rows()));
+        insta::assert_json_snapshot!("install", InstallJson::from(&metadata()));
+        insta::assert_json_snapshot!("uninstall", UninstallJson::from(&uninstall()));
     }
 }

@@ -147,8 +147,8 @@ pub(crate) mod tests {
     /// Unchanged modes and plain paths are `null`, not missing keys.
     #[test]
     fn export_and_apply() {
-        insta::assert_json_snapshot!(ExportJson::from(&export()));
-        insta::assert_json_snapshot!(ApplyJson::from(&apply()));
-        insta::assert_json_snapshot!(dry_run());
+        insta::assert_json_snapshot!("export", ExportJson::from(&export()));
+        insta::assert_json_snapshot!("apply", ApplyJson::from(&apply()));
+        insta::assert_json_snapshot!("dry_run", dry_run());
     }
 }
