@@ -47,9 +47,20 @@ fn tiny_vm_lifecycle() {
     assert_eq!(host.vmm_pids(), vec![first_pid]);
 
     // stats and logs of a running VM
-    let stats = host.banger_json(&["vm", "stats", VM]);
+    // `vm stats --json` is an array, also for one VM; CPU time is in seconds.
+    let all = host.banger_json(&["vm", "stats", VM]);
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    let stats = &all[0];
     assert_eq!(stats["state"], "running", "{stats}");
     assert!(stats["vmm_rss_bytes"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(
+        stats["vmm_cpu_secs"].as_f64().unwrap_or(0.0) > 0.0,
+        "{stats}"
+    );
+    assert!(
+        stats["cpu_percent"].is_null(),
+        "no --watch, no CPU use: {stats}"
+    );
     assert_eq!(stats["disk_size_bytes"].as_u64(), Some(4 << 30), "{stats}");
     let logs = host.banger_ok(&["vm", "logs", VM]);
     assert!(

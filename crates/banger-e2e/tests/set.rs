@@ -100,6 +100,7 @@ fn set_changes_what_the_guest_sees() {
         fs > 4 * GIB + GIB * 3 / 4 && fs <= 5 * GIB,
         "the filesystem was grown with the disk: df says {fs} bytes"
     );
-    let stats = host.banger_json(&["vm", "stats", VM]);
+    // `vm stats --json` is an array, also for one VM.
+    let stats = &host.banger_json(&["vm", "stats", VM])[0];
     assert_eq!(stats["disk_size_bytes"].as_u64(), Some(5 * GIB), "{stats}");
 }

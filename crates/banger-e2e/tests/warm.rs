@@ -480,7 +480,7 @@ fn wait_for_template(host: &TestHost, memory_mib: u64) -> serde_json::Value {
         || {
             templates(host)
                 .into_iter()
-                .find(|t| t["image"] == "tiny" && t["memory_mib"] == memory_mib)
+                .find(|t| t["image"] == "tiny" && t["memory_bytes"] == memory_mib << 20)
                 .ok_or_else(|| "none yet".to_string())
         },
     )

@@ -971,3 +971,43 @@ fn a_bad_env_file_is_refused_before_any_request() {
         ));
     assert!(daemon.finish().is_empty());
 }
+
+#[test]
+fn stats_json_is_an_array_in_seconds_also_for_one_named_vm() {
+    let daemon = FakeDaemon::start(vec![Reply::ok(
+        "vm.stats",
+        serde_json::json!({"name": "web", "state": "running", "vmm_rss_bytes": 1024,
+            "vmm_cpu_ms": 1500, "disk_allocated_bytes": 10, "disk_size_bytes": 20}),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd.args(["vm", "stats", "web", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(parsed.len(), 1, "one VM is still an array");
+    assert_eq!(parsed[0]["vmm_cpu_secs"], 1.5);
+    assert!(parsed[0]["cpu_percent"].is_null(), "{}", parsed[0]);
+    assert!(parsed[0].get("vmm_cpu_ms").is_none(), "{}", parsed[0]);
+    daemon.finish();
+}
+
+#[test]
+fn snapshot_list_json_has_sizes_in_bytes_and_every_key() {
+    let daemon = FakeDaemon::start(vec![Reply::ok(
+        "snapshot.list",
+        serde_json::json!([{"id": "5e5e5e5e00112233", "name": "base", "state": "ready",
+            "source_vm": "src", "image": "tiny", "kernel": "k", "vcpus": 1,
+            "memory_mib": 256, "disk_mib": 1024, "driver": "qemu", "size_bytes": 4096,
+            "dir": "/s/snapshots/x", "running_forks": [], "created_at": "2026-01-02T03:04:05Z"}]),
+    )]);
+    let (_home, mut cmd) = with_daemon(&daemon);
+    let output = cmd
+        .args(["vm", "snapshot", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(parsed[0]["memory_bytes"], 256 << 20);
+    assert_eq!(parsed[0]["disk_bytes"], 1u64 << 30);
+    assert!(parsed[0]["template_key"].is_null(), "{}", parsed[0]);
+    daemon.finish();
+}

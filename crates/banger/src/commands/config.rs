@@ -12,6 +12,7 @@ use crate::config::{self, Settings, Source};
 use crate::connect::Ctx;
 use crate::errors::CliError;
 use crate::render;
+use crate::render::records::misc::ConfigJson;
 
 /// Print the settings a new VM gets and where each came from
 #[derive(Debug, Args)]
@@ -64,7 +65,12 @@ pub fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
         file,
         settings,
     };
-    render::data(args.output.json, &shown, text)
+    render::records::print(
+        args.output.json,
+        &shown,
+        |s| ConfigJson::new(&s.file, s.exists, &s.settings),
+        text,
+    )
 }
 
 /// `config path`.

@@ -15,6 +15,7 @@ use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::{self, CliError};
 use crate::render;
+use crate::render::records::check::CheckJson;
 use crate::system::{drift, ops};
 use banger_model::system::{InstallMetadata, SystemLayout};
 
@@ -66,7 +67,8 @@ pub async fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<ExitCode, CliError> {
     checks.extend(services);
     checks.push(daemon);
     if args.output.json {
-        render::stdout(&render::json(&checks)?)?;
+        let records: Vec<CheckJson> = render::records::all(&checks);
+        render::stdout(&render::json(&records)?)?;
     } else {
         render::stdout(&render_checks(&checks))?;
     }

@@ -14,7 +14,8 @@ use crate::candidates;
 use crate::cli::{JsonFlag, VmArg};
 use crate::connect::{self, Ctx};
 use crate::errors::CliError;
-use crate::render;
+use crate::render::records::image::{CachePruneJson, CatalogJson, ImageJson, WarmJson};
+use crate::render::{self, records};
 
 /// List local images, or the built-in catalog
 #[derive(Debug, Args)]
@@ -219,7 +220,7 @@ pub struct CachePruneArgs {
 }
 
 fn print_image(output: JsonFlag, image: &ImageInfo) -> Result<(), CliError> {
-    render::data(output.json, image, |image| {
+    records::print(output.json, image, ImageJson::from, |image| {
         render::detail::image(image, jiff::Timestamp::now())
     })
 }
@@ -229,16 +230,24 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     if args.catalog {
         let entries = daemon.ask::<ImageCatalog>(&Empty {}).await?;
-        return render::data(args.output.json, &entries, |e| render::table::catalog(e));
+        return records::print(
+            args.output.json,
+            &entries,
+            |e| records::all::<_, CatalogJson>(e),
+            |e| render::table::catalog(e),
+        );
     }
     let images = daemon.ask::<ImageList>(&Empty {}).await?;
     if !args.output.json && images.is_empty() {
         render::note("no images yet; `banger image list --catalog` shows what can be pulled");
         return Ok(());
     }
-    render::data(args.output.json, &images, |images| {
-        render::table::images(images, jiff::Timestamp::now())
-    })
+    records::print(
+        args.output.json,
+        &images,
+        |i| records::all::<_, ImageJson>(i),
+        |images| render::table::images(images, jiff::Timestamp::now()),
+    )
 }
 
 /// `image show`.
@@ -335,7 +344,7 @@ pub async fn warm(ctx: &Ctx, args: WarmArgs) -> Result<(), CliError> {
             off: args.off,
         })
         .await?;
-    render::data(args.output.json, &out, |out| {
+    records::print(args.output.json, &out, WarmJson::from, |out| {
         let mut text = match (out.warm, out.changed) {
             (true, true) => format!(
                 "image {} keeps warm templates now (made in the background after its next cold boot)\n",
@@ -359,7 +368,7 @@ pub async fn cache_prune(ctx: &Ctx, args: CachePruneArgs) -> Result<(), CliError
         dry_run: args.dry_run,
     };
     let pruned = daemon.ask::<ImageCachePrune>(&params).await?;
-    render::data(args.output.json, &pruned, |pruned| {
+    records::print(args.output.json, &pruned, CachePruneJson::from, |pruned| {
         let entries = if pruned.removed.len() == 1 {
             "entry"
         } else {

@@ -10,7 +10,9 @@ use crate::candidates;
 use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::CliError;
-use crate::render;
+use crate::render::records::image::CatalogJson;
+use crate::render::records::kernel::KernelJson;
+use crate::render::{self, records};
 
 /// List the built-in kernel catalog
 #[derive(Debug, Args)]
@@ -79,7 +81,7 @@ pub struct DeleteArgs {
 }
 
 fn print_kernel(output: JsonFlag, kernel: &KernelInfo) -> Result<(), CliError> {
-    render::data(output.json, kernel, |kernel| {
+    records::print(output.json, kernel, KernelJson::from, |kernel| {
         render::detail::kernel(kernel, jiff::Timestamp::now())
     })
 }
@@ -88,7 +90,12 @@ fn print_kernel(output: JsonFlag, kernel: &KernelInfo) -> Result<(), CliError> {
 pub async fn catalog(ctx: &Ctx, args: CatalogArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let entries = daemon.ask::<KernelCatalog>(&Empty {}).await?;
-    render::data(args.output.json, &entries, |e| render::table::catalog(e))
+    records::print(
+        args.output.json,
+        &entries,
+        |e| records::all::<_, CatalogJson>(e),
+        |e| render::table::catalog(e),
+    )
 }
 
 /// `kernel list`.
@@ -99,9 +106,12 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
         render::note("no kernels yet; `banger kernel catalog` shows what can be pulled");
         return Ok(());
     }
-    render::data(args.output.json, &kernels, |kernels| {
-        render::table::kernels(kernels, jiff::Timestamp::now())
-    })
+    records::print(
+        args.output.json,
+        &kernels,
+        |k| records::all::<_, KernelJson>(k),
+        |kernels| render::table::kernels(kernels, jiff::Timestamp::now()),
+    )
 }
 
 /// `kernel show`.

@@ -5,12 +5,12 @@ use banger_api::PROTOCOL_VERSION;
 use banger_api::methods::{Empty, HealthCheck, Ping};
 use banger_api::types::Pong;
 use clap::Args;
-use serde::Serialize;
 
 use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::{self, CliError};
 use crate::render;
+use crate::render::records::misc::{HealthJson, PongJson, VersionJson, VersionOfJson};
 
 /// Check that the daemon answers
 #[derive(Debug, Args)]
@@ -54,7 +54,7 @@ pub struct VersionArgs {
 pub async fn ping(ctx: &Ctx, args: PingArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let pong = daemon.ask::<Ping>(&Empty {}).await?;
-    render::data(args.output.json, &pong, |pong| {
+    render::records::print(args.output.json, &pong, PongJson::from, |pong| {
         format!(
             "pong from bangerd {} (protocol {})\n",
             pong.daemon_version, pong.protocol
@@ -66,25 +66,12 @@ pub async fn ping(ctx: &Ctx, args: PingArgs) -> Result<(), CliError> {
 pub async fn health(ctx: &Ctx, args: HealthArgs) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let health = daemon.ask::<HealthCheck>(&Empty {}).await?;
-    render::data(args.output.json, &health, render::detail::health)
-}
-
-/// One side's version.
-#[derive(Debug, Serialize)]
-struct Version {
-    version: String,
-    protocol: u32,
-}
-
-/// What `version --json` prints.
-#[derive(Debug, Serialize)]
-struct Versions {
-    cli: Version,
-    /// Absent when the daemon did not answer.
-    daemon: Option<Version>,
-    /// Why the daemon did not answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    daemon_error: Option<String>,
+    render::records::print(
+        args.output.json,
+        &health,
+        HealthJson::from,
+        render::detail::health,
+    )
 }
 
 /// `version`.
@@ -94,8 +81,8 @@ pub async fn version(ctx: &Ctx, args: VersionArgs) -> Result<(), CliError> {
         daemon.ask::<Ping>(&Empty {}).await
     }
     .await;
-    let versions = Versions {
-        cli: Version {
+    let versions = VersionJson {
+        cli: VersionOfJson {
             version: env!("CARGO_PKG_VERSION").to_string(),
             protocol: PROTOCOL_VERSION,
         },
@@ -103,7 +90,7 @@ pub async fn version(ctx: &Ctx, args: VersionArgs) -> Result<(), CliError> {
             .as_ref()
             .err()
             .map(|err| errors::translate(err).error),
-        daemon: answer.ok().map(|pong: Pong| Version {
+        daemon: answer.ok().map(|pong: Pong| VersionOfJson {
             version: pong.daemon_version,
             protocol: pong.protocol,
         }),

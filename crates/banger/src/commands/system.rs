@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::CliError;
+use crate::render::records::system::{InstallJson, ServiceJson, StatusJson, UninstallJson};
 use crate::system::{ops, supervise};
 
 /// `--mode`.
@@ -178,7 +179,7 @@ pub async fn install(ctx: &Ctx, args: InstallArgs) -> Result<(), CliError> {
     };
     let metadata = ops::install(&layout, &plan).await.map_err(local)?;
     if args.json.json {
-        return print_json(&metadata);
+        return print_json(&InstallJson::from(&metadata));
     }
     print_line(&format!(
         "banger {} installed for {} (uid {}); services: {}",
@@ -211,12 +212,7 @@ pub async fn status(ctx: &Ctx, args: StatusArgs) -> Result<(), CliError> {
         .await
         .map_err(not_installed_hint)?;
     if args.json.json {
-        return print_json(&serde_json::json!({
-            "mode": metadata.mode.as_str(),
-            "owner": metadata.owner,
-            "version": metadata.version,
-            "services": rows,
-        }));
+        return print_json(&StatusJson::new(&metadata, &rows));
     }
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -248,7 +244,7 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<(), CliError> {
     let metadata = ops::restart(&layout).await.map_err(not_installed_hint)?;
     if args.json.json {
         let (_, rows) = ops::status(&layout).await.map_err(local)?;
-        return print_json(&rows);
+        return print_json(&crate::render::records::all::<_, ServiceJson>(&rows));
     }
     print_line(&format!(
         "restarted banger-helper and bangerd ({})",
@@ -291,7 +287,7 @@ pub async fn uninstall(ctx: &Ctx, args: UninstallArgs) -> Result<(), CliError> {
     }
     let report = ops::uninstall(&layout, args.purge).await.map_err(local)?;
     if args.json.json {
-        return print_json(&report);
+        return print_json(&UninstallJson::from(&report));
     }
     for path in &report.removed {
         print_line(&format!("removed {}", path.display()));

@@ -20,6 +20,7 @@ use crate::cli::JsonFlag;
 use crate::connect::Ctx;
 use crate::errors::CliError;
 use crate::render;
+use crate::render::records::misc::CopyJson;
 
 /// Copy files and directories between this host and a VM
 #[derive(Debug, Args)]
@@ -100,7 +101,7 @@ pub async fn cp(ctx: &Ctx, args: CpArgs) -> Result<(), CliError> {
         (Side::Guest { vm, path }, destination) => copy_out(ctx, vm, path, destination).await?,
     };
     if args.output.json {
-        return render::stdout(&render::json(&output)?);
+        return render::stdout(&render::json(&CopyJson::from(&output))?);
     }
     if args.dst != "-" {
         render::note(&format!(

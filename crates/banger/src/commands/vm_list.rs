@@ -192,7 +192,7 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::records::tests::sample;
+    use crate::render::records::vm::tests::sample;
 
     fn vms() -> Vec<VmInfo> {
         let mut web = sample("web", VmState::Running);

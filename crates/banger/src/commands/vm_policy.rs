@@ -13,7 +13,8 @@ use clap::{ArgGroup, Args};
 use crate::cli::{JsonFlag, VmArg};
 use crate::connect::Ctx;
 use crate::errors::CliError;
-use crate::render;
+use crate::render::records;
+use crate::render::records::policy::{PolicyCheckJson, PolicyJson};
 use crate::values;
 
 /// Show a VM's network policy
@@ -122,7 +123,12 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> Result<ExitCode, CliError> {
         destination: args.destination,
     };
     let answer = daemon.ask::<VmPolicyCheck>(&params).await?;
-    render::data(args.output.json, &answer, describe_check)?;
+    records::print(
+        args.output.json,
+        &answer,
+        PolicyCheckJson::from,
+        describe_check,
+    )?;
     Ok(if answer.allowed {
         ExitCode::SUCCESS
     } else {
@@ -172,7 +178,7 @@ pub fn describe_denials(info: &PolicyInfo) -> String {
 pub async fn denials(ctx: &Ctx, vm: String, json: bool) -> Result<(), CliError> {
     let mut daemon = ctx.connect().await?;
     let info = daemon.ask::<VmPolicyShow>(&VmRef { vm }).await?;
-    render::data(json, &info, describe_denials)
+    records::print(json, &info, PolicyJson::from, describe_denials)
 }
 
 /// The human form of a policy answer.
@@ -210,7 +216,7 @@ pub async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
     let info = daemon
         .ask::<VmPolicyShow>(&VmRef { vm: args.vm.vm })
         .await?;
-    render::data(args.output.json, &info, describe)
+    records::print(args.output.json, &info, PolicyJson::from, describe)
 }
 
 /// `vm policy set`.
@@ -223,7 +229,7 @@ pub async fn set(ctx: &Ctx, args: SetArgs) -> Result<(), CliError> {
         clear: args.clear,
     };
     let info = daemon.ask::<VmPolicySet>(&params).await?;
-    render::data(args.output.json, &info, describe)
+    records::print(args.output.json, &info, PolicyJson::from, describe)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use clap::Args;
 use crate::cli::{JsonFlag, VmArg};
 use crate::connect::Ctx;
 use crate::errors::CliError;
-use crate::render;
+use crate::render::records::ports::PublishedJson;
+use crate::render::{self, records};
 use crate::values;
 
 /// Forward host ports to a running VM's guest ports
@@ -68,9 +69,12 @@ pub async fn publish(ctx: &Ctx, args: PublishArgs) -> Result<(), CliError> {
         ports: args.ports,
     };
     let ports = daemon.ask::<VmPortPublish>(&params).await?;
-    render::data(args.output.json, &ports, |ports| {
-        render::table::published(ports)
-    })
+    records::print(
+        args.output.json,
+        &ports,
+        |p| records::all::<_, PublishedJson>(p),
+        |ports| render::table::published(ports),
+    )
 }
 
 /// `vm port unpublish`.
@@ -81,7 +85,12 @@ pub async fn unpublish(ctx: &Ctx, args: UnpublishArgs) -> Result<(), CliError> {
         ports: args.ports,
     };
     let removed = daemon.ask::<VmPortUnpublish>(&params).await?;
-    render::data(args.output.json, &removed, |removed| unpublished(removed))
+    records::print(
+        args.output.json,
+        &removed,
+        |p| records::all::<_, PublishedJson>(p),
+        |removed| unpublished(removed),
+    )
 }
 
 fn unpublished(removed: &[PublishedPortInfo]) -> String {

@@ -65,5 +65,10 @@ pub async fn ports(ctx: &Ctx, args: PortsArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    render::data(args.output.json, &ports, render::table::vm_ports)
+    render::records::print(
+        args.output.json,
+        &ports,
+        render::records::ports::PortsJson::from,
+        render::table::vm_ports,
+    )
 }

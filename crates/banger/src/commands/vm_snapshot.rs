@@ -12,7 +12,8 @@ use crate::cli::JsonFlag;
 use crate::commands::vm_run::summary;
 use crate::connect::Ctx;
 use crate::errors::CliError;
-use crate::render;
+use crate::render::records::snapshot::SnapshotJson;
+use crate::render::{self, records};
 
 /// Save a running VM, or manage saved snapshots
 #[derive(Debug, Args)]
@@ -146,15 +147,20 @@ pub async fn snapshot(ctx: &Ctx, args: SnapshotArgs) -> Result<(), CliError> {
             let snapshot = daemon
                 .call_with_progress::<VmSnapshot>(&ctx.term, &params)
                 .await?;
-            render::data(args.output.json, &snapshot, |snapshot| {
-                format!(
-                    "snapshot {} of {} ({}); `banger vm fork {}` makes VMs from it\n",
-                    snapshot.name,
-                    snapshot.source_vm,
-                    render::bytes(snapshot.size_bytes),
-                    snapshot.name
-                )
-            })
+            records::print(
+                args.output.json,
+                &snapshot,
+                SnapshotJson::from,
+                |snapshot| {
+                    format!(
+                        "snapshot {} of {} ({}); `banger vm fork {}` makes VMs from it\n",
+                        snapshot.name,
+                        snapshot.source_vm,
+                        render::bytes(snapshot.size_bytes),
+                        snapshot.name
+                    )
+                },
+            )
         }
     }
 }
@@ -166,9 +172,12 @@ async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), CliError> {
         render::note("no snapshots yet; `banger vm snapshot VM` saves a running VM");
         return Ok(());
     }
-    render::data(args.output.json, &snapshots, |snapshots| {
-        table(snapshots, jiff::Timestamp::now())
-    })
+    records::print(
+        args.output.json,
+        &snapshots,
+        |s| records::all::<_, SnapshotJson>(s),
+        |snapshots| table(snapshots, jiff::Timestamp::now()),
+    )
 }
 
 async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
@@ -176,9 +185,12 @@ async fn show(ctx: &Ctx, args: ShowArgs) -> Result<(), CliError> {
     let snapshot = daemon
         .ask::<SnapshotShow>(&NameRef { name: args.name })
         .await?;
-    render::data(args.output.json, &snapshot, |snapshot| {
-        detail(snapshot, jiff::Timestamp::now())
-    })
+    records::print(
+        args.output.json,
+        &snapshot,
+        SnapshotJson::from,
+        |snapshot| detail(snapshot, jiff::Timestamp::now()),
+    )
 }
 
 async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {

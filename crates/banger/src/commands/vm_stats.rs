@@ -1,6 +1,6 @@
 //! `vm stats`: what VMs cost the host (VMM memory and CPU, disk), for one VM, several,
 //! or every running one; once, or refreshed with `--watch` until Ctrl-C. Human output
-//! uses binary units; `--json` keeps bytes and milliseconds.
+//! uses binary units; `--json` prints bytes and seconds, always as an array.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,10 @@ process, and the space each disk really occupies next to its virtual size. Witho
 every running VM is shown. `--watch` refreshes every few seconds (2 by default) until \
 Ctrl-C and adds the CPU use since the last refresh.
 
-`--json` prints sizes in bytes and CPU time in milliseconds: one object for one named VM, \
-an array otherwise, and with `--watch` one such line per refresh.",
+`--json` prints an array, one object a VM (also for one), with sizes in bytes, CPU time \
+in seconds (`vmm_cpu_secs`) and, with `--watch`, the CPU use since the last refresh \
+(`cpu_percent`, `null` on the first); with `--watch`, one such array a line per \
+refresh. docs/json.md documents the keys.",
     after_help = "Examples:\n  banger vm stats\n  banger vm stats web db\n  \
 banger vm stats --watch\n  banger vm stats web --watch 5\n  banger vm stats web --json"
 )]
@@ -89,9 +91,11 @@ fn show(
     clear: bool,
 ) -> Result<(), CliError> {
     if args.json {
-        return match (args.vms.len(), sample) {
-            (1, [one]) => render::stdout(&render::json(one)?),
-            _ => render::stdout(&render::json(sample)?),
+        let records = render::records::stats::stats(sample, cpu);
+        return if args.watch.is_some() {
+            render::stdout(&render::json_line(&records)?)
+        } else {
+            render::stdout(&render::json(&records)?)
         };
     }
     let mut text = String::new();

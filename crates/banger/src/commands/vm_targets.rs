@@ -156,7 +156,7 @@ mod tests {
     use banger_api::types::VmState;
 
     fn vm(name: &str, id: &str) -> VmInfo {
-        let mut vm = crate::render::records::tests::sample(name, VmState::Running);
+        let mut vm = crate::render::records::vm::tests::sample(name, VmState::Running);
         vm.id = id.into();
         vm
     }

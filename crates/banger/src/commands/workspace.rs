@@ -74,7 +74,7 @@ pub async fn prepare(ctx: &Ctx, args: PrepareArgs) -> Result<(), CliError> {
     let vm = daemon
         .call_with_progress::<WorkspacePrepare>(&ctx.term, &params)
         .await?;
-    render::data(args.output.json, &vm, |vm| match &vm.workspace {
+    render::records::print_vm(args.output.json, &vm, |vm| match &vm.workspace {
         Some(w) => format!("{}: {} imported at {}\n", vm.name, w.source, w.guest_path),
         None => format!("{}: workspace imported\n", vm.name),
     })

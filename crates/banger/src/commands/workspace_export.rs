@@ -16,6 +16,7 @@ use crate::cli::{JsonFlag, VmArg};
 use crate::connect::{self, Ctx};
 use crate::errors::CliError;
 use crate::render;
+use crate::render::records::workspace::{ApplyJson, ExportJson};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
@@ -134,7 +135,7 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), CliError> {
         write_file(path, &patch)?;
     }
     if args.json {
-        return render::stdout(&render::json(&output)?);
+        return render::stdout(&render::json(&ExportJson::from(&output))?);
     }
     if patch.is_empty() {
         render::note("no changes in the guest's workspace");
@@ -166,7 +167,7 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> Result<(), CliError> {
         guest_path: args.guest_path,
     };
     let output = daemon.ask::<WorkspaceApply>(&params).await?;
-    render::data(args.output.json, &output, applied)
+    render::records::print(args.output.json, &output, ApplyJson::from, applied)
 }
 
 fn applied(output: &WorkspaceApplyOutput) -> String {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use banger_api::methods::{WorkspaceOptions, WorkspaceSource};
 use banger_workspace::{Mode, Plan, PlanOptions, Repo, SystemRunner, WorkspaceError};
 use clap::Args;
-use serde::Serialize;
 
 use crate::errors::CliError;
 use crate::render;
+use crate::render::records::workspace::DryRunJson;
 
 /// Flags shared by `vm run PATH` and `vm workspace prepare`.
 #[derive(Debug, Clone, Args)]
@@ -148,22 +148,6 @@ pub fn notice_skipped(plan: &Plan) {
     }
 }
 
-#[derive(Serialize)]
-struct DryRun<'a> {
-    root: String,
-    subdir: String,
-    guest_path: &'a str,
-    guest_cwd: String,
-    mode: &'static str,
-    include_untracked: bool,
-    head: Option<&'a str>,
-    entries: usize,
-    total_bytes: u64,
-    skipped_untracked: u64,
-    /// Paths as `listing::quote_path` writes them.
-    files: Vec<String>,
-}
-
 /// `--dry-run`: the list on stdout (one entry per line, hostile names quoted), the
 /// summary on stderr; with `--json`, one object.
 pub fn dry_run(checked: &Checked, args: &WorkspaceArgs, json: bool) -> Result<(), CliError> {
@@ -184,20 +168,20 @@ pub fn dry_run(checked: &Checked, args: &WorkspaceArgs, json: bool) -> Result<()
     );
     if json {
         let listing = banger_workspace::listing::render(plan);
-        let value = DryRun {
+        let value = DryRunJson {
             root: plan.repo.root.display().to_string(),
             subdir: plan.repo.subdir.display().to_string(),
-            guest_path: args.guest_path(),
+            guest_path: args.guest_path().to_owned(),
             guest_cwd: checked.guest_cwd(args.guest_path()),
-            mode: plan.options.mode.as_str(),
+            mode: plan.options.mode.as_str().to_owned(),
             include_untracked: plan.options.include_untracked,
-            head: plan.head.as_deref(),
-            entries: plan.entries.len(),
-            total_bytes: plan.total_bytes,
+            head: plan.head.clone(),
+            entries: plan.entries.len() as u64,
+            content_bytes: plan.total_bytes,
             skipped_untracked: plan.skipped_untracked,
             files: listing.lines().map(str::to_string).collect(),
         };
-        return render::data(true, &value, |_| String::new());
+        return render::stdout(&render::json(&value)?);
     }
     render::stdout(&banger_workspace::listing::render(plan))?;
     render::note(&summary);

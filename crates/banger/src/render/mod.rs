@@ -40,6 +40,14 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
     Ok(text)
 }
 
+/// Compact JSON on one line with a trailing newline (one document a line, for streams).
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
+    let mut text = serde_json::to_string(value)
+        .map_err(|err| CliError::Local(anyhow::Error::new(err).context("cannot encode JSON")))?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// Prints `value` as JSON when `json` is set, else the text `human` builds.
 pub fn data<T: Serialize + ?Sized>(
     json_output: bool,

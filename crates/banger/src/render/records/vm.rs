@@ -1,10 +1,7 @@
-//! The `--json` schema of a VM, one for every command that prints VMs (`vm list`, `show`,
-//! `create`, `start`, `stop`, `restart`, `kill`, `delete`, `prune`, `set`, `fork`):
-//! every key is always present (`null` when unknown), sizes are bytes and the unit is in
-//! the key (`memory_bytes`), times are RFC 3339 strings (`*_at`). The daemon's wire
-//! record (`VmInfo`) may change shape; this is what scripts read, documented in
-//! `docs/json.md`. A command that can act on several VMs prints an array, even for one;
-//! a command that takes exactly one VM (`show`, `create`, `set`) prints an object.
+//! The `--json` record of a VM, one for every command that prints VMs (`vm list`, `show`,
+//! `create`, `start`, `stop`, `restart`, `kill`, `delete`, `prune`, `set`, `fork`,
+//! `workspace prepare`). A command that can act on several VMs prints an array, even for
+//! one; a command that takes exactly one VM (`show`, `create`, `set`) prints an object.
 
 use banger_api::types::{ForkedFrom, VmInfo, VmState, WorkspaceInfo};
 use serde::Serialize;
@@ -136,11 +133,7 @@ pub fn print_vm(
     vm: &VmInfo,
     human: impl FnOnce(&VmInfo) -> String,
 ) -> Result<(), crate::errors::CliError> {
-    if json {
-        super::stdout(&super::json(&VmJson::from(vm))?)
-    } else {
-        super::stdout(&human(vm))
-    }
+    super::print(json, vm, VmJson::from, human)
 }
 
 /// Several VMs: a JSON array with `--json` (also for one), else the text `human` builds.
@@ -149,11 +142,7 @@ pub fn print_vms(
     list: &[VmInfo],
     human: impl FnOnce(&[VmInfo]) -> String,
 ) -> Result<(), crate::errors::CliError> {
-    if json {
-        super::stdout(&super::json(&vms(list))?)
-    } else {
-        super::stdout(&human(list))
-    }
+    super::print(json, list, vms, human)
 }
 
 #[cfg(test)]
@@ -195,8 +184,8 @@ pub(crate) mod tests {
         insta::assert_json_snapshot!(VmJson::from(&sample("web", VmState::Stopped)));
     }
 
-    #[test]
-    fn a_full_vm() {
+    /// A VM that knows everything: every optional part filled in.
+    pub(crate) fn full() -> VmInfo {
         let mut vm = sample("web", VmState::Running);
         vm.nat = true;
         vm.policy = Some(vec!["pypi.org:443".into()]);
@@ -223,6 +212,11 @@ pub(crate) mod tests {
             source_vm: "src".into(),
             shares_boot_id: true,
         });
-        insta::assert_json_snapshot!(VmJson::from(&vm));
+        vm
+    }
+
+    #[test]
+    fn a_full_vm() {
+        insta::assert_json_snapshot!(VmJson::from(&full()));
     }
 }
