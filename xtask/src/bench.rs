@@ -694,7 +694,13 @@ fn network_phase(bench: &mut Bench) -> Result<String> {
 /// Starts banger-helper in `ns` for the bench's state; answers it and its socket once it
 /// listens.
 fn start_netns_helper(bench: &Bench, ns: &str) -> Result<(Child, PathBuf)> {
-    let socket = bench.dir.join("helper.sock");
+    use std::os::unix::fs::PermissionsExt as _;
+    // The helper refuses a socket directory that group or others can write to: a private
+    // one (0700, whatever the umask made of the bench's directory).
+    let socket_dir = bench.dir.join("helper");
+    std::fs::create_dir_all(&socket_dir)?;
+    std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = socket_dir.join("helper.sock");
     let uid = nix_is_root().unwrap_or(0).to_string();
     let helper_log = std::fs::File::create(bench.dir.join("helper.log"))?;
     let mut helper = Command::new("ip")
@@ -715,7 +721,8 @@ fn start_netns_helper(bench: &Bench, ns: &str) -> Result<(Child, PathBuf)> {
         if Instant::now() > deadline {
             let _ = helper.kill();
             let _ = helper.wait();
-            bail!("banger-helper did not listen");
+            let log = std::fs::read_to_string(bench.dir.join("helper.log")).unwrap_or_default();
+            bail!("banger-helper did not listen on {}: {log}", socket.display());
         }
         std::thread::park_timeout(Duration::from_millis(50));
     }
