@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use banger_e2e::{HostOptions, TerminalSession, TestHost, bin_dir};
 
-use super::{NetnsGuard, median, nix_is_root, percentile, splice_section};
+use super::{NetnsGuard, median, nix_is_root, percentile, splice_section, warm_tiny_cache};
 
 const KEYS: usize = 40;
 const VM: &str = "bench-tty";
@@ -24,6 +24,7 @@ pub(super) fn run(root: &std::path::Path) -> Result<()> {
     if nix_is_root().is_none() {
         bail!("bench tty needs root (a network namespace and banger-helper, for ssh)");
     }
+    warm_tiny_cache()?;
     let ns = format!("bgtty-{}", std::process::id());
     let netns = NetnsGuard::new(&ns)?;
     // The helper refuses a socket directory others can write to (such as /tmp): a
@@ -62,7 +63,10 @@ pub(super) fn run(root: &std::path::Path) -> Result<()> {
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(helper_dir.path().join("helper.log"))
                     .unwrap_or_default();
-                bail!("banger-helper did not listen on {}: {log}", helper_socket.display());
+                bail!(
+                    "banger-helper did not listen on {}: {log}",
+                    helper_socket.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
