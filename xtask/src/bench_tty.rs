@@ -43,20 +43,25 @@ pub(super) fn run(root: &std::path::Path) -> Result<()> {
         )],
         ..HostOptions::default()
     })?;
-    let mut helper = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(bin_dir().join("banger-helper"))
-        .args(["--owner-uid", "0", "--state-dir"])
-        .arg(host.state_dir())
-        .arg("--runtime-dir")
-        .arg(host.runtime_dir())
-        .arg("--socket")
-        .arg(&helper_socket)
-        .stdin(Stdio::null())
-        .stdout(helper_log.try_clone()?)
-        .stderr(helper_log)
-        .spawn()
-        .context("cannot start banger-helper")?;
+    // Killed however the bench ends: the harness's calls panic on failure, and a helper
+    // left running would keep holding whatever it inherited (`flock /work/.vm.lock`'s
+    // descriptor, for one).
+    let helper = KillOnDrop(
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(bin_dir().join("banger-helper"))
+            .args(["--owner-uid", "0", "--state-dir"])
+            .arg(host.state_dir())
+            .arg("--runtime-dir")
+            .arg(host.runtime_dir())
+            .arg("--socket")
+            .arg(&helper_socket)
+            .stdin(Stdio::null())
+            .stdout(helper_log.try_clone()?)
+            .stderr(helper_log)
+            .spawn()
+            .context("cannot start banger-helper")?,
+    );
     let result = (|| -> Result<String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&helper_socket).is_err() {
@@ -121,8 +126,7 @@ read back. Debug build, daemon and root helper in a network namespace.\n\n\
         ))
     })();
     drop(host);
-    let _ = helper.kill();
-    let _ = helper.wait();
+    drop(helper);
     drop(netns);
     drop(helper_dir);
     let section = result?;
@@ -131,6 +135,16 @@ read back. Debug build, daemon and root helper in a network namespace.\n\n\
     std::fs::write(&path, splice(&report, &section))?;
     eprintln!("bench: wrote the keystroke section of BENCHMARKS.md{section}");
     Ok(())
+}
+
+/// A child process killed (and reaped) when dropped, on unwinding too.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Replaces this bench's section of the report (or appends it).

@@ -154,6 +154,16 @@ fn refreshes(lines: &[String]) -> Vec<(Vec<&str>, Vec<Vec<&str>>)> {
     found
 }
 
+/// The `vm stats --watch` process, killed if the test fails before it ends.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `vm stats --watch 1` on a running VM, its stdout a pipe as in a script: every refresh
 /// is the table with the VM's row (running, with the VMM's memory); from the second on
 /// it has the CPU use since the last one. SIGINT (Ctrl-C) ends it with status 0.
@@ -163,8 +173,8 @@ fn stats_watch_refreshes_until_interrupted() {
     require_vm!();
     let host = TestHost::start().unwrap();
     host.banger_ok(&["vm", "create", "--image", "tiny", "--name", WATCHED]);
-    let mut watcher = host.spawn_banger(&["vm", "stats", "--watch", "1"]);
-    let stdout = watcher.stdout.take().expect("piped stdout");
+    let mut watcher = Watcher(host.spawn_banger(&["vm", "stats", "--watch", "1"]));
+    let stdout = watcher.0.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
@@ -216,7 +226,7 @@ fn stats_watch_refreshes_until_interrupted() {
             );
         }
     }
-    let pid = watcher.id().to_string();
+    let pid = watcher.0.id().to_string();
     let signalled = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
@@ -225,7 +235,7 @@ fn stats_watch_refreshes_until_interrupted() {
     let status = wait_until(
         "vm stats --watch exits on SIGINT",
         Duration::from_secs(10),
-        || match watcher.try_wait() {
+        || match watcher.0.try_wait() {
             Ok(Some(status)) => Ok(status),
             Ok(None) => Err("still running".into()),
             Err(error) => Err(error.to_string()),
