@@ -199,6 +199,7 @@ impl Drop for Bench {
 fn run_warm(root: &Path, templates: bool) -> Result<()> {
     crate::build_binaries(root, false)?;
     crate::build_agent(root)?;
+    warm_tiny_cache()?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
     for sub in ["home", "state", "run", "config"] {
         std::fs::create_dir_all(dir.join(sub))?;
@@ -597,6 +598,7 @@ fn run_ports(root: &Path) -> Result<()> {
     }
     crate::build_binaries(root, false)?;
     crate::build_agent(root)?;
+    warm_tiny_cache()?;
     let dir = PathBuf::from(format!("/tmp/banger-bench-{}", std::process::id()));
     for sub in ["home", "state", "run", "config"] {
         std::fs::create_dir_all(dir.join(sub))?;
@@ -691,10 +693,30 @@ fn network_phase(bench: &mut Bench) -> Result<String> {
     result
 }
 
+/// Pulls the tiny image and its kernel into `target/e2e-cache` with a daemon in the
+/// host's own namespace: the benches' network namespaces have no route out, so a fresh
+/// clone's first run could not fetch them from there. A no-op once cached.
+fn warm_tiny_cache() -> Result<()> {
+    eprintln!("bench: pulling the tiny image and its kernel (cached after the first run)");
+    let host = banger_e2e::TestHost::start()?;
+    let image = host.banger_json(&["image", "pull", "tiny"]);
+    let kernel = image["kernel"]
+        .as_str()
+        .context("`image pull tiny` names no kernel")?;
+    host.banger_ok(&["kernel", "pull", kernel]);
+    Ok(())
+}
+
 /// Starts banger-helper in `ns` for the bench's state; answers it and its socket once it
 /// listens.
 fn start_netns_helper(bench: &Bench, ns: &str) -> Result<(Child, PathBuf)> {
-    let socket = bench.dir.join("helper.sock");
+    use std::os::unix::fs::PermissionsExt as _;
+    // The helper refuses a socket directory that group or others can write to: a private
+    // one (0700, whatever the umask made of the bench's directory).
+    let socket_dir = bench.dir.join("helper");
+    std::fs::create_dir_all(&socket_dir)?;
+    std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = socket_dir.join("helper.sock");
     let uid = nix_is_root().unwrap_or(0).to_string();
     let helper_log = std::fs::File::create(bench.dir.join("helper.log"))?;
     let mut helper = Command::new("ip")
@@ -715,7 +737,11 @@ fn start_netns_helper(bench: &Bench, ns: &str) -> Result<(Child, PathBuf)> {
         if Instant::now() > deadline {
             let _ = helper.kill();
             let _ = helper.wait();
-            bail!("banger-helper did not listen");
+            let log = std::fs::read_to_string(bench.dir.join("helper.log")).unwrap_or_default();
+            bail!(
+                "banger-helper did not listen on {}: {log}",
+                socket.display()
+            );
         }
         std::thread::park_timeout(Duration::from_millis(50));
     }

@@ -5,13 +5,14 @@
 //! until the guest's echo of it shows on the terminal. Needs root (the root helper and
 //! a network namespace, for ssh); uses the debug build and the e2e image cache.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use banger_e2e::{HostOptions, TerminalSession, TestHost, bin_dir};
 
-use super::{NetnsGuard, median, nix_is_root, percentile};
+use super::{NetnsGuard, median, nix_is_root, percentile, splice_section, warm_tiny_cache};
 
 const KEYS: usize = 40;
 const VM: &str = "bench-tty";
@@ -23,10 +24,17 @@ pub(super) fn run(root: &std::path::Path) -> Result<()> {
     if nix_is_root().is_none() {
         bail!("bench tty needs root (a network namespace and banger-helper, for ssh)");
     }
+    warm_tiny_cache()?;
     let ns = format!("bgtty-{}", std::process::id());
     let netns = NetnsGuard::new(&ns)?;
-    let helper_socket =
-        std::path::PathBuf::from(format!("/tmp/banger-bench-tty-{}.sock", std::process::id()));
+    // The helper refuses a socket directory others can write to (such as /tmp): a
+    // private one of the bench's own, root-owned and 0700.
+    let helper_dir = tempfile::Builder::new()
+        .prefix("banger-bench-tty-")
+        .tempdir_in("/tmp")?;
+    std::fs::set_permissions(helper_dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    let helper_socket = helper_dir.path().join("helper.sock");
+    let helper_log = std::fs::File::create(helper_dir.path().join("helper.log"))?;
     let mut host = TestHost::prepare(HostOptions {
         netns: Some(ns.clone()),
         env: vec![(
@@ -35,24 +43,35 @@ pub(super) fn run(root: &std::path::Path) -> Result<()> {
         )],
         ..HostOptions::default()
     })?;
-    let mut helper = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(bin_dir().join("banger-helper"))
-        .args(["--owner-uid", "0", "--state-dir"])
-        .arg(host.state_dir())
-        .arg("--runtime-dir")
-        .arg(host.runtime_dir())
-        .arg("--socket")
-        .arg(&helper_socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    // Killed however the bench ends: the harness's calls panic on failure, and a helper
+    // left running would keep holding whatever it inherited (`flock /work/.vm.lock`'s
+    // descriptor, for one).
+    let helper = KillOnDrop(
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(bin_dir().join("banger-helper"))
+            .args(["--owner-uid", "0", "--state-dir"])
+            .arg(host.state_dir())
+            .arg("--runtime-dir")
+            .arg(host.runtime_dir())
+            .arg("--socket")
+            .arg(&helper_socket)
+            .stdin(Stdio::null())
+            .stdout(helper_log.try_clone()?)
+            .stderr(helper_log)
+            .spawn()
+            .context("cannot start banger-helper")?,
+    );
     let result = (|| -> Result<String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&helper_socket).is_err() {
             if Instant::now() > deadline {
-                bail!("banger-helper did not listen");
+                let log = std::fs::read_to_string(helper_dir.path().join("helper.log"))
+                    .unwrap_or_default();
+                bail!(
+                    "banger-helper did not listen on {}: {log}",
+                    helper_socket.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -107,9 +126,9 @@ read back. Debug build, daemon and root helper in a network namespace.\n\n\
         ))
     })();
     drop(host);
-    let _ = helper.kill();
-    let _ = helper.wait();
+    drop(helper);
     drop(netns);
+    drop(helper_dir);
     let section = result?;
     let path = root.join("BENCHMARKS.md");
     let report = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
@@ -118,18 +137,17 @@ read back. Debug build, daemon and root helper in a network namespace.\n\n\
     Ok(())
 }
 
+/// A child process killed (and reaped) when dropped, on unwinding too.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Replaces this bench's section of the report (or appends it).
 fn splice(report: &str, section: &str) -> String {
-    const HEADING: &str = "\n## Keystroke round trip";
-    let Some(start) = report.find(HEADING) else {
-        return format!(
-            "{}{section}",
-            report.trim_end_matches('\n').to_owned() + "\n"
-        );
-    };
-    let rest = &report[start + HEADING.len()..];
-    let end = rest
-        .find("\n## ")
-        .map_or(report.len(), |at| start + HEADING.len() + at);
-    format!("{}{section}{}", &report[..start], &report[end..])
+    splice_section(report, "Keystroke round trip", section)
 }

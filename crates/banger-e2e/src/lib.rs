@@ -28,23 +28,31 @@ pub use host::{HostOptions, TestHost, exit_code, text};
 pub use terminal::TerminalSession;
 pub use wait::{pid_alive, wait_until};
 
-/// The workspace's target directory (tests run from `target/<profile>/deps`).
+/// The workspace's target directory (`target`): the parent of [`bin_dir`].
 pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/debug/deps/test-binary -> target
-    exe.ancestors()
-        .nth(3)
+    bin_dir()
+        .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
-/// Directory holding `banger` and `bangerd` (`target/debug`).
+/// Directory holding `banger` and `bangerd` (`target/debug`), found from the running
+/// executable: a test binary (`target/debug/deps/NAME-HASH`) or a workspace binary that
+/// uses the harness, such as `xtask` (`target/debug/xtask`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target/debug"))
+    bin_dir_of(&exe).unwrap_or_else(|| PathBuf::from("target/debug"))
+}
+
+/// The profile directory of `exe`: its own directory, or that directory's parent when it
+/// is cargo's `deps`.
+fn bin_dir_of(exe: &Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
 }
 
 /// The static guest agent built by `cargo xtask agent`.
@@ -130,4 +138,21 @@ pub fn note(message: &str) {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_dir_is_found_from_a_test_binary_and_from_xtask() {
+        assert_eq!(
+            bin_dir_of(Path::new("/w/target/debug/deps/vm-0123abcd")),
+            Some(PathBuf::from("/w/target/debug"))
+        );
+        assert_eq!(
+            bin_dir_of(Path::new("/w/target/debug/xtask")),
+            Some(PathBuf::from("/w/target/debug"))
+        );
+    }
 }

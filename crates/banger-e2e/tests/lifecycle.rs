@@ -1,10 +1,13 @@
 //! The whole life of one tiny VM, checked from inside the guest where it matters: create,
 //! exec (hostname, boot id), stop, start, restart (a new boot id seen by the guest), kill
-//! with a signal, and delete (no row, no directory, no VMM process).
+//! with a signal, and delete (no row, no directory, no VMM process); and `vm stats
+//! --watch` refreshing on a running one until Ctrl-C.
 
-use std::time::Instant;
+use std::io::BufRead as _;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use banger_e2e::{TestHost, exit_code, pid_alive, report_timing, require_vm, text};
+use banger_e2e::{TestHost, exit_code, pid_alive, report_timing, require_vm, text, wait_until};
 
 const VM: &str = "life";
 
@@ -145,4 +148,110 @@ fn stopped_vm_deletes_without_force() {
     host.banger_ok(&["vm", "stop", "brief", "--timeout", "30"]);
     host.banger_ok(&["vm", "delete", "brief"]);
     host.assert_no_vm_left("after delete of a stopped VM");
+}
+
+/// The refreshes in `vm stats --watch` output read so far: each is the table's header
+/// line (split into words) and the rows that followed it.
+fn refreshes(lines: &[String]) -> Vec<(Vec<&str>, Vec<Vec<&str>>)> {
+    let mut found: Vec<(Vec<&str>, Vec<Vec<&str>>)> = Vec::new();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"NAME") {
+            found.push((words, Vec::new()));
+        } else if let Some((_, rows)) = found.last_mut() {
+            rows.push(words);
+        }
+    }
+    found
+}
+
+/// The `vm stats --watch` process, killed if the test fails before it ends.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `vm stats --watch 1` on a running VM, its stdout a pipe as in a script: every refresh
+/// is the table with the VM's row (running, with the VMM's memory); from the second on
+/// it has the CPU use since the last one. SIGINT (Ctrl-C) ends it with status 0.
+#[test]
+fn stats_watch_refreshes_until_interrupted() {
+    const WATCHED: &str = "watched";
+    require_vm!();
+    let host = TestHost::start().unwrap();
+    host.banger_ok(&["vm", "create", "--image", "tiny", "--name", WATCHED]);
+    let mut watcher = Watcher(host.spawn_banger(&["vm", "stats", "--watch", "1"]));
+    let stdout = watcher.0.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let started = Instant::now();
+    wait_until(
+        "vm stats --watch showed two refreshes with the VM",
+        Duration::from_secs(60),
+        || {
+            lines.extend(receiver.try_iter());
+            let seen = refreshes(&lines);
+            let complete = seen.iter().filter(|(_, rows)| !rows.is_empty()).count();
+            if complete >= 2 {
+                Ok(())
+            } else {
+                Err(lines.join("\n"))
+            }
+        },
+    );
+    report_timing("vm stats --watch 1: two refreshes", started.elapsed());
+    let output = lines.join("\n");
+    let seen = refreshes(&lines);
+    for (index, (header, rows)) in seen.iter().take(2).enumerate() {
+        assert_eq!(
+            rows.len(),
+            1,
+            "refresh {index}: one running VM, one row:\n{output}"
+        );
+        let row = &rows[0];
+        assert_eq!(row.first(), Some(&WATCHED), "refresh {index}:\n{output}");
+        assert_eq!(row.get(1), Some(&"running"), "refresh {index}:\n{output}");
+        assert!(
+            row.get(2).is_some_and(|memory| memory.ends_with("iB")),
+            "refresh {index} shows the VMM's memory:\n{output}"
+        );
+        // NAME STATE MEMORY CPU TIME [CPU] DISK USED DISK SIZE
+        let cpu_column = header.len() == 10;
+        assert_eq!(cpu_column, index > 0, "refresh {index}'s header:\n{output}");
+        if cpu_column {
+            assert!(
+                row.get(4).is_some_and(|cpu| cpu.ends_with('%')),
+                "refresh {index} has the CPU use since the last one:\n{output}"
+            );
+        }
+    }
+    let pid = watcher.0.id().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("cannot run kill");
+    assert!(signalled.success());
+    let status = wait_until(
+        "vm stats --watch exits on SIGINT",
+        Duration::from_secs(10),
+        || match watcher.0.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err("still running".into()),
+            Err(error) => Err(error.to_string()),
+        },
+    );
+    assert!(status.success(), "vm stats --watch after SIGINT: {status}");
+    host.banger_ok(&["vm", "delete", "--force", WATCHED]);
 }

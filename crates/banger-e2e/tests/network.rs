@@ -936,6 +936,55 @@ fn warm_debian() {
     });
 }
 
+/// How long an ssh straight after `vm run -d` may take: a connection and a command under
+/// TCG, with nothing left to wait for.
+const READY_SSH_BOUND: Duration = Duration::from_secs(15);
+
+/// Ready means ready: `vm run -d` on debian-bookworm (whose sshd systemd starts late in
+/// the boot, after the agent answers) returns only once the guest's sshd answers, so
+/// `vm ssh VM -- true` straight after it connects at once: it succeeds, quickly, and
+/// does not have to wait for ssh in the guest first.
+#[test]
+fn run_detached_returns_once_ssh_answers_on_debian() -> Result<()> {
+    require_lab!();
+    warm_debian();
+    let (_lab, host) = lab_and_host()?;
+    let run = [
+        "vm",
+        "run",
+        "-d",
+        "--image",
+        "debian-bookworm",
+        "--name",
+        "ready",
+    ];
+    let started = Instant::now();
+    let out = host.banger_timeout(&run, Duration::from_secs(600));
+    banger_e2e::report_timing("vm run -d --image debian-bookworm", started.elapsed());
+    host.expect_success(&run, &out);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !notes.contains("still coming up"),
+        "vm run -d returned before ssh answered:\n{notes}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("banger vm ssh ready"), "{printed}");
+
+    let ssh = ["vm", "ssh", "ready", "--", "true"];
+    let started = Instant::now();
+    let out = host.banger_timeout(&ssh, READY_SSH_BOUND);
+    let took = started.elapsed();
+    banger_e2e::report_timing("vm ssh -- true right after vm run -d", took);
+    host.expect_success(&ssh, &out);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !notes.contains("waiting for ssh"),
+        "vm ssh right after vm run -d still waited for the guest's sshd:\n{notes}"
+    );
+    host.banger_ok(&["vm", "delete", "--force", "ready"]);
+    Ok(())
+}
+
 /// A TLS-inspecting proxy's CA, simulated: an HTTPS server on "the internet" whose
 /// certificate comes from a CA the test makes. `curl` in a `--nat` guest refuses it
 /// without `--host-ca`; with `--host-ca=DIR` (the CA in DIR) the guest trusts it.

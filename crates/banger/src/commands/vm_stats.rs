@@ -48,6 +48,9 @@ pub async fn stats(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
         return show(&args, &sample, None, false);
     };
     let clear = ctx.term.stdout && !args.json;
+    // Listening from here on: a Ctrl-C that lands while a sample is being taken is kept
+    // for the next wait, not lost (a fresh `ctrl_c()` each round would miss it).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut previous: Option<(Instant, Vec<VmStats>)> = None;
     loop {
         let taken = Instant::now();
@@ -59,7 +62,7 @@ pub async fn stats(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
         previous = Some((taken, sample));
         tokio::select! {
             () = tokio::time::sleep(period) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
         }
     }
 }
@@ -105,8 +108,9 @@ fn show(
     }
     if sample.is_empty() {
         text.push_str("no VM is running\n");
-    } else if let ([one], None, false) = (sample, cpu, clear) {
-        // One VM, once: the detailed view.
+    } else if let ([one], None) = (sample, args.watch) {
+        // One VM, once: the detailed view. Every refresh of `--watch` is the table, on a
+        // terminal or not.
         text.push_str(&render::detail::stats(one));
     } else {
         text.push_str(&table(sample, cpu));
