@@ -48,7 +48,8 @@ impl VmService {
         let service = Arc::clone(self);
         let id = snapshot_id.to_string();
         tokio::spawn(async move {
-            let made = disk::provision(service.runner.as_ref(), &snap.disk, &part).await;
+            let made =
+                disk::provision_in_background(service.runner.as_ref(), &snap.disk, &part).await;
             let result = match made {
                 Ok(_) => std::fs::rename(&part, &spare).map_err(|e| e.to_string()),
                 Err(error) => Err(chain(&error)),

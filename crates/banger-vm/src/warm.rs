@@ -700,9 +700,6 @@ impl VmService {
                 .await?
                 .as_str()
         };
-        if template {
-            self.spawn_spare(&snapshot.id);
-        }
         progress.stage_done("root disk", Some(method));
 
         let kernel = self.resolve_kernel(&vm.kernel, progress).await?;
@@ -836,7 +833,12 @@ impl VmService {
         }
         progress.stage_done("new identity", Some(&done.join(", ")));
 
-        self.go_live(vm, handle, agent, &hello.boot_id, address)
+        let live = self.go_live(vm, handle, agent, &hello.boot_id, address);
+        // The next spare disk is copied once this guest runs, not while it is restored.
+        if snapshot.template_key.is_some() {
+            self.spawn_spare(&snapshot.id);
+        }
+        live
     }
 
     /// A new ssh host key for a clone, made on the host (see `banger_ssh::host_key`); on
