@@ -141,6 +141,15 @@ pub fn allocated_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// The `pause and save` stage's detail.
+fn saved_detail(report: &banger_vmm::SnapshotReport, method: disk::DiskMethod) -> String {
+    format!(
+        "paused {} ms; disk by {}",
+        report.took.as_millis(),
+        method.as_str()
+    )
+}
+
 fn set_mode(path: &Path, mode: u32) -> Result<(), VmError> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -354,20 +363,10 @@ impl VmService {
             }
             Err(_) => None,
         };
-        if let Err(error) = self.driver.resume(&live.handle).await {
-            tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot resume the VM after its snapshot");
-        }
-        self.fault_point("snapshot: source resumed");
+        self.resume_source(vm, live).await;
         let report = saved?;
         let method = copied.expect("copied after a save")?;
-        progress.stage_done(
-            "pause and save",
-            Some(&format!(
-                "paused {} ms; disk by {}",
-                report.took.as_millis(),
-                method.as_str()
-            )),
-        );
+        progress.stage_done("pause and save", Some(&saved_detail(&report, method)));
 
         progress.stage_started("save memory");
         let kernel = self.resolve_kernel(&vm.kernel, progress).await?;
@@ -437,6 +436,15 @@ impl VmService {
         Ok(())
     }
 
+    /// Lets the snapshot's source run again; a failure is logged (the startup reconcile
+    /// resumes a source left paused).
+    async fn resume_source(&self, vm: &VmRecord, live: &Live) {
+        if let Err(error) = self.driver.resume(&live.handle).await {
+            tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot resume the VM after its snapshot");
+        }
+        self.fault_point("snapshot: source resumed");
+    }
+
     /// Firecracker writes the device state and the memory file itself, in one save (no
     /// second VMM): pause, copy the disk, save with the state naming that copy (see
     /// `banger_vmm::RootDiskSwap`), resume. The disk copy stays writable by the owner:
@@ -479,19 +487,9 @@ impl VmService {
             }
             Err(error) => Err(error.into()),
         };
-        if let Err(error) = self.driver.resume(&live.handle).await {
-            tracing::warn!(vm = %vm.name, error = %chain(&error), "cannot resume the VM after its snapshot");
-        }
-        self.fault_point("snapshot: source resumed");
+        self.resume_source(vm, live).await;
         let (report, method) = saved?;
-        progress.stage_done(
-            "pause and save",
-            Some(&format!(
-                "paused {} ms; disk by {}",
-                report.took.as_millis(),
-                method.as_str()
-            )),
-        );
+        progress.stage_done("pause and save", Some(&saved_detail(&report, method)));
         for file in [&paths.state, &paths.mem] {
             set_mode(file, 0o400)?;
         }
