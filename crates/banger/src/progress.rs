@@ -179,11 +179,15 @@ impl Progress {
                 transfer.latest_ms.saturating_sub(transfer.started_ms),
             );
             let amount = match total {
-                Some(total) => format!("{} / {}", approx_bytes(done), approx_bytes(total)),
-                None => approx_bytes(done),
+                Some(total) => format!(
+                    "{} / {}",
+                    crate::render::approx_bytes(done),
+                    crate::render::approx_bytes(total)
+                ),
+                None => crate::render::approx_bytes(done),
             };
             let rate = rate
-                .map(|r| format!(", {}/s", approx_bytes(r)))
+                .map(|r| format!(", {}/s", crate::render::approx_bytes(r)))
                 .unwrap_or_default();
             bar.set_message(format!("{stage} {amount}{rate}"));
         }
@@ -220,25 +224,6 @@ fn write_stderr(line: &str) {
     let _ = stderr.write_all(line.as_bytes());
 }
 
-/// `34.8 MiB`: a size to read at a glance, for progress (data output stays exact).
-fn approx_bytes(value: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if value < 1024 {
-        return format!("{value} B");
-    }
-    let mut scaled = value as f64 / 1024.0;
-    let mut unit = 0;
-    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
-        scaled /= 1024.0;
-        unit += 1;
-    }
-    if scaled >= 100.0 {
-        format!("{scaled:.0} {}", UNITS[unit])
-    } else {
-        format!("{scaled:.1} {}", UNITS[unit])
-    }
-}
-
 /// Bytes per second over `ms`, when the span is long enough to mean something.
 fn rate(bytes: u64, ms: u64) -> Option<u64> {
     (ms >= 200).then(|| bytes.saturating_mul(1000) / ms)
@@ -253,10 +238,10 @@ fn with_transfer(detail: Option<&str>, transfer: Transfer, done_ms: u64) -> Stri
         match rate(transfer.done, done_ms.saturating_sub(transfer.started_ms)) {
             Some(rate) => format!(
                 "{} downloaded at {}/s",
-                approx_bytes(transfer.done),
-                approx_bytes(rate)
+                crate::render::approx_bytes(transfer.done),
+                crate::render::approx_bytes(rate)
             ),
-            None => format!("{} downloaded", approx_bytes(transfer.done)),
+            None => format!("{} downloaded", crate::render::approx_bytes(transfer.done)),
         }
     };
     match detail.filter(|d| !d.is_empty()) {
@@ -353,21 +338,21 @@ mod tests {
                 Some("2 layers"),
                 transfer(10 << 20, 0),
                 2000,
-                "2 layers; 10.0 MiB downloaded at 5.0 MiB/s",
+                "2 layers; 10.0MiB downloaded at 5.0MiB/s",
             ),
-            (None, transfer(3 << 20, 1000), 1100, "3.0 MiB downloaded"),
+            (None, transfer(3 << 20, 1000), 1100, "3.0MiB downloaded"),
             (Some(""), transfer(0, 0), 5000, "nothing downloaded"),
         ];
         for (detail, transfer, done_ms, expected) in cases {
             assert_eq!(with_transfer(detail, transfer, done_ms), expected);
         }
         for (bytes, text) in [
-            (500, "500 B"),
-            (36_483_691, "34.8 MiB"),
-            (300 << 20, "300 MiB"),
-            (5 << 30, "5.0 GiB"),
+            (500, "500B"),
+            (36_483_691, "34.8MiB"),
+            (300 << 20, "300MiB"),
+            (5 << 30, "5.0GiB"),
         ] {
-            assert_eq!(approx_bytes(bytes), text);
+            assert_eq!(crate::render::approx_bytes(bytes), text);
         }
         let mut progress = Progress {
             mode: Mode::Plain,

@@ -156,7 +156,7 @@ pub async fn snapshot(ctx: &Ctx, args: SnapshotArgs) -> Result<(), CliError> {
                         "snapshot {} of {} ({}); `banger vm fork {}` makes VMs from it\n",
                         snapshot.name,
                         snapshot.source_vm,
-                        render::bytes(snapshot.size_bytes),
+                        render::approx_bytes(snapshot.size_bytes),
                         snapshot.name
                     )
                 },
@@ -201,7 +201,7 @@ async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<(), CliError> {
     render::stdout(&format!(
         "deleted snapshot {} (freed {})\n",
         snapshot.name,
-        render::bytes(snapshot.size_bytes)
+        render::approx_bytes(snapshot.size_bytes)
     ))
 }
 
@@ -231,7 +231,7 @@ pub fn table(snapshots: &[SnapshotInfo], now: jiff::Timestamp) -> String {
                 s.source_vm.clone(),
                 s.image.clone(),
                 render::mib(s.memory_mib),
-                render::bytes(s.size_bytes),
+                render::approx_bytes(s.size_bytes),
                 render::age(&s.created_at, now),
                 if s.state == "ready" {
                     if s.running_forks.is_empty() {
@@ -272,7 +272,7 @@ pub fn detail(s: &SnapshotInfo, now: jiff::Timestamp) -> String {
                 .as_ref()
                 .map(|key| format!("warm template of {} ({key})", s.image)),
         ),
-        ("on disk", Some(render::bytes(s.size_bytes))),
+        ("on disk", Some(render::approx_bytes(s.size_bytes))),
         (
             "running forks",
             Some(if s.running_forks.is_empty() {

@@ -141,7 +141,7 @@ pub fn table(sample: &[VmStats], cpu: Option<&[Option<f64>]>) -> String {
             let mut row = vec![
                 vm.name.clone(),
                 vm.state.to_string(),
-                vm.vmm_rss_bytes.map_or_else(dash, render::bytes),
+                vm.vmm_rss_bytes.map_or_else(dash, render::approx_bytes),
                 vm.vmm_cpu_ms
                     .map_or_else(dash, |ms| format!("{:.1}s", ms as f64 / 1000.0)),
             ];
@@ -153,7 +153,7 @@ pub fn table(sample: &[VmStats], cpu: Option<&[Option<f64>]>) -> String {
                         .map_or_else(dash, |percent| format!("{percent:.1}%")),
                 );
             }
-            row.push(render::bytes(vm.disk_allocated_bytes));
+            row.push(render::approx_bytes(vm.disk_allocated_bytes));
             row.push(render::bytes(vm.disk_size_bytes));
             row
         })

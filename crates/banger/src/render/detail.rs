@@ -128,7 +128,10 @@ pub fn stats(stats: &VmStats) -> String {
     pairs(&[
         ("name", Some(stats.name.clone())),
         ("state", Some(stats.state.to_string())),
-        ("vmm memory (rss)", stats.vmm_rss_bytes.map(bytes)),
+        (
+            "vmm memory (rss)",
+            stats.vmm_rss_bytes.map(super::approx_bytes),
+        ),
         (
             "vmm cpu time",
             stats
@@ -139,7 +142,7 @@ pub fn stats(stats: &VmStats) -> String {
             "disk",
             Some(format!(
                 "{} used of {}",
-                bytes(stats.disk_allocated_bytes),
+                super::approx_bytes(stats.disk_allocated_bytes),
                 bytes(stats.disk_size_bytes)
             )),
         ),
@@ -158,7 +161,7 @@ pub fn image(image: &ImageInfo, now: jiff::Timestamp) -> String {
         ("kernel", Some(image.kernel.clone())),
         ("init", (!image.init.is_empty()).then(|| image.init.clone())),
         ("size", Some(bytes(image.size_bytes))),
-        ("on disk", Some(bytes(image.disk_bytes))),
+        ("on disk", Some(super::approx_bytes(image.disk_bytes))),
         ("digest", Some(image.digest.clone())),
         ("path", Some(image.path.clone())),
         (

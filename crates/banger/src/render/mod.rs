@@ -76,6 +76,26 @@ pub fn bytes(value: u64) -> String {
     banger_model::ByteSize(value).to_string()
 }
 
+/// `34.8MiB`: a measured size to read at a glance (progress, memory and disk use);
+/// configured sizes and data output stay exact ([`bytes`], `--json`).
+pub fn approx_bytes(value: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if value < 1024 {
+        return format!("{value}B");
+    }
+    let mut scaled = value as f64 / 1024.0;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    if scaled >= 100.0 {
+        format!("{scaled:.0}{}", UNITS[unit])
+    } else {
+        format!("{scaled:.1}{}", UNITS[unit])
+    }
+}
+
 /// `2m ago`-style age of an RFC 3339 timestamp; the timestamp itself when unreadable.
 pub fn age(timestamp: &str, now: jiff::Timestamp) -> String {
     let Ok(then) = timestamp.parse::<jiff::Timestamp>() else {

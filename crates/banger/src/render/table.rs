@@ -79,7 +79,7 @@ pub fn images(images: &[ImageInfo], now: jiff::Timestamp) -> String {
                 source_name(image.source).to_string(),
                 image.kernel.clone(),
                 bytes(image.size_bytes),
-                bytes(image.disk_bytes),
+                super::approx_bytes(image.disk_bytes),
                 short_digest(&image.digest),
                 age(&image.created_at, now),
                 if image.used_by.is_empty() {
