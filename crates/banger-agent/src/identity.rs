@@ -114,12 +114,15 @@ fn ipv4_config(net: &IdentityNet) -> Result<banger_sys::guest_net::Ipv4Config, S
     })
 }
 
-/// A new `/etc/machine-id` when the image has a non-empty one (an empty file means
-/// "generate at boot", which already happened for this guest's snapshot).
+/// A new `/etc/machine-id` when the image has one: a non-empty file, or an empty one in
+/// a guest systemd already booted (a template's, emptied before it was saved, see the
+/// daemon's `template.rs`). An empty file in a guest without systemd is left alone.
 fn machine_id(root: &Path, report: &mut Report) {
     let path = root.join("etc/machine-id");
-    let current = fs::read_to_string(&path).unwrap_or_default();
-    if current.trim().is_empty() {
+    let Ok(current) = fs::read_to_string(&path) else {
+        return;
+    };
+    if current.trim().is_empty() && !root.join("run/systemd/system").is_dir() {
         return;
     }
     let result = random_hex(16).and_then(|id| fs::write(&path, format!("{id}\n")));
@@ -142,7 +145,9 @@ fn ssh_host_keys(root: &Path, supplied: Option<&SshHostKey>, report: &mut Report
     let ssh_dir = root.join("etc/ssh");
     let openssh = remove_matching(&ssh_dir, "ssh_host_", report);
     let dropbear = remove_matching(&root.join("etc/dropbear"), "dropbear_", report);
-    if openssh > 0 {
+    // A template's keys were removed before it was saved: OpenSSH is there when its
+    // server config is.
+    if openssh > 0 || ssh_dir.join("sshd_config").is_file() {
         let key = ssh_dir.join("ssh_host_ed25519_key");
         let made = match supplied {
             Some(pair) => write_host_key(&key, pair),
@@ -161,7 +166,7 @@ fn ssh_host_keys(root: &Path, supplied: Option<&SshHostKey>, report: &mut Report
             Ok(()) => report.done.push("ssh host keys".into()),
             Err(error) => report.warnings.push(error),
         }
-        reload_sshd(root);
+        reload_sshd(root, report);
     }
     if dropbear > 0 {
         report.done.push("dropbear host keys".into());
@@ -186,8 +191,21 @@ fn write_host_key(key: &Path, pair: &SshHostKey) -> Result<(), String> {
     write(&public, 0o644, &format!("{}\n", pair.public.trim_end()))
 }
 
-/// Makes a running sshd serve the new keys.
-fn reload_sshd(root: &Path) {
+/// Makes sshd serve the new keys: started when the template builder stopped it (the
+/// marker [`SSHD_STOPPED`] says so; `systemctl --no-block`, not waited for, so the
+/// request does not wait for sshd), else a running one is told to reload.
+fn reload_sshd(root: &Path, report: &mut Report) {
+    let marker = root.join(SSHD_STOPPED);
+    if marker.exists() {
+        let _ = fs::remove_file(&marker);
+        match spawn(&["systemctl", "--no-block", "start", "ssh.service"]) {
+            Ok(mut child) => {
+                std::thread::spawn(move || child.wait());
+            }
+            Err(error) => report.warnings.push(format!("cannot start sshd: {error}")),
+        }
+        return;
+    }
     let pid = fs::read_to_string(root.join("run/sshd.pid"))
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())
@@ -206,6 +224,10 @@ fn reload_sshd(root: &Path) {
         let _ = run(&["systemctl", "--no-block", "try-restart", "ssh.service"]);
     }
 }
+
+/// Left in `/run` by the template builder when it stopped sshd (see the daemon's
+/// `template.rs`); every clone of that template starts sshd once its key is in place.
+pub const SSHD_STOPPED: &str = "run/banger/sshd-stopped";
 
 /// Removes the files of `dir` whose name starts with `prefix` and contains `_key`;
 /// returns how many.
@@ -285,6 +307,14 @@ mod tests {
             "an empty machine-id is generated at boot"
         );
 
+        // A booted systemd guest's emptied file (a template's) gets a new id.
+        fs::create_dir_all(dir.path().join("run/systemd/system")).unwrap();
+        machine_id(dir.path(), &mut report);
+        let made = fs::read_to_string(dir.path().join("etc/machine-id")).unwrap();
+        assert_eq!(made.trim().len(), 32, "{made:?}");
+        assert_eq!(report.done, ["machine-id"]);
+        report.done.clear();
+
         let old = "2511ecaf2511ecaf2511ecaf2511ecaf\n";
         fs::write(dir.path().join("etc/machine-id"), old).unwrap();
         machine_id(dir.path(), &mut report);
@@ -363,6 +393,34 @@ mod tests {
         );
         let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// A template's keys were removed before it was saved: its clones still get one.
+    #[test]
+    fn a_host_key_is_written_where_the_template_left_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join("etc/ssh");
+        fs::create_dir_all(&ssh).unwrap();
+        fs::write(ssh.join("sshd_config"), "Port 22\n").unwrap();
+        let pair = SshHostKey {
+            private: "private\n".into(),
+            public: "ssh-ed25519 AAAAclone".into(),
+        };
+        let mut report = Report::default();
+        ssh_host_keys(dir.path(), Some(&pair), &mut report);
+        assert_eq!(report.done, ["ssh host keys"], "{:?}", report.warnings);
+        assert_eq!(
+            fs::read_to_string(ssh.join("ssh_host_ed25519_key.pub")).unwrap(),
+            "ssh-ed25519 AAAAclone\n"
+        );
+
+        // No OpenSSH at all: nothing is written.
+        let bare = tempfile::tempdir().unwrap();
+        fs::create_dir_all(bare.path().join("etc")).unwrap();
+        let mut report = Report::default();
+        ssh_host_keys(bare.path(), Some(&pair), &mut report);
+        assert!(report.done.is_empty());
+        assert!(!bare.path().join("etc/ssh").exists());
     }
 
     #[test]

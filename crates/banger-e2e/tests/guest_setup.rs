@@ -1,6 +1,7 @@
 //! The config file's guest setup on a real `debian-bookworm` guest (it has git): the
 //! host user's git identity (from a test HOME's `.gitconfig`) is what `git config
-//! user.email` says in the guest; `[[file_sync]]` copies a file and a directory from the
+//! user.email` says in the guest (a new VM's config copied in as a file, a restarted VM's
+//! edited in place, never duplicated); `[[file_sync]]` copies a file and a directory from the
 //! home (a private key inside the directory stays out), and a source that is a symlink
 //! to outside the home is refused, naming it, before any VM exists.
 //!
@@ -61,6 +62,20 @@ fn git_identity_and_file_sync_reach_the_guest_and_escapes_are_refused() {
     assert_eq!(
         host.exec_ok("setup", &["git", "config", "user.name"]),
         "Ada Tester\n"
+    );
+    // A new VM's config is copied in as a file of root's, not written by a process.
+    assert_eq!(
+        host.exec_ok("setup", &["stat", "-c", "%a %U", "/root/.gitconfig"]),
+        "644 root\n"
+    );
+    // Started again, the VM has a config: it is edited in place, nothing duplicated.
+    let out = host.banger(&["vm", "stop", "setup"]);
+    host.expect_success(&["vm", "stop"], &out);
+    let out = host.banger(&["vm", "start", "setup"]);
+    host.expect_success(&["vm", "start"], &out);
+    assert_eq!(
+        host.exec_ok("setup", &["git", "config", "--get-all", "user.email"]),
+        "ada@example.test\n"
     );
     assert_eq!(
         host.exec_ok("setup", &["cat", "/root/.npmrc"]),

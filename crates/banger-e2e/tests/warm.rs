@@ -472,18 +472,27 @@ fn templates(host: &TestHost) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Waits (bounded) until a ready template with `memory_mib` exists, and returns it.
+/// Waits (bounded) until a ready template of tiny with `memory_mib` exists, and returns it.
 fn wait_for_template(host: &TestHost, memory_mib: u64) -> serde_json::Value {
-    banger_e2e::wait_until(
-        &format!("a warm template of tiny with {memory_mib} MiB"),
-        Duration::from_secs(240),
-        || {
-            templates(host)
-                .into_iter()
-                .find(|t| t["image"] == "tiny" && t["memory_bytes"] == memory_mib << 20)
-                .ok_or_else(|| "none yet".to_string())
-        },
-    )
+    wait_for_image_template(host, "tiny", Some(memory_mib), Duration::from_secs(240))
+}
+
+/// Waits (bounded) until a ready template of `image` (with `memory_mib`, when given)
+/// exists, and returns it.
+fn wait_for_image_template(
+    host: &TestHost,
+    image: &str,
+    memory_mib: Option<u64>,
+    bound: Duration,
+) -> serde_json::Value {
+    banger_e2e::wait_until(&format!("a warm template of {image}"), bound, || {
+        templates(host)
+            .into_iter()
+            .find(|t| {
+                t["image"] == image && memory_mib.is_none_or(|m| t["memory_bytes"] == m << 20)
+            })
+            .ok_or_else(|| "none yet".to_string())
+    })
 }
 
 /// The stage line of `vm run`/`vm create` that says how the guest started.
@@ -691,6 +700,127 @@ fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Resu
         text(&refused.stderr)
     );
     host.banger_ok(&["vm", "delete", "--force", "ws"]);
+    drop(host);
+    drop(lab);
+    Ok(())
+}
+
+/// The lines `debugfs -R "ls -p DIR"` lists, by name (its `/name/` field).
+fn disk_names(disk: &Path, dir: &str) -> Result<Vec<String>> {
+    let listing = run(Command::new("debugfs")
+        .args(["-R", &format!("ls -p {dir}")])
+        .arg(disk))?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| line.split('/').nth(5))
+        .filter(|name| !name.is_empty() && *name != "." && *name != "..")
+        .map(str::to_string)
+        .collect())
+}
+
+/// Warm templates of a systemd guest (`debian-bookworm`) hold none of their builder's
+/// identity: on the template's disk no ssh host key and an empty `/etc/machine-id`, and
+/// in its memory no OpenSSH private key file's text and no running sshd (the scrub
+/// stopped it). Each clone then has its own: a 32-hex machine-id, sshd running with the
+/// key the host made for it, which is the one `vm ssh` (strict host key checking against
+/// banger's known_hosts) accepts.
+#[test]
+fn debian_templates_hold_no_builder_identity_and_clones_serve_their_own() -> Result<()> {
+    require_vm!(Root);
+    {
+        let outside = TestHost::start()?;
+        let image = outside.banger_json(&["image", "pull", "debian-bookworm"]);
+        let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
+        outside.banger_ok(&["kernel", "pull", &kernel]);
+    }
+    let mut lab = Lab::new()?;
+    let mut host = TestHost::prepare(HostOptions {
+        netns: Some(lab.ns.clone()),
+        env: vec![
+            (
+                "BANGER_HELPER_SOCKET".into(),
+                lab.socket().display().to_string(),
+            ),
+            ("BANGER_WARM_TEMPLATES".into(), "1".into()),
+        ],
+        ..HostOptions::default()
+    })?;
+    lab.start_helper(&host)?;
+    host.start_daemon()?;
+    let cold = host.banger(&[
+        "vm",
+        "run",
+        "--rm",
+        "--image",
+        "debian-bookworm",
+        "--",
+        "true",
+    ]);
+    host.expect_success(&["vm", "run"], &cold);
+    let template =
+        wait_for_image_template(&host, "debian-bookworm", None, Duration::from_secs(400));
+    let dir = PathBuf::from(template["dir"].as_str().unwrap());
+    let disk = dir.join("disk.ext4");
+    let ssh_files = disk_names(&disk, "/etc/ssh")?;
+    assert!(
+        ssh_files.iter().any(|f| f == "sshd_config"),
+        "the listing is read: {ssh_files:?}"
+    );
+    assert!(
+        !ssh_files.iter().any(|f| f.starts_with("ssh_host_")),
+        "the template's disk holds no host key: {ssh_files:?}"
+    );
+    let machine_id = run(Command::new("debugfs")
+        .args(["-R", "cat /etc/machine-id"])
+        .arg(&disk))?;
+    assert_eq!(machine_id.trim(), "", "the template's machine-id is empty");
+    let memory = std::fs::read(dir.join("mem"))?;
+    let pem = b"-----BEGIN OPENSSH PRIVATE KEY-----";
+    assert!(
+        !memory.windows(pem.len()).any(|w| w == pem),
+        "the template's memory holds an OpenSSH private key file's text"
+    );
+    drop(memory);
+
+    let mut ids = Vec::new();
+    for name in ["da", "db"] {
+        let started = Instant::now();
+        host.create_vm(name, &["--image", "debian-bookworm"]);
+        banger_e2e::report_timing(
+            &format!("vm create {name} (warm debian)"),
+            started.elapsed(),
+        );
+        assert_eq!(host.vm_show(name)["started_from"], "template");
+        let over_ssh = host.banger_ok(&["vm", "ssh", name, "--", "cat", "/etc/machine-id"]);
+        let id = over_ssh.trim().to_string();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}'s machine-id: {id:?}"
+        );
+        assert_eq!(host.exec_ok(name, &["cat", "/etc/machine-id"]).trim(), id);
+        let active = host.exec_ok(name, &["systemctl", "is-active", "ssh.service"]);
+        assert_eq!(active.trim(), "active");
+        let key = host.exec_ok(name, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
+        ids.push((
+            id,
+            key.split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+        ));
+    }
+    assert_ne!(ids[0].0, ids[1].0, "machine-ids: {ids:?}");
+    assert_ne!(ids[0].1, ids[1].1, "host keys: {ids:?}");
+    for name in ["da", "db"] {
+        host.banger_ok(&["vm", "delete", "--force", name]);
+    }
+    // The default image always has templates; this one goes with the test's state.
+    host.banger_ok(&[
+        "vm",
+        "snapshot",
+        "delete",
+        template["name"].as_str().unwrap(),
+    ]);
     drop(host);
     drop(lab);
     Ok(())

@@ -9,7 +9,7 @@
 mod pack;
 mod unpack;
 
-pub use pack::{pack, pack_entries};
+pub use pack::{pack, pack_bytes, pack_entries};
 pub use unpack::unpack;
 
 use std::path::PathBuf;

@@ -67,6 +67,32 @@ pub fn pack_entries<W: Write>(
     Ok(summary)
 }
 
+/// Writes each `(name, mode, contents)` as one regular file entry, owned by root, in
+/// the order given: files made on the host side that exist on no disk (a config block).
+pub fn pack_bytes<W: Write>(files: &[(&str, u32, &[u8])], out: W) -> Result<TarSummary, TarError> {
+    let mut builder = tar::Builder::new(out);
+    let mut summary = TarSummary::default();
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for (name, mode, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(contents.len() as u64);
+        header.set_mode(*mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        builder
+            .append_data(&mut header, name, *contents)
+            .map_err(TarError::Stream)?;
+        summary.entries += 1;
+        summary.bytes += contents.len() as u64;
+    }
+    builder.finish().map_err(TarError::Stream)?;
+    Ok(summary)
+}
+
 fn add<W: Write>(
     builder: &mut tar::Builder<W>,
     path: &Path,

@@ -257,6 +257,26 @@ mod tests {
         assert!(!dst.path().join("root/d/skip").exists());
     }
 
+    /// `pack_bytes` files unpack with their contents and modes, under existing
+    /// directories.
+    #[test]
+    fn files_from_memory_round_trip_with_their_modes() {
+        let mut stream = Vec::new();
+        let files: [(&str, u32, &[u8]); 2] = [
+            ("root/.gitconfig", 0o644, b"[user]\n\tname = \"A\"\n"),
+            ("root/secret", 0o600, b""),
+        ];
+        let summary = crate::pack_bytes(&files, &mut stream).unwrap();
+        assert_eq!((summary.entries, summary.bytes), (2, 20));
+        let dst = tempfile::tempdir().unwrap();
+        fs::create_dir(dst.path().join("root")).unwrap();
+        unpack(stream.as_slice(), dst.path(), None).unwrap();
+        let config = dst.path().join("root/.gitconfig");
+        assert_eq!(fs::read(&config).unwrap(), b"[user]\n\tname = \"A\"\n");
+        assert_eq!(mode_of(&config), 0o644);
+        assert_eq!(mode_of(&dst.path().join("root/secret")), 0o600);
+    }
+
     /// A tree of modes, a symlink pointing outside, a read-only directory and a
     /// non-UTF-8 name survives pack + unpack, also renamed.
     #[test]

@@ -476,12 +476,13 @@ impl VmService {
             let _ = std::fs::remove_file(&paths.handle_file);
             return Err(error);
         }
-        self.go_live(vm, handle, agent, &hello.boot_id, address)
+        self.go_live(vm, handle, agent, &hello.boot_id, address, None)
     }
 
     /// A booted (or restored) guest whose agent answered becomes a running VM: its `.vm`
     /// name and host key are announced, the live handle kept, the record saved, and its
-    /// VMM watched.
+    /// VMM watched. `host_key` is the public key the host made for a clone (a cold
+    /// guest's is read from it).
     pub(crate) fn go_live(
         self: &Arc<Self>,
         vm: &mut VmRecord,
@@ -489,13 +490,14 @@ impl VmService {
         agent: Arc<AgentClient>,
         boot_id: &str,
         address: Option<std::net::Ipv4Addr>,
+        host_key: Option<String>,
     ) -> Result<(), VmError> {
         if let Some(address) = address
             && !vm.runtime.template_builder
         {
             // A template builder's host key is never read: on images that make keys on
             // first use (dropbear), the template then holds none.
-            self.announce(vm, address, Arc::clone(&agent));
+            self.announce(vm, address, Arc::clone(&agent), host_key);
         }
         self.set_live(
             &vm.id,

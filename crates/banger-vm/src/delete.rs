@@ -84,6 +84,7 @@ impl VmService {
         // rules for it may remain.
         self.try_detach_network(vm).await?;
         self.fault_point("delete: network detached");
+        self.discard_root_disk(&paths.root_disk);
         remove_dir_if_present(&paths.dir)?;
         self.fault_point("delete: vm directory removed");
         remove_dir_if_present(&paths.run_dir)?;
@@ -94,6 +95,27 @@ impl VmService {
         self.forget_lock(&vm.id);
         self.space_reserve.ensure();
         Ok(())
+    }
+
+    /// Moves a deleted VM's root disk to the trash and unlinks it on a blocking thread
+    /// (see `trash.rs`), re-making the space reserve once its blocks are free. A disk
+    /// that cannot be moved stays where it is and goes with the directory.
+    fn discard_root_disk(&self, disk: &std::path::Path) {
+        match crate::trash::discard(disk, &crate::trash::dir(&self.cfg.dirs.state)) {
+            Ok(Some(moved)) => {
+                let reserve = self.space_reserve.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = std::fs::remove_file(&moved) {
+                        tracing::warn!(path = %moved.display(), %error, "cannot remove a deleted VM's disk");
+                    }
+                    reserve.ensure();
+                });
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(disk = %disk.display(), %error, "cannot move a deleted VM's disk to the trash")
+            }
+        }
     }
 
     /// Runs a store write; if it fails for lack of space and the space reserve could be

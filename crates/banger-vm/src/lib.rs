@@ -24,6 +24,7 @@ pub mod resolv;
 mod service;
 mod spare;
 pub mod template;
+mod trash;
 pub mod warm;
 pub mod workspace;
 

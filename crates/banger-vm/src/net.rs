@@ -163,11 +163,16 @@ impl VmService {
     /// generating its host keys (seconds under TCG). `vm ssh` and `vm ports` wait for this through
     /// [`Self::ssh_settled`]. A key that cannot be read is logged: the VM works,
     /// only ssh will refuse the unknown key.
+    ///
+    /// A clone's key was made on the host (`known_key`): it is recorded at once, and
+    /// readiness is sshd accepting a connection, tried from the host, so nothing runs
+    /// in the guest beside the user's first command.
     pub(crate) fn announce(
         self: &Arc<Self>,
         vm: &VmRecord,
         address: Ipv4Addr,
         agent: Arc<AgentClient>,
+        known_key: Option<String>,
     ) {
         self.names.insert(vm.name.as_str(), address);
         if self.cfg.authorized_keys.is_none() {
@@ -181,7 +186,17 @@ impl VmService {
         let config_dir = self.cfg.dirs.config.clone();
         let name = vm.name.to_string();
         tokio::spawn(async move {
-            match read_host_key(&agent).await {
+            let key = match known_key {
+                Some(key) => {
+                    let key = banger_ssh::parse_host_public_key(&key).map_err(|e| chain(&e));
+                    if key.is_ok() {
+                        wait_for_sshd(address).await;
+                    }
+                    key
+                }
+                None => read_host_key(&agent).await,
+            };
+            match key {
                 Ok(key) => {
                     let known = banger_ssh::KnownHosts::new(&config_dir);
                     let patterns = banger_ssh::host_patterns(&name, &address.to_string());
@@ -260,6 +275,25 @@ impl VmService {
 }
 
 /// Reads the guest's host public key line through the agent.
+/// Returns once something accepts a TCP connection on the guest's port 22, or after
+/// [`HOST_KEY_TIMEOUT`] (then `vm ssh` reports what ssh says). Tried every 50 ms; a
+/// refused connection costs the guest nothing.
+async fn wait_for_sshd(address: Ipv4Addr) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < HOST_KEY_TIMEOUT {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect((address, 22)),
+        )
+        .await;
+        if let Ok(Ok(_)) = attempt {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(%address, "sshd did not accept a connection within {}s", HOST_KEY_TIMEOUT.as_secs());
+}
+
 async fn read_host_key(agent: &AgentClient) -> Result<String, String> {
     let request = ExecRequest {
         argv: vec!["/bin/sh".into(), "-c".into(), HOST_KEY_SCRIPT.into()],

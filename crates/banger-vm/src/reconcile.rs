@@ -45,6 +45,7 @@ pub struct ReconcileReport {
 impl VmService {
     pub async fn reconcile(self: &Arc<Self>) -> Result<ReconcileReport, VmError> {
         let mut report = ReconcileReport::default();
+        crate::trash::empty(&crate::trash::dir(&self.cfg.dirs.state));
         let vms = self.list()?;
         report.finished_deletes = self.finish_interrupted_deletes(&vms).await;
         for mut vm in vms.clone() {

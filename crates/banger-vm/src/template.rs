@@ -57,9 +57,49 @@ pub const START_STAGE: &str = "warm start";
 const SETTLE_SCRIPT: &str =
     "if [ -d /run/systemd/system ]; then systemctl is-system-running --wait >/dev/null; fi; exit 0";
 
+/// Takes the builder's own identity out before it is saved, so that no template holds a
+/// machine-id or an ssh host key, on its disk or in its memory: a systemd guest's running
+/// sshd is stopped and `/run/banger/sshd-stopped` left for the clones (each one's identity
+/// step starts sshd once its own key is in place, see the agent's `identity.rs`), every
+/// OpenSSH and Dropbear host key is removed, and `/etc/machine-id` is emptied (each
+/// clone writes its own). Whatever fails fails the build: a template is never saved
+/// with the builder's identity in it. `sync` puts the emptied files on the disk the
+/// clones copy.
+///
+/// Removed files leave their text in freed guest memory (the page cache, the processes
+/// that made the keys), which the template's RAM file would keep: a real guest's
+/// template held an OpenSSH private key's PEM text after the keys were only removed.
+/// So the key files are overwritten in place first (their cached pages become zeros),
+/// the page cache is dropped, and one `dd` reads zeros into a buffer of nearly all the
+/// memory left, so the kernel hands it every free page (zeroed) and takes them back
+/// as zeros when it exits.
+const SCRUB_SCRIPT: &str = r#"set -e
+if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh.service; then
+  systemctl stop ssh.service
+  if systemctl is-active --quiet ssh.service; then echo "sshd is still running" >&2; exit 1; fi
+  rm -f /run/sshd.pid
+  mkdir -p /run/banger
+  : > /run/banger/sshd-stopped
+fi
+for key in /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub /etc/dropbear/dropbear_*_host_key; do
+  [ -f "$key" ] || continue
+  size=$(wc -c < "$key")
+  if [ "$size" -gt 0 ]; then dd if=/dev/zero of="$key" bs="$size" count=1 conv=notrunc 2>/dev/null; fi
+  rm -f "$key"
+done
+if [ -s /etc/machine-id ]; then : > /etc/machine-id; fi
+sync
+echo 3 > /proc/sys/vm/drop_caches
+avail=$(sed -n 's/^MemAvailable: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+spare=$(( avail - 65536 ))
+if [ "$spare" -gt 0 ]; then dd if=/dev/zero of=/dev/null bs="${spare}k" count=1 2>/dev/null; fi"#;
+
 /// How long a builder's boot may go on after its agent answers; past it the template is
 /// saved as it is (its clones then finish the boot themselves).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long [`SCRUB_SCRIPT`] may take (stopping sshd, a `sync`).
+const SCRUB_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a restore from a template depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,14 +314,18 @@ impl VmService {
         let builder = self.create(req, &NoProgress).await?;
         self.settle_builder(&builder).await;
         let key = inputs.key();
-        let made = self
-            .snapshot_as(
-                builder.id.as_str(),
-                Some(inputs.snapshot_name()),
-                Some(key.clone()),
-                &NoProgress,
-            )
-            .await;
+        let made = match self.scrub_builder(&builder).await {
+            Ok(()) => {
+                self.snapshot_as(
+                    builder.id.as_str(),
+                    Some(inputs.snapshot_name()),
+                    Some(key.clone()),
+                    &NoProgress,
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
         if let Err(error) = self.delete(builder.id.as_str(), true).await {
             tracing::warn!(vm = %builder.name, error = %chain(&error), "cannot delete the template builder");
         }
@@ -332,6 +376,44 @@ impl VmService {
                 secs = SETTLE_TIMEOUT.as_secs(),
                 "the template builder was still booting; saving it as it is"
             ),
+        }
+    }
+
+    /// Runs [`SCRUB_SCRIPT`] in the builder; a failure (or no answer in
+    /// [`SCRUB_TIMEOUT`]) means no template.
+    async fn scrub_builder(&self, builder: &VmRecord) -> Result<(), VmError> {
+        let mut stderr = Vec::new();
+        let request = banger_proto::agent::ExecRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), SCRUB_SCRIPT.into()],
+            ..Default::default()
+        };
+        let ran = tokio::time::timeout(
+            SCRUB_TIMEOUT,
+            self.exec(
+                builder.id.as_str(),
+                request,
+                |stream, bytes| {
+                    if stream == banger_proto::agent::Stream::Stderr {
+                        stderr.extend_from_slice(bytes);
+                    }
+                },
+                std::future::pending::<()>(),
+            ),
+        )
+        .await;
+        let failed = |why: String| {
+            Err(VmError::Conflict(format!(
+                "cannot take the template builder's machine-id and ssh host keys out: {why}"
+            )))
+        };
+        match ran {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(code)) => failed(format!(
+                "exit {code}: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            )),
+            Ok(Err(error)) => failed(chain(&error)),
+            Err(_) => failed(format!("no answer in {}s", SCRUB_TIMEOUT.as_secs())),
         }
     }
 

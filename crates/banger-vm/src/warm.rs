@@ -817,6 +817,9 @@ impl VmService {
             net: identity_net,
             ssh_host_key: self.clone_host_key(&paths.run_dir, vm).await,
         };
+        // Only OpenSSH takes the host-made key ("ssh host keys" done); Dropbear makes its
+        // own, which is then read from the guest as on a cold boot.
+        let made_key = request.ssh_host_key.as_ref().map(|key| key.public.clone());
         let (done, warnings) = tokio::time::timeout(IDENTITY_TIMEOUT, agent.identity(request))
             .await
             .map_err(|_| {
@@ -830,8 +833,9 @@ impl VmService {
             tracing::warn!(vm = %vm.name, %warning, "identity fix-up");
         }
         progress.stage_done("new identity", Some(&done.join(", ")));
+        let host_key = made_key.filter(|_| done.iter().any(|step| step == "ssh host keys"));
 
-        let live = self.go_live(vm, handle, agent, &hello.boot_id, address);
+        let live = self.go_live(vm, handle, agent, &hello.boot_id, address, host_key);
         // The next spare disk is copied once this guest runs, not while it is restored.
         if snapshot.template_key.is_some() {
             self.spawn_spare(&snapshot.id);

@@ -111,6 +111,7 @@ fn count_orphans(bench: &Bench, service: &VmService) -> Orphans {
         .iter()
         .filter(|name| !ids.contains(name))
         .count();
+    orphans.files += entries(&bench.dirs.state.join("trash")).len();
     orphans.files += entries(&bench.dirs.runtime.join("vms"))
         .iter()
         .filter(|name| !running.contains(name))

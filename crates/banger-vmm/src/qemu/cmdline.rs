@@ -125,25 +125,16 @@ pub fn qemu_args(spec: &LaunchSpec, options: &QemuOptions, paths: &QemuPaths) ->
         options.tsc_khz,
     ));
 
-    args.push("-drive").push_opt(&[
-        ("id", OsStr::new("root")),
-        ("file", spec.root_disk.as_os_str()),
-        ("format", OsStr::new(spec.root_disk_format.as_str())),
-        ("if", OsStr::new("none")),
-        ("cache", OsStr::new("writeback")),
-        ("discard", OsStr::new("unmap")),
-    ]);
+    args.push("-drive").push_opt(&drive_opts(
+        OsStr::new("root"),
+        spec.root_disk.as_os_str(),
+        spec.root_disk_format.as_str(),
+    ));
     args.push("-device").push("virtio-blk-device,drive=root");
     for (index, disk) in spec.extra_disks.iter().enumerate() {
         let id = format!("disk{}", index + 1);
-        args.push("-drive").push_opt(&[
-            ("id", OsStr::new(&id)),
-            ("file", disk.as_os_str()),
-            ("format", OsStr::new("raw")),
-            ("if", OsStr::new("none")),
-            ("cache", OsStr::new("writeback")),
-            ("discard", OsStr::new("unmap")),
-        ]);
+        args.push("-drive")
+            .push_opt(&drive_opts(OsStr::new(&id), disk.as_os_str(), "raw"));
         args.push("-device")
             .push(format!("virtio-blk-device,drive={id}"));
     }
@@ -232,6 +223,23 @@ impl Args {
     }
 }
 
+/// A `-drive` of a disk only this guest uses. `file.drop-cache=off`: after an incoming
+/// migration (a warm restore) QEMU would otherwise flush the file and drop its page
+/// cache, which is for disks shared between two hosts; on a disk copied a moment ago
+/// that meant writing back its dirty pages first, up to half a second of a restore
+/// under TCG measured with `strace -T` (`fadvise64(.., POSIX_FADV_DONTNEED)` 0.517 s).
+fn drive_opts<'a>(id: &'a OsStr, file: &'a OsStr, format: &'a str) -> [(&'a str, &'a OsStr); 7] {
+    [
+        ("id", id),
+        ("file", file),
+        ("format", OsStr::new(format)),
+        ("if", OsStr::new("none")),
+        ("cache", OsStr::new("writeback")),
+        ("discard", OsStr::new("unmap")),
+        ("file.drop-cache", OsStr::new("off")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +284,7 @@ mod tests {
 -chardev file,id=serial0,path=/vms/web/serial.log -serial chardev:serial0 \
 -kernel /img/vmlinux -initrd /img/initramfs.cpio.gz \
 -append console=ttyS0 root=/dev/vda rw tsc_early_khz=2596124 \
--drive id=root,file=/vms/web/root.ext4,format=raw,if=none,cache=writeback,discard=unmap \
+-drive id=root,file=/vms/web/root.ext4,format=raw,if=none,cache=writeback,discard=unmap,file.drop-cache=off \
 -device virtio-blk-device,drive=root \
 -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-device,rng=rng0 \
 -device virtio-serial-device \
@@ -329,7 +337,7 @@ mod tests {
                 },
                 options: TCG,
                 present: &["-device virtio-blk-device,drive=root \
--drive id=disk1,file=/vms/web/workspace.ext4,format=raw,if=none,cache=writeback,discard=unmap \
+-drive id=disk1,file=/vms/web/workspace.ext4,format=raw,if=none,cache=writeback,discard=unmap,file.drop-cache=off \
 -device virtio-blk-device,drive=disk1 -object"],
                 absent: &[],
             },

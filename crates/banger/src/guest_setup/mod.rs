@@ -10,7 +10,9 @@ pub mod sync_plan;
 
 use std::path::{Path, PathBuf};
 
-use banger_api::methods::{CopySourceKind, VmCopyIn, VmCopyInParams, VmExec, VmExecParams};
+use banger_api::methods::{
+    CopySourceKind, VmCopyIn, VmCopyInParams, VmExec, VmExecParams, VmPathParams, VmStat,
+};
 use banger_api::{Event, OutputStream};
 
 use crate::config::Settings;
@@ -93,7 +95,19 @@ pub async fn apply(daemon: &mut Daemon, vm: &str, prepared: &Prepared) -> Result
         }
     }
     if let Some(found) = &prepared.identity {
-        exec(daemon, vm, identity::guest_argv(found), "git identity").await?;
+        let existing = daemon
+            .ask::<VmStat>(&VmPathParams {
+                vm: vm.to_string(),
+                path: identity::GUEST_CONFIG.to_string(),
+            })
+            .await?;
+        if existing.kind.is_some() {
+            exec(daemon, vm, identity::guest_argv(found), "git identity").await?;
+        } else {
+            let block = identity::config_block(found);
+            let name = identity::GUEST_CONFIG.trim_start_matches('/');
+            copy_in_bytes(daemon, vm, &[(name, 0o644, block.as_bytes())]).await?;
+        }
         let email = found.email.as_ref().map(|e| format!("<{e}>"));
         let who = [found.name.as_deref(), email.as_deref()]
             .into_iter()
@@ -163,18 +177,53 @@ async fn exec(
     Ok(())
 }
 
-/// Streams `entries` as one tar, unpacked at the guest's `/`.
+/// Streams `entries` (host files) as one tar, unpacked at the guest's `/`.
 async fn copy_in(
     daemon: &mut Daemon,
     vm: &str,
     entries: Vec<(PathBuf, String)>,
 ) -> Result<(), CliError> {
+    stream_tar(daemon, vm, move |writer| {
+        banger_tar::pack_entries(&entries, writer)
+    })
+    .await
+}
+
+/// Streams `files` (`(guest path below /, mode, contents)`) as one tar, unpacked at the
+/// guest's `/`: no process starts in the guest.
+async fn copy_in_bytes(
+    daemon: &mut Daemon,
+    vm: &str,
+    files: &[(&str, u32, &[u8])],
+) -> Result<(), CliError> {
+    let mut stream = Vec::new();
+    banger_tar::pack_bytes(files, &mut stream)
+        .map_err(|error| CliError::Local(anyhow::Error::new(error)))?;
+    stream_tar(daemon, vm, move |mut writer| {
+        use std::io::Write as _;
+        writer
+            .write_all(&stream)
+            .and_then(|()| writer.flush())
+            .map(|()| banger_tar::TarSummary::default())
+            .map_err(banger_tar::TarError::Stream)
+    })
+    .await
+}
+
+/// Runs `pack` on a thread writing into `vm.copy_in`'s input, unpacked at the guest's `/`.
+async fn stream_tar(
+    daemon: &mut Daemon,
+    vm: &str,
+    pack: impl FnOnce(
+        std::io::BufWriter<std::fs::File>,
+    ) -> Result<banger_tar::TarSummary, banger_tar::TarError>
+    + Send
+    + 'static,
+) -> Result<(), CliError> {
     let local = |err: std::io::Error| CliError::Local(anyhow::Error::new(err));
     let (sender, receiver) = tokio::net::unix::pipe::pipe().map_err(local)?;
     let writer = std::fs::File::from(sender.into_blocking_fd().map_err(local)?);
-    let packer = std::thread::spawn(move || {
-        banger_tar::pack_entries(&entries, std::io::BufWriter::new(writer))
-    });
+    let packer = std::thread::spawn(move || pack(std::io::BufWriter::new(writer)));
     let params = VmCopyInParams {
         vm: vm.to_string(),
         dst: "/".to_string(),
