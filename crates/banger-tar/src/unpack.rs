@@ -267,7 +267,7 @@ mod tests {
             ("root/secret", 0o600, b""),
         ];
         let summary = crate::pack_bytes(&files, &mut stream).unwrap();
-        assert_eq!((summary.entries, summary.bytes), (2, 20));
+        assert_eq!((summary.entries, summary.bytes), (2, 19));
         let dst = tempfile::tempdir().unwrap();
         fs::create_dir(dst.path().join("root")).unwrap();
         unpack(stream.as_slice(), dst.path(), None).unwrap();

@@ -111,7 +111,14 @@ fn count_orphans(bench: &Bench, service: &VmService) -> Orphans {
         .iter()
         .filter(|name| !ids.contains(name))
         .count();
-    orphans.files += entries(&bench.dirs.state.join("trash")).len();
+    // A delete unlinks the root disk it moved to the trash on a blocking thread: give
+    // that a bounded moment, then count what is still there.
+    let trash = bench.dirs.state.join("trash");
+    let waited = std::time::Instant::now();
+    while !entries(&trash).is_empty() && waited.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    orphans.files += entries(&trash).len();
     orphans.files += entries(&bench.dirs.runtime.join("vms"))
         .iter()
         .filter(|name| !running.contains(name))
