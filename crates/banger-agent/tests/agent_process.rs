@@ -700,15 +700,16 @@ async fn tty_exec_gets_a_terminal_that_resizes_and_takes_ctrl_c() {
             })
             .unwrap();
         // The resize has reached the script's terminal before the line that lets it go on.
-        let terminal = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let terminal = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+            .open(format!("/proc/{pid}/fd/0"))
+            .unwrap();
         until("the script's terminal is 50x132", || {
-            let size = std::process::Command::new("stty")
-                .arg("-F")
-                .arg(&terminal)
-                .arg("size")
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&size.stdout).trim() == "50 132"
+            banger_sys::terminal::window_size(terminal.as_fd())
+                .is_ok_and(|size| (size.rows, size.cols) == (50, 132))
         })
         .await;
         keys.write_all(b"go\r").await.unwrap();
