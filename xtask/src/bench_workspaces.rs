@@ -15,7 +15,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
@@ -171,29 +171,9 @@ pub(super) fn run(root: &Path) -> Result<()> {
         netns: Some(ns.clone()),
         extra_env: Vec::new(),
     };
-    let socket = dir.join("helper.sock");
-    let helper_log = std::fs::File::create(dir.join("helper.log"))?;
-    let mut helper = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(bench.bin.join("banger-helper"))
-        .args(["--owner-uid", "0", "--state-dir"])
-        .arg(dir.join("state"))
-        .arg("--runtime-dir")
-        .arg(dir.join("run"))
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(helper_log.try_clone()?)
-        .stderr(helper_log)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if Instant::now() > deadline {
-            let _ = helper.kill();
-            bail!("banger-helper did not listen");
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    // The same helper as the other network benches: its socket in a private 0700
+    // directory of the bench's, which the helper's directory checks accept.
+    let (mut helper, socket) = super::start_netns_helper(&bench, &ns)?;
     bench.extra_env = vec![
         ("BANGER_HELPER_SOCKET".into(), socket.display().to_string()),
         (

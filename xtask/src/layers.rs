@@ -270,12 +270,14 @@ pub const RULES: &[Rule] = &[
         may_use: &[
             "banger-api",
             "banger-dns",
+            "banger-image",
             "banger-patch",
             "banger-proto",
+            "banger-ssh",
             "banger-tar",
         ],
         tests_may_use: &[],
-        note: "fuzz target bodies (the parsers of untrusted input) for `fuzz/` and the corpus replay test",
+        note: "fuzz target bodies (the parsers of untrusted input, the ssh config editor) for `fuzz/` and the corpus replay test",
     },
     Rule {
         krate: "banger-e2e",

@@ -640,7 +640,7 @@ async fn tty_exec_gets_a_terminal_that_resizes_and_takes_ctrl_c() {
 
     // The script waits for a line, so the resize lands before the second `stty size`;
     // `sleep` is then interrupted by the Ctrl-C byte and the script carries on.
-    let script = "stty size; tty >/dev/null && echo on-tty; read line; stty size; \
+    let script = "stty size; tty >/dev/null && echo on-tty pid-$$.; read line; stty size; \
                   trap 'echo got-int' INT; sleep 1000; echo after; exit 5";
     let request = ExecRequest {
         argv: ["sh", "-c", script].map(str::to_owned).to_vec(),
@@ -682,19 +682,44 @@ async fn tty_exec_gets_a_terminal_that_resizes_and_takes_ctrl_c() {
         },
         std::future::pending(),
     );
+    let script_pid = {
+        let seen = Arc::clone(&output);
+        move || {
+            let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+            let pid = text.split("pid-").nth(1)?.split('.').next()?.to_owned();
+            pid.parse::<u32>().ok()
+        }
+    };
     let drive = async {
         wait_for("on-tty").await;
+        let pid = script_pid().expect("the script printed its pid");
         sizes
             .send(WindowSize {
                 rows: 50,
                 cols: 132,
             })
             .unwrap();
-        // Give the resize its frame before the line that lets the script go on.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The resize has reached the script's terminal before the line that lets it go on.
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let terminal = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+            .open(format!("/proc/{pid}/fd/0"))
+            .unwrap();
+        until("the script's terminal is 50x132", || {
+            banger_sys::terminal::window_size(terminal.as_fd())
+                .is_ok_and(|size| (size.rows, size.cols) == (50, 132))
+        })
+        .await;
         keys.write_all(b"go\r").await.unwrap();
         wait_for("50 132").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // `sleep` runs (so the INT trap is set) before the Ctrl-C byte is typed.
+        until("the script runs sleep", || {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .is_ok_and(|children| !children.trim().is_empty())
+        })
+        .await;
         keys.write_all(b"\x03").await.unwrap();
     };
     let (code, ()) = tokio::time::timeout(WAIT, async { tokio::join!(exec, drive) })
@@ -729,4 +754,13 @@ async fn commands_that_cannot_run_exit_as_in_a_shell() {
             if message == "the working directory /no/such/dir does not exist in the guest"),
         "{error:?}"
     );
+}
+
+/// Polls `check` until it holds, failing the test after [`WAIT`].
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -133,22 +133,26 @@ impl TerminalSession {
         ))?)
     }
 
-    /// Waits (at most `timeout`) for the command to end; its exit code.
+    /// Waits (at most `timeout`) for the command to end; its exit code. The terminal's
+    /// output ends when script(1) exits (it alone holds the pipe), so this waits for that
+    /// end, keeping what was shown for the failure message, then reaps script.
     pub fn wait(mut self, timeout: Duration) -> Result<Option<i32>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => self.transcript.extend_from_slice(&chunk),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    bail!(
+                        "the terminal's command did not end within {timeout:?}; it showed:\n{}",
+                        String::from_utf8_lossy(&self.transcript)
+                    );
+                }
             }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                bail!(
-                    "the terminal's command did not end within {timeout:?}; it showed:\n{}",
-                    String::from_utf8_lossy(&self.transcript)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(self.child.wait()?.code())
     }
 }
 

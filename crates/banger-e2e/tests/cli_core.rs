@@ -4,9 +4,12 @@
 //! when its VM is deleted, with `\n` line ends.
 
 use std::io::Read as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use banger_e2e::{TestHost, exit_code, require_vm, text};
+use banger_e2e::{TestHost, exit_code, require_vm, text, wait_until};
+
+const SHORT: Duration = Duration::from_secs(20);
 
 #[test]
 fn all_flags_idempotence_and_the_destructive_prefix_refusal() {
@@ -79,8 +82,31 @@ fn logs_follow_ends_when_the_vm_is_deleted() {
     let host = TestHost::start().unwrap();
     host.create_vm("follow", &["--image", "tiny"]);
     let mut logs = host.spawn_banger(&["vm", "logs", "-f", "follow"]);
-    // Let the follower catch up with the boot log before the VM goes.
-    std::thread::sleep(Duration::from_millis(500));
+    let mut follower = logs.stdout.take().unwrap();
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let printed = Arc::clone(&printed);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(count) = follower.read(&mut buffer) {
+                if count == 0 {
+                    return;
+                }
+                printed.lock().unwrap().extend_from_slice(&buffer[..count]);
+            }
+        })
+    };
+    // The follower has caught up with the boot log (it printed at least what a plain
+    // `vm logs` prints now) before the VM goes.
+    let so_far = host.banger_ok(&["vm", "logs", "follow"]).len();
+    wait_until("vm logs -f caught up with the boot log", SHORT, || {
+        let have = printed.lock().unwrap().len();
+        if have >= so_far && so_far > 0 {
+            Ok(())
+        } else {
+            Err(format!("{have} of {so_far} bytes printed"))
+        }
+    });
     host.banger_ok(&["vm", "delete", "--force", "follow"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -93,12 +119,8 @@ fn logs_follow_ends_when_the_vm_is_deleted() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stdout = Vec::new();
-    logs.stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
+    reader.join().unwrap();
+    let stdout = printed.lock().unwrap().clone();
     assert!(status.success(), "vm logs -f: {status}");
     assert!(!stdout.is_empty(), "the boot log was printed");
     assert!(

@@ -47,7 +47,28 @@ fn exec_it_runs_an_interactive_shell_on_a_guest_terminal() {
     // Ctrl-C interrupts the foreground job; the shell (and the session) stay: the next
     // line runs long before the sleep would have ended.
     session.send(b"sleep 1000\r").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The Ctrl-C is typed once `sleep` is the terminal's foreground job (its process
+    // group is the terminal's, fields 5 and 8 of its stat), not while the shell still
+    // reads the line.
+    wait_until(
+        "sleep is the guest terminal's foreground job",
+        SHORT,
+        || {
+            let out = host.exec(
+                VM,
+                &[
+                    "sh",
+                    "-c",
+                    "p=$(pidof sleep) && set -- $(cat /proc/$p/stat) && [ \"$5\" = \"$8\" ] \
+                 || { echo \"no foreground sleep: ${p:-none} $*\"; exit 1; }",
+                ],
+            );
+            match exit_code(&out) {
+                Some(0) => Ok(()),
+                _ => Err(format!("{}{}", text(&out.stdout), text(&out.stderr))),
+            }
+        },
+    );
     session.send(b"\x03").unwrap();
     session.send(b"echo after-$((1+1))\r").unwrap();
     session.expect("after-2", SHORT).unwrap();

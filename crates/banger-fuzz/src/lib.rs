@@ -6,9 +6,17 @@
 //!
 //! A body panics when the parser breaks one of its promises, not only when it panics
 //! itself: what decodes re-encodes to the same thing, a DNS answer keeps the query's id
-//! and fits 512 bytes, a tar stream writes nothing outside its directory.
+//! and fits 512 bytes, a tar stream writes nothing outside its directory, editing the
+//! user's ssh config changes only banger's lines and undoes byte for byte, a manifest
+//! that parses has checked digests and media types.
 
 use std::net::Ipv4Addr;
+
+mod oci_manifest;
+mod ssh_config;
+
+pub use oci_manifest::oci_manifest;
+pub use ssh_config::ssh_config;
 
 /// A target's body: panics when the parser breaks a promise.
 pub type Body = fn(&[u8]);
@@ -21,6 +29,8 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("dns_packet", dns_packet),
     ("git_patch", git_patch),
     ("tar_unpack", tar_unpack),
+    ("ssh_config", ssh_config),
+    ("oci_manifest", oci_manifest),
 ];
 
 /// A CLI -> daemon line: the daemon's request decoder and the input-frame test.

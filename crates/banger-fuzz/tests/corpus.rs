@@ -68,5 +68,7 @@ replay!(
     helper_request,
     dns_packet,
     git_patch,
-    tar_unpack
+    tar_unpack,
+    ssh_config,
+    oci_manifest
 );

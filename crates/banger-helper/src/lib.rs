@@ -5,6 +5,7 @@
 //! per-guest network policies (`policy`: layer-2 and IPv4 rules, learned-address sets)
 //! and per-link DNS (`dns`), and lists what of banger's is on the host (`listing`, for
 //! the daemon's reconcile); `probe` tells whether a helper already answers on a socket,
+//! `socket` makes its socket without following a symlink swapped in for its directory,
 //! and `cleanup` (run by root at uninstall, not over the socket) removes an
 //! installation's bridge, taps, NAT rules, policies and DNS routing (`unusable` tells
 //! a backend the host cannot run, so holding nothing, from a real failure). Every
@@ -23,9 +24,12 @@ pub mod nat;
 pub mod policy;
 pub mod probe;
 pub mod server;
+pub mod socket;
 pub mod tool;
 pub mod unusable;
 pub mod validate;
 
+#[cfg(test)]
+mod socket_race_tests;
 #[cfg(test)]
 mod testing;

@@ -26,7 +26,17 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// predecessor left. Then the kernel's table of listening sockets
 /// (`/proc/net/unix`) answers instead.
 pub fn listening(path: &Path) -> io::Result<bool> {
-    match UnixStream::connect(path) {
+    listening_in(path, path)
+}
+
+/// [`listening`] for the socket `path`, connecting by `connect_to` (another name for the
+/// same file: [`crate::socket`] goes through its opened directory). When the socket's
+/// mode refuses the connect, a listener in the table counts if it was bound as `path`
+/// or as any `/proc/self/fd/<fd>/<its file name>`, the form [`crate::socket::bind`]
+/// binds with: which directory that was cannot be told from the table, so such a
+/// listener is taken as live (refusing to replace a stale socket is the safe mistake).
+pub fn listening_in(connect_to: &Path, path: &Path) -> io::Result<bool> {
+    match UnixStream::connect(connect_to) {
         Ok(stream) => {
             let _ = stream.shutdown(Shutdown::Both);
             Ok(true)
@@ -42,7 +52,11 @@ pub fn listening(path: &Path) -> io::Result<bool> {
         Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
             let table = std::fs::read_to_string("/proc/net/unix")?;
             let absolute = std::path::absolute(path)?;
-            Ok(unix_table_has_listener(&table, path) || unix_table_has_listener(&table, &absolute))
+            Ok(unix_table_has_listener(&table, path)
+                || unix_table_has_listener(&table, &absolute)
+                || path
+                    .file_name()
+                    .is_some_and(|name| unix_table_has_fd_listener(&table, name)))
         }
         Err(error) => Err(error),
     }
@@ -58,18 +72,37 @@ pub fn unix_table_has_listener(table: &str, path: &Path) -> bool {
     let Some(wanted) = path.to_str() else {
         return false;
     };
-    table.lines().skip(1).any(|line| {
+    unix_table_listeners(table).any(|bound| bound == wanted)
+}
+
+/// Whether `/proc/net/unix` text lists a listening socket bound as
+/// `/proc/self/fd/<digits>/<name>`.
+pub fn unix_table_has_fd_listener(table: &str, name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    unix_table_listeners(table).any(|bound| {
+        bound
+            .strip_prefix("/proc/self/fd/")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(fd, file)| {
+                !fd.is_empty() && fd.bytes().all(|b| b.is_ascii_digit()) && file == name
+            })
+    })
+}
+
+/// The names listening sockets were bound with, from `/proc/net/unix` text.
+fn unix_table_listeners(table: &str) -> impl Iterator<Item = &str> {
+    table.lines().skip(1).filter_map(|line| {
         let mut rest = line.trim_start();
         let mut fields = Vec::with_capacity(7);
         for _ in 0..7 {
-            let Some((field, after)) = rest.split_once(' ') else {
-                return false;
-            };
+            let (field, after) = rest.split_once(' ')?;
             fields.push(field);
             rest = after.trim_start();
         }
         let listens = u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & SO_ACCEPTCON != 0);
-        listens && rest == wanted
+        listens.then_some(rest)
     })
 }
 
@@ -136,6 +169,8 @@ mod tests {
 0000000000000000: 00000002 00000000 00010000 0001 01 19001 @/tmp/.X11-unix/X0
 0000000000000000: 00000002 00000000 00010000 0001 01 19002 /run/with space/s.sock
 0000000000000000: 00000002 00000000 00000000 0002 01 19003
+0000000000000000: 00000002 00000000 00010000 0001 01 19004 /proc/self/fd/7/helper.sock
+0000000000000000: 00000002 00000000 00000000 0001 03 19005 /proc/self/fd/8/other.sock
 ";
 
     #[test]
@@ -153,6 +188,12 @@ mod tests {
             "",
             Path::new("/run/banger/helper.sock")
         ));
+        let fd_form = |name: &str| unix_table_has_fd_listener(TABLE, name.as_ref());
+        assert!(fd_form("helper.sock"));
+        // connected, not listening
+        assert!(!fd_form("other.sock"));
+        assert!(!fd_form("helper"));
+        assert!(!fd_form("s.sock"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! server: the helper's socket. [`bind`] creates it (parent directory root-owned 0755,
-//! socket 0600 owned by the owner uid, so only the owner and root can even connect);
+//! server: the helper's socket. [`bind`] (from [`crate::socket`]) creates it (parent
+//! directory root-owned 0755, socket 0600 owned by the owner uid, so only the owner and
+//! root can even connect);
 //! [`serve`] accepts connections, checks the peer's uid against the owner on every one
 //! (others get one `unauthorized` reply and are closed without a byte being read), and
 //! runs each accepted connection on its own thread: read a request line, dispatch,
@@ -12,9 +13,7 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use banger_sys::peer::peer_credentials;
 
 use crate::dispatch::Helper;
 use crate::log;
+pub use crate::socket::{bind, check_socket_dir};
 
 /// More simultaneous connections than the daemon ever opens; beyond it new ones are
 /// answered `failed` at once, so a runaway client cannot exhaust threads.
@@ -41,91 +41,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long writing a reply may block before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Creates the listening socket at `path`, replacing a stale socket (never a live one,
-/// nor another kind of file), mode 0600 and owned by `owner_uid`. The parent directory
-/// is created root-owned 0755 if missing; an existing one must be a real directory (not a
-/// symlink) owned by root (or by the helper's own uid, when it is not root, as in tests)
-/// and writable by nobody else. The mode comes from the umask at bind time and the owner
-/// from `lchown`, so nothing follows a symlink.
-pub fn bind(path: &Path, owner_uid: u32) -> io::Result<UnixListener> {
-    if let Some(parent) = path.parent() {
-        match std::fs::symlink_metadata(parent) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                use std::os::unix::fs::DirBuilderExt as _;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(parent)?;
-                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
-            }
-            Err(error) => return Err(error),
-            Ok(meta) => check_socket_dir(parent, &meta, nix::unistd::geteuid().as_raw())
-                .map_err(|reason| io::Error::new(io::ErrorKind::PermissionDenied, reason))?,
-        }
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if crate::probe::listening(path)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "another process (a running banger-helper?) is listening on {}; \
-                         stop it first, or check it with `banger-helper probe --socket {0}`",
-                        path.display()
-                    ),
-                ));
-            }
-            std::fs::remove_file(path)?
-        }
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a socket; not replacing it",
-                    path.display()
-                ),
-            ));
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    // The process is single-threaded here (serving starts after), so the umask change
-    // affects only this bind.
-    let previous = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
-    nix::sys::stat::umask(previous);
-    let listener = bound?;
-    std::os::unix::fs::lchown(path, Some(owner_uid), None)?;
-    Ok(listener)
-}
-
-/// Why an existing socket directory is refused, if it is.
-pub fn check_socket_dir(dir: &Path, meta: &std::fs::Metadata, own_uid: u32) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let shown = dir.display();
-    if meta.file_type().is_symlink() {
-        return Err(format!(
-            "{shown} is a symlink; refusing to put the helper's socket there"
-        ));
-    }
-    if !meta.is_dir() {
-        return Err(format!("{shown} is not a directory"));
-    }
-    if meta.uid() != 0 && meta.uid() != own_uid {
-        return Err(format!(
-            "{shown} belongs to uid {}, not root; refusing to put the helper's socket there",
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{shown} is writable by group or others (mode {:o}); refusing to put the helper's socket there",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
 
 /// Accepts connections forever (until accepting itself fails).
 pub fn serve(listener: UnixListener, helper: Arc<Helper>) -> io::Result<()> {
@@ -335,6 +250,7 @@ mod tests {
     use crate::config::{HelperConfig, HostPaths, NatBackend};
     use crate::testing::FakeTools;
     use std::io::Write as _;
+    use std::path::Path;
 
     fn helper(dir: &Path) -> (Helper, Arc<FakeTools>) {
         let config = HelperConfig {
@@ -351,38 +267,6 @@ mod tests {
         };
         let tools = Arc::new(FakeTools::new().reply("ip -j -d link show", "[]"));
         (Helper::new(config, tools.clone()), tools)
-    }
-
-    #[test]
-    fn socket_directories_that_others_control_are_refused() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let me = nix::unistd::geteuid().as_raw();
-        let good = dir.path().join("good");
-        std::fs::create_dir(&good).unwrap();
-        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
-        check_socket_dir(&good, &meta(&good), me).unwrap();
-        let open = dir.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let error = check_socket_dir(&open, &meta(&open), me).unwrap_err();
-        assert!(error.contains("writable by group or others"), "{error}");
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&good, &link).unwrap();
-        let error = check_socket_dir(&link, &meta(&link), me).unwrap_err();
-        assert!(error.contains("symlink"), "{error}");
-        if me != 0 {
-            let error = check_socket_dir(&good, &meta(&good), me + 1).unwrap_err();
-            assert!(error.contains("not root"), "{error}");
-        }
-        // Binding below a symlinked directory is refused, and leaves nothing behind.
-        assert!(bind(&link.join("helper.sock"), me).is_err());
-        assert!(!good.join("helper.sock").exists());
-        let listener = bind(&good.join("helper.sock"), me).unwrap();
-        let mode = meta(&good.join("helper.sock")).permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        drop(listener);
     }
 
     /// A daemon killed right after sending `add_nat` or `create_tap` would leave rules or

@@ -13,7 +13,6 @@ mod errors;
 mod guest_setup;
 mod progress;
 mod render;
-mod ssh_config;
 mod system;
 mod terminal;
 mod values;

@@ -1,5 +1,5 @@
 //! `ssh-config [--install|--uninstall]`: makes `ssh <vm>.vm` work with banger's key. The
-//! decisions are in `crate::ssh_config` (pure); this file reads the two files, applies the
+//! decisions are in `banger_ssh::user_config` (pure); this file reads the two files, applies the
 //! plan and says what changed. Runs locally; the daemon is not involved.
 
 use std::io::ErrorKind;
@@ -13,7 +13,7 @@ use clap::Args;
 use crate::connect::Ctx;
 use crate::errors::CliError;
 use crate::render;
-use crate::ssh_config::{FileChange, Layout, Plan, plan_install, plan_uninstall};
+use banger_ssh::user_config::{FileChange, Layout, Plan, plan_install, plan_uninstall};
 
 /// Set up `ssh <vm>.vm` in your ssh config
 #[derive(Debug, Args)]

@@ -44,7 +44,7 @@ impl Layout {
         format!(
             "# Written by `banger ssh-config --install`; removed by `--uninstall`.\n\
              # Lets `ssh <vm>.vm` reach banger's VMs with banger's own key.\n{}",
-            banger_ssh::ssh_config_block(&self.config_dir, &self.banger)
+            crate::client::ssh_config_block(&self.config_dir, &self.banger)
         )
     }
 
@@ -52,7 +52,7 @@ impl Layout {
     pub fn include_line(&self) -> String {
         format!(
             "Include {}",
-            banger_ssh::quote(&self.banger_config.display().to_string())
+            crate::client::quote(&self.banger_config.display().to_string())
         )
     }
 }
