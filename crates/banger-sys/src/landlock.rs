@@ -352,7 +352,10 @@ mod tests {
     fn accesses_are_what_they_say() {
         assert_eq!(Access::Read.fs_bits() & (FS_WRITE_FILE | FS_EXECUTE), 0);
         assert_ne!(Access::ReadExecute.fs_bits() & FS_EXECUTE, 0);
-        assert_eq!(Access::ReadWrite.fs_bits() & (FS_MAKE_REG | FS_REMOVE_FILE), 0);
+        assert_eq!(
+            Access::ReadWrite.fs_bits() & (FS_MAKE_REG | FS_REMOVE_FILE),
+            0
+        );
         assert_ne!(Access::Own.fs_bits() & FS_MAKE_SOCK, 0);
         assert_eq!(Access::Own.fs_bits() & FS_EXECUTE, 0);
         assert_ne!(Access::Device.fs_bits() & FS_IOCTL_DEV, 0);

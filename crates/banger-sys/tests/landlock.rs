@@ -9,24 +9,28 @@ use banger_sys::landlock::{Access, Ruleset};
 
 /// Runs `script` under `sh` confined to the system directories plus `rules`; returns
 /// (exit code, stdout, stderr).
-async fn run_confined(
-    abi: u32,
-    script: &str,
-    rules: &[(&Path, Access)],
-) -> (i32, String, String) {
+async fn run_confined(abi: u32, script: &str, rules: &[(&Path, Access)]) -> (i32, String, String) {
     let mut ruleset = Ruleset::with_abi(abi).expect("a ruleset on a kernel with Landlock");
     for system in ["/usr", "/bin", "/lib", "/lib64", "/etc"] {
         if Path::new(system).exists() {
-            ruleset.allow(Path::new(system), Access::ReadExecute).unwrap();
+            ruleset
+                .allow(Path::new(system), Access::ReadExecute)
+                .unwrap();
         }
     }
-    ruleset.allow(Path::new("/dev/null"), Access::Device).unwrap();
+    ruleset
+        .allow(Path::new("/dev/null"), Access::Device)
+        .unwrap();
     ruleset.allow(Path::new("/proc"), Access::Read).unwrap();
     for (path, access) in rules {
         ruleset.allow(path, *access).unwrap();
     }
     let mut command = tokio::process::Command::new("/bin/sh");
-    command.arg("-c").arg(script).env_clear().env("PATH", "/usr/bin:/bin");
+    command
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
     banger_sys::landlock::confine(&mut command, Arc::new(ruleset));
     let output = command.output().await.unwrap();
     (
@@ -67,8 +71,7 @@ async fn a_confined_child_reaches_only_its_own_files() {
     .await;
     assert_eq!(code, 0, "ABI {abi}; stdout {stdout:?}; stderr {stderr:?}");
     assert_eq!(
-        stdout,
-        "mine\nwritten\nkernel\nNoNewPrivs:\t1\n",
+        stdout, "mine\nwritten\nkernel\nNoNewPrivs:\t1\n",
         "stderr {stderr:?}"
     );
     assert!(!stdout.contains("READ-OTHER") && !stdout.contains("WROTE-READONLY"));
@@ -106,7 +109,10 @@ async fn older_abis_still_confine_files() {
         let (code, stdout, stderr) = run_confined(abi, &script, &[(own.path(), Access::Own)]).await;
         assert_eq!(code, 0, "ABI {abi}: {stderr:?}");
         assert_eq!(stdout, "ok\n", "ABI {abi}: {stderr:?}");
-        assert!(stderr.contains("Permission denied"), "ABI {abi}: {stderr:?}");
+        assert!(
+            stderr.contains("Permission denied"),
+            "ABI {abi}: {stderr:?}"
+        );
     }
 }
 

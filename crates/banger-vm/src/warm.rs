@@ -413,6 +413,7 @@ impl VmService {
             incoming: Some(paths.stream.clone()),
             ignore_shared: false,
             paused: true,
+            saved_disk: None,
         };
         let converted = self.convert(&spec, &warm, paths).await;
         drop(spec);
@@ -759,6 +760,9 @@ impl VmService {
             incoming: Some(snap.state.clone()),
             ignore_shared: true,
             paused: false,
+            // Firecracker's state names the snapshot's disk and opens it at load, before
+            // the drive is pointed at the fork's own; QEMU's names no file.
+            saved_disk: (self.driver.kind() == DriverKind::Firecracker).then(|| snap.disk.clone()),
         };
 
         progress.stage_started("restore");
