@@ -125,7 +125,9 @@ fn assert_confined(host: &TestHost, vm: &Value, own: &[PathBuf], foreign: &[Path
 fn the_vmm_reaches_its_own_files_and_nothing_else() {
     require_vm!();
     if !host_has_landlock() {
-        banger_e2e::banger_requires::skip!("this kernel has no Landlock (not built or not in lsm=)");
+        banger_e2e::banger_requires::skip!(
+            "this kernel has no Landlock (not built or not in lsm=)"
+        );
     }
     let host = TestHost::start().unwrap();
     let source = host.create_vm("conf", &["--image", "tiny"]);

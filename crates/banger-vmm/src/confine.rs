@@ -101,6 +101,9 @@ pub fn plan(program: &Path, spec: &LaunchSpec, warm: Option<&WarmLaunch>) -> Vec
     }
     grants.push(Grant::required(&spec.serial_log, Access::ReadWrite));
     grants.push(Grant::required(&spec.run_dir, Access::Own));
+    if let Some(outbox) = &spec.outbox {
+        grants.push(Grant::required(outbox, Access::Own));
+    }
     if let Some(warm) = warm {
         if let Some(memory) = &warm.memory {
             let access = if memory.shared {
@@ -196,6 +199,7 @@ mod tests {
             run_dir: "/r/vms/a".into(),
             serial_log: "/s/vms/a/serial.log".into(),
             net: None,
+            outbox: None,
         }
     }
 
