@@ -12,6 +12,7 @@ use std::sync::Arc;
 use banger_exec::{CommandRunner, SystemRunner};
 use serde::{Deserialize, Serialize};
 
+pub mod confinement;
 pub mod devices;
 pub mod disk;
 pub mod dns;
@@ -144,6 +145,7 @@ pub async fn run_host_checks(ctx: &DoctorContext) -> Vec<Check> {
     );
     vec![
         kvm::check_kvm(&banger_sys::kvm::probe()),
+        confinement::check_confinement(),
         qemu,
         qemu_img,
         firecracker,

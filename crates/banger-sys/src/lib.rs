@@ -7,6 +7,7 @@ pub mod fdpass;
 pub mod guest;
 pub mod guest_net;
 pub mod kvm;
+pub mod landlock;
 pub mod peer;
 pub mod process;
 pub mod service;

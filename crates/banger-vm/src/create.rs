@@ -421,6 +421,7 @@ impl VmService {
             run_dir: paths.run_dir.clone(),
             serial_log: paths.serial_log.clone(),
             net,
+            outbox: self.outbox(&paths)?,
         };
 
         progress.stage_started("boot");

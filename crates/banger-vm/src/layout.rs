@@ -21,6 +21,9 @@ pub struct VmPaths {
     pub run_dir: PathBuf,
     /// Scratch space for the offline patch.
     pub stage_dir: PathBuf,
+    /// Where a Firecracker VMM writes a snapshot (its confinement allows this directory
+    /// and not `<state>/snapshots`); see `warm.rs`.
+    pub outbox: PathBuf,
 }
 
 impl VmPaths {
@@ -32,6 +35,7 @@ impl VmPaths {
             serial_log: dir.join("serial.log"),
             handle_file: dir.join("handle.json"),
             stage_dir: dir.join("stage"),
+            outbox: dir.join("outbox"),
             run_dir: dirs.runtime.join("vms").join(vm_id),
             dir,
         }

@@ -310,6 +310,7 @@ impl VmService {
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&paths.dir);
                 let _ = std::fs::remove_dir_all(&paths.run_dir);
+                let _ = std::fs::remove_dir_all(self.paths(&vm.id).outbox.join(&id));
                 let _ = self.with_store(|s| s.delete_snapshot(&id));
                 Err(error)
             }
@@ -323,13 +324,20 @@ impl VmService {
         paths: &SnapshotPaths,
         progress: &dyn ProgressSink,
     ) -> Result<(), VmError> {
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&paths.dir)
-                .map_err(VmError::io("cannot create the snapshot directory"))?;
+        if self.driver.kind() == DriverKind::Firecracker {
+            // Firecracker writes the files itself, by path, and may reach only its VM's
+            // outbox: the snapshot's directory is made there and reached through a
+            // symlink at its own path until it is published (`publish_from_outbox`).
+            let staging = self.paths(&vm.id).outbox.join(paths_id(paths));
+            make_private_dir(&staging)?;
+            if let Some(parent) = paths.dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(VmError::io("cannot create the snapshots directory"))?;
+            }
+            std::os::unix::fs::symlink(&staging, &paths.dir)
+                .map_err(VmError::io("cannot link the snapshot directory"))?;
+        } else {
+            make_private_dir(&paths.dir)?;
         }
         self.fault_point("snapshot: directory made");
         if self.driver.kind() == DriverKind::Firecracker {
@@ -384,6 +392,7 @@ impl VmService {
             run_dir: paths.run_dir.clone(),
             serial_log: paths.dir.join("convert.log"),
             net: None,
+            outbox: None,
         };
         // The saved NIC needs a tap behind it (its state carries the tap's virtio
         // header), even though this guest never runs: a scratch tap, removed below.
@@ -413,6 +422,7 @@ impl VmService {
             incoming: Some(paths.stream.clone()),
             ignore_shared: false,
             paused: true,
+            saved_disk: None,
         };
         let converted = self.convert(&spec, &warm, paths).await;
         drop(spec);
@@ -495,7 +505,22 @@ impl VmService {
         }
         set_mode(&paths.disk, 0o600)?;
         self.fault_point("snapshot: files sealed");
-        Ok(())
+        publish_from_outbox(&self.paths(&vm.id).outbox, paths)
+    }
+
+    /// The outbox a Firecracker VMM saves into (made here, 0700); `None` for QEMU, whose
+    /// saves go into a descriptor the daemon passes.
+    pub(crate) fn outbox(
+        &self,
+        paths: &crate::layout::VmPaths,
+    ) -> Result<Option<PathBuf>, VmError> {
+        match self.driver.kind() {
+            DriverKind::Firecracker => {
+                make_private_dir(&paths.outbox)?;
+                Ok(Some(paths.outbox.clone()))
+            }
+            DriverKind::Qemu => Ok(None),
+        }
     }
 
     /// Loads the stream into the shared RAM file with a VMM that never runs the guest,
@@ -750,6 +775,7 @@ impl VmService {
             run_dir: paths.run_dir.clone(),
             serial_log: paths.serial_log.clone(),
             net,
+            outbox: self.outbox(&paths)?,
         };
         let warm = WarmLaunch {
             memory: Some(MemoryFile {
@@ -759,6 +785,9 @@ impl VmService {
             incoming: Some(snap.state.clone()),
             ignore_shared: true,
             paused: false,
+            // Firecracker's state names the snapshot's disk and opens it at load, before
+            // the drive is pointed at the fork's own; QEMU's names no file.
+            saved_disk: (self.driver.kind() == DriverKind::Firecracker).then(|| snap.disk.clone()),
         };
 
         progress.stage_started("restore");
@@ -883,6 +912,16 @@ impl VmService {
                 tracing::warn!(vm = %snapshot.source_name, error = %chain(&error), "cannot resume the VM of an interrupted snapshot");
             }
             remove_snapshot_files(&paths)?;
+            // A Firecracker save interrupted before it was published left its files in
+            // the source VM's outbox.
+            if let Ok(source) = VmId::parse(&snapshot.source_vm) {
+                let staging = self.paths(&source).outbox.join(&snapshot.id);
+                if let Err(error) = std::fs::remove_dir_all(&staging)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(VmError::io("cannot remove the snapshot's files")(error));
+                }
+            }
             self.with_store(|s| s.delete_snapshot(&snapshot.id))?;
             removed.push(snapshot.name.clone());
         }
@@ -898,6 +937,33 @@ impl VmService {
         }
         Ok(removed)
     }
+}
+
+/// Creates `dir` (and parents) with mode 0700.
+fn make_private_dir(dir: &Path) -> Result<(), VmError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(VmError::io("cannot create the snapshot directory"))
+}
+
+/// Moves a snapshot Firecracker saved into the source VM's `outbox` to its own path,
+/// replacing the symlink that led there: a rename on the state directory's file system,
+/// after which the source VMM no longer reaches the files (they are no longer beneath
+/// its outbox). The saved state names `<snapshot>/disk.ext4`, the path forks open.
+fn publish_from_outbox(outbox: &Path, paths: &SnapshotPaths) -> Result<(), VmError> {
+    let staging = outbox.join(paths_id(paths));
+    let is_link = std::fs::symlink_metadata(&paths.dir).is_ok_and(|meta| meta.is_symlink());
+    if !is_link {
+        return Ok(());
+    }
+    std::fs::remove_file(&paths.dir)
+        .and_then(|()| std::fs::rename(&staging, &paths.dir))
+        .map_err(VmError::io(
+            "cannot move the snapshot out of the VM's outbox",
+        ))
 }
 
 /// Removes a snapshot's directories; the read-only files inside go with them.

@@ -74,6 +74,19 @@ async fn a_firecracker_snapshot_is_one_save_and_its_forks_use_their_own_disks() 
         !paths.stream.exists(),
         "no self-contained stream on Firecracker"
     );
+    // Saved through the source VM's outbox (what its confined VMM may write), then
+    // moved to the snapshot's own path: a directory, no longer a link, the outbox empty.
+    let outbox = bench
+        .dirs
+        .state
+        .join("vms")
+        .join(source.id.as_str())
+        .join("outbox");
+    assert!(
+        std::fs::symlink_metadata(&paths.dir).unwrap().is_dir(),
+        "{paths:?}"
+    );
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0, "{outbox:?}");
     assert!(
         bench.driver.paused.lock().unwrap().is_empty(),
         "source resumed"
@@ -103,6 +116,11 @@ async fn a_firecracker_snapshot_is_one_save_and_its_forks_use_their_own_disks() 
         let memory = warm.memory.as_ref().unwrap();
         assert_eq!(memory.path, paths.mem);
         assert!(!memory.shared, "mapped copy-on-write");
+        assert_eq!(
+            warm.saved_disk.as_ref(),
+            Some(&paths.disk),
+            "the disk the state names is allowed at load"
+        );
         assert!(!warm.paused);
         assert!(
             root_disk.starts_with(bench.dirs.state.join("vms").join(fork.id.as_str())),

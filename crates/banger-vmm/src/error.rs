@@ -60,6 +60,12 @@ pub enum VmmError {
         source: Box<VmmError>,
         stderr_tail: String,
     },
+    #[error("cannot confine the VMM{}", .path.as_ref().map(|p| format!(" to {}", p.display())).unwrap_or_default())]
+    Confine {
+        path: Option<PathBuf>,
+        #[source]
+        source: banger_sys::landlock::LandlockError,
+    },
     #[error("{driver} cannot {what}")]
     Unsupported { driver: DriverKind, what: String },
     #[error("the handle belongs to the {found} driver, not {expected}")]

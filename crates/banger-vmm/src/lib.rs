@@ -11,6 +11,7 @@
 //! freshly launched one, and a recycled pid is never mistaken for ours.
 
 pub mod choose;
+pub mod confine;
 pub mod driver;
 pub mod error;
 pub mod firecracker;
@@ -21,6 +22,7 @@ pub mod spec;
 pub mod warm;
 
 pub use choose::{choose_accelerator, choose_driver};
+pub use confine::Confinement;
 pub use driver::{BoxFuture, VmmDriver};
 pub use error::VmmError;
 pub use firecracker::{FirecrackerConfig, FirecrackerDriver};

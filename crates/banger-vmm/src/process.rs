@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::confine::Confinement;
 use crate::error::VmmError;
 use crate::handle::DriverKind;
 
@@ -41,6 +42,8 @@ pub(crate) struct VmmCommand {
     pub stdin: Stdio,
     pub stdout: File,
     pub stderr: File,
+    /// What the process may reach (`crate::confine`), applied between fork and exec.
+    pub confinement: Confinement,
 }
 
 /// A spawned VMM: its identity and a channel that turns `Some(status)` when it exits.
@@ -70,11 +73,22 @@ pub(crate) fn spawn(command: VmmCommand) -> Result<Spawned, VmmError> {
         .stdout(command.stdout)
         .stderr(command.stderr);
     banger_sys::process::new_session(&mut child_command);
+    let confinement = command.confinement.describe();
+    let confined = matches!(command.confinement, Confinement::Landlock(_));
+    if let Confinement::Landlock(ruleset) = command.confinement {
+        banger_sys::landlock::confine(&mut child_command, ruleset);
+    }
     let program = command.program.display().to_string();
     let mut child = child_command
         .spawn()
         .map_err(|source| VmmError::Spawn { program, source })?;
-    tracing::info!(driver = %command.driver, command = %command_line, "VMM started");
+    // The command keeps the ruleset alive until here; the child applied it before exec.
+    drop(child_command);
+    if confined {
+        tracing::info!(driver = %command.driver, command = %command_line, %confinement, "VMM started");
+    } else {
+        tracing::warn!(driver = %command.driver, command = %command_line, %confinement, "VMM started unconfined");
+    }
 
     let (exit_sender, exit) = watch::channel(None);
     let pid = child.id();
@@ -309,6 +323,7 @@ mod tests {
             stdin: Stdio::null(),
             stdout: clone_file(&file, &log).unwrap(),
             stderr: file,
+            confinement: Confinement::Unavailable,
         }
     }
 

@@ -61,4 +61,9 @@ pub struct LaunchSpec {
     /// Where the guest's serial console goes.
     pub serial_log: PathBuf,
     pub net: Option<NetAttachment>,
+    /// A directory of the VM's own, made by the caller, where a VMM that writes its saves
+    /// itself by path (Firecracker) puts them; its confinement allows it (see
+    /// `crate::confine`). `None` where saves need no path (QEMU writes into a passed
+    /// descriptor) or the guest is never saved.
+    pub outbox: Option<PathBuf>,
 }

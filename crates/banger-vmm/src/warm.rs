@@ -33,6 +33,10 @@ pub struct WarmLaunch {
     pub ignore_shared: bool,
     /// Leave the guest paused after loading (to save it again without running it).
     pub paused: bool,
+    /// A disk file the saved state names, which the VMM opens while it loads (Firecracker
+    /// re-opens its drives by the paths its state records; QEMU's state names none). The
+    /// VMM's confinement allows it.
+    pub saved_disk: Option<std::path::PathBuf>,
 }
 
 /// Saving a running guest.

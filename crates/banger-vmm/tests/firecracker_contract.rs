@@ -47,6 +47,7 @@ fn launch_spec(run_dir: &Path, with_extras: bool) -> LaunchSpec {
             tap_fd: None,
             mac: "52:54:00:12:34:56".into(),
         }),
+        outbox: None,
     }
 }
 

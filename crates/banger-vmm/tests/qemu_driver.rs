@@ -40,6 +40,7 @@ fn spec(dir: &Path, kernel: PathBuf) -> LaunchSpec {
         run_dir: dir.join("run"),
         serial_log: dir.join("serial.log"),
         net: None,
+        outbox: None,
     }
 }
 

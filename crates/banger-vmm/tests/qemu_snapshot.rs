@@ -41,6 +41,7 @@ fn spec(dir: &Path, name: &str, kernel: &Path) -> LaunchSpec {
         run_dir: vm_dir.join("run"),
         serial_log: vm_dir.join("serial.log"),
         net: None,
+        outbox: None,
     }
 }
 

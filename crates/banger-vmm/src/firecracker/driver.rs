@@ -3,7 +3,7 @@
 //! with Ctrl+Alt+Del, then SIGKILL. The guest's serial console is Firecracker's stdout,
 //! so stdout goes to the serial log and stderr to `vmm.stderr`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -54,8 +54,15 @@ impl FirecrackerDriver {
     async fn launch_firecracker(
         &self,
         spec: &LaunchSpec,
-        restore: Option<(&Path, &Path)>,
+        warm: Option<&WarmLaunch>,
     ) -> Result<VmmHandle, VmmError> {
+        // `launch_warm` checked that a warm launch has both.
+        let restore = warm.and_then(|warm| {
+            Some((
+                warm.incoming.as_deref()?,
+                warm.memory.as_ref()?.path.as_path(),
+            ))
+        });
         let paths = FirecrackerPaths::in_run_dir(&spec.run_dir);
         // Validated before anything is spawned: a qcow2 disk fails here, not mid-boot.
         let plan = BootPlan::from_spec(spec, &paths)?;
@@ -65,6 +72,10 @@ impl FirecrackerDriver {
         process::create_log(&paths.metrics_file)?;
         let serial = process::create_log(&spec.serial_log)?;
         let stderr = process::create_log(&paths.stderr_log)?;
+        let program = crate::confine::resolve_program(&self.config.binary)
+            .unwrap_or_else(|| self.config.binary.clone());
+        let confinement =
+            crate::confine::Confinement::build(&crate::confine::plan(&program, spec, warm))?;
         let mut spawned = process::spawn(VmmCommand {
             driver: DriverKind::Firecracker,
             program: self.config.binary.clone(),
@@ -76,6 +87,7 @@ impl FirecrackerDriver {
             stdin: Stdio::null(),
             stdout: serial,
             stderr,
+            confinement,
         })?;
 
         let api = FirecrackerApi::new(&paths.api_socket);
@@ -182,9 +194,8 @@ impl VmmDriver for FirecrackerDriver {
     ) -> BoxFuture<'a, Result<VmmHandle, VmmError>> {
         Box::pin(async move {
             match (&warm.incoming, &warm.memory) {
-                (Some(state), Some(memory)) if !memory.shared && !warm.paused => {
-                    self.launch_firecracker(spec, Some((state, &memory.path)))
-                        .await
+                (Some(_), Some(memory)) if !memory.shared && !warm.paused => {
+                    self.launch_firecracker(spec, Some(warm)).await
                 }
                 _ => Err(VmmError::Unsupported {
                     driver: DriverKind::Firecracker,

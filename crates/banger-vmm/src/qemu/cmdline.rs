@@ -259,6 +259,7 @@ mod tests {
             run_dir: "/run/vms/web".into(),
             serial_log: "/vms/web/serial.log".into(),
             net: None,
+            outbox: None,
         }
     }
 

@@ -85,6 +85,22 @@ fn binary_identity(binary: &std::path::Path) -> String {
         )
 }
 
+/// Creates `path` with mode 0600 unless it exists.
+fn create_owner_only(path: &std::path::Path) -> Result<(), VmmError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|source| VmmError::Prepare {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 impl QemuDriver {
     pub fn new(config: QemuConfig) -> QemuDriver {
         QemuDriver {
@@ -130,6 +146,19 @@ impl QemuDriver {
             tap_fd_in_child,
         };
         let stderr = process::create_log(&paths.stderr_log)?;
+        // QEMU would create the serial log itself; made here, so the confinement can
+        // name the file rather than the VM's directory.
+        drop(process::create_log(&spec.serial_log)?);
+        // Likewise a RAM file a save writes into (owner-only, kept if it exists).
+        if let Some(memory) = warm.and_then(|warm| warm.memory.as_ref())
+            && memory.shared
+        {
+            create_owner_only(&memory.path)?;
+        }
+        let program = crate::confine::resolve_program(&self.config.binary)
+            .unwrap_or_else(|| self.config.binary.clone());
+        let confinement =
+            crate::confine::Confinement::build(&crate::confine::plan(&program, spec, warm))?;
         let mut args = qemu_args(spec, &options, &paths);
         if let Some(warm) = warm {
             args.extend(super::warm::warm_args(warm, spec.memory_mib));
@@ -142,6 +171,7 @@ impl QemuDriver {
             stdin,
             stdout: process::clone_file(&stderr, &paths.stderr_log)?,
             stderr,
+            confinement,
         })?;
 
         let qmp_socket = paths.qmp_socket.clone();

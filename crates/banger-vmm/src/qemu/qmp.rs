@@ -162,6 +162,33 @@ impl QmpClient {
             .map_err(|_| QmpError::Timeout(timeout))?
     }
 
+    /// Runs `command` with `fd` attached to its line (SCM_RIGHTS), as QMP's `getfd` and
+    /// `add-fd` expect. QEMU keeps its own copy; `fd` stays open here.
+    pub async fn execute_with_fd(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Value, QmpError> {
+        use std::os::fd::AsFd as _;
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({ "execute": command, "id": id, "arguments": arguments });
+        let mut line = request.to_string();
+        line.push('\n');
+        let stream: &UnixStream = self.writer.as_ref();
+        stream
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                banger_sys::fdpass::send_with_fd(stream.as_fd(), line.as_bytes(), Some(fd))
+            })
+            .await
+            .map_err(QmpError::Io)?;
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.read_reply(id))
+            .await
+            .map_err(|_| QmpError::Timeout(timeout))?
+    }
+
     async fn read_reply(&mut self, id: u64) -> Result<Value, QmpError> {
         let ours = |reply_id: &Option<Value>| reply_id.as_ref().and_then(Value::as_u64) == Some(id);
         loop {

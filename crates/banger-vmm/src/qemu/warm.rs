@@ -35,9 +35,17 @@ const POLL: Duration = Duration::from_millis(5);
 pub fn warm_args(warm: &WarmLaunch, memory_mib: u64) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     if let Some(memory) = &warm.memory {
+        // A private mapping opens the file read-only (`readonly=on`) while the guest's
+        // RAM stays writable (`rom=off`, copy-on-write): the file is 0400 and the VMM's
+        // confinement allows it only to be read. Without `readonly=on` QEMU opens it
+        // read-write and fails with EACCES as anyone but root.
+        let mode = if memory.shared {
+            "share=on"
+        } else {
+            "share=off,readonly=on,rom=off"
+        };
         let mut object = OsString::from(format!(
-            "memory-backend-file,id={RAM_BACKEND_ID},size={memory_mib}M,share={},mem-path=",
-            if memory.shared { "on" } else { "off" }
+            "memory-backend-file,id={RAM_BACKEND_ID},size={memory_mib}M,{mode},mem-path="
         ));
         object.push(super::cmdline::escape_opt(memory.path.as_os_str()));
         args.push("-object".into());
@@ -127,13 +135,24 @@ async fn wait_migration(client: &mut QmpClient, command: &str) -> Result<Value, 
     }
 }
 
-/// Pauses the guest and writes its state to `request.state_file` (created 0600 first,
-/// so QEMU's own creation mode never applies). The guest stays paused: the caller copies
-/// its disk, then resumes it ([`resume`]) or stops it.
+/// The name the state file's descriptor has in QEMU for one `migrate`.
+const SAVE_FD_NAME: &str = "banger-save";
+
+/// Pauses the guest and writes its state to `request.state_file`. The daemon creates the
+/// file (0600, so QEMU's own creation mode never applies) and hands QEMU the open
+/// descriptor (`getfd`, then `migrate` to `fd:`): a confined QEMU reaches no path outside
+/// its own files (see `crate::confine`), and needs none for a save. The guest stays
+/// paused: the caller copies its disk, then resumes it ([`resume`]) or stops it.
 pub async fn save(socket: &Path, request: &SnapshotRequest) -> Result<SnapshotReport, VmmError> {
-    let uri = file_uri(&request.state_file)?;
-    create_private(&request.state_file)?;
+    use std::os::fd::AsFd as _;
+    let state_file = create_private(&request.state_file)?;
     let mut client = QmpClient::connect(socket).await.map_err(qmp("connect"))?;
+    client
+        .execute_with_fd("getfd", json!({"fdname": SAVE_FD_NAME}), state_file.as_fd())
+        .await
+        .map_err(qmp("getfd"))?;
+    drop(state_file);
+    let uri = format!("fd:{SAVE_FD_NAME}");
     let started = Instant::now();
     client.execute("stop", None).await.map_err(qmp("stop"))?;
     set_capabilities(&mut client, request.ignore_shared).await?;
@@ -217,8 +236,8 @@ pub async fn load(
     }
 }
 
-/// Creates (or truncates) `path` with mode 0600.
-fn create_private(path: &Path) -> Result<(), VmmError> {
+/// Creates (or truncates) `path` with mode 0600, open for writing.
+fn create_private(path: &Path) -> Result<std::fs::File, VmmError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
         .write(true)
@@ -226,7 +245,6 @@ fn create_private(path: &Path) -> Result<(), VmmError> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map(drop)
         .map_err(|source| VmmError::Prepare {
             path: path.to_path_buf(),
             source,
@@ -271,7 +289,7 @@ mod tests {
                     ignore_shared: true,
                     ..WarmLaunch::default()
                 },
-                "-object memory-backend-file,id=microvm.ram,size=512M,share=off,mem-path=/s/a,,b/mem \
+                "-object memory-backend-file,id=microvm.ram,size=512M,share=off,readonly=on,rom=off,mem-path=/s/a,,b/mem \
                  -machine memory-backend=microvm.ram -incoming defer",
             ),
             (
