@@ -13,19 +13,25 @@
 mod file_server;
 mod freshness;
 mod git;
+mod figures;
 mod host;
 pub mod mcp;
+mod net_lab;
 pub mod registry;
 mod terminal;
+mod tmpfs;
 mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use figures::{Figures, figures_dir};
 pub use file_server::FileServer;
 pub use git::git;
 pub use host::{HostOptions, TestHost, exit_code, text};
+pub use net_lab::{NetLab, NetState};
 pub use terminal::TerminalSession;
+pub use tmpfs::Tmpfs;
 pub use wait::{pid_alive, wait_until};
 
 /// The workspace's target directory (`target`): the parent of [`bin_dir`].
