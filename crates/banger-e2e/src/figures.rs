@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use crate::target_dir;
 
 /// The command that runs the tests writing these files (shown in RELIABILITY.md).
-const COMMAND: &str =
-    "flock /work/.vm.lock cargo nextest run --profile vm -p banger-e2e -E 'binary(reliability_guests)'";
+const COMMAND: &str = "flock /work/.vm.lock cargo nextest run --profile vm -p banger-e2e -E 'binary(reliability_guests)'";
 
 /// Where the guest tests write their figure files: `target/reliability/guests`.
 pub fn figures_dir() -> PathBuf {

@@ -10,10 +10,10 @@
 //! Every test starts with [`require_vm!`]: a host without QEMU (or another requirement)
 //! gives a recorded skip, fatal under `CI=true`; stale or missing binaries fail.
 
+mod figures;
 mod file_server;
 mod freshness;
 mod git;
-mod figures;
 mod host;
 pub mod mcp;
 mod net_lab;

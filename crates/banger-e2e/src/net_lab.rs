@@ -67,16 +67,24 @@ impl NetLab {
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ),
-            dir: tempfile::Builder::new().prefix("banger-netlab-").tempdir()?,
+            dir: tempfile::Builder::new()
+                .prefix("banger-netlab-")
+                .tempdir()?,
             helper: None,
         };
         run("ip", &["netns", "add", &lab.ns])?;
         let ns = lab.ns.as_str();
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         run("ip", &["-n", ns, "link", "add", UPLINK, "type", "dummy"])?;
-        run("ip", &["-n", ns, "addr", "add", "172.31.0.1/30", "dev", UPLINK])?;
+        run(
+            "ip",
+            &["-n", ns, "addr", "add", "172.31.0.1/30", "dev", UPLINK],
+        )?;
         run("ip", &["-n", ns, "link", "set", UPLINK, "up"])?;
-        run("ip", &["-n", ns, "route", "add", "default", "via", "172.31.0.2"])?;
+        run(
+            "ip",
+            &["-n", ns, "route", "add", "default", "via", "172.31.0.2"],
+        )?;
         Ok(lab)
     }
 
@@ -184,9 +192,8 @@ impl NetLab {
         let mut guests = Vec::new();
         let mut rules = 0;
         for item in ruleset["nftables"].as_array().into_iter().flatten() {
-            let ours = |table: &serde_json::Value| {
-                matches!(table.as_str(), Some("banger" | "bangerpol"))
-            };
+            let ours =
+                |table: &serde_json::Value| matches!(table.as_str(), Some("banger" | "bangerpol"));
             if item.get("rule").is_some_and(|rule| ours(&rule["table"])) {
                 rules += 1;
             }

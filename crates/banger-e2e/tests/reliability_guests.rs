@@ -40,7 +40,9 @@ fn warm_cache() {
     WARM.call_once(|| {
         let host = TestHost::start().expect("a daemon outside the lab");
         let image = host.banger_json(&["image", "pull", "tiny"]);
-        let kernel = image["kernel"].as_str().expect("the image names its kernel");
+        let kernel = image["kernel"]
+            .as_str()
+            .expect("the image names its kernel");
         host.banger_ok(&["kernel", "pull", kernel]);
     });
 }
@@ -101,7 +103,11 @@ fn orphans(host: &TestHost, lab: Option<(&NetLab, &NetState)>) -> Orphans {
         processes: host
             .vmm_pids()
             .into_iter()
-            .filter(|pid| !running.iter().any(|vm| vm["pid"].as_u64() == Some(u64::from(*pid))))
+            .filter(|pid| {
+                !running
+                    .iter()
+                    .any(|vm| vm["pid"].as_u64() == Some(u64::from(*pid)))
+            })
             .collect(),
         files: host
             .vm_dirs()
@@ -180,7 +186,9 @@ fn parallel_vm_runs_each_exit_with_their_own_code_and_leave_nothing() -> Result<
     let base = lab.state();
     let mut figures = Figures::new(
         "parallel_runs",
-        &format!("{PARALLEL_RUNS} parallel `vm run --rm` (half with --nat), each its own output and exit code"),
+        &format!(
+            "{PARALLEL_RUNS} parallel `vm run --rm` (half with --nat), each its own output and exit code"
+        ),
     );
     let started = Instant::now();
     let outputs: Vec<std::process::Output> = std::thread::scope(|scope| {
@@ -390,7 +398,11 @@ fn a_state_dir_filling_up_mid_create_fails_clearly_and_keeps_the_database() {
             let mut client = host.client().await.unwrap();
             client
                 .call::<VmCreate>(&params, |event| {
-                    if let Event::Stage { stage: s, state: st, .. } = &event
+                    if let Event::Stage {
+                        stage: s,
+                        state: st,
+                        ..
+                    } = &event
                         && !fired
                         && s == stage
                         && *st == state
@@ -466,7 +478,11 @@ fn a_state_dir_filling_up_mid_create_fails_clearly_and_keeps_the_database() {
             &format!("full at `{stage}` {state:?}"),
             &format!(
                 "{outcome}; integrity_check {integrity}; create after freeing: {}",
-                if after.status.success() { "ok" } else { "failed" }
+                if after.status.success() {
+                    "ok"
+                } else {
+                    "failed"
+                }
             ),
             handled,
             left.json(),
@@ -528,9 +544,9 @@ fn crash_at_points(op: &str, points: &[&str]) -> Result<()> {
         let settled = restarted.elapsed();
         let left = orphans(&host, Some((&lab, &base)));
         let after = row(&host, "victim");
-        let state = after
-            .as_ref()
-            .map_or("gone".to_string(), |vm| vm["state"].as_str().unwrap_or("?").to_string());
+        let state = after.as_ref().map_or("gone".to_string(), |vm| {
+            vm["state"].as_str().unwrap_or("?").to_string()
+        });
         // What survived is used: a stopped VM starts and answers, then goes.
         let mut usable = true;
         let expected = if op == "delete" { "gone" } else { "stopped" };
@@ -553,7 +569,9 @@ fn crash_at_points(op: &str, points: &[&str]) -> Result<()> {
                 format!("restarted and answering: {usable}")
             }
         );
-        note(&format!("OUTCOME {op} killed at {point:?}: {outcome}; left {left:?}"));
+        note(&format!(
+            "OUTCOME {op} killed at {point:?}: {outcome}; left {left:?}"
+        ));
         figures.case(
             point,
             &outcome,

@@ -38,7 +38,10 @@ pub fn from_env() -> Option<FaultHook> {
         tracing::warn!(value, "{ENV} names no fault point; ignored");
         return None;
     };
-    tracing::warn!(point, "{ENV} is set: this daemon kills itself at that point");
+    tracing::warn!(
+        point,
+        "{ENV} is set: this daemon kills itself at that point"
+    );
     Some(hook(point, || {
         let _ = banger_sys::process::send_signal(std::process::id(), 9);
     }))
@@ -52,7 +55,10 @@ mod tests {
     #[test]
     fn only_known_points_parse() {
         assert_eq!(parse("delete: vmm stopped"), Some("delete: vmm stopped"));
-        assert_eq!(parse(" stop: poweroff asked\n"), Some("stop: poweroff asked"));
+        assert_eq!(
+            parse(" stop: poweroff asked\n"),
+            Some("stop: poweroff asked")
+        );
         assert_eq!(parse("delete: everything"), None);
         assert_eq!(parse(""), None);
     }
