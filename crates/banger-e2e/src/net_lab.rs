@@ -1,6 +1,6 @@
 //! [`NetLab`]: a network namespace with the root helper in it, for tests that need guest
 //! networking (taps, the bridge, NAT rules) to count what a VM leaves on the host. The
-//! namespace's uplink is a dummy interface, so NAT rules are made but nothing leaves it.
+//! namespace's uplink is one end of a veth pair whose other end is in it too, so NAT rules are made but nothing leaves it.
 //! Dropped after the [`TestHost`] (declare it first), it stops the helper and deletes
 //! the namespace with everything in it. Needs root.
 
@@ -75,7 +75,15 @@ impl NetLab {
         run("ip", &["netns", "add", &lab.ns])?;
         let ns = lab.ns.as_str();
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-        run("ip", &["-n", ns, "link", "add", UPLINK, "type", "dummy"])?;
+        // A veth pair with both ends inside: a dummy interface may not be built in.
+        let peer = "bgup1";
+        run(
+            "ip",
+            &[
+                "-n", ns, "link", "add", UPLINK, "type", "veth", "peer", "name", peer,
+            ],
+        )?;
+        run("ip", &["-n", ns, "link", "set", peer, "up"])?;
         run(
             "ip",
             &["-n", ns, "addr", "add", "172.31.0.1/30", "dev", UPLINK],

@@ -68,20 +68,39 @@ impl Tmpfs {
     }
 
     /// Fills the file system to the last block: its size is cut to what is used (plus a
-    /// little), and a filler file takes the rest. Nothing but the filler is written.
+    /// little), and a filler file takes the rest. Nothing but the filler is written. A
+    /// daemon writing at the same time can outgrow the new size before the remount (which
+    /// then refuses), so the cut is retried a bounded number of times.
     pub fn fill(&self) {
-        let (used, _) = self.usage();
-        let size_kib = used / 1024 + 64;
-        sh(
-            "mount",
-            &[
-                "-o",
-                &format!("remount,size={size_kib}k"),
-                &self.path.display().to_string(),
-            ],
-        );
+        let path = self.path.display().to_string();
+        let mut cut = false;
+        for _ in 0..20 {
+            let (used, _) = self.usage();
+            let size_kib = used / 1024 + 64;
+            let status = Command::new("mount")
+                .args(["-o", &format!("remount,size={size_kib}k"), &path])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if status.is_ok_and(|s| s.success()) {
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut, "cannot cut the tmpfs on {path} to what it uses");
         let filler = self.path.join("filler");
-        let _ = std::fs::write(&filler, vec![0x5a; 1024 * 1024]);
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&filler)
+        {
+            use std::io::Write as _;
+            // Big chunks, then single pages for what a partial last chunk left.
+            for size in [64 * 1024, 4096, 512] {
+                let chunk = vec![0x5a; size];
+                while file.write_all(&chunk).is_ok() {}
+            }
+        }
         assert_eq!(self.usage().1, 0, "the file system is not full");
     }
 
