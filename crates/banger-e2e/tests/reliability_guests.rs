@@ -414,7 +414,7 @@ fn a_state_dir_filling_up_mid_create_fails_clearly_and_keeps_the_database() {
                         && *st == state
                     {
                         fired = true;
-                        tmpfs.fill();
+                        tmpfs.fill_while_written();
                     }
                 })
                 .await
