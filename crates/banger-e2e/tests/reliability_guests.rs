@@ -432,9 +432,15 @@ fn a_state_dir_filling_up_mid_create_fails_clearly_and_keeps_the_database() {
                     space_errors += 1;
                 }
                 handled = names_space && listed.is_empty();
+                // The line that says why (a tool's output may come first).
+                let why = message
+                    .lines()
+                    .find(|l| l.to_lowercase().contains("space"))
+                    .or_else(|| message.lines().next())
+                    .unwrap_or("");
                 outcome = format!(
                     "refused: {}; rows while full {:?}",
-                    message.lines().next().unwrap_or(""),
+                    why.trim(),
                     listed
                         .iter()
                         .map(|vm| format!("{}={}", vm["name"], vm["state"]))
