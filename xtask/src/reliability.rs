@@ -600,8 +600,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "# Reliability\n\nWritten by `cargo xtask reliability` (CI runs it with `--check`). Each figure comes from that command on the machine named below; RSS is the daemon's `VmRSS`.\n\n",
     );
     report.push_str(&format!(
-        "Command: `cargo xtask reliability {}`. Host: {} cores, shared with other builds (latencies vary with the load); run took {:.0} s.\n\n",
-        args.join(" "),
+        "Command: `{}`. Host: {} cores, shared with other builds (latencies vary with the load); run took {:.0} s.\n\n",
+        format!("cargo xtask reliability {}", args.join(" ")).trim_end(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         started.elapsed().as_secs_f64()
     ));

@@ -61,6 +61,25 @@ pub fn read(root: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `YYYY-MM-DD HH:MM UTC` of a unix time (the civil-from-days algorithm).
+fn utc(unix: u64) -> String {
+    let (days, rest) = ((unix / 86_400) as i64, unix % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -94,13 +113,13 @@ pub fn section(figures: &[Value]) -> String {
         .iter()
         .filter_map(|f| f["written_unix"].as_u64())
         .max()
-        .unwrap_or(0);
+        .map_or("at an unknown time".to_owned(), utc);
     out.push_str(&format!(
-        "Figures written by `{COMMAND}` (`crates/banger-e2e/tests/reliability_guests.rs`, tiny image, QEMU under TCG, the root helper in a network namespace of the test's; newest file written at unix time {newest}), read back by this command. Each case counts what nothing owns afterwards: VMM processes no running VM owns, `bgt-` taps and per-guest nft rules (banger's tables) no running VM owns, interfaces beyond those before the test, VM directories no row owns, rows in a transient state (creating, starting, stopping, deleting). A case is handled when its outcome is one of the consistent ones and every count is 0. The crash cases kill the real `bangerd` process with SIGKILL at the named point (`BANGER_CRASH_AT`, the daemon signals itself exactly there), restart it, let its reconcile run and then use what survived.\n\n"
+        "Figures written by `{COMMAND}` (`crates/banger-e2e/tests/reliability_guests.rs`, tiny image, QEMU under TCG, the root helper in a network namespace of the test's; newest file written {newest}), read back by this command. Each case counts what nothing owns afterwards: VMM processes no running VM owns, `bgt-` taps and per-guest nft rules (banger's tables) no running VM owns, interfaces beyond those before the test, VM directories no row owns, rows in a transient state (creating, starting, stopping, deleting). A case is handled when its outcome is one of the consistent ones and every count is 0. The crash cases kill the real `bangerd` process with SIGKILL at the named point (`BANGER_CRASH_AT`, the daemon signals itself exactly there), restart it, let its reconcile run and then use what survived.\n\n"
     ));
     for f in figures {
         out.push_str(&format!(
-            "### {}\n\n| case | outcome | {} | |\n| --- | --- | {} --- |\n",
+            "### {}\n\n| case | outcome | {} | |\n| --- | --- | {}--- |\n",
             cell(f["title"].as_str().unwrap_or("?")),
             ORPHAN_KINDS.join(" | "),
             "--- | ".repeat(ORPHAN_KINDS.len())
@@ -152,12 +171,22 @@ mod tests {
             "| real guests: 2 runs \\| at once | 2 | 1 | 1 |\n"
         );
         let section = section(&figures);
-        assert!(section.contains("unix time 7"), "{section}");
+        assert!(
+            section.contains("written 1970-01-01 00:00 UTC"),
+            "{section}"
+        );
         assert!(
             section.contains("| run 0 | exit 10 | 0 | 0 | – | – | – | – | ok |"),
             "{section}"
         );
         assert!(section.contains("| run 1 | exit 3 | – | – | – | – | – | – | **mishandled** |"));
+    }
+
+    #[test]
+    fn unix_times_read_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400 + 3_661), "2000-02-29 01:01 UTC");
+        assert_eq!(utc(1_796_666_142), "2026-12-07 17:55 UTC");
     }
 
     #[test]

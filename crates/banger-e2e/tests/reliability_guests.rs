@@ -234,9 +234,13 @@ fn parallel_vm_runs_each_exit_with_their_own_code_and_leave_nothing() -> Result<
         figures.case(
             &format!("run {i}{}", if i % 2 == 1 { " --nat" } else { "" }),
             &format!(
-                "exit {code:?} (want {}), printed {:?}{}",
+                "exit {} (want {}), printed {}{}",
+                code.map_or("by a signal".to_string(), |c| c.to_string()),
                 10 + i,
-                line.as_deref().map(|h| format!("run-{i}-{h}")),
+                line.as_deref()
+                    .map_or("nothing of its own".to_string(), |h| format!(
+                        "`run-{i}-{h}`"
+                    )),
                 if handled {
                     String::new()
                 } else {
@@ -254,9 +258,10 @@ fn parallel_vm_runs_each_exit_with_their_own_code_and_leave_nothing() -> Result<
     figures.case(
         "after all runs",
         &format!(
-            "{} distinct guests; rows {rows:?}; leftovers {:?}",
+            "{} distinct guests; rows left {}; leftovers {}",
             hostnames.len(),
-            left
+            rows.len(),
+            left.total()
         ),
         left.total() == 0 && rows.is_empty() && hostnames.len() == PARALLEL_RUNS,
         left.json(),
