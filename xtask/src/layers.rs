@@ -284,7 +284,14 @@ pub const RULES: &[Rule] = &[
         layer: Layer::Tooling,
         may_use: &["banger-api", "banger-requires"],
         // banger-net: the policy test sends the SNI check's own ClientHello from a guest.
-        tests_may_use: &["banger-image", "banger-exec", "banger-model", "banger-net"],
+        // banger-vm: the reliability tests kill the daemon at `banger_vm::fault`'s points.
+        tests_may_use: &[
+            "banger-image",
+            "banger-exec",
+            "banger-model",
+            "banger-net",
+            "banger-vm",
+        ],
         note: "real-guest harness: drives the binaries, speaks only the API",
     },
     Rule {

@@ -21,6 +21,7 @@ mod bench;
 mod disk;
 mod layers;
 mod reliability;
+mod reliability_guests;
 mod testrun;
 mod tidy;
 

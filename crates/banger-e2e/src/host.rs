@@ -194,6 +194,32 @@ impl TestHost {
         }
     }
 
+    /// Sets (`Some`) or removes (`None`) a variable of the environment the daemon and the
+    /// CLI get from now on (the next [`TestHost::start_daemon`] for the daemon).
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.options.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.options.env.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    /// Waits (bounded by `timeout`) for the daemon to exit by itself and reaps it; its
+    /// exit status, or `None` if it still runs at the deadline (it is left running).
+    pub fn wait_daemon_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.daemon.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.daemon = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
     /// The daemon's pid while it runs.
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(Child::id)

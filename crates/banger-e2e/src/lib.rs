@@ -10,22 +10,28 @@
 //! Every test starts with [`require_vm!`]: a host without QEMU (or another requirement)
 //! gives a recorded skip, fatal under `CI=true`; stale or missing binaries fail.
 
+mod figures;
 mod file_server;
 mod freshness;
 mod git;
 mod host;
 pub mod mcp;
+mod net_lab;
 pub mod registry;
 mod terminal;
+mod tmpfs;
 mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use figures::{Figures, figures_dir};
 pub use file_server::FileServer;
 pub use git::git;
 pub use host::{HostOptions, TestHost, exit_code, text};
+pub use net_lab::{NetLab, NetState};
 pub use terminal::TerminalSession;
+pub use tmpfs::Tmpfs;
 pub use wait::{pid_alive, wait_until};
 
 /// The workspace's target directory (`target`): the parent of [`bin_dir`].

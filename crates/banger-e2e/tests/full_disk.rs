@@ -9,104 +9,14 @@
 // Test code: mount tools run directly; observations go to stderr.
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use banger_e2e::{HostOptions, TestHost, note, pid_alive, require_vm, text, wait_until};
+use banger_e2e::{HostOptions, TestHost, Tmpfs, note, pid_alive, require_vm, text, wait_until};
 
 /// Room for a 1 GiB sparse root disk (the free-space check wants all of it) and the
 /// database; only what is written takes memory.
 const TMPFS_SIZE: &str = "1200m";
-
-fn sh(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        text(&out.stderr)
-    );
-}
-
-/// A tmpfs mounted on a directory for the test; lazily unmounted on drop, so a daemon
-/// still holding files open cannot keep it mounted.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        sh(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "banger-e2e",
-                &path.display().to_string(),
-            ],
-        );
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-
-    /// (bytes used, bytes free).
-    fn usage(&self) -> (u64, u64) {
-        let out = Command::new("stat")
-            .args(["-f", "-c", "%S %b %f"])
-            .arg(&self.path)
-            .output()
-            .expect("stat -f");
-        let fields: Vec<u64> = text(&out.stdout)
-            .split_whitespace()
-            .map(|f| f.parse().unwrap())
-            .collect();
-        let (block, total, free) = (fields[0], fields[1], fields[2]);
-        ((total - free) * block, free * block)
-    }
-
-    /// Fills the file system to the last block: its size is cut to what is used (plus a
-    /// little), and a filler file takes the rest. Nothing but the filler is written.
-    fn fill(&self) {
-        let (used, _) = self.usage();
-        let size_kib = used / 1024 + 64;
-        sh(
-            "mount",
-            &[
-                "-o",
-                &format!("remount,size={size_kib}k"),
-                &self.path.display().to_string(),
-            ],
-        );
-        let filler = self.path.join("filler");
-        let _ = std::fs::write(&filler, vec![0x5a; 1024 * 1024]);
-        assert_eq!(self.usage().1, 0, "the file system is not full");
-    }
-
-    /// Frees the space again: the filler goes and the size comes back.
-    fn free(&self) {
-        let _ = std::fs::remove_file(self.path.join("filler"));
-        sh(
-            "mount",
-            &[
-                "-o",
-                &format!("remount,size={TMPFS_SIZE}"),
-                &self.path.display().to_string(),
-            ],
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 /// The VM's row, if it is still listed.
 fn row(host: &TestHost, name: &str) -> Option<serde_json::Value> {

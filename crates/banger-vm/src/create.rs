@@ -338,8 +338,18 @@ impl VmService {
         let paths = self.paths(&vm.id);
         let _ = std::fs::remove_dir_all(&paths.dir);
         let _ = std::fs::remove_dir_all(&paths.run_dir);
-        let _ = self.with_store(|s| s.delete_vm(&vm.id));
+        // A create that failed for lack of space fails its row's delete the same way
+        // (SQLITE_FULL): the space reserve is released for it as for `vm delete`, or the
+        // row would stay `creating` with nothing behind it until the next restart.
+        if let Err(error) = self.with_store_freeing_reserve(|s| s.delete_vm(&vm.id).map(drop)) {
+            tracing::warn!(
+                vm = %vm.name,
+                error = %chain(&error),
+                "cannot remove the row of a failed create; the next restart's reconcile does"
+            );
+        }
         self.forget_lock(&vm.id);
+        self.space_reserve.ensure();
     }
 
     /// Launches the VMM for `vm` and waits for its agent. On failure the process is gone.

@@ -137,7 +137,8 @@ impl VmService {
     }
 
     /// Sets (or clears) the hook called at each of `fault`'s points. For tests only: the
-    /// daemon never sets one.
+    /// daemon sets one only when a test asks with `BANGER_CRASH_AT` (bangerd's
+    /// `crash_at`).
     pub fn set_fault_hook(&self, hook: Option<crate::fault::FaultHook>) {
         self.faults.set(hook);
     }

@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod context;
+pub mod crash_at;
 pub mod dispatch;
 pub mod errors;
 pub mod events;

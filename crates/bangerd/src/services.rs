@@ -80,6 +80,9 @@ impl Services {
             warm_templates: std::env::var("BANGER_WARM_TEMPLATES").map_or(true, |v| v != "0"),
         };
         let vms = VmService::new(config, store, images.clone(), driver, runner);
+        if let Some(hook) = crate::crash_at::from_env() {
+            vms.set_fault_hook(Some(hook));
+        }
         Services { vms, images, kvm }
     }
 }
