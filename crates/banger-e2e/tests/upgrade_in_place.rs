@@ -20,17 +20,21 @@
 //! again; it is removed before uninstall, so `--purge` never reaches the shared cache.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use banger_e2e::{agent_binary, bin_dir, note, pid_alive, require_vm, target_dir, text};
+use banger_e2e::{agent_binary, bin_dir, note, pid_alive, require_vm, target_dir};
 
 const VM: &str = "upg";
+
+/// How long one CLI call may take: a first image fetch plus a boot under TCG.
+const CLI_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// One installation below a temporary root; dropping it uninstalls it.
 struct Installed {
     dir: tempfile::TempDir,
     bridge: String,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Installed {
@@ -42,33 +46,29 @@ impl Installed {
         self.root().join("owner/cache")
     }
 
-    /// `banger ARGS` against this installation: only what it needs in the environment,
-    /// so the CLI finds the installed daemon through the install metadata.
-    fn banger(&self, args: &[&str]) -> Output {
-        Command::new(bin_dir().join("banger"))
+    /// `banger ARGS` against this installation (a clean environment plus the root, so
+    /// the CLI finds the installed daemon through the install metadata): its stdout, or
+    /// the failure with its stderr.
+    fn banger(&self, args: &[&str]) -> Result<String, banger_exec::ExecError> {
+        let cmd = banger_exec::Cmd::new(bin_dir().join("banger"))
             .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("NO_COLOR", "1")
             .env("BANGER_SYSTEM_ROOT", self.root())
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run banger")
+            .timeout(CLI_TIMEOUT);
+        self.runtime
+            .block_on(banger_exec::run(&cmd))
+            .map(|out| out.stdout_text())
     }
 
     fn banger_ok(&self, args: &[&str]) -> String {
-        let out = self.banger(args);
-        assert!(
-            out.status.success(),
-            "banger {} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
-            args.join(" "),
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            self.daemon_log_tail()
-        );
-        text(&out.stdout)
+        self.banger(args).unwrap_or_else(|error| {
+            panic!(
+                "banger {}: {error}\ndaemon log tail:\n{}",
+                args.join(" "),
+                self.daemon_log_tail()
+            )
+        })
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -111,15 +111,10 @@ impl Drop for Installed {
     fn drop(&mut self) {
         // the shared cache first, so that --purge cannot reach it
         let _ = std::fs::remove_file(self.cache_link());
-        if self.root().join("etc/banger/install.json").exists() {
-            let out = self.banger(&["system", "uninstall", "--purge", "--yes"]);
-            if !out.status.success() {
-                note(&format!(
-                    "cleanup: uninstall failed: {}{}",
-                    text(&out.stdout),
-                    text(&out.stderr)
-                ));
-            }
+        if self.root().join("etc/banger/install.json").exists()
+            && let Err(error) = self.banger(&["system", "uninstall", "--purge", "--yes"])
+        {
+            note(&format!("cleanup: uninstall failed: {error}"));
         }
         if std::thread::panicking() {
             note(&format!(
@@ -167,12 +162,14 @@ fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-fn nft_ruleset() -> String {
-    let out = Command::new("nft")
+fn nft_ruleset(runtime: &tokio::runtime::Runtime) -> String {
+    let cmd = banger_exec::Cmd::new("nft")
         .args(["list", "ruleset"])
-        .output()
-        .expect("cannot run nft");
-    text(&out.stdout)
+        .timeout(Duration::from_secs(30));
+    runtime
+        .block_on(banger_exec::run(&cmd))
+        .expect("nft list ruleset")
+        .stdout_text()
 }
 
 fn daemon_pid(status: &serde_json::Value) -> i64 {
@@ -198,6 +195,10 @@ fn reinstall_keeps_a_running_vm_running() {
     let installed = Installed {
         dir,
         bridge: format!("bangerup{n}"),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
     };
     let root = installed.root();
     std::fs::create_dir_all(root.join("owner")).unwrap();
@@ -301,7 +302,7 @@ fn reinstall_keeps_a_running_vm_running() {
     files_under(&root, &mut left);
     assert_eq!(left, Vec::<PathBuf>::new());
     assert!(!Path::new("/sys/class/net").join(&installed.bridge).exists());
-    let ruleset = nft_ruleset();
+    let ruleset = nft_ruleset(&installed.runtime);
     assert!(
         !ruleset.contains(&installed.bridge) && !ruleset.contains(&subnet.replace(".0/24", ".")),
         "{ruleset}"
