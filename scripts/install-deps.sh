@@ -40,4 +40,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   git openssh-client curl ca-certificates dnsutils busybox-static python3 build-essential \
   docker-registry skopeo umoci systemd \
   >/dev/null
-echo "install-deps: host packages ready ($(qemu-system-x86_64 --version | head -n1); $(mkfs.ext4 -V 2>&1 | head -n1))"
+echo "install-deps: host packages ready ($(qemu-system-x86_64 --version | head -n1); $(PATH="$PATH:/usr/sbin:/sbin" mkfs.ext4 -V 2>&1 | head -n1))"
