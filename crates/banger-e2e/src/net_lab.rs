@@ -144,6 +144,18 @@ impl NetLab {
         Ok(())
     }
 
+    /// Whether a guest's sshd greets a TCP connection to `address` from the lab.
+    pub fn ssh_banner(&self, address: &str) -> bool {
+        let script = format!("exec 3<>/dev/tcp/{address}/22 && head -c 4 <&3");
+        run(
+            "ip",
+            &[
+                "netns", "exec", &self.ns, "timeout", "5", "bash", "-c", &script,
+            ],
+        )
+        .is_ok_and(|out| out.starts_with("SSH-"))
+    }
+
     /// A lab and a host whose daemon runs in it with networking on (checked in its log).
     pub fn with_host() -> Result<(NetLab, TestHost)> {
         let mut lab = NetLab::new()?;

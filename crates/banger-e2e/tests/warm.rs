@@ -13,11 +13,11 @@
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
-use banger_e2e::{HostOptions, TestHost, bin_dir, exit_code, require_vm, text};
+use banger_e2e::{NetLab, TestHost, exit_code, require_vm, text};
 
 fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
@@ -32,78 +32,6 @@ fn run(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// One namespace with the root helper in it; dropped after the host (declare it first).
-struct Lab {
-    ns: String,
-    dir: tempfile::TempDir,
-    helper: Option<Child>,
-}
-
-impl Lab {
-    fn new() -> Result<Lab> {
-        let lab = Lab {
-            ns: format!("bgwarm-{}", std::process::id()),
-            dir: tempfile::Builder::new().prefix("banger-warm-").tempdir()?,
-            helper: None,
-        };
-        run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
-        run(Command::new("ip").args(["-n", &lab.ns, "link", "set", "lo", "up"]))?;
-        Ok(lab)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("helper.sock")
-    }
-
-    fn start_helper(&mut self, host: &TestHost) -> Result<()> {
-        let log = std::fs::File::create(self.dir.path().join("helper.log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(bin_dir().join("banger-helper"))
-            .args(["--owner-uid", "0", "--state-dir"])
-            .arg(host.state_dir())
-            .arg("--runtime-dir")
-            .arg(host.root().join("runtime"))
-            .arg("--socket")
-            .arg(self.socket())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.helper = Some(child);
-        let socket = self.socket();
-        banger_e2e::wait_until("banger-helper listens", Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&socket)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-        Ok(())
-    }
-
-    /// Whether the guest's sshd greets a TCP connection from the lab's namespace.
-    fn ssh_banner(&self, address: &str) -> bool {
-        let script = format!("exec 3<>/dev/tcp/{address}/22 && head -c 4 <&3");
-        Command::new("ip")
-            .args([
-                "netns", "exec", &self.ns, "timeout", "5", "bash", "-c", &script,
-            ])
-            .stderr(Stdio::null())
-            .output()
-            .is_ok_and(|out| out.stdout.starts_with(b"SSH-"))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.helper.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = run(Command::new("ip").args(["netns", "del", &self.ns]));
-    }
 }
 
 fn sha256(path: &Path) -> String {
@@ -163,15 +91,8 @@ fn forks_of_one_snapshot_are_distinct_machines_on_private_disks() -> Result<()> 
         let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
         outside.banger_ok(&["kernel", "pull", &kernel]);
     }
-    let mut lab = Lab::new()?;
-    let mut host = TestHost::prepare(HostOptions {
-        netns: Some(lab.ns.clone()),
-        env: vec![(
-            "BANGER_HELPER_SOCKET".into(),
-            lab.socket().display().to_string(),
-        )],
-        ..HostOptions::default()
-    })?;
+    let mut lab = NetLab::new()?;
+    let mut host = TestHost::prepare(lab.host_options())?;
     lab.start_helper(&host)?;
     host.start_daemon()?;
     let started = Instant::now();
@@ -517,18 +438,12 @@ fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Resu
         let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
         outside.banger_ok(&["kernel", "pull", &kernel]);
     }
-    let mut lab = Lab::new()?;
-    let mut host = TestHost::prepare(HostOptions {
-        netns: Some(lab.ns.clone()),
-        env: vec![
-            (
-                "BANGER_HELPER_SOCKET".into(),
-                lab.socket().display().to_string(),
-            ),
-            ("BANGER_WARM_TEMPLATES".into(), "1".into()),
-        ],
-        ..HostOptions::default()
-    })?;
+    let mut lab = NetLab::new()?;
+    let mut options = lab.host_options();
+    options
+        .env
+        .push(("BANGER_WARM_TEMPLATES".into(), "1".into()));
+    let mut host = TestHost::prepare(options)?;
     lab.start_helper(&host)?;
     host.start_daemon()?;
     host.banger_ok(&["image", "warm", "tiny"]);
@@ -733,18 +648,12 @@ fn debian_templates_hold_no_builder_identity_and_clones_serve_their_own() -> Res
         let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
         outside.banger_ok(&["kernel", "pull", &kernel]);
     }
-    let mut lab = Lab::new()?;
-    let mut host = TestHost::prepare(HostOptions {
-        netns: Some(lab.ns.clone()),
-        env: vec![
-            (
-                "BANGER_HELPER_SOCKET".into(),
-                lab.socket().display().to_string(),
-            ),
-            ("BANGER_WARM_TEMPLATES".into(), "1".into()),
-        ],
-        ..HostOptions::default()
-    })?;
+    let mut lab = NetLab::new()?;
+    let mut options = lab.host_options();
+    options
+        .env
+        .push(("BANGER_WARM_TEMPLATES".into(), "1".into()));
+    let mut host = TestHost::prepare(options)?;
     lab.start_helper(&host)?;
     host.start_daemon()?;
     let cold = host.banger(&[
