@@ -425,17 +425,13 @@ fn start_stage(stderr: &[u8]) -> String {
         .to_string()
 }
 
-/// Warm templates on tiny: after the first cold `vm run`, a template appears in the
-/// background (owner-only files under the state dir, the builder VM never listed); the
-/// next runs restore from it (the stage says so) and are distinct machines; `--cold`
-/// boots; other memory gets a template of its own; `image warm --off` deletes them.
-#[test]
-fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Result<()> {
-    require_vm!(Root);
+/// `image` and its kernel pulled into the shared cache from the host's namespace, then
+/// a lab (helper in a network namespace) and a daemon in it with warm templates on.
+fn templates_lab(image: &str) -> Result<(NetLab, TestHost)> {
     {
         let outside = TestHost::start()?;
-        let image = outside.banger_json(&["image", "pull", "tiny"]);
-        let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
+        let pulled = outside.banger_json(&["image", "pull", image]);
+        let kernel = pulled["kernel"].as_str().unwrap_or_default().to_string();
         outside.banger_ok(&["kernel", "pull", &kernel]);
     }
     let mut lab = NetLab::new()?;
@@ -446,6 +442,17 @@ fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Resu
     let mut host = TestHost::prepare(options)?;
     lab.start_helper(&host)?;
     host.start_daemon()?;
+    Ok((lab, host))
+}
+
+/// Warm templates on tiny: after the first cold `vm run`, a template appears in the
+/// background (owner-only files under the state dir, the builder VM never listed); the
+/// next runs restore from it (the stage says so) and are distinct machines; `--cold`
+/// boots; other memory gets a template of its own; `image warm --off` deletes them.
+#[test]
+fn vm_run_restores_from_a_warm_template_made_after_the_first_cold_boot() -> Result<()> {
+    require_vm!(Root);
+    let (lab, host) = templates_lab("tiny")?;
     host.banger_ok(&["image", "warm", "tiny"]);
 
     let started = Instant::now();
@@ -642,20 +649,7 @@ fn disk_names(disk: &Path, dir: &str) -> Result<Vec<String>> {
 #[test]
 fn debian_templates_hold_no_builder_identity_and_clones_serve_their_own() -> Result<()> {
     require_vm!(Root);
-    {
-        let outside = TestHost::start()?;
-        let image = outside.banger_json(&["image", "pull", "debian-bookworm"]);
-        let kernel = image["kernel"].as_str().unwrap_or_default().to_string();
-        outside.banger_ok(&["kernel", "pull", &kernel]);
-    }
-    let mut lab = NetLab::new()?;
-    let mut options = lab.host_options();
-    options
-        .env
-        .push(("BANGER_WARM_TEMPLATES".into(), "1".into()));
-    let mut host = TestHost::prepare(options)?;
-    lab.start_helper(&host)?;
-    host.start_daemon()?;
+    let (lab, host) = templates_lab("debian-bookworm")?;
     let cold = host.banger(&[
         "vm",
         "run",
