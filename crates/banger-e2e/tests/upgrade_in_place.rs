@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use banger_e2e::{agent_binary, bin_dir, note, pid_alive, require_vm, target_dir};
+use banger_e2e::{agent_binary, bin_dir, note, pid_alive, require_vm, target_dir, wait_until};
 
 const VM: &str = "upg";
 
@@ -88,16 +88,19 @@ impl Installed {
 
     /// `system status --json` once both services answer.
     fn both_answer(&self, what: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = self.json(&["system", "status"]);
-            let services = status["services"].as_array().unwrap();
-            if services.iter().all(|s| s["answers"] == true) {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{what}: {status}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            &format!("{what}: both services answer"),
+            Duration::from_secs(30),
+            || {
+                let status = self.json(&["system", "status"]);
+                let services = status["services"].as_array().unwrap();
+                if services.iter().all(|s| s["answers"] == true) {
+                    Ok(status)
+                } else {
+                    Err(status.to_string())
+                }
+            },
+        )
     }
 
     fn exec_ok(&self, argv: &[&str]) -> String {
@@ -292,11 +295,18 @@ fn reinstall_keeps_a_running_vm_running() {
     std::fs::remove_file(installed.cache_link()).unwrap();
     let out = installed.banger_ok(&["system", "uninstall", "--purge", "--yes"]);
     note(&format!("uninstall:\n{out}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_under(&root).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(processes_under(&root), Vec::new());
+    wait_until(
+        "no process of the uninstalled root runs",
+        Duration::from_secs(10),
+        || {
+            let left = processes_under(&root);
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
     assert!(!pid_alive(pid), "the VMM outlived uninstall");
     let mut left = Vec::new();
     files_under(&root, &mut left);

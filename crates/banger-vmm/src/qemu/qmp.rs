@@ -144,22 +144,12 @@ impl QmpClient {
         command: &str,
         arguments: Option<Value>,
     ) -> Result<Value, QmpError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut request = json!({ "execute": command, "id": id });
-        if let Some(arguments) = arguments {
-            request["arguments"] = arguments;
-        }
-        let mut line = request.to_string();
-        line.push('\n');
+        let (id, line) = self.request_line(command, arguments);
         self.writer
             .write_all(line.as_bytes())
             .await
             .map_err(QmpError::Io)?;
-        let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.read_reply(id))
-            .await
-            .map_err(|_| QmpError::Timeout(timeout))?
+        self.reply_within_timeout(id).await
     }
 
     /// Runs `command` with `fd` attached to its line (SCM_RIGHTS), as QMP's `getfd` and
@@ -171,11 +161,7 @@ impl QmpClient {
         fd: std::os::fd::BorrowedFd<'_>,
     ) -> Result<Value, QmpError> {
         use std::os::fd::AsFd as _;
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({ "execute": command, "id": id, "arguments": arguments });
-        let mut line = request.to_string();
-        line.push('\n');
+        let (id, line) = self.request_line(command, Some(arguments));
         let stream: &UnixStream = self.writer.as_ref();
         stream
             .async_io(tokio::io::Interest::WRITABLE, || {
@@ -183,6 +169,24 @@ impl QmpClient {
             })
             .await
             .map_err(QmpError::Io)?;
+        self.reply_within_timeout(id).await
+    }
+
+    /// The next request id and the request's line (newline-terminated).
+    fn request_line(&mut self, command: &str, arguments: Option<Value>) -> (u64, String) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut request = json!({ "execute": command, "id": id });
+        if let Some(arguments) = arguments {
+            request["arguments"] = arguments;
+        }
+        let mut line = request.to_string();
+        line.push('\n');
+        (id, line)
+    }
+
+    /// The reply to request `id`, within the client's timeout.
+    async fn reply_within_timeout(&mut self, id: u64) -> Result<Value, QmpError> {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, self.read_reply(id))
             .await
